@@ -1,0 +1,83 @@
+#!/usr/bin/env python3
+"""Score every decoded set and write EXP/RESULTS.md in ESPnet's form (plus Kaldi %WER lines)."""
+import argparse
+import datetime
+import json
+import platform
+import subprocess
+import sys
+from pathlib import Path
+
+from speechlm.core.wer import TABLE_HEADER, read_kaldi_text, score_texts
+
+
+def git_commit() -> str:
+    try:
+        return subprocess.check_output(["git", "rev-parse", "--short", "HEAD"], text=True,
+                                       stderr=subprocess.DEVNULL).strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--exp", required=True, type=Path)
+    p.add_argument("--config", required=True)
+    p.add_argument("--sets", nargs="+", required=True)
+    p.add_argument("--dirs", nargs="+", required=True)
+    p.add_argument("--dev-speaker", required=True)
+    p.add_argument("--use-synth", default="false")
+    p.add_argument("--speed-perturb", default="")
+    args = p.parse_args()
+    if len(args.sets) != len(args.dirs):
+        p.error("--sets and --dirs differ in length")
+
+    import espnet
+    import torch
+
+    from speechlm.asr.espnet_asr import count_parameters
+
+    rows, kaldi_lines = [], []
+    for name, data_dir in zip(args.sets, args.dirs):
+        decode_dir = args.exp / f"decode_{name}"
+        ref = read_kaldi_text(str(Path(data_dir) / "text"))
+        hyp = read_kaldi_text(str(decode_dir / "text"))
+        stats = score_texts(ref, hyp, ref_name=f"{data_dir}/text", hyp_name=f"{decode_dir}/text")
+        rows.append(stats.table_row(f"decode_{name}"))
+        line = stats.kaldi_line(str(decode_dir / "wer"))
+        (decode_dir / "wer").write_text(line + "\n")
+        kaldi_lines.append(line)
+    meta = json.loads((args.exp / "model" / "meta.json").read_text())
+    decode = (args.exp / "model" / "decode.yaml")
+    synth = ("espeak-ng digits (stage 2, many voices, noise/reverb) added to training"
+             if args.use_synth == "true" else "none")
+    text = f"""# RESULTS
+## Environment
+- date: `{datetime.datetime.now().isoformat(timespec='seconds')}`
+- git commit: `{git_commit()}`
+- python `{platform.python_version()}`, torch `{torch.__version__}`, espnet `{espnet.__version__}`
+- machine: `{platform.machine()}`, CPU only
+
+## Data
+- Free Spoken Digit Dataset (real 8 kHz recordings, resampled to 16 kHz). Split by speaker:
+  dev speaker `{args.dev_speaker}` is never trained on: `dev` = its takes 5-49 (model
+  selection), `test` = its takes 0-4. `train` = the other speakers' takes 5-49,
+  `test_seen` = their takes 0-4.
+- Speed perturbation: `{args.speed_perturb}`; SpecAugment in the config.
+- Extra training speech: {synth}.
+
+## {args.exp.name}
+- config: `{args.config}`, {count_parameters(args.exp / 'model') / 1e6:.2f} M parameters,
+  trained with `espnet2.bin.asr_train` (log: `{args.exp}/train.log`, weights: `{Path(meta['weights']).name}`)
+- decoding: joint CTC/attention beam search, options from `{decode}` and the command line
+
+### WER
+
+{TABLE_HEADER}
+""" + "\n".join(rows) + "\n\n### best_wer (Kaldi form)\n\n```\n" + "\n".join(kaldi_lines) + "\n```\n"
+    (args.exp / "RESULTS.md").write_text(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,108 @@
+#!/usr/bin/env bash
+# egs/fsdd/asr1/run.sh: ESPnet2 conformer CTC/attention ASR on the Free Spoken Digit Dataset.
+#
+#   ./run.sh                        # all stages
+#   ./run.sh --stage 6 --test_sets "test /path/to/another/data_dir"
+#
+# Stages: 1 data dirs, 2 synthetic extra speech (espeak-ng), 3 speed perturbation,
+# 4 fbank + global CMVN, 5 training, 6 decoding, 7 scoring and RESULTS.md.
+# Every stage skips work that is already done, so re-running is cheap.
+set -euo pipefail
+
+stage=1; stop_stage=100; nj=2
+fsdd=                           # FSDD root; default: ../shared/data/fsdd beside the repo
+dev_speaker=george              # never trained on: dev = its takes 5-49, test = takes 0-4
+max_index=49                    # use takes 0..max_index only (small subsets for tests)
+test_sets="test test_seen"      # names under data/, or paths of other Kaldi data dirs
+use_synth=true                  # add espeak-ng digits by many voices to the training data
+synth_voices=120
+speed_perturb_factors="0.9 1.0 1.1"
+asr_config=conf/train_asr.yaml
+fbank_config=conf/fbank.yaml
+decode_config=conf/decode.yaml
+asr_tag=
+help_message="usage: $0 [--stage N] [--stop_stage N] [--nj N] [--fsdd DIR] [--test_sets 'a b'] ..."
+
+. ./path.sh; . ./cmd.sh; . utils/parse_options.sh
+
+log() { echo -e "$(date '+%F %T') (${BASH_SOURCE[1]##*/}:${BASH_LINENO[0]}) $*"; }
+[ -n "${asr_tag}" ] || asr_tag=$(basename "${asr_config}" .yaml)
+asr_exp=exp/asr_${asr_tag}
+valid_set=dev
+train_sp=train_sp                      # what the model trains on (stage 3)
+[ "${use_synth}" = true ] && train_sp=train_sp_synth
+
+if [ -z "${fsdd}" ]; then
+  for d in "${FSDD_ROOT:-}" ../../../../shared/data/fsdd /work/shared/data/fsdd; do
+    [ -n "${d}" ] && [ -d "${d}/recordings" ] && { fsdd=${d}; break; }
+  done
+fi
+
+# Sets to decode: dev, then each test set, a name under data/ or the path of a data dir.
+eval_names=("${valid_set}"); eval_dirs=("data/${valid_set}")
+for t in ${test_sets}; do
+  if [[ "${t}" != */* ]]; then eval_names+=("${t}"); eval_dirs+=("data/${t}")
+  else eval_names+=("$(basename "${t}")"); eval_dirs+=("${t}"); fi
+done
+
+if [ ${stage} -le 1 ] && [ ${stop_stage} -ge 1 ]; then
+  log "Stage 1: Kaldi data dirs -> data/{train,dev,test,test_seen} (dev speaker: ${dev_speaker})"
+  [ -n "${fsdd}" ] || { log "FSDD not found: pass --fsdd DIR or set FSDD_ROOT"; exit 1; }
+  if [ ! -f data/.done_stage1 ] || [ "$(cat data/.done_stage1)" != "${fsdd} ${dev_speaker} ${max_index}" ]; then
+    local/data.sh --fsdd "${fsdd}" --dev_speaker "${dev_speaker}" --max_index "${max_index}"
+    echo "${fsdd} ${dev_speaker} ${max_index}" > data/.done_stage1
+  fi
+  for d in data/train "${eval_dirs[@]}"; do
+    python -m speechlm.bin.validate_data_dir "${d}"
+  done
+fi
+
+if [ ${stage} -le 2 ] && [ ${stop_stage} -ge 2 ] && [ "${use_synth}" = true ]; then
+  log "Stage 2: espeak-ng digits, ${synth_voices} voices with noise/reverb -> data/synth"
+  python local/digit_prompts.py > data/synth_prompts.txt
+  python -m speechlm.bin.synth_data_dir --text data/synth_prompts.txt \
+    --num-voices "${synth_voices}" --seed 0 --augment --out data/synth
+fi
+
+if [ ${stage} -le 3 ] && [ ${stop_stage} -ge 3 ]; then
+  log "Stage 3: speed perturbation (${speed_perturb_factors}) -> data/train_sp"
+  python -m speechlm.bin.speed_perturb --src data/train --dst data/train_sp \
+    --factors ${speed_perturb_factors}
+  if [ "${use_synth}" = true ]; then
+    # The synthetic voices already vary in rate and pitch: they are not speed-perturbed.
+    python -m speechlm.bin.combine_data_dirs --dst "data/${train_sp}" data/train_sp data/synth
+  fi
+fi
+
+if [ ${stage} -le 4 ] && [ ${stop_stage} -ge 4 ]; then
+  log "Stage 4: fbank (${fbank_config}) -> dump/<set>, global CMVN of ${train_sp}"
+  python -m speechlm.bin.compute_fbank --data-dir "data/${train_sp}" --out-dir "dump/${train_sp}" \
+    --config "${fbank_config}" --nj "${nj}" --cmvn-out "dump/${train_sp}/cmvn.npz"
+  python -m speechlm.bin.compute_fbank --data-dir "data/${valid_set}" --out-dir "dump/${valid_set}" \
+    --config "${fbank_config}" --nj "${nj}"
+fi
+
+if [ ${stage} -le 5 ] && [ ${stop_stage} -ge 5 ]; then
+  log "Stage 5: ESPnet2 training (${asr_config}) -> ${asr_exp}"
+  python -m speechlm.bin.train_asr --train-dir "dump/${train_sp}" --valid-dir "dump/${valid_set}" \
+    --config "${asr_config}" --fbank-config "${fbank_config}" --exp "${asr_exp}"
+fi
+
+if [ ${stage} -le 6 ] && [ ${stop_stage} -ge 6 ]; then
+  log "Stage 6: decoding ${eval_names[*]} with ${asr_exp}/model"
+  decode_opts=$(python -c "import sys,yaml; c=yaml.safe_load(open(sys.argv[1])) or {}; print(' '.join(f'--{k.replace(\"_\",\"-\")} {v}' for k,v in c.items()))" "${decode_config}")
+  for i in "${!eval_names[@]}"; do
+    # shellcheck disable=SC2086
+    python -m speechlm.bin.decode --model-dir "${asr_exp}/model" --data-dir "${eval_dirs[$i]}" \
+      --out "${asr_exp}/decode_${eval_names[$i]}" --nj "${nj}" ${decode_opts}
+  done
+fi
+
+if [ ${stage} -le 7 ] && [ ${stop_stage} -ge 7 ]; then
+  log "Stage 7: scoring -> ${asr_exp}/RESULTS.md"
+  python local/make_results.py --exp "${asr_exp}" --config "${asr_config}" \
+    --sets "${eval_names[@]}" --dirs "${eval_dirs[@]}" --dev-speaker "${dev_speaker}" \
+    --use-synth "${use_synth}" --speed-perturb "${speed_perturb_factors}"
+  cat "${asr_exp}/RESULTS.md"
+fi
+log "Successfully finished. [elapsed=${SECONDS}s]"

@@ -1,0 +1,1 @@
+"""ASR models and decoders (imports ``core``, ``data`` and ``lattice``; never the LLM side)."""

@@ -1,0 +1,72 @@
+"""The ``speechlm`` console command: one subcommand per module in ``speechlm.bin``.
+
+Subcommand modules are imported only when chosen, so ``speechlm --help`` stays fast and a
+missing optional dependency of one command does not break the others.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# name -> (module, one-line help). The module's docstring is the long help.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "decode": ("speechlm.bin.decode",
+               "decode a Kaldi data dir with a trained model dir: text + nbest.jsonl"),
+    "score": ("speechlm.bin.score", "WER table (ESPnet/sclite form) of a hyp text against a ref text"),
+    "validate-data-dir": ("speechlm.bin.validate_data_dir",
+                          "check a Kaldi data dir like Kaldi's validate_data_dir.sh"),
+    "compute-fbank": ("speechlm.bin.compute_fbank",
+                      "80-dim fbank features (Kaldi ark/scp) and global CMVN stats for a data dir"),
+    "combine-data-dirs": ("speechlm.bin.combine_data_dirs",
+                          "join data dirs into one (Kaldi's combine_data.sh)"),
+    "speed-perturb": ("speechlm.bin.speed_perturb", "speed-perturbed copies of a data dir (0.9/1.0/1.1)"),
+    "synth-data-dir": ("speechlm.bin.synth_data_dir",
+                       "synthesize a Kaldi data dir from text with espeak-ng voices"),
+    "train-asr": ("speechlm.bin.train_asr",
+                  "train an ESPnet2 ASR model on Kaldi data dirs and export a model dir"),
+    "launch": ("speechlm.bin.launch",
+               "run JOB=1:N copies of a command locally or on Slurm (Kaldi run.pl style)"),
+}
+
+
+def _module_doc(module_name: str) -> str:
+    module = importlib.import_module(module_name)
+    return module.__doc__ or ""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="speechlm",
+        description="speechlm: speech recipes, lattices and an LLM second pass.",
+        epilog="Run 'speechlm <command> --help' for the options of one command.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="<command>")
+    for name, (_, help_text) in COMMANDS.items():
+        sub.add_parser(name, help=help_text, add_help=False)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
+        if argv and argv[0] not in ("-h", "--help"):
+            parser.print_usage(sys.stderr)
+            print(f"speechlm: unknown command {argv[0]!r}; choose from {', '.join(COMMANDS)}",
+                  file=sys.stderr)
+            return 2
+        parser.print_help()
+        return 0
+    name, rest = argv[0], argv[1:]
+    module = importlib.import_module(COMMANDS[name][0])
+    sub = argparse.ArgumentParser(
+        prog=f"speechlm {name}", description=module.__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    module.add_arguments(sub)
+    args = sub.parse_args(rest)
+    return int(module.run(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,128 @@
+"""Run JOB=1:N copies of a command, locally in parallel or as a Slurm array (Kaldi run.pl style).
+
+    speechlm launch JOB=1:4 exp/decode/log/decode.JOB.log speechlm decode ... --job JOB --nj 4
+    speechlm launch --backend slurm --slurm-opts "-p cpu --mem 4G" JOB=1:4 LOG CMD ...
+
+Every ``JOB`` in the log path and the command is replaced by the job number. Each job's
+stdout and stderr go to its log, which starts with the command and ends with its exit
+status and run time, as Kaldi's run.pl writes them. The exit status is non-zero when any
+job failed, and the message names the failed jobs' logs.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shlex
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+JOB_RANGE = re.compile(r"^(?P<var>[A-Za-z_]+)=(?P<start>\d+):(?P<end>\d+)$")
+
+
+def parse_job_range(spec: str) -> tuple[str, int, int]:
+    """``"JOB=1:4"`` -> ``("JOB", 1, 4)``.
+
+    Raises:
+        ValueError: for anything else, e.g. a start above the end.
+    """
+    m = JOB_RANGE.match(spec)
+    if not m:
+        raise ValueError(f"expected a job range like JOB=1:4, got {spec!r}")
+    start, end = int(m["start"]), int(m["end"])
+    if start < 1 or start > end:
+        raise ValueError(f"bad job range {spec!r}: need 1 <= start <= end")
+    return m["var"], start, end
+
+
+def _substitute(text: str, var: str, job: int) -> str:
+    return re.sub(rf"\b{var}\b", str(job), text)
+
+
+def _run_one(var: str, job: int, log_template: str, command: list[str]) -> int:
+    log = Path(_substitute(log_template, var, job))
+    log.parent.mkdir(parents=True, exist_ok=True)
+    cmd = " ".join(_substitute(shlex.quote(c) if c != "|" else c, var, job) for c in command)
+    env = dict(os.environ, **{var: str(job)})
+    start = time.time()
+    with open(log, "w", encoding="utf-8") as f:
+        f.write(f"# {cmd}\n# Started at {time.ctime()}\n#\n")
+        f.flush()
+        rc = subprocess.call(cmd, shell=True, stdout=f, stderr=subprocess.STDOUT, env=env,
+                             executable="/bin/bash")
+        f.write(f"# Accounting: time={int(time.time() - start)} threads=1\n"
+                f"# Ended (code {rc}) at {time.ctime()}, elapsed time {time.time() - start:.1f} "
+                "seconds\n")
+    return rc
+
+
+def run_local(spec: str, log_template: str, command: list[str], max_parallel: int = 0) -> int:
+    """Run the jobs on this machine, at most ``max_parallel`` at once (0: all at once)."""
+    var, start, end = parse_job_range(spec)
+    jobs = list(range(start, end + 1))
+    workers = max_parallel if max_parallel > 0 else len(jobs)
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        codes = list(pool.map(lambda j: _run_one(var, j, log_template, command), jobs))
+    failed = [j for j, rc in zip(jobs, codes) if rc != 0]
+    if failed:
+        logs = ", ".join(_substitute(log_template, var, j) for j in failed)
+        print(f"launch: {len(failed)} / {len(jobs)} failed, see {logs}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def run_slurm(spec: str, log_template: str, command: list[str], slurm_opts: str = "") -> int:
+    """Submit the jobs as one Slurm array and wait for it (``sbatch --wait``)."""
+    var, start, end = parse_job_range(spec)
+    log_dir = Path(_substitute(log_template, var, start)).parent
+    log_dir.mkdir(parents=True, exist_ok=True)
+    cmd = " ".join(shlex.quote(c) if c != "|" else c for c in command)
+    body = re.sub(rf"\b{var}\b", "${" + var + "}", cmd)
+    script = (f"#!/bin/bash\n{var}=$SLURM_ARRAY_TASK_ID\n"
+              f"cd {shlex.quote(os.getcwd())}\n{body}\n")
+    log = re.sub(rf"\b{var}\b", "%a", log_template)
+    with tempfile.NamedTemporaryFile("w", suffix=".sh", dir=log_dir, delete=False) as f:
+        f.write(script)
+    sbatch = (["sbatch", "--wait", f"--array={start}-{end}", f"--output={log}"]
+              + shlex.split(slurm_opts) + [f.name])
+    try:
+        return subprocess.call(sbatch)
+    except FileNotFoundError:
+        print("launch: sbatch not found; use --backend local on a machine without Slurm",
+              file=sys.stderr)
+        return 1
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--backend", choices=("local", "slurm"),
+                        default=os.environ.get("SPEECHLM_LAUNCH_BACKEND", "local"))
+    parser.add_argument("--max-parallel", type=int, default=0,
+                        help="local: run at most this many jobs at once (0: all)")
+    parser.add_argument("--slurm-opts", default="", help="extra sbatch options, one string")
+    parser.add_argument("job_range", help="JOB=1:N")
+    parser.add_argument("log", help="log file; JOB is replaced by the job number")
+    parser.add_argument("command", nargs=argparse.REMAINDER)
+
+
+def run(args: argparse.Namespace) -> int:
+    if not args.command:
+        print("launch: no command given", file=sys.stderr)
+        return 2
+    if args.backend == "slurm":
+        return run_slurm(args.job_range, args.log, args.command, args.slurm_opts)
+    return run_local(args.job_range, args.log, args.command, args.max_parallel)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

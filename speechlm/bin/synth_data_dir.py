@@ -1,0 +1,265 @@
+"""Synthesise a Kaldi data dir with espeak-ng: every text line spoken by N sampled voices.
+
+Each (line, voice) pair becomes one 16-bit mono WAV and one utterance
+``<prefix>-<voice id>-<line id>`` whose speaker is ``<prefix>-<voice id>``, so utt2spk groups
+by voice. The dir gets wav.scp, text, utt2spk, spk2utt and utt2dur, sorted as with LC_ALL=C.
+Voices are drawn by ``speechlm.data.tts.sample_voices`` (English accents x variants x rate x
+pitch), reproducibly for a seed.
+
+--text takes Kaldi ``utt-id words...`` lines or plain lines (which get ids 0001, 0002...);
+``--text-format auto`` picks Kaldi when every line starts with a unique id-like token
+(containing a digit, ``_`` or ``-``, and not only digits).
+
+Reruns are cheap: a finished dir has a ``.done`` marker holding a hash of the arguments and
+the text; with the same hash the run does nothing, otherwise the dir is rewritten from scratch.
+
+Example:
+  python -m speechlm.bin.synth_data_dir --text digits.txt --num-voices 50 --seed 0 \\
+      --out data/synth_digits --augment
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import re
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import torch
+from tqdm import tqdm
+
+from speechlm.data.tts import (
+    EspeakSynthesizer,
+    EspeakVoice,
+    SynthesisError,
+    augment,
+    sample_voices,
+)
+
+_VERSION = 1  # bump when the output for the same arguments changes
+_ID_RE = re.compile(r"^[A-Za-z0-9_.-]+$")  # Kaldi ids that are also safe in file names
+_KALDI_FILES = ("wav.scp", "text", "utt2spk", "spk2utt", "utt2dur")
+
+log = logging.getLogger("speechlm.bin.synth_data_dir")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add this command's options to ``parser``."""
+    parser.add_argument("--text", type=Path, required=True, help="text file, one utterance a line")
+    parser.add_argument(
+        "--text-format", choices=("auto", "kaldi", "plain"), default="auto",
+        help="'kaldi': lines are 'utt-id words...'; 'plain': whole line is the text",
+    )  # fmt: skip
+    parser.add_argument("--num-voices", type=int, default=10, help="voices per line")
+    parser.add_argument("--seed", type=int, default=0, help="seed for voices and augmentation")
+    parser.add_argument("--sample-rate", type=int, default=16000, help="output rate in Hz")
+    parser.add_argument("--augment", action="store_true", help="add noise and synthetic reverb")
+    parser.add_argument("--out", type=Path, required=True, help="Kaldi data dir to write")
+    parser.add_argument("--wav-dir", type=Path, default=None, help="default: OUT/wav")
+    parser.add_argument("--speaker-prefix", default="synth", help="prefix of speaker ids")
+    parser.add_argument(
+        "--num-threads", type=int, default=1,
+        help="torch threads for resampling/augmenting; for more speed run several processes",
+    )  # fmt: skip
+    parser.add_argument(
+        "--languages", default=None,
+        help="comma-separated espeak voices, e.g. en-us,en-gb-scotland (default: English)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--variants", default=None,
+        help="comma-separated variants, 'default' for the plain voice, e.g. default,m3,f2",
+    )  # fmt: skip
+
+
+def read_text(path: Path, text_format: str = "auto") -> list[tuple[str, str]]:
+    """Read ``(line id, text)`` pairs from a Kaldi text file or a plain one.
+
+    Args:
+        path: the file; blank lines are skipped.
+        text_format: ``"kaldi"``, ``"plain"`` or ``"auto"`` (see the module docstring).
+
+    Raises:
+        ValueError: no lines, or bad/duplicate ids in a Kaldi file (naming file and line).
+    """
+    lines = [
+        (n, line.split())
+        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+        if line.strip()
+    ]
+    if not lines:
+        raise ValueError(f"text file {path} has no non-blank lines")
+    if text_format == "auto":
+        firsts = [f[0] for _, f in lines]
+        kaldi = len(set(firsts)) == len(firsts) and all(
+            len(f) >= 2 and _ID_RE.match(f[0]) and re.search(r"[0-9_-]", f[0])
+            and not f[0].isdigit()
+            for _, f in lines
+        )  # fmt: skip
+        text_format = "kaldi" if kaldi else "plain"
+    if text_format == "plain":
+        width = max(4, len(str(len(lines))))
+        return [(f"{i:0{width}d}", " ".join(f)) for i, (_, f) in enumerate(lines, 1)]
+    seen: set[str] = set()
+    for n, fields in lines:
+        if len(fields) < 2 or not _ID_RE.match(fields[0]) or fields[0] in seen:
+            raise ValueError(
+                f"{path}:{n}: expected 'utt-id words...' with a unique id of [A-Za-z0-9_.-], "
+                f"got {' '.join(fields)!r}"
+            )
+        seen.add(fields[0])
+    return [(f[0], " ".join(f[1:])) for _, f in lines]
+
+
+def _split(value: str | None) -> list[str] | None:
+    return None if value is None else [v.strip() for v in value.split(",") if v.strip()]
+
+
+def _write_kaldi_dir(out: Path, utts: list[tuple[str, str, str, str, float]]) -> None:
+    """Write wav.scp, text, utt2spk, spk2utt, utt2dur from (utt, spk, wav, text, dur) rows.
+
+    Private until the shared ``speechlm.data.kaldi_dir`` writer settles. Sorting is bytewise,
+    as ``LC_ALL=C sort``.
+    """
+    rows = sorted(utts, key=lambda r: r[0].encode())
+    if len(rows) != len({r[0] for r in rows}):
+        raise ValueError("duplicate utterance ids")
+    spk2utt: dict[str, list[str]] = {}
+    prev = None
+    for utt, spk, *_ in rows:
+        if spk != prev and spk in spk2utt:  # Kaldi needs each speaker's utts contiguous
+            raise ValueError(f"utterance ids do not group by speaker: {utt} (speaker {spk})")
+        spk2utt.setdefault(spk, []).append(utt)
+        prev = spk
+    if list(spk2utt) != sorted(spk2utt, key=str.encode):
+        raise ValueError("utterance order and speaker order disagree")
+    files = {
+        "wav.scp": [f"{u} {w}" for u, _, w, _, _ in rows],
+        "text": [f"{u} {t}" for u, _, _, t, _ in rows],
+        "utt2spk": [f"{u} {s}" for u, s, _, _, _ in rows],
+        "spk2utt": [f"{s} {' '.join(us)}" for s, us in spk2utt.items()],
+        "utt2dur": [f"{u} {d:.3f}" for u, _, _, _, d in rows],
+    }
+    for name, lines in files.items():
+        tmp = out / f".{name}.tmp"
+        tmp.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+        tmp.replace(out / name)
+
+
+def _clean(out: Path, wav_dir: Path, default_wav_dir: bool) -> None:
+    """Remove what an earlier (different or unfinished) run left, before rewriting."""
+    (out / ".done").unlink(missing_ok=True)
+    if default_wav_dir:
+        shutil.rmtree(wav_dir, ignore_errors=True)
+    elif (out / "wav.scp").exists():  # a user-given wav dir may hold other files: only ours go
+        for line in (out / "wav.scp").read_text(encoding="utf-8").splitlines():
+            wav = Path(line.split(maxsplit=1)[-1])
+            if wav.parent == wav_dir.resolve():
+                wav.unlink(missing_ok=True)
+    for name in _KALDI_FILES:
+        (out / name).unlink(missing_ok=True)
+
+
+def _synthesize_all(
+    args: argparse.Namespace,
+    entries: list[tuple[str, str]],
+    voices: list[EspeakVoice],
+    wav_dir: Path,
+) -> list[tuple[str, str, str, str, float]]:
+    """Write one WAV per (voice, line); returns (utt, spk, wav, text, duration) rows."""
+    synth = EspeakSynthesizer(args.sample_rate)
+    rows = []
+    progress = tqdm(total=len(voices) * len(entries), desc="synth", unit="utt", disable=None)
+    for v_idx, voice in enumerate(voices):
+        spk = f"{args.speaker_prefix}-{voice.id}"
+        for l_idx, (line_id, text) in enumerate(entries):
+            samples, sr = synth.synthesize(text, voice)
+            if args.augment:
+                # One generator per utterance: its audio does not depend on what came before.
+                samples = augment(samples, sr, np.random.default_rng([args.seed, v_idx, l_idx]))
+            utt = f"{spk}-{line_id}"
+            wav = (wav_dir / f"{utt}.wav").resolve()
+            sf.write(wav, samples, sr, subtype="PCM_16")
+            rows.append((utt, spk, str(wav), text, len(samples) / sr))
+            progress.update()
+    progress.close()
+    return rows
+
+
+def run(args: argparse.Namespace) -> int:
+    """Write the data dir described by ``args``; returns 0.
+
+    Raises:
+        ValueError: empty or malformed text file, unknown voice/variant, bad prefix.
+        FileNotFoundError: missing text file.
+        speechlm.data.tts.SynthesisError: espeak failed on a line.
+    """
+    if not _ID_RE.match(args.speaker_prefix):
+        raise ValueError(f"--speaker-prefix {args.speaker_prefix!r} must match [A-Za-z0-9_.-]+")
+    if args.num_threads < 1:
+        raise ValueError(f"--num-threads must be at least 1, got {args.num_threads}")
+    if args.num_voices < 1:
+        raise ValueError(f"--num-voices must be at least 1, got {args.num_voices}")
+    entries = read_text(args.text, args.text_format)
+    variants = _split(args.variants)
+    if variants is not None:
+        variants = [None if v in ("default", "none") else v for v in variants]
+    voices = sample_voices(
+        args.num_voices, args.seed, languages=_split(args.languages), variants=variants
+    )
+
+    out: Path = args.out
+    wav_dir: Path = args.wav_dir if args.wav_dir is not None else out / "wav"
+    key = {
+        "version": _VERSION,
+        "text_sha256": hashlib.sha256(args.text.read_bytes()).hexdigest(),
+        "voices": [v.id for v in voices],
+        **{k: str(getattr(args, k)) for k in ("text_format", "sample_rate", "augment", "seed")},
+        "wav_dir": str(wav_dir.resolve()),
+        "speaker_prefix": args.speaker_prefix,
+    }
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
+    done = out / ".done"
+    if done.exists() and done.read_text(encoding="utf-8").strip() == digest:
+        log.info("%s is complete (same arguments); nothing to do", out)
+        return 0
+
+    out.mkdir(parents=True, exist_ok=True)
+    _clean(out, wav_dir, default_wav_dir=args.wav_dir is None)
+    wav_dir.mkdir(parents=True, exist_ok=True)
+    # Clips are short, so intra-op threads gain nothing; on shared cores a spinning OpenMP
+    # team made each utterance ~5x slower. Restored after, as run() may be called in-process.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(args.num_threads)
+    try:
+        rows = _synthesize_all(args, entries, voices, wav_dir)
+    finally:
+        torch.set_num_threads(threads)
+    _write_kaldi_dir(out, rows)
+    done.write_text(digest + "\n", encoding="utf-8")  # last, so a crash leaves no marker
+    log.info("wrote %d utterances from %d voices to %s", len(rows), len(voices), out)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command-line entry point; returns the exit status (1 on bad input)."""
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    try:
+        return run(args)
+    except (ValueError, OSError, SynthesisError) as e:
+        print(f"synth_data_dir: error: {e}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

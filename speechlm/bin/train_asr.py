@@ -1,0 +1,173 @@
+"""Train an ESPnet2 ASR model (CTC + attention) on extracted features; export a model dir.
+
+    speechlm train-asr --train-dir dump/train_sp --valid-dir dump/dev \
+        --config conf/train_asr.yaml --fbank-config conf/fbank.yaml --exp exp/asr
+
+Train and valid dirs hold a Kaldi ``text``, ``feats.scp`` and ``utt2num_frames`` (as
+``speechlm compute-fbank`` writes them); ``--cmvn`` names global CMVN stats (default
+TRAIN_DIR/cmvn.npz). Steps, each skipped when already done:
+
+  1. token list (characters, ESPnet's ``<blank> <unk> ... <sos/eos>`` layout)
+  2. shape files for ESPnet's batch sampler
+  3. ``python -m espnet2.bin.asr_train`` (ESPnet's own trainer; ``--resume true``, so a killed
+     run continues from EXP/checkpoint.pth); the exact command is saved as EXP/run.sh
+  4. export of the averaged best checkpoints as EXP/model, a self-contained model dir
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+from speechlm.asr.model_dir import export_model_dir
+
+SPACE = "<space>"
+SPECIAL_FIRST = ["<blank>", "<unk>"]
+SPECIAL_LAST = ["<sos/eos>"]
+
+
+def char_tokens(text: str) -> list[str]:
+    """ESPnet's char tokenization: one token per character, spaces as ``<space>``."""
+    return [SPACE if c == " " else c for c in " ".join(text.split())]
+
+
+def read_text(path: Path) -> dict[str, str]:
+    out = {}
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            parts = line.rstrip("\n").split(maxsplit=1)
+            if not parts:
+                continue
+            if len(parts) == 1 or not parts[1].strip():
+                raise ValueError(f"{path}:{lineno}: utterance {parts[0]!r} has no transcript")
+            out[parts[0]] = parts[1]
+    return out
+
+
+def write_token_list(train_text: dict[str, str], path: Path) -> list[str]:
+    chars = sorted({t for text in train_text.values() for t in char_tokens(text)})
+    tokens = SPECIAL_FIRST + [c for c in chars if c not in SPECIAL_FIRST] + SPECIAL_LAST
+    path.write_text("\n".join(tokens) + "\n", encoding="utf-8")
+    return tokens
+
+
+def write_shapes(feat_dir: Path, text: dict[str, str], vocab: int, out_dir: Path) -> None:
+    """ESPnet's shape files: ``utt frames,dim`` and ``utt tokens,vocab``, same utterances."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    frames = {}
+    with open(feat_dir / "utt2num_frames", encoding="utf-8") as f:
+        for line in f:
+            utt, n = line.split()
+            frames[utt] = int(n)
+    missing = sorted(set(text) - set(frames))
+    if missing:
+        raise ValueError(f"{feat_dir}: {len(missing)} utterance(s) in text have no features, "
+                         f"e.g. {', '.join(missing[:3])}")
+    with open(out_dir / "speech_shape", "w") as fs, open(out_dir / "text_shape.char", "w") as ft:
+        for utt in sorted(text):
+            fs.write(f"{utt} {frames[utt]},80\n")
+            ft.write(f"{utt} {len(char_tokens(text[utt]))},{vocab}\n")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--train-dir", required=True, type=Path)
+    parser.add_argument("--valid-dir", required=True, type=Path)
+    parser.add_argument("--config", required=True, type=Path, help="ESPnet training YAML")
+    parser.add_argument("--fbank-config", type=Path, default=None,
+                        help="YAML of speechlm FbankConfig used for the features")
+    parser.add_argument("--cmvn", type=Path, default=None, help="global CMVN stats (.npz)")
+    parser.add_argument("--exp", required=True, type=Path, help="experiment folder")
+    parser.add_argument("--ngpu", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--espnet-args", default="",
+                        help="extra options for espnet2.bin.asr_train, one quoted string")
+
+
+def run(args: argparse.Namespace) -> int:
+    from speechlm.data.features import FbankConfig
+
+    exp: Path = args.exp
+    exp.mkdir(parents=True, exist_ok=True)
+    cmvn = args.cmvn or args.train_dir / "cmvn.npz"
+    for path in (args.train_dir / "text", args.train_dir / "feats.scp",
+                 args.valid_dir / "text", args.valid_dir / "feats.scp", cmvn, args.config):
+        if not Path(path).is_file():
+            print(f"train-asr: missing {path}", file=sys.stderr)
+            return 1
+    fbank = FbankConfig()
+    if args.fbank_config:
+        with open(args.fbank_config, encoding="utf-8") as f:
+            fbank = FbankConfig.from_dict(yaml.safe_load(f) or {})
+
+    # 1-2. tokens and shapes (cheap: always rewritten, so they follow the data)
+    train_text = read_text(args.train_dir / "text")
+    tokens = write_token_list(train_text, exp / "tokens.txt")
+    write_shapes(args.train_dir, train_text, len(tokens), exp / "shapes" / "train")
+    write_shapes(args.valid_dir, read_text(args.valid_dir / "text"), len(tokens),
+                 exp / "shapes" / "valid")
+
+    # 3. ESPnet training
+    shapes = exp / "shapes"
+    cmd = [sys.executable, "-m", "espnet2.bin.asr_train",
+           "--config", str(args.config), "--output_dir", str(exp),
+           "--ngpu", str(args.ngpu), "--seed", str(args.seed), "--resume", "true",
+           "--use_preprocessor", "true", "--token_type", "char",
+           "--token_list", str(exp / "tokens.txt"),
+           "--non_linguistic_symbols", "none", "--cleaner", "none", "--g2p", "none",
+           "--input_size", str(fbank.num_mel_bins),
+           "--normalize", "global_mvn", "--normalize_conf", f"stats_file={cmvn}",
+           "--train_data_path_and_name_and_type", f"{args.train_dir}/feats.scp,speech,kaldi_ark",
+           "--train_data_path_and_name_and_type", f"{args.train_dir}/text,text,text",
+           "--valid_data_path_and_name_and_type", f"{args.valid_dir}/feats.scp,speech,kaldi_ark",
+           "--valid_data_path_and_name_and_type", f"{args.valid_dir}/text,text,text",
+           "--train_shape_file", str(shapes / "train" / "speech_shape"),
+           "--train_shape_file", str(shapes / "train" / "text_shape.char"),
+           "--valid_shape_file", str(shapes / "valid" / "speech_shape"),
+           "--valid_shape_file", str(shapes / "valid" / "text_shape.char"),
+           "--fold_length", "800", "--fold_length", "150",
+           "--use_tensorboard", "false", "--use_matplotlib", "false", "--num_att_plot", "0",
+           *shlex.split(args.espnet_args)]
+    (exp / "run.sh").write_text(
+        "#!/usr/bin/env bash\n# Resume or repeat this training (ESPnet resumes from "
+        "checkpoint.pth):\n" + " ".join(shlex.quote(c) for c in cmd) + "\n")
+    averaged = exp / "valid.acc.ave.pth"
+    if not averaged.exists():
+        print(f"train-asr: training, log in {exp}/train.log; resume with: bash {exp}/run.sh",
+              file=sys.stderr)
+        with open(exp / "train.log", "a", encoding="utf-8") as log:
+            rc = subprocess.call(cmd, stdout=log, stderr=subprocess.STDOUT)
+        if rc != 0 or not averaged.exists():
+            print(f"train-asr: ESPnet training failed (exit {rc}); see {exp}/train.log",
+                  file=sys.stderr)
+            return 1
+
+    # 4. export
+    with open(exp / "config.yaml", encoding="utf-8") as f:
+        n_epochs = (yaml.safe_load(f) or {}).get("max_epoch")
+    meta = {"created": datetime.datetime.now().isoformat(timespec="seconds"),
+            "train_dir": str(args.train_dir), "valid_dir": str(args.valid_dir),
+            "config": str(args.config), "max_epoch": n_epochs,
+            "weights": os.path.realpath(averaged)}
+    model = export_model_dir(train_config=exp / "config.yaml", weights=averaged,
+                             cmvn_stats=cmvn, frontend={"fbank": fbank.to_dict()},
+                             out_dir=exp / "model", meta=meta)
+    print(f"train-asr: model dir {model} ({json.dumps(meta)})", file=sys.stderr)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

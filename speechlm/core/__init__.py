@@ -1,0 +1,1 @@
+"""Types every other speechlm package shares. Imports nothing from speechlm."""

@@ -1,0 +1,1 @@
+"""Where speech meets the LLM: rescoring, error correction, SLU (lands with later issues)."""
