@@ -17,6 +17,8 @@ from speechlm.asr import model_dir as md
 from speechlm.core.hypothesis import Hypothesis
 from speechlm.data.features import FbankConfig, compute_fbank
 
+_SPECIAL = frozenset({"<blank>", "<sos/eos>"})
+
 # Defaults when neither the caller nor decode.yaml says otherwise (ESPnet's asr.sh values).
 DEFAULT_DECODE = {"beam_size": 10, "ctc_weight": 0.3, "penalty": 0.0, "nbest": 1}
 
@@ -87,10 +89,14 @@ class EspnetASR:
         with torch.inference_mode():
             results = self._speech2text(torch.as_tensor(feats, dtype=torch.float32))
         hyps = []
-        for text, tokens, _, hyp in results:
+        for _, tokens, _, hyp in results:
+            # A search stopped by the length limit keeps <sos/eos> in its tokens: drop
+            # special symbols before making the text.
+            tokens = tuple(t for t in tokens if t not in _SPECIAL)
+            text = "".join(" " if t == "<space>" else t for t in tokens)
             scores = tuple((k, float(v)) for k, v in sorted(hyp.scores.items()))
-            hyps.append(Hypothesis(text=" ".join((text or "").split()), score=float(hyp.score),
-                                   tokens=tuple(tokens), scores=scores))
+            hyps.append(Hypothesis(text=" ".join(text.split()), score=float(hyp.score),
+                                   tokens=tokens, scores=scores))
         return hyps
 
     def __call__(self, samples: np.ndarray, sample_rate: int | None = None) -> list[Hypothesis]:

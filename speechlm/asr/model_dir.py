@@ -71,8 +71,8 @@ def export_model_dir(*, train_config: str | os.PathLike, weights: str | os.PathL
         config["token_list"] = token_list
     if not isinstance(token_list, list) or not token_list:
         raise ModelDirError(f"{train_config}: no token_list found")
-    config.setdefault("normalize_conf", {})
-    config["normalize_conf"] = dict(config["normalize_conf"] or {}, stats_file=CMVN)
+    if config.get("normalize") == "global_mvn":
+        config["normalize_conf"] = dict(config.get("normalize_conf") or {}, stats_file=CMVN)
     # Training-only paths would point at the experiment folder: drop them.
     for key in ("train_data_path_and_name_and_type", "valid_data_path_and_name_and_type",
                 "train_shape_file", "valid_shape_file", "output_dir"):
@@ -106,8 +106,9 @@ def resolved_config(model_dir: Path) -> dict:
     """The ESPnet config with the model dir's relative paths made absolute."""
     with open(model_dir / CONFIG, encoding="utf-8") as f:
         config = yaml.safe_load(f)
-    config["normalize_conf"] = dict(config.get("normalize_conf") or {},
-                                    stats_file=str((model_dir / CMVN).resolve()))
+    if config.get("normalize") == "global_mvn":
+        config["normalize_conf"] = dict(config.get("normalize_conf") or {},
+                                        stats_file=str((model_dir / CMVN).resolve()))
     return config
 
 

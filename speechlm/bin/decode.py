@@ -5,8 +5,10 @@
 
 The data dir is validated (audio headers included) before any decoding starts. Features
 are computed with the model dir's own settings into OUT/feats. With ``--nj N`` the
-utterances are split into N jobs run in parallel (``speechlm launch``); ``--job J``
-runs one of them, for a cluster launcher. Finished jobs are skipped on a re-run.
+utterances are split into N jobs run in parallel (``speechlm launch``; sets of fewer
+than 100 utterances per job use fewer jobs); ``--job J`` runs one of them, for a
+cluster launcher, and ``--merge-only`` joins the finished jobs. Finished jobs are
+skipped on a re-run.
 
 Outputs (sorted by utterance id, LC_ALL=C order):
   OUT/text          utt-id word word ...   (the best hypothesis)
@@ -25,6 +27,8 @@ from pathlib import Path
 from tqdm import tqdm
 
 from speechlm.data.kaldi_dir import c_sorted, read_data_dir, validate_data_dir
+
+MIN_UTTS_PER_JOB = 100
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -126,14 +130,25 @@ def run(args: argparse.Namespace) -> int:
     if args.merge_only:
         merge_jobs(out, args.nj)
         return 0
-    check_model_dir(args.model_dir)
-    if args.job is None:
-        # Validate once, up front, so that bad input fails before any long work.
-        validate_data_dir(args.data_dir, check_audio=True, require_text=False)
+    try:
+        check_model_dir(args.model_dir)
+        if args.job is None:
+            # Validate once, up front, so that bad input fails before any long work.
+            validate_data_dir(args.data_dir, check_audio=True, require_text=False)
+    except ValueError as e:  # ModelDirError, DataDirError: messages name files and utts
+        print(f"decode: {e}", file=sys.stderr)
+        return 1
     out.mkdir(parents=True, exist_ok=True)
     if args.job is not None:
         decode_job(args, args.job)
         return 0
+    # Each job process pays ESPnet's ~10 s import: don't split small sets into jobs.
+    n_utts = len(read_data_dir(args.data_dir).utterances)
+    nj = min(args.nj, max(1, n_utts // MIN_UTTS_PER_JOB))
+    if nj != args.nj:
+        print(f"decode: {n_utts} utterances: using {nj} job(s) instead of {args.nj}",
+              file=sys.stderr)
+        args.nj = nj
     if args.nj == 1:
         decode_job(args, 1)
     else:
@@ -150,8 +165,7 @@ def run(args: argparse.Namespace) -> int:
         if rc != 0:
             return rc
     merge_jobs(out, args.nj)
-    n = len(read_data_dir(args.data_dir).utterances)
-    print(f"decode: {n} utterances -> {out}/text, {out}/nbest.jsonl "
+    print(f"decode: {n_utts} utterances -> {out}/text, {out}/nbest.jsonl "
           f"(cmd: {' '.join(shlex.quote(a) for a in sys.argv)})", file=sys.stderr)
     return 0
 

@@ -67,7 +67,7 @@ def run_local(spec: str, log_template: str, command: list[str], max_parallel: in
     workers = max_parallel if max_parallel > 0 else len(jobs)
     with ThreadPoolExecutor(max_workers=workers) as pool:
         codes = list(pool.map(lambda j: _run_one(var, j, log_template, command), jobs))
-    failed = [j for j, rc in zip(jobs, codes) if rc != 0]
+    failed = [j for j, rc in zip(jobs, codes, strict=True) if rc != 0]
     if failed:
         logs = ", ".join(_substitute(log_template, var, j) for j in failed)
         print(f"launch: {len(failed)} / {len(jobs)} failed, see {logs}", file=sys.stderr)

@@ -1,11 +1,13 @@
 """Train an ESPnet2 ASR model (CTC + attention) on extracted features; export a model dir.
 
-    speechlm train-asr --train-dir dump/train_sp --valid-dir dump/dev \
+    speechlm train-asr --train-data data/train_sp --train-feats dump/train_sp \
+        --valid-data data/dev --valid-feats dump/dev \
         --config conf/train_asr.yaml --fbank-config conf/fbank.yaml --exp exp/asr
 
-Train and valid dirs hold a Kaldi ``text``, ``feats.scp`` and ``utt2num_frames`` (as
-``speechlm compute-fbank`` writes them); ``--cmvn`` names global CMVN stats (default
-TRAIN_DIR/cmvn.npz). Steps, each skipped when already done:
+Transcripts come from the Kaldi data dirs' ``text``; features from the feature dirs'
+``feats.scp`` and ``utt2num_frames`` (as ``speechlm compute-fbank`` writes them).
+``--cmvn`` names global CMVN stats (default TRAIN_FEATS/cmvn.npz). Steps, each skipped
+when already done:
 
   1. token list (characters, ESPnet's ``<blank> <unk> ... <sos/eos>`` layout)
   2. shape files for ESPnet's batch sampler
@@ -58,7 +60,8 @@ def write_token_list(train_text: dict[str, str], path: Path) -> list[str]:
     return tokens
 
 
-def write_shapes(feat_dir: Path, text: dict[str, str], vocab: int, out_dir: Path) -> None:
+def write_shapes(feat_dir: Path, text: dict[str, str], vocab: int, out_dir: Path,
+                 feat_dim: int = 80) -> None:
     """ESPnet's shape files: ``utt frames,dim`` and ``utt tokens,vocab``, same utterances."""
     out_dir.mkdir(parents=True, exist_ok=True)
     frames = {}
@@ -72,13 +75,15 @@ def write_shapes(feat_dir: Path, text: dict[str, str], vocab: int, out_dir: Path
                          f"e.g. {', '.join(missing[:3])}")
     with open(out_dir / "speech_shape", "w") as fs, open(out_dir / "text_shape.char", "w") as ft:
         for utt in sorted(text):
-            fs.write(f"{utt} {frames[utt]},80\n")
+            fs.write(f"{utt} {frames[utt]},{feat_dim}\n")
             ft.write(f"{utt} {len(char_tokens(text[utt]))},{vocab}\n")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--train-dir", required=True, type=Path)
-    parser.add_argument("--valid-dir", required=True, type=Path)
+    parser.add_argument("--train-data", required=True, type=Path, help="Kaldi data dir")
+    parser.add_argument("--train-feats", required=True, type=Path, help="its feature dir")
+    parser.add_argument("--valid-data", required=True, type=Path)
+    parser.add_argument("--valid-feats", required=True, type=Path)
     parser.add_argument("--config", required=True, type=Path, help="ESPnet training YAML")
     parser.add_argument("--fbank-config", type=Path, default=None,
                         help="YAML of speechlm FbankConfig used for the features")
@@ -95,9 +100,9 @@ def run(args: argparse.Namespace) -> int:
 
     exp: Path = args.exp
     exp.mkdir(parents=True, exist_ok=True)
-    cmvn = args.cmvn or args.train_dir / "cmvn.npz"
-    for path in (args.train_dir / "text", args.train_dir / "feats.scp",
-                 args.valid_dir / "text", args.valid_dir / "feats.scp", cmvn, args.config):
+    cmvn = args.cmvn or args.train_feats / "cmvn.npz"
+    for path in (args.train_data / "text", args.train_feats / "feats.scp",
+                 args.valid_data / "text", args.valid_feats / "feats.scp", cmvn, args.config):
         if not Path(path).is_file():
             print(f"train-asr: missing {path}", file=sys.stderr)
             return 1
@@ -107,11 +112,12 @@ def run(args: argparse.Namespace) -> int:
             fbank = FbankConfig.from_dict(yaml.safe_load(f) or {})
 
     # 1-2. tokens and shapes (cheap: always rewritten, so they follow the data)
-    train_text = read_text(args.train_dir / "text")
+    train_text = read_text(args.train_data / "text")
     tokens = write_token_list(train_text, exp / "tokens.txt")
-    write_shapes(args.train_dir, train_text, len(tokens), exp / "shapes" / "train")
-    write_shapes(args.valid_dir, read_text(args.valid_dir / "text"), len(tokens),
-                 exp / "shapes" / "valid")
+    dim = fbank.num_mel_bins
+    write_shapes(args.train_feats, train_text, len(tokens), exp / "shapes" / "train", dim)
+    write_shapes(args.valid_feats, read_text(args.valid_data / "text"), len(tokens),
+                 exp / "shapes" / "valid", dim)
 
     # 3. ESPnet training
     shapes = exp / "shapes"
@@ -123,10 +129,10 @@ def run(args: argparse.Namespace) -> int:
            "--non_linguistic_symbols", "none", "--cleaner", "none", "--g2p", "none",
            "--input_size", str(fbank.num_mel_bins),
            "--normalize", "global_mvn", "--normalize_conf", f"stats_file={cmvn}",
-           "--train_data_path_and_name_and_type", f"{args.train_dir}/feats.scp,speech,kaldi_ark",
-           "--train_data_path_and_name_and_type", f"{args.train_dir}/text,text,text",
-           "--valid_data_path_and_name_and_type", f"{args.valid_dir}/feats.scp,speech,kaldi_ark",
-           "--valid_data_path_and_name_and_type", f"{args.valid_dir}/text,text,text",
+           "--train_data_path_and_name_and_type", f"{args.train_feats}/feats.scp,speech,kaldi_ark",
+           "--train_data_path_and_name_and_type", f"{args.train_data}/text,text,text",
+           "--valid_data_path_and_name_and_type", f"{args.valid_feats}/feats.scp,speech,kaldi_ark",
+           "--valid_data_path_and_name_and_type", f"{args.valid_data}/text,text,text",
            "--train_shape_file", str(shapes / "train" / "speech_shape"),
            "--train_shape_file", str(shapes / "train" / "text_shape.char"),
            "--valid_shape_file", str(shapes / "valid" / "speech_shape"),
@@ -152,7 +158,7 @@ def run(args: argparse.Namespace) -> int:
     with open(exp / "config.yaml", encoding="utf-8") as f:
         n_epochs = (yaml.safe_load(f) or {}).get("max_epoch")
     meta = {"created": datetime.datetime.now().isoformat(timespec="seconds"),
-            "train_dir": str(args.train_dir), "valid_dir": str(args.valid_dir),
+            "train_data": str(args.train_data), "valid_data": str(args.valid_data),
             "config": str(args.config), "max_epoch": n_epochs,
             "weights": os.path.realpath(averaged)}
     model = export_model_dir(train_config=exp / "config.yaml", weights=averaged,

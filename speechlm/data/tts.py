@@ -125,7 +125,7 @@ def espeak_data_dir() -> Path:
 
 @functools.cache
 def _language_ids() -> dict[str, str]:
-    """Map each voice's primary language id (``en-gb``) to its file path under lang/ (``gmw/en``)."""
+    """Map each voice's primary language id (``en-gb``) to its path under lang/ (``gmw/en``)."""
     lang_dir = espeak_data_dir() / "lang"
     ids = {}
     for path in sorted(p for p in lang_dir.rglob("*") if p.is_file()):

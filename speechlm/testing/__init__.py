@@ -125,7 +125,8 @@ def make_data_dir(
     d = KaldiDataDir(
         wav_scp=wav_scp, utt2spk=spk, text=text, segments=segs,
         utt2dur=dict(dur) if utt2dur else None,
-        extra={name: dict(zip(utts, values)) for name, values in (extra or {}).items()},
+        extra={name: dict(zip(utts, values, strict=True))
+               for name, values in (extra or {}).items()},
     )
     write_data_dir(d, root)
     return root

@@ -32,13 +32,12 @@ def main() -> int:
     if len(args.sets) != len(args.dirs):
         p.error("--sets and --dirs differ in length")
 
-    import espnet
-    import torch
+    from importlib.metadata import version
 
     from speechlm.asr.espnet_asr import count_parameters
 
     rows, kaldi_lines = [], []
-    for name, data_dir in zip(args.sets, args.dirs):
+    for name, data_dir in zip(args.sets, args.dirs, strict=True):
         decode_dir = args.exp / f"decode_{name}"
         ref = read_kaldi_text(str(Path(data_dir) / "text"))
         hyp = read_kaldi_text(str(decode_dir / "text"))
@@ -55,7 +54,7 @@ def main() -> int:
 ## Environment
 - date: `{datetime.datetime.now().isoformat(timespec='seconds')}`
 - git commit: `{git_commit()}`
-- python `{platform.python_version()}`, torch `{torch.__version__}`, espnet `{espnet.__version__}`
+- python `{platform.python_version()}`, torch `{version('torch')}`, espnet `{version('espnet')}`
 - machine: `{platform.machine()}`, CPU only
 
 ## Data
@@ -68,13 +67,15 @@ def main() -> int:
 
 ## {args.exp.name}
 - config: `{args.config}`, {count_parameters(args.exp / 'model') / 1e6:.2f} M parameters,
-  trained with `espnet2.bin.asr_train` (log: `{args.exp}/train.log`, weights: `{Path(meta['weights']).name}`)
+  trained with `espnet2.bin.asr_train` (log: `{args.exp}/train.log`,
+  weights: `{Path(meta['weights']).name}`)
 - decoding: joint CTC/attention beam search, options from `{decode}` and the command line
 
 ### WER
 
 {TABLE_HEADER}
-""" + "\n".join(rows) + "\n\n### best_wer (Kaldi form)\n\n```\n" + "\n".join(kaldi_lines) + "\n```\n"
+""" + "\n".join(rows) + "\n\n### best_wer (Kaldi form)\n\n```\n"
+    text += "\n".join(kaldi_lines) + "\n```\n"
     (args.exp / "RESULTS.md").write_text(text)
     return 0
 
