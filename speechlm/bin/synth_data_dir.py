@@ -30,10 +30,11 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import soundfile as sf
 import torch
 from tqdm import tqdm
 
+from speechlm.data.audio import write_wav
+from speechlm.data.kaldi_dir import KaldiDataDir, write_data_dir
 from speechlm.data.tts import (
     EspeakSynthesizer,
     EspeakVoice,
@@ -120,35 +121,12 @@ def _split(value: str | None) -> list[str] | None:
     return None if value is None else [v.strip() for v in value.split(",") if v.strip()]
 
 
-def _write_kaldi_dir(out: Path, utts: list[tuple[str, str, str, str, float]]) -> None:
-    """Write wav.scp, text, utt2spk, spk2utt, utt2dur from (utt, spk, wav, text, dur) rows.
-
-    Private until the shared ``speechlm.data.kaldi_dir`` writer settles. Sorting is bytewise,
-    as ``LC_ALL=C sort``.
-    """
-    rows = sorted(utts, key=lambda r: r[0].encode())
-    if len(rows) != len({r[0] for r in rows}):
-        raise ValueError("duplicate utterance ids")
-    spk2utt: dict[str, list[str]] = {}
-    prev = None
-    for utt, spk, *_ in rows:
-        if spk != prev and spk in spk2utt:  # Kaldi needs each speaker's utts contiguous
-            raise ValueError(f"utterance ids do not group by speaker: {utt} (speaker {spk})")
-        spk2utt.setdefault(spk, []).append(utt)
-        prev = spk
-    if list(spk2utt) != sorted(spk2utt, key=str.encode):
-        raise ValueError("utterance order and speaker order disagree")
-    files = {
-        "wav.scp": [f"{u} {w}" for u, _, w, _, _ in rows],
-        "text": [f"{u} {t}" for u, _, _, t, _ in rows],
-        "utt2spk": [f"{u} {s}" for u, s, _, _, _ in rows],
-        "spk2utt": [f"{s} {' '.join(us)}" for s, us in spk2utt.items()],
-        "utt2dur": [f"{u} {d:.3f}" for u, _, _, _, d in rows],
-    }
-    for name, lines in files.items():
-        tmp = out / f".{name}.tmp"
-        tmp.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
-        tmp.replace(out / name)
+def _write_kaldi_dir(out: Path, rows: list[tuple[str, str, str, str, float]]) -> None:
+    """Write the data dir from (utt, spk, wav, text, duration) rows with the shared writer."""
+    write_data_dir(KaldiDataDir(wav_scp={u: w for u, _, w, _, _ in rows},
+                                utt2spk={u: s for u, s, _, _, _ in rows},
+                                text={u: t for u, _, _, t, _ in rows},
+                                utt2dur={u: d for u, _, _, _, d in rows}), out)
 
 
 def _clean(out: Path, wav_dir: Path, default_wav_dir: bool) -> None:
@@ -184,7 +162,7 @@ def _synthesize_all(
                 samples = augment(samples, sr, np.random.default_rng([args.seed, v_idx, l_idx]))
             utt = f"{spk}-{line_id}"
             wav = (wav_dir / f"{utt}.wav").resolve()
-            sf.write(wav, samples, sr, subtype="PCM_16")
+            write_wav(wav, samples, sr)
             rows.append((utt, spk, str(wav), text, len(samples) / sr))
             progress.update()
     progress.close()

@@ -154,7 +154,13 @@ def run(args: argparse.Namespace) -> int:
                   file=sys.stderr)
             return 1
 
-    # 4. export
+    # 4. export, unless the model dir already holds these averaged weights
+    model_dir = exp / "model"
+    stamp = f"{os.path.realpath(averaged)} {averaged.stat().st_mtime_ns} {cmvn.stat().st_mtime_ns}"
+    done = exp / ".export_done"
+    if done.is_file() and done.read_text().strip() == stamp and (model_dir / "model.pth").is_file():
+        print(f"train-asr: already done: model dir {model_dir}", file=sys.stderr)
+        return 0
     with open(exp / "config.yaml", encoding="utf-8") as f:
         n_epochs = (yaml.safe_load(f) or {}).get("max_epoch")
     meta = {"created": datetime.datetime.now().isoformat(timespec="seconds"),
@@ -163,7 +169,8 @@ def run(args: argparse.Namespace) -> int:
             "weights": os.path.realpath(averaged)}
     model = export_model_dir(train_config=exp / "config.yaml", weights=averaged,
                              cmvn_stats=cmvn, frontend={"fbank": fbank.to_dict()},
-                             out_dir=exp / "model", meta=meta)
+                             out_dir=model_dir, meta=meta)
+    done.write_text(stamp + "\n")
     print(f"train-asr: model dir {model} ({json.dumps(meta)})", file=sys.stderr)
     return 0
 
