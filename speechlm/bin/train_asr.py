@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import hashlib
 import json
 import os
 import shlex
@@ -79,6 +80,14 @@ def write_shapes(feat_dir: Path, text: dict[str, str], vocab: int, out_dir: Path
             ft.write(f"{utt} {len(char_tokens(text[utt]))},{vocab}\n")
 
 
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--train-data", required=True, type=Path, help="Kaldi data dir")
     parser.add_argument("--train-feats", required=True, type=Path, help="its feature dir")
@@ -89,6 +98,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="YAML of speechlm FbankConfig used for the features")
     parser.add_argument("--cmvn", type=Path, default=None, help="global CMVN stats (.npz)")
     parser.add_argument("--exp", required=True, type=Path, help="experiment folder")
+    parser.add_argument("--normalize", choices=("global_mvn", "utterance_mvn"),
+                        default="global_mvn",
+                        help="feature normalization in the model: global CMVN stats "
+                             "(--cmvn) or per-utterance mean subtraction")
     parser.add_argument("--ngpu", type=int, default=0)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--espnet-args", default="",
@@ -120,6 +133,10 @@ def run(args: argparse.Namespace) -> int:
                  exp / "shapes" / "valid", dim)
 
     # 3. ESPnet training
+    if args.normalize == "global_mvn":
+        normalize = ["--normalize", "global_mvn", "--normalize_conf", f"stats_file={cmvn}"]
+    else:  # per-utterance mean subtraction: removes each recording's gain and channel
+        normalize = ["--normalize", "utterance_mvn", "--normalize_conf", "norm_vars=false"]
     shapes = exp / "shapes"
     cmd = [sys.executable, "-m", "espnet2.bin.asr_train",
            "--config", str(args.config), "--output_dir", str(exp),
@@ -128,7 +145,7 @@ def run(args: argparse.Namespace) -> int:
            "--token_list", str(exp / "tokens.txt"),
            "--non_linguistic_symbols", "none", "--cleaner", "none", "--g2p", "none",
            "--input_size", str(fbank.num_mel_bins),
-           "--normalize", "global_mvn", "--normalize_conf", f"stats_file={cmvn}",
+           *normalize,
            "--train_data_path_and_name_and_type", f"{args.train_feats}/feats.scp,speech,kaldi_ark",
            "--train_data_path_and_name_and_type", f"{args.train_data}/text,text,text",
            "--valid_data_path_and_name_and_type", f"{args.valid_feats}/feats.scp,speech,kaldi_ark",
@@ -156,7 +173,7 @@ def run(args: argparse.Namespace) -> int:
 
     # 4. export, unless the model dir already holds these averaged weights
     model_dir = exp / "model"
-    stamp = f"{os.path.realpath(averaged)} {averaged.stat().st_mtime_ns} {cmvn.stat().st_mtime_ns}"
+    stamp = f"{_sha256(averaged)} {_sha256(cmvn)}"  # content, not mtimes: stages rewrite files
     done = exp / ".export_done"
     if done.is_file() and done.read_text().strip() == stamp and (model_dir / "model.pth").is_file():
         print(f"train-asr: already done: model dir {model_dir}", file=sys.stderr)
