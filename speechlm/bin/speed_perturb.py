@@ -27,6 +27,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="speed factors (default: 0.9 1.0 1.1)")
     parser.add_argument("--wav-dir", default=None,
                         help="where perturbed WAVs go (default: DST/sp<f>/wav)")
+    parser.add_argument("--volume-range", type=float, nargs=2, default=None,
+                        metavar=("LOW", "HIGH"),
+                        help="also scale each recording by a random gain in [LOW, HIGH] "
+                             "(Kaldi uses 0.125 2)")
     parser.add_argument("--sample-rate", type=int, default=16000,
                         help="sample rate of the written WAVs (default 16000)")
 
@@ -39,7 +43,9 @@ def run(args: argparse.Namespace) -> int:
         part = dst / f"sp{factor:g}"
         wav_dir = Path(args.wav_dir) / part.name if args.wav_dir else part / "wav"
         speed_perturb_data_dir(args.src, part, factor, wav_dir=wav_dir,
-                               target_sample_rate=args.sample_rate)
+                               target_sample_rate=args.sample_rate,
+                               volume_range=tuple(args.volume_range) if args.volume_range
+                               else None)
         parts.append(part)
     combine_data_dirs(dst, parts)
     validate_data_dir(dst, check_audio=False, require_text=False)

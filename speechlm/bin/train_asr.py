@@ -155,7 +155,7 @@ def run(args: argparse.Namespace) -> int:
            "--valid_shape_file", str(shapes / "valid" / "speech_shape"),
            "--valid_shape_file", str(shapes / "valid" / "text_shape.char"),
            "--fold_length", "800", "--fold_length", "150",
-           "--use_tensorboard", "false", "--use_matplotlib", "false", "--num_att_plot", "0",
+           "--use_tensorboard", "false", "--use_matplotlib", "true", "--num_att_plot", "0",
            *shlex.split(args.espnet_args)]
     (exp / "run.sh").write_text(
         "#!/usr/bin/env bash\n# Resume or repeat this training (ESPnet resumes from "

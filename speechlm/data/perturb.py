@@ -16,6 +16,8 @@ import logging
 import os
 from pathlib import Path
 
+import numpy as np
+
 from speechlm.data.audio import audio_info, load_audio, resample, write_wav
 from speechlm.data.kaldi_dir import DataDirError, KaldiDataDir, read_data_dir, write_data_dir
 
@@ -28,7 +30,8 @@ _DROPPED = ("utt2num_frames",)
 
 
 def speed_perturb_data_dir(src_dir: str | Path, dst_dir: str | Path, factor: float, *,
-                           wav_dir: str | Path, target_sample_rate: int = 16000) -> None:
+                           wav_dir: str | Path, target_sample_rate: int = 16000,
+                           volume_range: tuple[float, float] | None = None) -> None:
     """Write a speed-perturbed copy of a data dir and its audio.
 
     The speed change is the resampling trick behind ``sox speed``: the signal is
@@ -49,6 +52,11 @@ def speed_perturb_data_dir(src_dir: str | Path, dst_dir: str | Path, factor: flo
         factor: Speed factor, e.g. 0.9 (slower, longer) or 1.1.
         wav_dir: Folder for the new WAV files (``<recording id>.wav``).
         target_sample_rate: Rate of the written WAVs in Hz.
+        volume_range: Also scale each recording by a gain drawn log-uniformly from
+            ``(low, high)`` (Kaldi's ``perturb_data_dir_volume.sh`` uses 0.125-2), kept
+            below clipping. Global CMVN does not remove a recording's level, so this is
+            what teaches the model that loudness carries no meaning. The gain is
+            seeded by the recording id and factor: reruns write the same audio.
 
     Raises:
         ValueError: ``factor`` is not positive.
@@ -56,16 +64,19 @@ def speed_perturb_data_dir(src_dir: str | Path, dst_dir: str | Path, factor: flo
     """
     if factor <= 0:
         raise ValueError(f"speed factor must be positive, got {factor}")
+    if volume_range is not None and not 0 < volume_range[0] <= volume_range[1]:
+        raise ValueError(f"volume_range must be 0 < low <= high, got {volume_range}")
     src, dst, wav_dir = Path(src_dir), Path(dst_dir), Path(wav_dir)
     stamp = json.dumps({"src": str(src.resolve()), "factor": factor,
                         "target_sample_rate": target_sample_rate,
-                        "wav_dir": str(wav_dir.resolve()), "src_files": _digest(src)},
+                        "wav_dir": str(wav_dir.resolve()), "src_files": _digest(src),
+                        "volume_range": volume_range},
                        sort_keys=True)
     if (dst / _MARKER).is_file() and (dst / _MARKER).read_text() == stamp:
         return
     (dst / _MARKER).unlink(missing_ok=True)
     d = read_data_dir(src)
-    if factor == 1.0 and all(audio_info(e, r)[0] == target_sample_rate
+    if factor == 1.0 and volume_range is None and all(audio_info(e, r)[0] == target_sample_rate
                              for r, e in d.wav_scp.items()):
         write_data_dir(d, dst)
         (dst / _MARKER).write_text(stamp)
@@ -79,6 +90,8 @@ def speed_perturb_data_dir(src_dir: str | Path, dst_dir: str | Path, factor: flo
         x, sr = load_audio(entry, utt=rec)
         # Pretend the samples were taken at sr * factor, then resample.
         y = resample(x, round(sr * factor), target_sample_rate)
+        if volume_range is not None:
+            y = y * _gain(f"{rec} {factor:g}", volume_range, peak=float(np.abs(y).max()))
         path = (wav_dir / f"{pre}{rec}.wav").resolve()
         write_wav(path, y, target_sample_rate)
         wav_scp[pre + rec] = str(path)
@@ -167,6 +180,14 @@ def combine_data_dirs(dst: str | Path, srcs: list[str | Path]) -> None:
         text=merged(lambda d: d.text or None, "text") or {},
         segments=segments, utt2dur=merged(lambda d: d.utt2dur, "utt2dur"),
         extra={n: merged(lambda d, n=n: d.extra[n], n) for n in sorted(names)}), dst)
+
+
+def _gain(key: str, volume_range: tuple[float, float], peak: float) -> float:
+    """A log-uniform gain in ``volume_range``, fixed by ``key``, that keeps ``peak`` < 1."""
+    seed = int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "little")
+    low, high = np.log(volume_range[0]), np.log(volume_range[1])
+    gain = float(np.exp(np.random.default_rng(seed).uniform(low, high)))
+    return min(gain, 0.99 / peak) if peak > 0 else gain
 
 
 def _digest(src: Path) -> str:

@@ -108,3 +108,29 @@ def test_combine_rejects_duplicate_utterances(tmp_path):
     a = make_data_dir(tmp_path / "a", 2)
     with pytest.raises(DataDirError, match=r"utterance 'spk0-utt0000' is also in .*a/utt2spk"):
         combine_data_dirs(tmp_path / "aa", [a, a])
+
+
+def test_volume_perturbation_is_seeded_and_bounded(tmp_path):
+    import numpy as np
+
+    from speechlm.data.audio import read_audio
+    from speechlm.data.perturb import speed_perturb_data_dir
+    from speechlm.testing import make_data_dir
+
+    src = make_data_dir(tmp_path / "src", n_utts=6, sample_rate=16000)
+    runs = []
+    for name in ("a", "b"):
+        dst = tmp_path / name
+        speed_perturb_data_dir(src, dst, 1.0, wav_dir=dst / "wav", volume_range=(0.125, 2.0))
+        runs.append(dst)
+    gains = []
+    for line in (src / "wav.scp").read_text().splitlines():
+        rec, path = line.split(maxsplit=1)
+        x = read_audio(path)
+        ya = read_audio(str(runs[0] / "wav" / f"{rec}.wav"))
+        yb = read_audio(str(runs[1] / "wav" / f"{rec}.wav"))
+        assert np.array_equal(ya, yb)  # same seed, same audio
+        assert np.abs(ya).max() < 1.0
+        gains.append(np.sqrt(np.mean(ya**2) / np.mean(x**2)))
+    assert all(0.12 < g < 2.05 for g in gains)
+    assert max(gains) / min(gains) > 1.5  # not one gain for everything
