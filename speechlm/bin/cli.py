@@ -9,6 +9,8 @@ import argparse
 import importlib
 import sys
 
+from speechlm.bin import command_main
+
 # name -> (module, one-line help). The module's docstring is the long help.
 COMMANDS: dict[str, tuple[str, str]] = {
     "decode": ("speechlm.bin.decode",
@@ -62,12 +64,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     name, rest = argv[0], argv[1:]
     module = importlib.import_module(COMMANDS[name][0])
-    sub = argparse.ArgumentParser(
-        prog=f"speechlm {name}", description=module.__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter)
-    module.add_arguments(sub)
-    args = sub.parse_args(rest)
-    return int(module.run(args) or 0)
+    return command_main(f"speechlm {name}", module.__doc__, module.add_arguments, module.run,
+                        rest)
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from speechlm.bin import command_main
 from speechlm.data.kaldi_dir import DataDirError, validate_data_dir
 from speechlm.data.perturb import combine_data_dirs
 
@@ -30,10 +31,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_arguments(parser)
-    return run(parser.parse_args(argv))
+    return command_main("speechlm combine-data-dirs", __doc__, add_arguments, run, argv)
 
 
 if __name__ == "__main__":

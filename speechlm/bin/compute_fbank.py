@@ -15,13 +15,13 @@ The resolved config is written to OUT/fbank.yaml.
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import sys
 from pathlib import Path
 
 import yaml
 
+from speechlm.bin import command_main
 from speechlm.data.features import (
     FbankConfig,
     GlobalCMVN,
@@ -77,12 +77,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    parser = argparse.ArgumentParser(prog="python -m speechlm.bin.compute_fbank",
-                                     description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_arguments(parser)
-    return run(parser.parse_args(argv))
+    return command_main("speechlm compute-fbank", __doc__, add_arguments, run, argv)
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from speechlm.bin import command_main
 from speechlm.data.kaldi_dir import c_sorted, read_data_dir, validate_data_dir
 
 MIN_UTTS_PER_JOB = 100
@@ -171,10 +172,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_arguments(parser)
-    return run(parser.parse_args(argv))
+    return command_main("speechlm decode", __doc__, add_arguments, run, argv)
 
 
 if __name__ == "__main__":

@@ -21,6 +21,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from speechlm.bin import command_main
+
 JOB_RANGE = re.compile(r"^(?P<var>[A-Za-z_]+)=(?P<start>\d+):(?P<end>\d+)$")
 
 
@@ -118,10 +120,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_arguments(parser)
-    return run(parser.parse_args(argv))
+    return command_main("speechlm launch", __doc__, add_arguments, run, argv)
 
 
 if __name__ == "__main__":

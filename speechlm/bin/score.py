@@ -12,6 +12,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from speechlm.bin import command_main
 from speechlm.core.wer import TABLE_HEADER, read_kaldi_text, score_texts
 
 
@@ -56,10 +57,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_arguments(parser)
-    return run(parser.parse_args(argv))
+    return command_main("speechlm score", __doc__, add_arguments, run, argv)
 
 
 if __name__ == "__main__":

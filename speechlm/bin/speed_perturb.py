@@ -15,6 +15,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from speechlm.bin import command_main
 from speechlm.data.kaldi_dir import validate_data_dir
 from speechlm.data.perturb import combine_data_dirs, speed_perturb_data_dir
 
@@ -54,11 +55,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m speechlm.bin.speed_perturb",
-                                     description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_arguments(parser)
-    return run(parser.parse_args(argv))
+    return command_main("speechlm speed-perturb", __doc__, add_arguments, run, argv)
 
 
 if __name__ == "__main__":

@@ -33,6 +33,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from speechlm.bin import command_main
 from speechlm.data.audio import write_wav
 from speechlm.data.kaldi_dir import KaldiDataDir, write_data_dir
 from speechlm.data.tts import (
@@ -216,6 +217,8 @@ def run(args: argparse.Namespace) -> int:
     torch.set_num_threads(args.num_threads)
     try:
         rows = _synthesize_all(args, entries, voices, wav_dir)
+    except SynthesisError as e:  # bad text or voice for espeak: a user error, not a crash
+        raise ValueError(str(e)) from e
     finally:
         torch.set_num_threads(threads)
     _write_kaldi_dir(out, rows)
@@ -225,18 +228,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Command-line entry point; returns the exit status (1 on bad input)."""
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    add_arguments(parser)
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    try:
-        return run(args)
-    except (ValueError, OSError, SynthesisError) as e:
-        print(f"synth_data_dir: error: {e}", file=sys.stderr)
-        return 1
+    return command_main("speechlm synth-data-dir", __doc__, add_arguments, run, argv)
 
 
 if __name__ == "__main__":

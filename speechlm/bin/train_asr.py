@@ -30,6 +30,7 @@ from pathlib import Path
 import yaml
 
 from speechlm.asr.model_dir import export_model_dir
+from speechlm.bin import command_main
 
 SPACE = "<space>"
 SPECIAL_FIRST = ["<blank>", "<unk>"]
@@ -193,10 +194,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_arguments(parser)
-    return run(parser.parse_args(argv))
+    return command_main("speechlm train-asr", __doc__, add_arguments, run, argv)
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from speechlm.bin import command_main
 from speechlm.data.kaldi_dir import DataDirError, validate_data_dir
 
 
@@ -43,11 +44,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m speechlm.bin.validate_data_dir",
-                                     description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_arguments(parser)
-    return run(parser.parse_args(argv))
+    return command_main("speechlm validate-data-dir", __doc__, add_arguments, run, argv)
 
 
 if __name__ == "__main__":

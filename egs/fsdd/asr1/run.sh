@@ -4,19 +4,20 @@
 #   ./run.sh                        # all stages
 #   ./run.sh --stage 6 --test_sets "test /path/to/another/data_dir"
 #
-# Stages: 1 data dirs, 2 synthetic extra speech (espeak-ng), 3 speed perturbation,
+# Stages: 1 data dirs, 2 synthetic extra speech (espeak-ng), 3 speed/volume perturbation,
 # 4 fbank + global CMVN, 5 training, 6 decoding, 7 scoring and RESULTS.md.
 # Every stage skips work that is already done, so re-running is cheap.
 set -euo pipefail
 
 stage=1; stop_stage=100; nj=2
 fsdd=                           # FSDD root; default: ../shared/data/fsdd beside the repo
-dev_speaker=george              # never trained on: dev = its takes 5-49, test = takes 0-4
+dev_speaker=yweweler            # never trained on: dev = its takes 5-49, test = takes 0-4
 max_index=49                    # use takes 0..max_index only (small subsets for tests)
 test_sets="test test_seen"      # names under data/, or paths of other Kaldi data dirs
 use_synth=true                  # add espeak-ng digits by many voices to the training data
 synth_voices=120
 speed_perturb_factors="0.9 1.0 1.1"
+volume_range="0.125 2"          # random gain per recording (Kaldi's volume perturbation); "" for none
 asr_config=conf/train_asr.yaml
 fbank_config=conf/fbank.yaml
 decode_config=conf/decode.yaml
@@ -65,9 +66,10 @@ if [ ${stage} -le 2 ] && [ ${stop_stage} -ge 2 ] && [ "${use_synth}" = true ]; t
 fi
 
 if [ ${stage} -le 3 ] && [ ${stop_stage} -ge 3 ]; then
-  log "Stage 3: speed perturbation (${speed_perturb_factors}) -> data/train_sp"
+  log "Stage 3: speed (${speed_perturb_factors}) and volume (${volume_range:-none}) perturbation -> data/train_sp"
+  # shellcheck disable=SC2086
   python -m speechlm.bin.speed_perturb --src data/train --dst data/train_sp \
-    --factors ${speed_perturb_factors}
+    --factors ${speed_perturb_factors} ${volume_range:+--volume-range ${volume_range}}
   if [ "${use_synth}" = true ]; then
     # The synthetic voices already vary in rate and pitch: they are not speed-perturbed.
     python -m speechlm.bin.combine_data_dirs --dst "data/${train_sp}" data/train_sp data/synth
@@ -103,7 +105,8 @@ if [ ${stage} -le 7 ] && [ ${stop_stage} -ge 7 ]; then
   log "Stage 7: scoring -> ${asr_exp}/RESULTS.md"
   python local/make_results.py --exp "${asr_exp}" --config "${asr_config}" \
     --sets "${eval_names[@]}" --dirs "${eval_dirs[@]}" --dev-speaker "${dev_speaker}" \
-    --use-synth "${use_synth}" --speed-perturb "${speed_perturb_factors}"
+    --use-synth "${use_synth}" --speed-perturb "${speed_perturb_factors}" \
+    --volume-range "${volume_range}" --elapsed "${SECONDS}"
   cat "${asr_exp}/RESULTS.md"
 fi
 log "Successfully finished. [elapsed=${SECONDS}s]"

@@ -3,6 +3,7 @@
 import argparse
 import datetime
 import json
+import os
 import platform
 import subprocess
 import sys
@@ -28,6 +29,8 @@ def main() -> int:
     p.add_argument("--dev-speaker", required=True)
     p.add_argument("--use-synth", default="false")
     p.add_argument("--speed-perturb", default="")
+    p.add_argument("--volume-range", default="")
+    p.add_argument("--elapsed", default="", help="seconds this run.sh invocation has taken")
     args = p.parse_args()
     if len(args.sets) != len(args.dirs):
         p.error("--sets and --dirs differ in length")
@@ -55,14 +58,16 @@ def main() -> int:
 - date: `{datetime.datetime.now().isoformat(timespec='seconds')}`
 - git commit: `{git_commit()}`
 - python `{platform.python_version()}`, torch `{version('torch')}`, espnet `{version('espnet')}`
-- machine: `{platform.machine()}`, CPU only
+- machine: `{platform.machine()}`, {os.cpu_count()} CPU cores, no GPU; this run.sh invocation
+  took {args.elapsed or '?'} s up to scoring
 
 ## Data
 - Free Spoken Digit Dataset (real 8 kHz recordings, resampled to 16 kHz). Split by speaker:
   dev speaker `{args.dev_speaker}` is never trained on: `dev` = its takes 5-49 (model
   selection), `test` = its takes 0-4. `train` = the other speakers' takes 5-49,
   `test_seen` = their takes 0-4.
-- Speed perturbation: `{args.speed_perturb}`; SpecAugment in the config.
+- Speed perturbation: `{args.speed_perturb}`; volume perturbation (gain range):
+  `{args.volume_range or 'none'}`; SpecAugment in the config.
 - Extra training speech: {synth}.
 
 ## {args.exp.name}

@@ -7,7 +7,7 @@ trained on: their indices >= 5 form ``dev`` (model selection), indices 0-4 form 
 indices 0-4 are ``test_seen`` (same speakers, unseen takes). Transcripts are the
 lowercase English digit words.
 
-    local/prepare_fsdd.py --fsdd /path/to/fsdd --dev-speaker george --out data
+    local/prepare_fsdd.py --fsdd /path/to/fsdd --dev-speaker yweweler --out data
 """
 import argparse
 import re
