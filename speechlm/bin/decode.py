@@ -42,11 +42,36 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--merge-only", action="store_true",
                         help="only merge finished job outputs into OUT/text, OUT/nbest.jsonl")
     parser.add_argument("--beam", type=int, default=None, help="beam size (model dir default)")
-    parser.add_argument("--nbest", type=int, default=1, help="hypotheses kept per utterance")
+    parser.add_argument("--config", default=None,
+                        help="YAML of decoding options (beam, ctc_weight, penalty, nbest); "
+                             "options given on the command line win")
+    parser.add_argument("--nbest", type=int, default=None,
+                        help="hypotheses kept per utterance (default 1)")
     parser.add_argument("--ctc-weight", type=float, default=None,
                         help="CTC weight in joint CTC/attention scoring")
     parser.add_argument("--penalty", type=float, default=None, help="insertion penalty")
     parser.add_argument("--device", default="cpu")
+
+
+CONFIG_KEYS = ("beam", "ctc_weight", "penalty", "nbest")
+
+
+def _apply_config(args: argparse.Namespace) -> None:
+    """Fill options not given on the command line from ``--config``; nbest defaults to 1."""
+    if args.config:
+        import yaml
+
+        with open(args.config, encoding="utf-8") as f:
+            config = yaml.safe_load(f) or {}
+        unknown = sorted(set(config) - set(CONFIG_KEYS))
+        if unknown:
+            raise ValueError(f"{args.config}: unknown option(s) {', '.join(unknown)}; "
+                             f"known: {', '.join(CONFIG_KEYS)}")
+        for key, value in config.items():
+            if getattr(args, key) is None:
+                setattr(args, key, value)
+    if args.nbest is None:
+        args.nbest = 1
 
 
 def _job_dir(out: Path, nj: int, job: int) -> Path:
@@ -124,6 +149,11 @@ def run(args: argparse.Namespace) -> int:
     from speechlm.asr.model_dir import check_model_dir
 
     out = Path(args.out)
+    try:
+        _apply_config(args)
+    except ValueError as e:
+        print(f"decode: {e}", file=sys.stderr)
+        return 2
     if args.nj < 1 or (args.job is not None and not 1 <= args.job <= args.nj):
         print(f"decode: need 1 <= --job <= --nj, got --job {args.job} --nj {args.nj}",
               file=sys.stderr)
@@ -158,6 +188,7 @@ def run(args: argparse.Namespace) -> int:
         argv = [sys.executable, "-m", "speechlm.bin.decode", "--model-dir", args.model_dir,
                 "--data-dir", args.data_dir, "--out", args.out, "--nj", str(args.nj),
                 "--job", "JOB", "--nbest", str(args.nbest), "--device", args.device]
+        # --config is already applied to args: pass the resolved values, not the file
         for flag, value in (("--beam", args.beam), ("--ctc-weight", args.ctc_weight),
                             ("--penalty", args.penalty)):
             if value is not None:

@@ -93,11 +93,9 @@ fi
 
 if [ ${stage} -le 6 ] && [ ${stop_stage} -ge 6 ]; then
   log "Stage 6: decoding ${eval_names[*]} with ${asr_exp}/model"
-  decode_opts=$(python -c "import sys,yaml; c=yaml.safe_load(open(sys.argv[1])) or {}; print(' '.join(f'--{k.replace(\"_\",\"-\")} {v}' for k,v in c.items()))" "${decode_config}")
   for i in "${!eval_names[@]}"; do
-    # shellcheck disable=SC2086
     python -m speechlm.bin.decode --model-dir "${asr_exp}/model" --data-dir "${eval_dirs[$i]}" \
-      --out "${asr_exp}/decode_${eval_names[$i]}" --nj "${nj}" ${decode_opts}
+      --out "${asr_exp}/decode_${eval_names[$i]}" --nj "${nj}" --config "${decode_config}"
   done
 fi
 
