@@ -21,6 +21,7 @@ import hashlib
 import json
 import os
 import shlex
+import shutil
 import sys
 from pathlib import Path
 
@@ -72,6 +73,45 @@ def _apply_config(args: argparse.Namespace) -> None:
                 setattr(args, key, value)
     if args.nbest is None:
         args.nbest = 1
+
+
+def _with_speaker_maps(data_dir: Path, out: Path) -> Path:
+    """``data_dir``, or a copy in OUT/data with utt2spk/spk2utt made up when missing.
+
+    Decoding needs no speaker information, and a dir made by hand often has only
+    ``wav.scp`` (and ``text``). Kaldi's convention for unknown speakers is used: each
+    utterance is its own speaker. Nothing in ``data_dir`` is changed.
+    """
+    if (data_dir / "utt2spk").is_file() and (data_dir / "spk2utt").is_file():
+        return data_dir
+    if not (data_dir / "wav.scp").is_file():
+        return data_dir  # validation names what is missing
+    copy = out / "data"
+    if copy.exists():
+        shutil.rmtree(copy)
+    copy.mkdir(parents=True)
+    for f in data_dir.iterdir():
+        if f.is_file():
+            shutil.copyfile(f, copy / f.name)
+    if not (copy / "utt2spk").is_file():
+        key_file = copy / ("segments" if (copy / "segments").is_file() else "wav.scp")
+        with open(key_file, encoding="utf-8") as src, \
+                open(copy / "utt2spk", "w", encoding="utf-8") as dst:
+            for line in src:
+                if line.strip():
+                    utt = line.split()[0]
+                    dst.write(f"{utt} {utt}\n")
+    spk2utt: dict[str, list[str]] = {}
+    with open(copy / "utt2spk", encoding="utf-8") as f:
+        for line in f:
+            if line.strip():
+                utt, spk = line.split()[:2]
+                spk2utt.setdefault(spk, []).append(utt)
+    with open(copy / "spk2utt", "w", encoding="utf-8") as f:
+        f.writelines(f"{spk} {' '.join(utts)}\n" for spk, utts in sorted(spk2utt.items()))
+    print(f"decode: warning: {data_dir} has no utt2spk/spk2utt; decoding a copy in {copy} "
+          "with one speaker per utterance", file=sys.stderr)
+    return copy
 
 
 def _job_dir(out: Path, nj: int, job: int) -> Path:
@@ -164,6 +204,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         check_model_dir(args.model_dir)
         if args.job is None:
+            args.data_dir = str(_with_speaker_maps(Path(args.data_dir), out))
             # Validate once, up front, so that bad input fails before any long work.
             validate_data_dir(args.data_dir, check_audio=True, require_text=False)
     except ValueError as e:  # ModelDirError, DataDirError: messages name files and utts

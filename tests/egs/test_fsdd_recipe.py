@@ -99,6 +99,23 @@ def test_extra_test_set_by_path_and_bad_input(recipe, tmp_path):
     assert r.returncode == 0, r.stderr[-3000:]
     assert "|decode_held_out|" in r.stdout
 
+    # A hand-made dir with only wav.scp and text decodes (one speaker per utterance),
+    # and the user's dir is left as it was.
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    for name in ("wav.scp", "text"):
+        shutil.copyfile(extra / name, bare / name)
+    model = str(work / "exp" / "asr_train_asr_tiny" / "model")
+    d = subprocess.run([sys.executable, "-m", "speechlm.bin.decode", "--model-dir", model,
+                        "--data-dir", str(bare), "--out", str(tmp_path / "bare_out")],
+                       capture_output=True, text=True)
+    assert d.returncode == 0, d.stderr[-2000:]
+    assert "one speaker per utterance" in d.stderr
+    hyps = (tmp_path / "bare_out" / "text").read_text().splitlines()
+    refs = (extra / "text").read_text().splitlines()
+    assert [h.split()[0] for h in hyps] == [r.split()[0] for r in refs]
+    assert sorted(p.name for p in bare.iterdir()) == ["text", "wav.scp"]
+
     # A WAV that vanished: one clear error naming the file and utterance, before decoding.
     broken = tmp_path / "broken"
     shutil.copytree(extra, broken)
@@ -106,9 +123,8 @@ def test_extra_test_set_by_path_and_bad_input(recipe, tmp_path):
     first = lines[0].split()
     lines[0] = f"{first[0]} {tmp_path / 'missing.wav'}"
     (broken / "wav.scp").write_text("\n".join(lines) + "\n")
-    d = subprocess.run([sys.executable, "-m", "speechlm.bin.decode", "--model-dir",
-                        str(work / "exp" / "asr_train_asr_tiny" / "model"), "--data-dir",
-                        str(broken), "--out", str(tmp_path / "out")],
+    d = subprocess.run([sys.executable, "-m", "speechlm.bin.decode", "--model-dir", model,
+                        "--data-dir", str(broken), "--out", str(tmp_path / "out")],
                        capture_output=True, text=True)
     assert d.returncode != 0
     assert "missing.wav" in d.stderr and first[0] in d.stderr
