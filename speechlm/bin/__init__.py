@@ -18,7 +18,10 @@ USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, OSError)
 def command_main(prog: str, doc: str | None, add_arguments: Callable, run: Callable,
                  argv: list[str] | None = None) -> int:
     """Parse ``argv`` for one command and run it; bad input becomes one line and exit 1."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    # Our own progress at INFO; libraries (ESPnet's beam search logs every utterance at
+    # INFO) only from WARNING up.
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
+    logging.getLogger("speechlm").setLevel(logging.INFO)
     parser = argparse.ArgumentParser(prog=prog, description=doc,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     add_arguments(parser)

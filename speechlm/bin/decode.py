@@ -142,6 +142,11 @@ def decode_job(args: argparse.Namespace, job: int) -> None:
     if done.is_file() and done.read_text().strip() == stamp:
         print(f"decode: job {job}/{args.nj} already done ({job_dir})", file=sys.stderr)
         return
+    import torch
+
+    # Parallel jobs share the cores: with every job on all cores, the small matrix ops of
+    # beam search spend their time fighting over threads (measured 2.6 s vs 0.02 s per digit).
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // args.nj))
     asr = EspnetASR(args.model_dir, beam_size=args.beam, ctc_weight=args.ctc_weight,
                     penalty=args.penalty, nbest=args.nbest, device=args.device)
     feats_dir = out / "feats"

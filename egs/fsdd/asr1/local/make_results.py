@@ -75,6 +75,7 @@ def main() -> int:
   trained with `espnet2.bin.asr_train` (log: `{args.exp}/train.log`,
   weights: `{Path(meta['weights']).name}`)
 - decoding: joint CTC/attention beam search, options from `{decode}` and the command line
+- training curves (ESPnet's plots): `{args.exp}/images/acc.png`, `{args.exp}/images/loss.png`
 
 ### WER
 
