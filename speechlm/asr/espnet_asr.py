@@ -15,6 +15,7 @@ import yaml
 
 from speechlm.asr import model_dir as md
 from speechlm.core.hypothesis import Hypothesis
+from speechlm.data.audio import resample
 from speechlm.data.features import FbankConfig, compute_fbank
 
 _SPECIAL = frozenset({"<blank>", "<sos/eos>"})
@@ -105,11 +106,7 @@ class EspnetASR:
         if samples.ndim == 2:  # (channels, time) or (time, channels): mix down to mono
             samples = samples.mean(axis=0 if samples.shape[0] < samples.shape[1] else 1)
         if sample_rate is not None and sample_rate != self.sample_rate:
-            import torch
-            import torchaudio
-
-            samples = torchaudio.functional.resample(
-                torch.from_numpy(samples), sample_rate, self.sample_rate).numpy()
+            samples = resample(samples, sample_rate, self.sample_rate)
         return self.decode_features(self.features(samples))
 
 
