@@ -28,6 +28,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from speechlm.bin import command_main
+from speechlm.core.hashing import dir_digest, file_sha256
 from speechlm.data.kaldi_dir import c_sorted, read_data_dir, validate_data_dir
 
 MIN_UTTS_PER_JOB = 100
@@ -119,10 +120,9 @@ def _job_dir(out: Path, nj: int, job: int) -> Path:
 
 
 def _fingerprint(args: argparse.Namespace, utts: list[str]) -> str:
-    """What makes a finished job's output reusable: the model, options and utterances."""
-    weights = Path(args.model_dir) / "model.pth"
-    parts = [str(weights.resolve()), str(weights.stat().st_mtime_ns), str(args.beam),
-             str(args.nbest), str(args.ctc_weight), str(args.penalty), *utts]
+    """What makes a finished job's output reusable: the model, options, data and utterances."""
+    parts = [file_sha256(Path(args.model_dir) / "model.pth"), dir_digest(args.data_dir),
+             str(args.beam), str(args.nbest), str(args.ctc_weight), str(args.penalty), *utts]
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()
 
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import hashlib
 import json
 import os
 import shlex
@@ -31,6 +30,7 @@ import yaml
 
 from speechlm.asr.model_dir import export_model_dir
 from speechlm.bin import command_main
+from speechlm.core.hashing import file_sha256
 
 SPACE = "<space>"
 SPECIAL_FIRST = ["<blank>", "<unk>"]
@@ -79,14 +79,6 @@ def write_shapes(feat_dir: Path, text: dict[str, str], vocab: int, out_dir: Path
         for utt in sorted(text):
             fs.write(f"{utt} {frames[utt]},{feat_dim}\n")
             ft.write(f"{utt} {len(char_tokens(text[utt]))},{vocab}\n")
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -174,7 +166,7 @@ def run(args: argparse.Namespace) -> int:
 
     # 4. export, unless the model dir already holds these averaged weights
     model_dir = exp / "model"
-    stamp = f"{_sha256(averaged)} {_sha256(cmvn)}"  # content, not mtimes: stages rewrite files
+    stamp = f"{file_sha256(averaged)} {file_sha256(cmvn)}"
     done = exp / ".export_done"
     if done.is_file() and done.read_text().strip() == stamp and (model_dir / "model.pth").is_file():
         print(f"train-asr: already done: model dir {model_dir}", file=sys.stderr)

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from speechlm.core.hashing import dir_digest
 from speechlm.data.audio import audio_info, load_audio, resample, write_wav
 from speechlm.data.kaldi_dir import DataDirError, KaldiDataDir, read_data_dir, write_data_dir
 
@@ -69,7 +70,7 @@ def speed_perturb_data_dir(src_dir: str | Path, dst_dir: str | Path, factor: flo
     src, dst, wav_dir = Path(src_dir), Path(dst_dir), Path(wav_dir)
     stamp = json.dumps({"src": str(src.resolve()), "factor": factor,
                         "target_sample_rate": target_sample_rate,
-                        "wav_dir": str(wav_dir.resolve()), "src_files": _digest(src),
+                        "wav_dir": str(wav_dir.resolve()), "src_files": dir_digest(src),
                         "volume_range": volume_range},
                        sort_keys=True)
     if (dst / _MARKER).is_file() and (dst / _MARKER).read_text() == stamp:
@@ -188,15 +189,6 @@ def _gain(key: str, volume_range: tuple[float, float], peak: float) -> float:
     low, high = np.log(volume_range[0]), np.log(volume_range[1])
     gain = float(np.exp(np.random.default_rng(seed).uniform(low, high)))
     return min(gain, 0.99 / peak) if peak > 0 else gain
-
-
-def _digest(src: Path) -> str:
-    """Hash of every file in a data dir (all small text), to notice a changed source."""
-    h = hashlib.sha1()
-    for f in sorted(src.iterdir()):
-        if f.is_file() and not f.name.startswith("."):
-            h.update(f.name.encode() + b"\0" + f.read_bytes() + b"\0")
-    return h.hexdigest()
 
 
 def _duration(entry: str, utt: str) -> float:
