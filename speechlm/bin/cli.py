@@ -15,6 +15,8 @@ from speechlm.bin import command_main
 COMMANDS: dict[str, tuple[str, str]] = {
     "decode": ("speechlm.bin.decode",
                "decode a Kaldi data dir with a trained model dir: text + nbest.jsonl"),
+    "make-graph": ("speechlm.bin.make_graph",
+                   "CTC decoding graph (TLG) from a model dir and training text, for --lattice"),
     "score": ("speechlm.bin.score",
               "WER table (ESPnet/sclite form) of a hyp text against a ref text"),
     "validate-data-dir": ("speechlm.bin.validate_data_dir",
@@ -31,6 +33,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
                   "train an ESPnet2 ASR model on Kaldi data dirs and export a model dir"),
     "launch": ("speechlm.bin.launch",
                "run JOB=1:N copies of a command locally or on Slurm (Kaldi run.pl style)"),
+    "lm": ("speechlm.bin.lm",
+           "train the embedded default LM (small Llama + BPE) from a text file"),
 }
 
 
