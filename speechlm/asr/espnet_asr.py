@@ -76,6 +76,15 @@ class EspnetASR:
             os.unlink(config_path)
 
     @property
+    def asr_model(self):
+        """The ``ESPnetASRModel`` (encoder, CTC head, attention decoder), in eval mode."""
+        return self._speech2text.asr_model
+
+    @property
+    def token_type(self) -> str:
+        return str(md.resolved_config(self.model_dir).get("token_type", "char"))
+
+    @property
     def sample_rate(self) -> int:
         return self.fbank.sample_rate
 

@@ -15,6 +15,8 @@ from speechlm.bin import command_main
 COMMANDS: dict[str, tuple[str, str]] = {
     "decode": ("speechlm.bin.decode",
                "decode a Kaldi data dir with a trained model dir: text + nbest.jsonl"),
+    "make-graph": ("speechlm.bin.make_graph",
+                   "CTC decoding graph (TLG) from a model dir and training text, for --lattice"),
     "score": ("speechlm.bin.score",
               "WER table (ESPnet/sclite form) of a hyp text against a ref text"),
     "validate-data-dir": ("speechlm.bin.validate_data_dir",

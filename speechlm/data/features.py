@@ -248,6 +248,29 @@ def _fingerprint(config: FbankConfig, utts: list[str], data_dir: Path) -> str:
     return h.hexdigest()
 
 
+def iter_utterance_audio(d, utts, sample_rate: int):
+    """Yield ``(utt, samples)`` for ``utts`` of data dir ``d``, segments cut out.
+
+    Samples are mono float32 at ``sample_rate``. A recording is read once for all its
+    adjacent segments; a segment ending past its recording is cut at the recording's end.
+
+    Raises:
+        AudioError: unreadable audio, or a segment that starts after its recording ends.
+    """
+    cache: tuple[str, np.ndarray] | None = None  # segments of a recording are adjacent
+    for utt in utts:
+        rec, start, end = d.recording_of(utt)
+        if cache is None or cache[0] != rec:
+            cache = (rec, read_audio(d.wav_scp[rec], utt=rec, target_sample_rate=sample_rate))
+        audio = cache[1]
+        a = round(start * sample_rate)
+        b = len(audio) if end is None else min(round(end * sample_rate), len(audio))
+        if a >= len(audio):
+            raise AudioError(f"utterance {utt!r}: segment starts at {start} s, after the end "
+                             f"of recording {rec!r} ({len(audio) / sample_rate:.3f} s)")
+        yield utt, audio[a:b]
+
+
 def compute_feats_for_data_dir(data_dir: str | Path, out_dir: str | Path,
                                config: FbankConfig = FbankConfig(), *, nj: int = 1,
                                job: int = 1, progress: bool = True) -> None:
@@ -291,24 +314,15 @@ def compute_feats_for_data_dir(data_dir: str | Path, out_dir: str | Path,
     for p in tmp.values():
         p.unlink(missing_ok=True)  # leftovers of a killed run
 
-    cache: tuple[str, np.ndarray] | None = None  # segments of a recording are adjacent
     sr = config.sample_rate
     with kaldiio.WriteHelper(f"ark,scp:{tmp['feats.ark']},{tmp['feats.scp']}") as writer, \
             open(tmp["utt2num_frames"], "w") as nf:
-        for utt in tqdm(utts, desc=f"fbank {job}/{nj}", disable=not progress):
-            rec, start, end = d.recording_of(utt)
-            if cache is None or cache[0] != rec:
-                cache = (rec, read_audio(d.wav_scp[rec], utt=rec, target_sample_rate=sr))
-            audio = cache[1]
-            a = round(start * sr)
-            b = len(audio) if end is None else min(round(end * sr), len(audio))
-            if a >= len(audio):
-                raise AudioError(f"utterance {utt!r}: segment starts at {start} s, after the "
-                                 f"end of recording {rec!r} ({len(audio) / sr:.3f} s)")
-            feats = compute_fbank(audio[a:b], config)
+        for utt, samples in iter_utterance_audio(d, tqdm(utts, desc=f"fbank {job}/{nj}",
+                                                         disable=not progress), sr):
+            feats = compute_fbank(samples, config)
             if len(feats) == 0:
                 log.warning("utterance %r: %d samples, shorter than one frame; skipped",
-                            utt, b - a)
+                            utt, len(samples))
                 continue
             writer(utt, feats)
             nf.write(f"{utt} {len(feats)}\n")
