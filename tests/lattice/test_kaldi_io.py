@@ -1,0 +1,169 @@
+import gzip
+
+import pytest
+
+from speechlm.lattice import Lattice, read_kaldi_lattices, write_kaldi_lattices
+from speechlm.testing.lattice import lattice_from_text, toy_ctc_decode
+
+# As `lattice-copy ark:1.lats ark,t:-` prints (header "utt ", tabs, blank line after each).
+COMPACT = (
+    "utt1 \n"
+    "0\t1\t3\t1.5,20.25,2_2_4\n"
+    "0\t2\t4\t2.5,18.5,2_6\n"
+    "0\t3\t0\t0.25,3,1\n"
+    "1\t4\t5\t0,10,8_8\n"
+    "2\t4\t5\t0.5,12,8_8_8\n"
+    "3\t4\t3\t1,9.5,2_2_4_4\n"
+    "4\t0.5,0,\n"
+    "\n"
+    "utt2 \n"
+    "0\t1\t4\t1,2,6\n"
+    "1\n"
+    "\n"
+)
+WORDS = {0: "<eps>", 3: "one", 4: "two", 5: "three"}
+
+
+def test_reads_compact_lattices_with_words_and_frame_times():
+    lats = list(read_kaldi_lattices_from_text(COMPACT))
+    assert [lat.utt for lat in lats] == ["utt1", "utt2"]
+    lat = lats[0]
+    assert lat.num_states == 5 and lat.start == 0
+    a = lat.arcs[0]
+    assert (a.word, a.lm_score, a.am_score, a.tids) == ("one", -1.5, -20.25, (2, 2, 4))
+    # frames: state 1 after 3 tids, 4 after 5 (via 1), 3 after 1.
+    assert lat.state_times == pytest.approx([0.0, 0.03, 0.02, 0.01, 0.05])
+    assert lat.arcs[2].word == "<eps>"
+    assert lat.finals == {4: (-0.0, -0.5)}
+    assert lats[1].finals == {1: (0.0, 0.0)}
+
+
+def canon(lat):
+    return (lat.start, lat.finals, lat.state_times, sorted(lat.arcs, key=repr))
+
+
+def read_kaldi_lattices_from_text(text, **kw):
+    import tempfile
+
+    with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as f:
+        f.write(text)
+    return read_kaldi_lattices(f.name, words=WORDS, **kw)
+
+
+@pytest.mark.parametrize("compact", [True, False])
+@pytest.mark.parametrize("gz", [False, True])
+def test_write_read_round_trip_both_forms(tmp_path, compact, gz):
+    lats = list(read_kaldi_lattices_from_text(COMPACT))
+    path = tmp_path / ("lat.txt.gz" if gz else "lat.txt")
+    assert write_kaldi_lattices(path, lats, compact=compact, words=WORDS) == 2
+    if gz:
+        with gzip.open(path, "rt") as f:
+            assert f.read().startswith("utt1 \n")
+    back = list(read_kaldi_lattices(path, words=WORDS))
+    for a, b in zip(lats, back, strict=True):
+        if compact:
+            assert a == b
+        else:  # multi-frame arcs became chains: compare paths, scores and times
+            assert b.best_path().words == a.best_path().words
+            assert b.best_path().tot_score == pytest.approx(a.best_path().tot_score)
+            assert sorted(p.words for p in b.nbest(10)) == sorted(p.words for p in a.nbest(10))
+            assert b.duration == pytest.approx(a.duration)
+
+
+def test_words_written_directly_round_trip():
+    lat = lattice_from_text("0 1 hello -1.5 -0.25\n0 1 <eps> -3\n1 2 world -1\n2 -0.5\n",
+                            utt="u9")
+    text = lat.to_kaldi_text()
+    assert text.splitlines()[1] == "0\t1\thello\t0.25,1.5,"
+    back = Lattice.from_kaldi_text(text)
+    assert back.utt == "u9"
+    assert [(a.word, a.am_score, a.lm_score) for a in back.arcs] == [
+        (a.word, a.am_score, a.lm_score) for a in lat.arcs]
+    assert back.finals == lat.finals
+
+
+def test_plain_lattice_text_of_kaldifst_and_best_path_matches_the_decoder():
+    for seed in range(4):
+        d = toy_ctc_decode(14, seed=seed)
+        lat = Lattice.from_kaldi_text(d.raw_text, utt=f"toy{seed}", words=d.words,
+                                      frame_shift=0.04)
+        assert lat.state_times[lat.start] == 0.0
+        assert max(lat.state_times) == pytest.approx(14 * 0.04)
+        best = lat.best_path()
+        assert list(best.words) == d.best_words
+        assert -best.tot_score == pytest.approx(d.best_cost, abs=1e-4)
+        # kaldi-decoder's own best path, read as a lattice, is the same path.
+        one = Lattice.from_kaldi_text(d.best_text, words=d.words)
+        assert list(one.best_path().words) == d.best_words
+        # Plain-form write and re-read keeps the lattice.
+        again = Lattice.from_kaldi_text(lat.to_kaldi_text(compact=False, words=d.words),
+                                        words=d.words, frame_shift=0.04)
+        assert canon(again) == canon(lat)
+
+
+def test_remove_epsilons_keeps_the_best_path_and_word_times():
+    for seed in range(4):
+        d = toy_ctc_decode(14, seed=seed)
+        lat = Lattice.from_kaldi_text(d.raw_text, utt=f"toy{seed}", words=d.words,
+                                      frame_shift=0.04)
+        noeps = lat.remove_epsilons()
+        assert all(a.word != "<eps>" for a in noeps.arcs)
+        b0, b1 = lat.best_path(), noeps.best_path()
+        assert b1.words == b0.words
+        assert b1.tot_score == pytest.approx(b0.tot_score, abs=1e-6)
+        assert b1.am_score == pytest.approx(b0.am_score, abs=1e-6)
+        assert b1.starts == pytest.approx(b0.starts) and b1.ends == pytest.approx(b0.ends)
+        # Same word sequences, each with its best score (Viterbi sense).
+        n0 = {p.words: p.tot_score for p in lat.nbest(20)}
+        n1 = {p.words: p.tot_score for p in noeps.nbest(20)}
+        common = set(n0) & set(n1)
+        assert len(common) >= 10
+        for w in common:
+            assert n1[w] == pytest.approx(n0[w], abs=1e-6)
+        # No two arcs share (src, dst, word, start).
+        keys = [(a.src, a.dst, a.word, a.start) for a in noeps.arcs]
+        assert len(keys) == len(set(keys))
+
+
+def test_remove_epsilons_on_a_hand_lattice():
+    lat = lattice_from_text("""
+        0 1 <eps> -1
+        0 1 <eps> -2
+        1 2 a -1
+        0 2 a -5
+        2 3 <eps> -0.5
+        3 4 b -1
+        2 4 b -3
+        4
+    """, utt="h", state_times=[0.0, 0.1, 0.2, 0.3, 0.4])
+    e = lat.remove_epsilons()
+    got = sorted((a.src, a.dst, a.word, a.am_score, a.start, a.end) for a in e.arcs)
+    # from start: a via eps (best: -1 + -1) starting at 0.1, and direct a at 0.0;
+    # from a's end: b via eps (-1.5) starting 0.3, direct b (-3) starting 0.2.
+    assert got == [(0, 1, "a", -5.0, 0.0, 0.2), (0, 1, "a", -2.0, 0.1, 0.2),
+                   (1, 2, "b", -3.0, 0.2, 0.4), (1, 2, "b", -1.5, 0.3, 0.4)]
+
+
+@pytest.mark.parametrize("text, msg", [
+    ("u\n0 1 3 1.5\n1\n\n", "not an integer"),
+    ("u\n0 1 3 1,2,3,\n1\n\n", "weight"),
+    ("u\n0 1 3 a,b,\n1\n\n", "unparsable"),
+    ("u\n0 x 3 1,2,\n1\n\n", "malformed"),
+    ("u\n0 1 3 1,inf,\n1\n\n", "non-finite"),
+    ("u\n0 1 3 1,nan,\n1\n\n", "non-finite"),
+    ("u\n0 1 3 1,2,\n1 2 4 4 1,2\n2\n\n", "lattice arc in a compact"),
+    ("u\n0 1 3 1,2,\n1 2 4 1,2,\n\n", "no final state"),
+    ("u\n0 1 3 1,2,\n1 0 4 1,2,\n1\n\n", "cycle"),
+    ("u\n0 1 99 1,2,\n1\n\n", "not in the symbol table"),
+])
+def test_bad_text_raises_naming_utterance(text, msg):
+    with pytest.raises(ValueError, match=msg) as e:
+        Lattice.from_kaldi_text(text, words=WORDS)
+    assert "'u'" in str(e.value)
+
+
+def test_bad_line_number_in_archive(tmp_path):
+    p = tmp_path / "bad.txt"
+    p.write_text(COMPACT + "utt3 \n0 1 3 1,2,\n1 2 4 oops,1,\n2\n\n")
+    with pytest.raises(ValueError, match=r"bad.txt:16: lattice 'utt3'"):
+        list(read_kaldi_lattices(p, words=WORDS))
