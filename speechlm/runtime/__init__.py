@@ -7,6 +7,7 @@ and ``LLM`` is imported on first use (it pulls in torch and transformers).
 >>> SamplingParams(max_tokens=4).greedy
 True
 """
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any

@@ -3,6 +3,7 @@
 Only plain data and an abstract class live here, so a backend (or a test double) can
 depend on it without importing torch or transformers.
 """
+
 from __future__ import annotations
 
 import abc

@@ -19,6 +19,7 @@ Traceback (most recent call last):
 ...
 ValueError: hidden_size (130) must be divisible by num_heads (4)
 """
+
 from __future__ import annotations
 
 import json
@@ -47,12 +48,23 @@ REPORT = "train_report.json"
 STATE = "train_state.pt"
 RUN_CONFIG = "train_config.json"
 # Files this trainer writes; --overwrite removes only these, never anything else in DIR.
-OWN_FILES = (REPORT, STATE, RUN_CONFIG, "config.json", "model.safetensors",
-             "generation_config.json", "tokenizer.json", "tokenizer_config.json",
-             "special_tokens_map.json", "chat_template.jinja")
+OWN_FILES = (
+    REPORT,
+    STATE,
+    RUN_CONFIG,
+    "config.json",
+    "model.safetensors",
+    "generation_config.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "chat_template.jinja",
+)
 # A plain "role: content" template, so ``chat`` works on a model that never saw a chat.
-CHAT_TEMPLATE = ("{{ bos_token }}{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n"
-                 "{% endfor %}{% if add_generation_prompt %}assistant:{% endif %}")
+CHAT_TEMPLATE = (
+    "{{ bos_token }}{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n"
+    "{% endfor %}{% if add_generation_prompt %}assistant:{% endif %}"
+)
 
 
 @dataclass(frozen=True)
@@ -97,21 +109,33 @@ class LMTrainConfig:
     def __post_init__(self) -> None:
         # 256 byte symbols + 3 specials must fit, or some text would not be encodable.
         if self.vocab_size < 260:
-            raise ValueError(f"vocab_size must be >= 260 (256 bytes + specials), "
-                             f"got {self.vocab_size}")
-        for name in ("num_layers", "hidden_size", "num_heads", "epochs", "batch_size",
-                     "min_frequency"):
+            raise ValueError(
+                f"vocab_size must be >= 260 (256 bytes + specials), got {self.vocab_size}"
+            )
+        for name in (
+            "num_layers",
+            "hidden_size",
+            "num_heads",
+            "epochs",
+            "batch_size",
+            "min_frequency",
+        ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.hidden_size % self.num_heads:
-            raise ValueError(f"hidden_size ({self.hidden_size}) must be divisible by "
-                             f"num_heads ({self.num_heads})")
+            raise ValueError(
+                f"hidden_size ({self.hidden_size}) must be divisible by "
+                f"num_heads ({self.num_heads})"
+            )
         if (self.hidden_size // self.num_heads) % 2:
-            raise ValueError(f"head size hidden_size/num_heads = "
-                             f"{self.hidden_size // self.num_heads} must be even (RoPE)")
+            raise ValueError(
+                f"head size hidden_size/num_heads = "
+                f"{self.hidden_size // self.num_heads} must be even (RoPE)"
+            )
         if self.context_length < 3:
-            raise ValueError(f"context_length must be >= 3 (BOS, a token, EOS), "
-                             f"got {self.context_length}")
+            raise ValueError(
+                f"context_length must be >= 3 (BOS, a token, EOS), got {self.context_length}"
+            )
         if self.max_steps is not None and self.max_steps < 1:
             raise ValueError(f"max_steps must be >= 1 or None, got {self.max_steps}")
         if not (self.lr > 0 and math.isfinite(self.lr)):
@@ -186,8 +210,9 @@ def split_heldout(lines: list[str], fraction: float, seed: int) -> tuple[list[st
     return [s for s in lines if s not in held], [s for s in lines if s in held]
 
 
-def train_tokenizer(lines: list[str], vocab_size: int, min_frequency: int,
-                    context_length: int) -> PreTrainedTokenizerFast:
+def train_tokenizer(
+    lines: list[str], vocab_size: int, min_frequency: int, context_length: int
+) -> PreTrainedTokenizerFast:
     """A byte-level BPE (GPT-2 style) tokenizer: any UTF-8 text encodes, nothing is <unk>.
 
     ``tokenizer(text)`` prepends ``<s>`` (Llama's convention, which ``LLM.score`` relies
@@ -198,21 +223,32 @@ def train_tokenizer(lines: list[str], vocab_size: int, min_frequency: int,
     # after a prefix (" play ...") tokenizes exactly as inside the whole string.
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, min_frequency=min_frequency,
-                                  special_tokens=[PAD, BOS, EOS], show_progress=False,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        min_frequency=min_frequency,
+        special_tokens=[PAD, BOS, EOS],
+        show_progress=False,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
     tok.train_from_iterator(lines, trainer)
     bos_id = tok.token_to_id(BOS)
     tok.post_processor = processors.TemplateProcessing(
-        single=f"{BOS} $A", pair=f"{BOS} $A {BOS} $B", special_tokens=[(BOS, bos_id)])
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token=BOS, eos_token=EOS,
-                                   pad_token=PAD, model_max_length=context_length)
+        single=f"{BOS} $A", pair=f"{BOS} $A {BOS} $B", special_tokens=[(BOS, bos_id)]
+    )
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        bos_token=BOS,
+        eos_token=EOS,
+        pad_token=PAD,
+        model_max_length=context_length,
+    )
     fast.chat_template = CHAT_TEMPLATE
     return fast
 
 
-def encode_lines(tokenizer: PreTrainedTokenizerFast, lines: list[str],
-                 context_length: int) -> tuple[list[list[int]], int]:
+def encode_lines(
+    tokenizer: PreTrainedTokenizerFast, lines: list[str], context_length: int
+) -> tuple[list[list[int]], int]:
     """``<s> line </s>`` ids per line, cut to ``context_length``.
 
     Returns:
@@ -229,14 +265,15 @@ def encode_lines(tokenizer: PreTrainedTokenizerFast, lines: list[str],
     return seqs, cut
 
 
-def length_batches(seqs: list[list[int]], batch_size: int,
-                   rng: random.Random | None) -> Iterator[list[list[int]]]:
+def length_batches(
+    seqs: list[list[int]], batch_size: int, rng: random.Random | None
+) -> Iterator[list[list[int]]]:
     """Batches of similar length (little padding); batch order shuffled when ``rng``."""
     order = list(range(len(seqs)))
     if rng is not None:
         rng.shuffle(order)  # ties in length break randomly, so batches differ per epoch
     order.sort(key=lambda i: len(seqs[i]))
-    batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+    batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
     if rng is not None:
         rng.shuffle(batches)
     for b in batches:
@@ -249,24 +286,30 @@ def collate(batch: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Te
     ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
     mask = torch.zeros((len(batch), width), dtype=torch.long)
     for i, x in enumerate(batch):
-        ids[i, :len(x)] = torch.tensor(x)
-        mask[i, :len(x)] = 1
+        ids[i, : len(x)] = torch.tensor(x)
+        mask[i, : len(x)] = 1
     return ids, mask
 
 
-def sequence_nll(model: LlamaForCausalLM, ids: torch.Tensor,
-                 mask: torch.Tensor) -> tuple[torch.Tensor, int]:
+def sequence_nll(
+    model: LlamaForCausalLM, ids: torch.Tensor, mask: torch.Tensor
+) -> tuple[torch.Tensor, int]:
     """Summed next-token NLL (nats) of a padded batch and the number of predicted tokens."""
     logits = model(input_ids=ids, attention_mask=mask).logits[:, :-1]  # (B, T-1, V)
     target = ids[:, 1:].masked_fill(mask[:, 1:] == 0, -100)
-    nll = F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), target.reshape(-1),
-                          ignore_index=-100, reduction="sum")
+    nll = F.cross_entropy(
+        logits.float().reshape(-1, logits.size(-1)),
+        target.reshape(-1),
+        ignore_index=-100,
+        reduction="sum",
+    )
     return nll, int((target != -100).sum())
 
 
 @torch.no_grad()
-def perplexity(model: LlamaForCausalLM, seqs: list[list[int]], pad_id: int,
-               batch_size: int = 64) -> float:
+def perplexity(
+    model: LlamaForCausalLM, seqs: list[list[int]], pad_id: int, batch_size: int = 64
+) -> float:
     """Per-token perplexity of ``seqs`` (BOS is context, every later token is predicted)."""
     was_training = model.training
     model.eval()
@@ -278,8 +321,7 @@ def perplexity(model: LlamaForCausalLM, seqs: list[list[int]], pad_id: int,
     return math.exp(total / max(count, 1))
 
 
-def unigram_perplexity(train: list[list[int]], heldout: list[list[int]],
-                       vocab_size: int) -> float:
+def unigram_perplexity(train: list[list[int]], heldout: list[list[int]], vocab_size: int) -> float:
     """Held-out perplexity of an add-one (Laplace) unigram over the same predicted tokens."""
     counts = Counter(t for x in train for t in x[1:])  # x[0] is BOS: never predicted
     denom = sum(counts.values()) + vocab_size
@@ -291,19 +333,29 @@ def unigram_perplexity(train: list[list[int]], heldout: list[list[int]],
 def build_model(config: LMTrainConfig, tokenizer: PreTrainedTokenizerFast) -> LlamaForCausalLM:
     """A freshly initialised Llama sized by ``config``, ids matching ``tokenizer``."""
     model_config = LlamaConfig(
-        vocab_size=len(tokenizer), hidden_size=config.hidden_size,
-        intermediate_size=config.intermediate_size, num_hidden_layers=config.num_layers,
-        num_attention_heads=config.num_heads, num_key_value_heads=config.num_heads,
+        vocab_size=len(tokenizer),
+        hidden_size=config.hidden_size,
+        intermediate_size=config.intermediate_size,
+        num_hidden_layers=config.num_layers,
+        num_attention_heads=config.num_heads,
+        num_key_value_heads=config.num_heads,
         max_position_embeddings=config.context_length,
         # Tied input/output embeddings: at this size the embedding is a third of the model.
-        tie_word_embeddings=True, rms_norm_eps=1e-5,
-        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id, dtype="float32")
+        tie_word_embeddings=True,
+        rms_norm_eps=1e-5,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        dtype="float32",
+    )
     model = LlamaForCausalLM(model_config)
     model.generation_config = GenerationConfig(
-        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id, do_sample=False,
-        max_length=config.context_length)
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        do_sample=False,
+        max_length=config.context_length,
+    )
     return model
 
 
@@ -312,8 +364,10 @@ def make_optimizer(model: torch.nn.Module, config: LMTrainConfig) -> torch.optim
     decay, no_decay = [], []
     for name, p in model.named_parameters():
         (decay if p.dim() >= 2 and "embed" not in name else no_decay).append(p)
-    groups = [{"params": decay, "weight_decay": config.weight_decay},
-              {"params": no_decay, "weight_decay": 0.0}]
+    groups = [
+        {"params": decay, "weight_decay": config.weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
     return torch.optim.AdamW(groups, lr=config.lr, betas=(0.9, 0.98), eps=1e-8)
 
 
@@ -343,23 +397,34 @@ def prepare_out_dir(out_dir: Path, run_config: dict, overwrite: bool) -> dict | 
     if not out_dir.exists() or not any(out_dir.iterdir()):
         return None
     if (out_dir / REPORT).exists():
-        raise ValueError(f"{out_dir} already holds a finished model ({REPORT}); "
-                         f"pass --overwrite to train again")
+        raise ValueError(
+            f"{out_dir} already holds a finished model ({REPORT}); pass --overwrite to train again"
+        )
     if not (out_dir / RUN_CONFIG).exists():
-        raise ValueError(f"{out_dir} exists and is not empty (no {RUN_CONFIG} of an "
-                         f"unfinished run); choose another --out or pass --overwrite")
+        raise ValueError(
+            f"{out_dir} exists and is not empty (no {RUN_CONFIG} of an "
+            f"unfinished run); choose another --out or pass --overwrite"
+        )
     saved = json.loads((out_dir / RUN_CONFIG).read_text())
     if saved != run_config:
         diff = sorted(k for k in set(saved) | set(run_config) if saved.get(k) != run_config.get(k))
-        raise ValueError(f"{out_dir} holds an unfinished run with different settings "
-                         f"({', '.join(diff)}); pass the same options to resume, or --overwrite")
+        raise ValueError(
+            f"{out_dir} holds an unfinished run with different settings "
+            f"({', '.join(diff)}); pass the same options to resume, or --overwrite"
+        )
     if not (out_dir / STATE).exists():
         return None  # killed before the first epoch ended: nothing to resume
     return torch.load(out_dir / STATE, map_location="cpu", weights_only=False)
 
 
-def train_lm(text: str | Path, out_dir: str | Path, config: LMTrainConfig | None = None, *,
-             overwrite: bool = False, progress: bool = True) -> LMTrainReport:
+def train_lm(
+    text: str | Path,
+    out_dir: str | Path,
+    config: LMTrainConfig | None = None,
+    *,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> LMTrainReport:
     """Train tokenizer and model on ``text``; save a transformers checkpoint in ``out_dir``.
 
     A killed run resumes from the last finished epoch when started again with the same
@@ -394,21 +459,32 @@ def train_lm(text: str | Path, out_dir: str | Path, config: LMTrainConfig | None
         torch.set_num_threads(old_threads)
 
 
-def _train(lines: list[str], text: Path, text_sha: str, out_dir: Path, config: LMTrainConfig,
-           state: dict | None, progress: bool) -> LMTrainReport:
+def _train(
+    lines: list[str],
+    text: Path,
+    text_sha: str,
+    out_dir: Path,
+    config: LMTrainConfig,
+    state: dict | None,
+    progress: bool,
+) -> LMTrainReport:
     started = time.monotonic()
     train_lines, heldout_lines = split_heldout(lines, config.holdout_fraction, config.seed)
     if state is None:
-        tokenizer = train_tokenizer(train_lines, config.vocab_size, config.min_frequency,
-                                    config.context_length)
+        tokenizer = train_tokenizer(
+            train_lines, config.vocab_size, config.min_frequency, config.context_length
+        )
         tokenizer.save_pretrained(out_dir)
     else:
         tokenizer = PreTrainedTokenizerFast.from_pretrained(out_dir, local_files_only=True)
     train_seqs, cut = encode_lines(tokenizer, train_lines, config.context_length)
     heldout_seqs, cut_heldout = encode_lines(tokenizer, heldout_lines, config.context_length)
     if cut + cut_heldout:
-        logger.warning("%d line(s) longer than context_length=%d tokens were cut",
-                       cut + cut_heldout, config.context_length)
+        logger.warning(
+            "%d line(s) longer than context_length=%d tokens were cut",
+            cut + cut_heldout,
+            config.context_length,
+        )
     pad_id = tokenizer.pad_token_id
 
     torch.manual_seed(config.seed)
@@ -425,12 +501,16 @@ def _train(lines: list[str], text: Path, text_sha: str, out_dir: Path, config: L
         history, elapsed_before = state["history"], state["seconds"]
         logger.info("resuming %s at epoch %d, step %d", out_dir, first_epoch, step)
     num_params = sum(p.numel() for p in model.parameters())
-    logger.info("training %.2fM-parameter Llama on %d lines (%d held out), %d steps",
-                num_params / 1e6, len(train_seqs), len(heldout_seqs), total_steps)
+    logger.info(
+        "training %.2fM-parameter Llama on %d lines (%d held out), %d steps",
+        num_params / 1e6,
+        len(train_seqs),
+        len(heldout_seqs),
+        total_steps,
+    )
 
     model.train()
-    bar = tqdm(total=total_steps, initial=step, disable=not progress, unit="step",
-               desc="lm train")
+    bar = tqdm(total=total_steps, initial=step, disable=not progress, unit="step", desc="lm train")
     for epoch in range(first_epoch, epochs):
         rng = random.Random(config.seed * 1000 + epoch)  # order depends only on the epoch
         loss_sum, tok_sum = 0.0, 0
@@ -450,32 +530,65 @@ def _train(lines: list[str], text: Path, text_sha: str, out_dir: Path, config: L
             bar.update(1)
             bar.set_postfix(loss=f"{nll.item() / n:.3f}", refresh=False)
         ppl = perplexity(model, heldout_seqs, pad_id)
-        history.append({"epoch": epoch + 1, "step": step,
-                        "train_loss": loss_sum / max(tok_sum, 1), "heldout_perplexity": ppl})
-        logger.info("epoch %d/%d step %d: train loss %.3f, held-out perplexity %.2f",
-                    epoch + 1, epochs, step, history[-1]["train_loss"], ppl)
-        torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                    "step": step, "epoch": epoch + 1, "history": history,
-                    "seconds": elapsed_before + time.monotonic() - started}, out_dir / STATE)
+        history.append(
+            {
+                "epoch": epoch + 1,
+                "step": step,
+                "train_loss": loss_sum / max(tok_sum, 1),
+                "heldout_perplexity": ppl,
+            }
+        )
+        logger.info(
+            "epoch %d/%d step %d: train loss %.3f, held-out perplexity %.2f",
+            epoch + 1,
+            epochs,
+            step,
+            history[-1]["train_loss"],
+            ppl,
+        )
+        torch.save(
+            {
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "step": step,
+                "epoch": epoch + 1,
+                "history": history,
+                "seconds": elapsed_before + time.monotonic() - started,
+            },
+            out_dir / STATE,
+        )
     bar.close()
 
     model.save_pretrained(out_dir)
     report = LMTrainReport(
-        out_dir=str(out_dir), text=str(text), text_sha256=text_sha, config=asdict(config),
-        num_params=num_params, train_lines=len(train_seqs), heldout_lines=len(heldout_seqs),
+        out_dir=str(out_dir),
+        text=str(text),
+        text_sha256=text_sha,
+        config=asdict(config),
+        num_params=num_params,
+        train_lines=len(train_seqs),
+        heldout_lines=len(heldout_seqs),
         train_tokens=sum(len(x) - 1 for x in train_seqs),
         heldout_tokens=sum(len(x) - 1 for x in heldout_seqs),
-        truncated_lines=cut + cut_heldout, steps=step,
+        truncated_lines=cut + cut_heldout,
+        steps=step,
         train_seconds=round(elapsed_before + time.monotonic() - started, 1),
-        heldout_perplexity=history[-1]["heldout_perplexity"] if history else
-        perplexity(model, heldout_seqs, pad_id),
+        heldout_perplexity=history[-1]["heldout_perplexity"]
+        if history
+        else perplexity(model, heldout_seqs, pad_id),
         unigram_perplexity=unigram_perplexity(train_seqs, heldout_seqs, len(tokenizer)),
-        torch_threads=torch.get_num_threads(), history=history,
-        versions={"torch": torch.__version__, "transformers": transformers.__version__})
+        torch_threads=torch.get_num_threads(),
+        history=history,
+        versions={"torch": torch.__version__, "transformers": transformers.__version__},
+    )
     # The report is written last: its presence marks the directory as finished.
     (out_dir / REPORT).write_text(json.dumps(asdict(report), indent=2) + "\n")
     (out_dir / STATE).unlink(missing_ok=True)
-    logger.info("held-out perplexity %.2f (unigram %.2f) in %.0f s; saved %s",
-                report.heldout_perplexity, report.unigram_perplexity, report.train_seconds,
-                out_dir)
+    logger.info(
+        "held-out perplexity %.2f (unigram %.2f) in %.0f s; saved %s",
+        report.heldout_perplexity,
+        report.unigram_perplexity,
+        report.train_seconds,
+        out_dir,
+    )
     return report

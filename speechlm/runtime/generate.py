@@ -1,0 +1,333 @@
+"""Prefill, one decode step, the sampling loop and sequence scoring, as small functions.
+
+Batches are right-padded for scoring (every row continues the same cached prompt, so
+positions line up) and left-padded for generation (every row's next token sits in the
+last column). Padding is masked through the 2D ``attention_mask`` and positions are
+explicit, so a row's result does not depend on the other rows (up to float rounding).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import torch
+
+from speechlm.runtime.base import SamplingParams
+from speechlm.runtime.engine import CallStats, Engine
+
+
+# ---------------------------------------------------------------------------------------
+# scoring
+# ---------------------------------------------------------------------------------------
+def _token_logprobs(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """ln p(target) under ``logits``: (..., V), (...) -> (...), in float32."""
+    logits = logits.float()
+    picked = logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+    return picked - torch.logsumexp(logits, dim=-1)
+
+
+def score_sequences(
+    engine: Engine,
+    context: Sequence[int],
+    sequences: Sequence[Sequence[int]],
+    *,
+    eos_id: int | None,
+    batch_size: int,
+    pad_id: int,
+    stats: CallStats,
+) -> list[list[float]]:
+    """Natural-log probability of every token of each sequence after a shared context.
+
+    With a non-empty ``context`` (a prompt, or just BOS), the context runs once and its
+    KV cache is forked for every batch of sequences; all tokens of each sequence are
+    scored. With an empty context, each sequence's first token is only conditioned on
+    (not scored). With ``eos_id``, one more value per sequence: ln p(EOS | sequence).
+
+    Args:
+        context: shared token ids (may be empty).
+        sequences: N lists of token ids, each non-empty.
+        eos_id: score EOS after each sequence when not None.
+        batch_size: sequences per forward pass.
+        pad_id: id used for padding (masked, never scored).
+
+    Returns:
+        N lists of per-token log-probs.
+    """
+    device = engine.device
+    n_ctx = len(context)
+    first_logits = None
+    prefix_cache = None
+    if n_ctx:
+        prefix_cache = engine.new_cache()
+        ids = torch.tensor([list(context)], device=device)  # (1, P)
+        out = engine.forward(
+            ids,
+            torch.ones_like(ids),
+            torch.arange(n_ctx, device=device)[None],
+            prefix_cache,
+            phase="prefill",
+            stats=stats,
+            logits_to_keep=1,
+        )
+        first_logits = out.logits[0, -1].float()  # (V,): predicts each sequence's first token
+        stats.prompt_tokens += n_ctx
+    # Longest first: rows of similar length share a batch, so little padding is computed.
+    order = sorted(range(len(sequences)), key=lambda i: -len(sequences[i]))
+    results: list[list[float]] = [[] for _ in sequences]
+    for start in range(0, len(order), batch_size):
+        rows = order[start : start + batch_size]
+        lens = torch.tensor([len(sequences[i]) for i in rows], device=device)  # (B,)
+        b, t = len(rows), int(lens.max())
+        ids = torch.full((b, t), pad_id, dtype=torch.long, device=device)  # (B, T) right-padded
+        for r, i in enumerate(rows):
+            ids[r, : len(sequences[i])] = torch.tensor(sequences[i], device=device)
+        text_mask = (torch.arange(t, device=device)[None] < lens[:, None]).long()  # (B, T)
+        if prefix_cache is not None:
+            cache = prefix_cache.fork(b, reserve=t)
+            mask = torch.cat([text_mask.new_ones(b, n_ctx), text_mask], dim=1)  # (B, P + T)
+        else:
+            cache, mask = None, text_mask
+        positions = (n_ctx + torch.arange(t, device=device))[None].expand(b, t)  # (B, T)
+        logits = engine.forward(ids, mask, positions, cache, phase="prefill", stats=stats).logits
+        stats.prompt_tokens += int(lens.sum())
+        # Token j>0 is predicted at position j-1; token 0 by the context's last position.
+        inner = _token_logprobs(logits[:, :-1], ids[:, 1:])  # (B, T-1)
+        first = (
+            _token_logprobs(first_logits.expand(b, -1), ids[:, 0])
+            if first_logits is not None
+            else None
+        )
+        if eos_id is not None:
+            last = logits[torch.arange(b, device=device), lens - 1]  # (B, V)
+            eos = _token_logprobs(last, torch.full((b,), eos_id, device=device))
+        for r, i in enumerate(rows):
+            n = len(sequences[i])
+            vals = ([first[r].item()] if first is not None else []) + inner[r, : n - 1].tolist()
+            if eos_id is not None:
+                vals.append(eos[r].item())
+            results[i] = vals
+        del logits, cache
+    return results
+
+
+def hidden_states_of(
+    engine: Engine,
+    sequences: Sequence[Sequence[int]],
+    layer: int,
+    *,
+    batch_size: int,
+    pad_id: int,
+    stats: CallStats,
+) -> list[torch.Tensor]:
+    """Hidden states ``(T_i, D)`` of ``layer`` (0 = embeddings, L = last) for each sequence."""
+    device = engine.device
+    out_states: list[torch.Tensor] = [None] * len(sequences)  # type: ignore[list-item]
+    for start in range(0, len(sequences), batch_size):
+        rows = list(range(start, min(start + batch_size, len(sequences))))
+        lens = [len(sequences[i]) for i in rows]
+        t = max(lens)
+        ids = torch.full((len(rows), t), pad_id, dtype=torch.long, device=device)
+        for r, i in enumerate(rows):
+            ids[r, : lens[r]] = torch.tensor(sequences[i], device=device)
+        mask = (
+            torch.arange(t, device=device)[None] < torch.tensor(lens, device=device)[:, None]
+        ).long()
+        positions = torch.arange(t, device=device)[None].expand(len(rows), t)
+        out = engine.forward(
+            ids,
+            mask,
+            positions,
+            None,
+            phase="prefill",
+            stats=stats,
+            logits_to_keep=1,
+            output_hidden_states=True,
+        )
+        stats.prompt_tokens += sum(lens)
+        states = out.hidden_states[layer]  # (B, T, D)
+        for r, i in enumerate(rows):
+            out_states[i] = states[r, : lens[r]].float().cpu().clone()
+    return out_states
+
+
+# ---------------------------------------------------------------------------------------
+# token choice
+# ---------------------------------------------------------------------------------------
+def choose_tokens(
+    logits: torch.Tensor, params: SamplingParams, generator: torch.Generator | None
+) -> torch.Tensor:
+    """Next token per row: argmax when greedy, else temperature / top-k / top-p sampling.
+
+    Args:
+        logits: (B, V) float32.
+
+    Returns:
+        (B,) token ids.
+    """
+    if params.temperature == 0.0:
+        return logits.argmax(dim=-1)
+    logits = logits / params.temperature
+    if params.top_k:
+        kth = torch.topk(logits, min(params.top_k, logits.shape[-1]), dim=-1).values[:, -1:]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if params.top_p < 1.0:
+        sorted_logits, idx = torch.sort(logits, dim=-1, descending=True)
+        probs = torch.softmax(sorted_logits, dim=-1)
+        # Drop a token when the tokens before it already reach top_p (the first always stays).
+        drop = (probs.cumsum(dim=-1) - probs) >= params.top_p
+        sorted_logits = sorted_logits.masked_fill(drop, float("-inf"))
+        logits = torch.full_like(logits, float("-inf")).scatter(-1, idx, sorted_logits)
+    probs = torch.softmax(logits, dim=-1)
+    return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+
+
+# ---------------------------------------------------------------------------------------
+# detokenising with stop strings and streaming
+# ---------------------------------------------------------------------------------------
+OnPiece = Callable[[int, str], None]  # (token_id, text_piece)
+
+
+@dataclass
+class TextStream:
+    """Incremental text of one generated row: stop strings and streamed pieces.
+
+    Pieces are emitted only once final: text that could still be the start of a stop
+    string, or an incomplete UTF-8 character (``\\ufffd``), is held back until the next
+    token decides it. The concatenated pieces always equal the final text.
+    """
+
+    decode: Callable[[list[int]], str]
+    stop: tuple[str, ...] = ()
+    on_piece: OnPiece | None = None
+    tokens: list[int] = field(default_factory=list)
+    text: str = ""
+    emitted: int = 0
+    stopped: bool = False
+
+    def push(self, token_id: int) -> bool:
+        """Add a token; return True when a stop string completed (text is then cut)."""
+        self.tokens.append(token_id)
+        full = self.decode(self.tokens)
+        cut = min((i for i in (full.find(s) for s in self.stop) if i >= 0), default=-1)
+        if cut >= 0:
+            self.text, self.stopped = full[:cut], True
+            self._emit(token_id, len(self.text))
+            return True
+        self.text = full
+        safe = len(full) - (max(map(len, self.stop)) - 1 if self.stop else 0)
+        while safe > self.emitted and full[safe - 1] == "\ufffd":
+            safe -= 1
+        self._emit(token_id, safe)
+        return False
+
+    def flush(self) -> None:
+        """Emit whatever was held back (the row has finished)."""
+        if self.tokens:
+            self._emit(self.tokens[-1], len(self.text))
+
+    def _emit(self, token_id: int, upto: int) -> None:
+        upto = min(upto, len(self.text))
+        piece = self.text[self.emitted : upto] if upto > self.emitted else ""
+        self.emitted = max(self.emitted, upto)
+        if self.on_piece is not None and (piece or not self.stopped):
+            self.on_piece(token_id, piece)
+
+
+# ---------------------------------------------------------------------------------------
+# greedy / sampling loop
+# ---------------------------------------------------------------------------------------
+@dataclass
+class RowResult:
+    token_ids: list[int]
+    logprobs: list[float]
+    finish_reason: str
+
+
+def left_pad(
+    prompts: Sequence[Sequence[int]], pad_id: int, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Left-padded ids, mask and positions, each (B, P)."""
+    p = max(len(x) for x in prompts)
+    ids = torch.full((len(prompts), p), pad_id, dtype=torch.long, device=device)
+    mask = torch.zeros((len(prompts), p), dtype=torch.long, device=device)
+    for r, x in enumerate(prompts):
+        ids[r, p - len(x) :] = torch.tensor(list(x), device=device)
+        mask[r, p - len(x) :] = 1
+    positions = (mask.cumsum(-1) - 1).clamp(min=0)  # real tokens count from 0 in every row
+    return ids, mask, positions
+
+
+def sample_loop(
+    engine: Engine,
+    prompts: Sequence[Sequence[int]],
+    params: SamplingParams,
+    *,
+    max_new: Sequence[int],
+    eos_ids: set[int],
+    streams: Sequence[TextStream],
+    pad_id: int,
+    stats: CallStats,
+) -> list[RowResult]:
+    """Greedy or sampled generation for a batch of prompts with one shared KV cache.
+
+    Finished rows are dropped from the batch (and from the cache) as they finish.
+
+    Args:
+        prompts: B token-id lists.
+        max_new: per-row budget of new tokens (``max_tokens`` capped by the context).
+        eos_ids: ids that end a row (finish_reason "eos"; EOS is not in ``token_ids``
+            but its log-prob is in ``logprobs``).
+        streams: one ``TextStream`` per row (stop strings, streaming).
+    """
+    device = engine.device
+    generator = None
+    if params.seed is not None:
+        generator = torch.Generator(device=device).manual_seed(params.seed)
+    ids, mask, positions = left_pad(prompts, pad_id, device)
+    cache = engine.new_cache()
+    cache.reserve(max(max_new))
+    logits = (
+        engine.forward(ids, mask, positions, cache, phase="prefill", stats=stats, logits_to_keep=1)
+        .logits[:, -1]
+        .float()
+    )  # (B, V)
+    stats.prompt_tokens += int(mask.sum())
+    results = [RowResult([], [], "length") for _ in prompts]
+    active = list(range(len(prompts)))  # original row index of each batch row
+    positions = positions[:, -1:]  # (B, 1)
+    while active:
+        next_ids = choose_tokens(logits, params, generator)  # (B,)
+        logps = torch.log_softmax(logits, dim=-1).gather(-1, next_ids[:, None])[:, 0]
+        keep = []
+        for r, (row, tok, lp) in enumerate(
+            zip(active, next_ids.tolist(), logps.tolist(), strict=True)
+        ):
+            res = results[row]
+            res.logprobs.append(lp)
+            if tok in eos_ids:
+                res.finish_reason = "eos"
+            else:
+                res.token_ids.append(tok)
+                stats.generated_tokens += 1
+                if streams[row].push(tok):
+                    res.finish_reason = "stop"
+                elif len(res.token_ids) < max_new[row]:
+                    keep.append(r)
+                    continue
+            streams[row].flush()
+        if not keep:
+            break
+        if len(keep) < len(active):
+            idx = torch.tensor(keep, device=device)
+            cache.batch_select_indices(idx)
+            next_ids, mask, positions = next_ids[idx], mask[idx], positions[idx]
+            active = [active[r] for r in keep]
+        mask = torch.cat([mask, mask.new_ones(len(active), 1)], dim=1)  # (B, L + 1)
+        positions = positions + 1
+        logits = (
+            engine.forward(next_ids[:, None], mask, positions, cache, phase="decode", stats=stats)
+            .logits[:, -1]
+            .float()
+        )
+    return results

@@ -1,0 +1,502 @@
+"""``LLM``: a local transformers causal LM with scoring, generation, chat and hidden states.
+
+>>> from speechlm.testing.llm import tiny_config, tiny_tokenizer
+>>> llm = LLM.from_config(tiny_config("llama"), tiny_tokenizer("llama"), seed=0)
+>>> len(llm.score(["one two three", "three two one"], prefix="count :"))
+2
+>>> llm.generate("one two", SamplingParams(max_tokens=3))[0].finish_reason in ("length", "eos")
+True
+"""
+
+from __future__ import annotations
+
+import os
+
+# Loading is from local directories only; never let a missing file turn into a download.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+import resource  # noqa: E402
+import time  # noqa: E402
+from collections.abc import Sequence  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
+
+import torch  # noqa: E402
+
+from speechlm.runtime.attention import build_attention  # noqa: E402
+from speechlm.runtime.attention.base import AttentionBackend  # noqa: E402
+from speechlm.runtime.base import (  # noqa: E402
+    Completion,
+    LanguageModel,
+    OnToken,
+    SamplingParams,
+    ScoreResult,
+)
+from speechlm.runtime.beam import beam_search  # noqa: E402
+from speechlm.runtime.cache import KV_CACHES  # noqa: E402
+from speechlm.runtime.energy import build_governor  # noqa: E402
+from speechlm.runtime.energy.governor import EnergyGovernor, NullGovernor  # noqa: E402
+from speechlm.runtime.energy.meter import EnergyMeter  # noqa: E402
+from speechlm.runtime.engine import CallStats, Engine  # noqa: E402
+from speechlm.runtime.generate import (  # noqa: E402
+    TextStream,
+    hidden_states_of,
+    sample_loop,
+    score_sequences,
+)
+from speechlm.runtime.loading import (  # noqa: E402
+    check_model_dir,
+    check_vocab,
+    context_length,
+    parse_device,
+    parse_dtype,
+)
+from speechlm.runtime.metrics import CallRecord, RuntimeMetrics  # noqa: E402
+from speechlm.runtime.moe import build_executor  # noqa: E402
+from speechlm.runtime.moe.experts import ExpertExecutor, apply_moe_executor  # noqa: E402
+
+
+class LLM(LanguageModel):
+    """A causal LM and its tokenizer, with the runtime's plug-ins attached.
+
+    Args:
+        model: a transformers ``*ForCausalLM`` (put in eval mode here).
+        tokenizer: its tokenizer (``len(tokenizer) <= config.vocab_size``).
+        attention: attention backend name (``ATTENTION_BACKENDS``), or an instance.
+        attention_conf: kwargs of the backend.
+        kv_cache: KV-cache kind (``KV_CACHES``: ``"contiguous"`` or ``"dynamic"``).
+        moe_executor: expert executor name (``MOE_EXECUTORS``) or instance; None leaves
+            the model's own experts computation.
+        moe_executor_conf: kwargs of the executor.
+        energy_governor: governor name (``ENERGY_GOVERNORS``) or instance; None = no-op.
+        energy_governor_conf: kwargs of the governor.
+        metrics_path: append one JSON line per call here.
+        measure_energy: try to read energy with zeus (None is recorded where it cannot).
+
+    Raises:
+        ValueError: tokenizer/model vocab mismatch, unknown plug-in names, or a plug-in
+            that refuses the model (its reasons are listed).
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        tokenizer: Any,
+        *,
+        attention: str | AttentionBackend = "sdpa",
+        attention_conf: dict[str, Any] | None = None,
+        kv_cache: str = "contiguous",
+        moe_executor: str | ExpertExecutor | None = None,
+        moe_executor_conf: dict[str, Any] | None = None,
+        energy_governor: str | EnergyGovernor | None = None,
+        energy_governor_conf: dict[str, Any] | None = None,
+        metrics_path: str | Path | None = None,
+        measure_energy: bool = True,
+    ) -> None:
+        check_vocab(tokenizer, model.config)
+        if kv_cache not in KV_CACHES:
+            raise ValueError(f"kv_cache: unknown {kv_cache!r}; registered: {KV_CACHES.names()}")
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.max_length = context_length(model.config)
+        backend = (
+            attention
+            if isinstance(attention, AttentionBackend)
+            else build_attention(attention, attention_conf)
+        )
+        backend.install(model)
+        if isinstance(moe_executor, str):
+            moe_executor = build_executor(moe_executor, moe_executor_conf)
+        self.moe_executor = moe_executor
+        if moe_executor is not None:
+            apply_moe_executor(model, moe_executor)
+        if isinstance(energy_governor, str):
+            energy_governor = build_governor(energy_governor, energy_governor_conf)
+        self.engine = Engine(model, backend, kv_cache, energy_governor or NullGovernor())
+        self.metrics = RuntimeMetrics(metrics_path)
+        self._meter = EnergyMeter(enabled=measure_energy)
+        gen_eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+        eos = [gen_eos] if isinstance(gen_eos, int) else list(gen_eos or [])
+        if tokenizer.eos_token_id is not None and tokenizer.eos_token_id not in eos:
+            eos.append(tokenizer.eos_token_id)
+        self.eos_ids = eos
+        pad = tokenizer.pad_token_id
+        self.pad_id = pad if pad is not None else (eos[0] if eos else 0)
+
+    # ---- construction -----------------------------------------------------------------
+    @classmethod
+    def from_pretrained(
+        cls,
+        path: str | Path,
+        *,
+        dtype: str | torch.dtype = "float32",
+        device: str | torch.device = "cpu",
+        **kwargs: Any,
+    ) -> LLM:
+        """Load a causal LM and its tokenizer from a local directory (never the network).
+
+        Raises:
+            FileNotFoundError: missing directory, config, weights, shards or tokenizer.
+            ValueError: bad config, dtype, device, or a tokenizer/model vocab mismatch.
+        """
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        path = check_model_dir(path)
+        torch_dtype, dev = parse_dtype(dtype), parse_device(device)
+        tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+        model = AutoModelForCausalLM.from_pretrained(
+            path, dtype=torch_dtype, local_files_only=True, attn_implementation="sdpa"
+        )
+        return cls(model.to(dev), tokenizer, **kwargs)
+
+    @classmethod
+    def from_config(
+        cls,
+        config: Any,
+        tokenizer: Any,
+        *,
+        seed: int = 0,
+        dtype: str | torch.dtype = "float32",
+        device: str | torch.device = "cpu",
+        **kwargs: Any,
+    ) -> LLM:
+        """A randomly initialised model from a transformers config (tiny test models).
+
+        Args:
+            config: a transformers config, e.g. ``speechlm.testing.llm.tiny_config()``.
+            tokenizer: a tokenizer object, or a local directory to load one from.
+            seed: torch seed for the weights.
+        """
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        if isinstance(tokenizer, (str, Path)):
+            tokenizer = AutoTokenizer.from_pretrained(tokenizer, local_files_only=True)
+        check_vocab(tokenizer, config)
+        torch_dtype, dev = parse_dtype(dtype), parse_device(device)
+        torch.manual_seed(seed)
+        model = AutoModelForCausalLM.from_config(
+            config, dtype=torch_dtype, attn_implementation="sdpa"
+        )
+        return cls(model.to(dev), tokenizer, **kwargs)
+
+    # ---- tokenisation -----------------------------------------------------------------
+    def _encode(self, text: str, special: bool) -> list[int]:
+        return list(self.tokenizer(text, add_special_tokens=special)["input_ids"])
+
+    def _check_length(self, n: int, what: str) -> None:
+        if n > self.max_length:
+            raise ValueError(
+                f"{what} is {n} tokens, over the model's context length "
+                f"(max_position_embeddings = {self.max_length})"
+            )
+
+    def _score_inputs(
+        self, texts: Sequence[str], prefix: str | None, append_eos: bool
+    ) -> tuple[list[int], list[list[int]]]:
+        if isinstance(texts, str):
+            raise ValueError("texts must be a sequence of strings, not a str")
+        bos = self.tokenizer.bos_token_id
+        if prefix is not None:
+            if not prefix:
+                raise ValueError("prefix is empty: pass None for no prefix")
+            context = self._encode(prefix, special=True)
+        else:
+            context = [bos] if bos is not None else []
+        seqs = []
+        for i, text in enumerate(texts):
+            if not isinstance(text, str) or not text.strip():
+                raise ValueError(f"texts[{i}] is empty: nothing to score")
+            ids = self._encode(text, special=False)
+            if not ids:
+                raise ValueError(f"texts[{i}] ({text!r}) tokenizes to no tokens")
+            self._check_length(len(context) + len(ids), f"prefix + texts[{i}]")
+            seqs.append(ids)
+        return context, seqs
+
+    # ---- LanguageModel API ------------------------------------------------------------
+    def score(
+        self,
+        texts: Sequence[str],
+        prefix: str | None = None,
+        *,
+        per_token: bool = False,
+        append_eos: bool = False,
+        batch_size: int = 16,
+    ) -> list[float] | list[ScoreResult]:
+        """Natural-log probability of each text, optionally after a shared ``prefix``.
+
+        Token ids follow the ``LanguageModel`` scoring semantics:
+
+        * with ``prefix``: ``tokenizer(prefix)`` *with* special tokens (BOS where the
+          tokenizer adds one) followed by ``tokenizer(text, add_special_tokens=False)``;
+          the prefix is run once and its KV cache is shared by all texts;
+        * without: ``tokenizer(text, add_special_tokens=False)`` conditioned on BOS
+          whenever the tokenizer defines ``bos_token_id`` (also when it does not add it
+          itself, like GPT-2's ``<|endoftext|>``). With no BOS at all (Qwen2), the text's
+          first token is context only and is **not scored** (a one-token text then
+          scores 0.0 unless ``append_eos``).
+        * ``append_eos`` adds ln p(EOS | text).
+
+        Mind the boundary: ``prefix + text`` is tokenized in two pieces, so the text
+        usually wants its leading space (``" hello"``) for BPE tokenizers.
+
+        Raises:
+            ValueError: an empty text, or prefix + text over the context length.
+        """
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if append_eos and not self.eos_ids:
+            raise ValueError("append_eos: the tokenizer has no eos_token_id")
+        context, seqs = self._score_inputs(texts, prefix, append_eos)
+        stats = CallStats()
+        with self._call("score", stats, len(seqs)):
+            values = score_sequences(
+                self.engine,
+                context,
+                seqs,
+                eos_id=self.eos_ids[0] if append_eos else None,
+                batch_size=batch_size,
+                pad_id=self.pad_id,
+                stats=stats,
+            )
+        if not per_token:
+            return [float(sum(v)) for v in values]
+        out = []
+        for ids, vals in zip(seqs, values, strict=True):
+            scored = ids if context else ids[1:]
+            if append_eos:
+                scored = [*scored, self.eos_ids[0]]
+            tokens = self.tokenizer.convert_ids_to_tokens(scored)
+            out.append(
+                ScoreResult(total=float(sum(vals)), tokens=list(tokens), token_logprobs=vals)
+            )
+        return out
+
+    def generate(
+        self,
+        prompts: str | Sequence[str],
+        params: SamplingParams | None = None,
+        *,
+        on_token: OnToken | None = None,
+    ) -> list[Completion]:
+        """Continue each prompt (tokenized *with* special tokens, e.g. BOS).
+
+        Greedy (``temperature == 0``), sampling (temperature, top-k, top-p; ``seed`` makes
+        it reproducible) or beam search (``num_beams > 1``, transformers' algorithm). The
+        new tokens are capped by ``max_tokens`` and by the context length.
+
+        Streaming: ``on_token(prompt_index, token_id, text_piece)`` is called per token
+        (greedy/sampling) with the text that became final; text that might start a stop
+        string is held back, so pieces join to exactly ``Completion.text``. Beam search
+        streams the chosen hypothesis once it is known. Stop strings end sampling at
+        once; beam search applies them to the final text only.
+
+        Raises:
+            ValueError: an empty prompt or one that fills the context length.
+        """
+        params = params or SamplingParams()
+        if isinstance(prompts, str):
+            prompts = [prompts]
+        ids = []
+        for i, prompt in enumerate(prompts):
+            if not isinstance(prompt, str):
+                raise ValueError(f"prompts[{i}] must be a str, got {type(prompt).__name__}")
+            x = self._encode(prompt, special=True)
+            if not x:
+                raise ValueError(
+                    f"prompts[{i}] is empty (no tokens, and the tokenizer adds no BOS)"
+                )
+            if len(x) >= self.max_length:
+                self._check_length(len(x) + 1, f"prompts[{i}] plus one new token")
+            ids.append(x)
+        return self._generate_ids(ids, params, on_token, kind="generate")
+
+    def chat(
+        self,
+        messages: list[dict[str, str]],
+        params: SamplingParams | None = None,
+        *,
+        on_token: OnToken | None = None,
+    ) -> Completion:
+        """Answer ``messages`` using the tokenizer's chat template.
+
+        Raises:
+            ValueError: the tokenizer has no chat template, or a message lacks role/content.
+        """
+        if getattr(self.tokenizer, "chat_template", None) is None:
+            raise ValueError("this tokenizer has no chat_template; use generate() with a prompt")
+        for i, m in enumerate(messages):
+            if not isinstance(m, dict) or "role" not in m or "content" not in m:
+                raise ValueError(f"messages[{i}] needs 'role' and 'content', got {m!r}")
+        text = self.tokenizer.apply_chat_template(
+            messages, add_generation_prompt=True, tokenize=False
+        )
+        # Templates write their own BOS and special tokens; do not add them twice.
+        ids = self._encode(text, special=False)
+        if not ids:
+            raise ValueError("the chat template produced an empty prompt")
+        self._check_length(len(ids) + 1, "chat prompt plus one new token")
+        return self._generate_ids([ids], params or SamplingParams(), on_token, kind="chat")[0]
+
+    def hidden_states(
+        self, texts: Sequence[str], layer: int, *, batch_size: int = 16
+    ) -> list[torch.Tensor]:
+        """Hidden states of one layer, e.g. kNN-LM keys.
+
+        Args:
+            texts: tokenized *with* special tokens (as ``tokenizer(text)``).
+            layer: 0 = embedding output, ``num_hidden_layers`` = last layer (after the
+                final norm, as transformers returns it); negative counts from the end.
+
+        Returns:
+            One float32 CPU tensor ``(T_i, D)`` per text; row t is the state at token t,
+            i.e. the one that predicts token t+1.
+        """
+        n_layers = self.model.config.get_text_config(decoder=True).num_hidden_layers
+        if not -(n_layers + 1) <= layer <= n_layers:
+            raise ValueError(f"layer must be in [-{n_layers + 1}, {n_layers}], got {layer}")
+        seqs = []
+        for i, text in enumerate(texts):
+            if not isinstance(text, str) or not text.strip():
+                raise ValueError(f"texts[{i}] is empty")
+            ids = self._encode(text, special=True)
+            self._check_length(len(ids), f"texts[{i}]")
+            seqs.append(ids)
+        stats = CallStats()
+        with self._call("hidden_states", stats, len(seqs)):
+            return hidden_states_of(
+                self.engine, seqs, layer, batch_size=batch_size, pad_id=self.pad_id, stats=stats
+            )
+
+    # ---- internals ----------------------------------------------------------------------
+    def _generate_ids(
+        self, ids: list[list[int]], params: SamplingParams, on_token: OnToken | None, kind: str
+    ) -> list[Completion]:
+        max_new = [min(params.max_tokens, self.max_length - len(x)) for x in ids]
+        decode = self._decode
+        stats = CallStats()
+        with self._call(kind, stats, len(ids)):
+            if params.num_beams > 1:
+                out = []
+                for i, x in enumerate(ids):
+                    res = beam_search(
+                        self.engine,
+                        x,
+                        num_beams=params.num_beams,
+                        max_new=max_new[i],
+                        eos_ids=self.eos_ids,
+                        stats=stats,
+                    )
+                    stream = TextStream(decode, params.stop, _bind(on_token, i))
+                    reason = res.finish_reason
+                    kept = []
+                    for tok in res.token_ids:
+                        kept.append(tok)
+                        if stream.push(tok):
+                            reason = "stop"
+                            break
+                    stream.flush()
+                    out.append((kept, res.logprob if reason != "stop" else None, reason, stream))
+                return [
+                    self._completion(k, lp, r, s, x)
+                    for (k, lp, r, s), x in zip(out, ids, strict=True)
+                ]
+            streams = [TextStream(decode, params.stop, _bind(on_token, i)) for i in range(len(ids))]
+            rows = sample_loop(
+                self.engine,
+                ids,
+                params,
+                max_new=max_new,
+                eos_ids=set(self.eos_ids),
+                streams=streams,
+                pad_id=self.pad_id,
+                stats=stats,
+            )
+        return [
+            Completion(
+                text=s.text,
+                token_ids=r.token_ids,
+                logprob=float(sum(r.logprobs)),
+                finish_reason=r.finish_reason,
+            )
+            for r, s in zip(rows, streams, strict=True)
+        ]
+
+    def _completion(
+        self,
+        kept: list[int],
+        logprob: float | None,
+        reason: str,
+        stream: TextStream,
+        prompt: list[int],
+    ) -> Completion:
+        if logprob is None:  # beam cut by a stop string: sum the kept tokens' log-probs
+            logprob = self._sum_logprob(prompt, kept)
+        return Completion(
+            text=stream.text, token_ids=kept, logprob=float(logprob), finish_reason=reason
+        )
+
+    def _sum_logprob(self, prompt: list[int], tokens: list[int]) -> float:
+        stats = CallStats()
+        vals = score_sequences(
+            self.engine,
+            prompt,
+            [tokens],
+            eos_id=None,
+            batch_size=1,
+            pad_id=self.pad_id,
+            stats=stats,
+        )
+        return float(sum(vals[0]))
+
+    def _decode(self, tokens: list[int]) -> str:
+        return self.tokenizer.decode(tokens, skip_special_tokens=True)
+
+    def _call(self, kind: str, stats: CallStats, n: int) -> _CallRecorder:
+        return _CallRecorder(self, kind, stats, n)
+
+
+def _bind(on_token: OnToken | None, index: int):
+    if on_token is None:
+        return None
+    return lambda token_id, piece: on_token(index, token_id, piece)
+
+
+class _CallRecorder:
+    """Context manager around one public call: energy window, peak memory, metrics record."""
+
+    def __init__(self, llm: LLM, kind: str, stats: CallStats, n: int) -> None:
+        self.llm, self.kind, self.stats, self.n = llm, kind, stats, n
+
+    def __enter__(self) -> _CallRecorder:
+        self.cuda = self.llm.engine.device.type == "cuda"
+        if self.cuda:
+            torch.cuda.reset_peak_memory_stats(self.llm.engine.device)
+        self.llm._meter.begin()
+        self.start = time.perf_counter()
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        energy = self.llm._meter.end()
+        if exc_type is not None:
+            return
+        if self.cuda:
+            peak = int(torch.cuda.max_memory_allocated(self.llm.engine.device))
+        else:  # Linux reports KiB: the process's lifetime peak resident set
+            peak = int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024
+        s = self.stats
+        self.llm.metrics.record(
+            CallRecord(
+                kind=self.kind,
+                prompt_tokens=s.prompt_tokens,
+                generated_tokens=s.generated_tokens,
+                prefill_s=s.prefill_s,
+                decode_s=s.decode_s,
+                peak_memory_bytes=peak,
+                kv_cache_bytes=s.kv_cache_bytes,
+                energy_j=energy,
+                batch_size=s.batch_size,
+                num_sequences=self.n,
+            )
+        )
