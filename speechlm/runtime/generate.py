@@ -192,9 +192,11 @@ OnPiece = Callable[[int, str], None]  # (token_id, text_piece)
 class TextStream:
     """Incremental text of one generated row: stop strings and streamed pieces.
 
-    Pieces are emitted only once final: text that could still be the start of a stop
-    string, or an incomplete UTF-8 character (``\\ufffd``), is held back until the next
-    token decides it. The concatenated pieces always equal the final text.
+    ``on_piece`` is called once per pushed token with the text that became final: text
+    that could still be the start of a stop string, or an incomplete UTF-8 character
+    (``\\ufffd``), is held back until a later token decides it; when the row ends, one
+    extra call (``flush``) hands over what is still held back. The concatenated pieces
+    always equal the final text.
     """
 
     decode: Callable[[list[int]], str]
@@ -221,16 +223,24 @@ class TextStream:
         self._emit(token_id, safe)
         return False
 
-    def flush(self) -> None:
-        """Emit whatever was held back (the row has finished)."""
-        if self.tokens:
-            self._emit(self.tokens[-1], len(self.text))
+    def flush(self, token_id: int | None = None) -> None:
+        """The row has finished: emit the held-back text, if any, in one extra call.
+
+        Args:
+            token_id: the id reported with it (EOS when the row ended on EOS), else the
+                last generated token.
+        """
+        if len(self.text) > self.emitted and self.on_piece is not None:
+            tid = token_id if token_id is not None else self.tokens[-1]
+            self.on_piece(tid, self.text[self.emitted :])
+        self.emitted = len(self.text)
 
     def _emit(self, token_id: int, upto: int) -> None:
+        """Exactly one call per pushed token (the piece may be empty)."""
         upto = min(upto, len(self.text))
         piece = self.text[self.emitted : upto] if upto > self.emitted else ""
         self.emitted = max(self.emitted, upto)
-        if self.on_piece is not None and (piece or not self.stopped):
+        if self.on_piece is not None:
             self.on_piece(token_id, piece)
 
 
@@ -307,14 +317,15 @@ def sample_loop(
             res.logprobs.append(lp)
             if tok in eos_ids:
                 res.finish_reason = "eos"
-            else:
-                res.token_ids.append(tok)
-                stats.generated_tokens += 1
-                if streams[row].push(tok):
-                    res.finish_reason = "stop"
-                elif len(res.token_ids) < max_new[row]:
-                    keep.append(r)
-                    continue
+                streams[row].flush(tok)
+                continue
+            res.token_ids.append(tok)
+            stats.generated_tokens += 1
+            if streams[row].push(tok):
+                res.finish_reason = "stop"
+            elif len(res.token_ids) < max_new[row]:
+                keep.append(r)
+                continue
             streams[row].flush()
         if not keep:
             break

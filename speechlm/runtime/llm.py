@@ -286,11 +286,13 @@ class LLM(LanguageModel):
         it reproducible) or beam search (``num_beams > 1``, transformers' algorithm). The
         new tokens are capped by ``max_tokens`` and by the context length.
 
-        Streaming: ``on_token(prompt_index, token_id, text_piece)`` is called per token
-        (greedy/sampling) with the text that became final; text that might start a stop
-        string is held back, so pieces join to exactly ``Completion.text``. Beam search
-        streams the chosen hypothesis once it is known. Stop strings end sampling at
-        once; beam search applies them to the final text only.
+        Streaming: ``on_token(prompt_index, token_id, text_piece)`` is called once per
+        generated token (greedy/sampling) with the text that became final; text that
+        might start a stop string is held back and handed over in one extra call when
+        the row ends (``token_id`` = EOS if it ended on EOS), so the pieces join to
+        exactly ``Completion.text``. Beam search streams the chosen hypothesis once it is
+        known. Stop strings end sampling at once; beam search applies them to the final
+        text only.
 
         Raises:
             ValueError: an empty prompt or one that fills the context length.

@@ -164,6 +164,29 @@ def save_tiny_model(path: str | Path, family: str = "llama", seed: int = 0) -> P
     return path
 
 
+def tiny_llm(family: str = "llama", seed: int = 0, **kwargs: Any) -> Any:
+    """A ``speechlm.runtime.LLM`` over ``tiny_model(family, seed)`` (energy metering off)."""
+    from speechlm.runtime import LLM
+
+    kwargs.setdefault("measure_energy", False)
+    return LLM(tiny_model(family, seed), tiny_tokenizer(family), **kwargs)
+
+
+def reference_logprobs(model: Any, context: list[int], ids: list[int]) -> list[float]:
+    """ln p of each of ``ids`` after ``context``: one plain transformers forward, no cache.
+
+    ``context`` must be non-empty (the first id is predicted from its last position).
+    """
+    import torch
+
+    full = torch.tensor([list(context) + list(ids)])
+    with torch.no_grad():
+        logits = model(input_ids=full, use_cache=False).logits[0].float()
+    lp = torch.log_softmax(logits, dim=-1)
+    start = len(context)
+    return [lp[start - 1 + j, ids[j]].item() for j in range(len(ids))]
+
+
 __all__ = [
     "FAMILIES",
     "tiny_words",
@@ -171,4 +194,6 @@ __all__ = [
     "tiny_config",
     "tiny_model",
     "save_tiny_model",
+    "tiny_llm",
+    "reference_logprobs",
 ]

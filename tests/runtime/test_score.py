@@ -1,0 +1,117 @@
+"""Scoring: equal to a plain transformers forward per family; batching, prefix sharing,
+per-token values, EOS, and hidden states."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from speechlm.runtime import ScoreResult
+from speechlm.testing.llm import FAMILIES, reference_logprobs, tiny_llm, tiny_model
+
+TEXTS = ["one two three four", "the water is good", "five", "ask my mother , then go home ."]
+PREFIX = "count : zero"
+ALL_FAMILIES = sorted(FAMILIES)
+
+
+def _expected(llm, ref, text, prefix=None, eos=False):
+    tok = llm.tokenizer
+    ids = tok(text, add_special_tokens=False)["input_ids"]
+    if prefix is not None:
+        ctx = tok(prefix)["input_ids"]
+    elif tok.bos_token_id is not None:
+        ctx = [tok.bos_token_id]
+    else:  # no BOS: the first token is context only
+        ctx, ids = ids[:1], ids[1:]
+    if eos:
+        ids = ids + [llm.eos_ids[0]]
+    return reference_logprobs(ref, ctx, ids) if ids else []
+
+
+@pytest.mark.parametrize("family", ALL_FAMILIES)
+def test_scores_equal_plain_forward(family):
+    llm = tiny_llm(family)
+    ref = tiny_model(family)
+    with_prefix = llm.score(TEXTS, prefix=PREFIX, batch_size=3)
+    without = llm.score(TEXTS, batch_size=3)
+    for text, a, b in zip(TEXTS, with_prefix, without, strict=True):
+        assert a == pytest.approx(sum(_expected(llm, ref, text, PREFIX)), abs=1e-4)
+        assert b == pytest.approx(sum(_expected(llm, ref, text)), abs=1e-4)
+    assert all(s < 0 for s in with_prefix)
+
+
+def test_gpt2_conditions_on_bos_and_qwen2_skips_first_token():
+    gpt2, qwen = tiny_llm("gpt2"), tiny_llm("qwen2")
+    r = gpt2.score(["one two"], per_token=True)[0]
+    assert r.tokens == ["one", "two"]  # BOS (= EOS) not added by the tokenizer, still used
+    r = qwen.score(["one two"], per_token=True)[0]
+    assert r.tokens == ["two"]  # no BOS at all: "one" is context only
+    assert qwen.score(["five"]) == [0.0]
+
+
+def test_per_token_and_append_eos():
+    llm, ref = tiny_llm("llama"), tiny_model("llama")
+    res = llm.score(TEXTS[:2], prefix=PREFIX, per_token=True, append_eos=True)
+    assert all(isinstance(r, ScoreResult) for r in res)
+    for text, r in zip(TEXTS[:2], res, strict=True):
+        expected = _expected(llm, ref, text, PREFIX, eos=True)
+        assert r.tokens == text.split() + ["</s>"]
+        assert r.token_logprobs == pytest.approx(expected, abs=1e-4)
+        assert r.total == pytest.approx(sum(r.token_logprobs), abs=1e-9)
+    plain = llm.score(TEXTS[:2], prefix=PREFIX)
+    assert [r.total for r in res] == pytest.approx(
+        [p + r.token_logprobs[-1] for p, r in zip(plain, res, strict=True)], abs=1e-5
+    )
+
+
+@pytest.mark.parametrize("kv_cache", ["contiguous", "dynamic"])
+def test_batched_equals_unbatched(kv_cache):
+    llm = tiny_llm("mistral", kv_cache=kv_cache)
+    batched = llm.score(TEXTS, prefix=PREFIX, batch_size=4)
+    single = [llm.score([t], prefix=PREFIX, batch_size=1)[0] for t in TEXTS]
+    assert batched == pytest.approx(single, abs=1e-5)
+
+
+def test_shared_prefix_equals_unshared():
+    """The prefix runs once and its cache is forked; scoring the same ids in one pass
+    (prefix tokens inside each sequence, no cache reuse) must agree."""
+    from speechlm.runtime.engine import CallStats
+    from speechlm.runtime.generate import score_sequences
+
+    llm = tiny_llm("qwen2")
+    tok = llm.tokenizer
+    shared = llm.score(TEXTS, prefix=PREFIX)
+    ctx = tok(PREFIX)["input_ids"]
+    seqs = [ctx + tok(t, add_special_tokens=False)["input_ids"] for t in TEXTS]
+    stats = CallStats()
+    # empty shared context: every sequence carries the prefix itself, nothing is reused
+    vals = score_sequences(llm.engine, [], seqs, eos_id=None, batch_size=2, pad_id=0, stats=stats)
+    unshared = [sum(v[len(ctx) - 1 :]) for v in vals]
+    assert shared == pytest.approx(unshared, abs=1e-5)
+
+
+def test_prefix_runs_once_per_call():
+    from speechlm.runtime.energy.governor import RecordingGovernor
+
+    gov = RecordingGovernor()
+    llm = tiny_llm("llama", energy_governor=gov)
+    llm.score(TEXTS * 3, prefix=PREFIX, batch_size=4)
+    phases = [s[:3] for s in gov.steps]
+    n_prefix = len(llm.tokenizer(PREFIX)["input_ids"])
+    assert phases[0] == ("prefill", 1, n_prefix)  # the prompt, once, at batch 1
+    assert [p[1] for p in phases[1:]] == [4, 4, 4]  # then 12 texts in batches of 4
+
+
+def test_hidden_states_match_transformers():
+    llm, ref = tiny_llm("llama"), tiny_model("llama")
+    texts = ["one two three", "good water"]
+    for layer in (0, 1, 2, -1):
+        states = llm.hidden_states(texts, layer)
+        for text, h in zip(texts, states, strict=True):
+            ids = torch.tensor([llm.tokenizer(text)["input_ids"]])
+            with torch.no_grad():
+                expected = ref(input_ids=ids, output_hidden_states=True).hidden_states[layer][0]
+            assert h.shape == expected.shape
+            torch.testing.assert_close(h, expected, atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError, match="layer must be in"):
+        llm.hidden_states(texts, 3)
