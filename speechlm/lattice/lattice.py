@@ -14,6 +14,7 @@ scaling, pruning and epsilon removal.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -168,11 +169,12 @@ class Lattice:
         fwd = self._reachable(self.start, forward=True)
         return [s for s in self.finals if fwd[s]]
 
-    def _reachable(self, state: int, forward: bool) -> list[bool]:
+    def _reachable(self, state: int | Iterable[int], forward: bool) -> list[bool]:
         adj = self.out_arcs if forward else self.in_arcs
         seen = [False] * self.num_states
-        seen[state] = True
-        stack = [state]
+        stack = [state] if isinstance(state, int) else list(state)
+        for s in stack:
+            seen[s] = True
         while stack:
             s = stack.pop()
             for k in adj[s]:
@@ -183,15 +185,16 @@ class Lattice:
         return seen
 
     # ------------------------------------------------------------------ access
-    @property
+    @functools.cached_property
     def out_arcs(self) -> list[list[int]]:
-        """Arc indices leaving each state, axes ``[state][arc]``."""
+        """Arc indices leaving each state, axes ``[state][arc]`` (computed once: treat a
+        Lattice as immutable; transforms return new ones)."""
         out: list[list[int]] = [[] for _ in range(self.num_states)]
         for k, a in enumerate(self.arcs):
             out[a.src].append(k)
         return out
 
-    @property
+    @functools.cached_property
     def in_arcs(self) -> list[list[int]]:
         """Arc indices entering each state, axes ``[state][arc]``."""
         inc: list[list[int]] = [[] for _ in range(self.num_states)]
@@ -234,15 +237,13 @@ class Lattice:
         States are renumbered in topological order, so the start state becomes 0.
         """
         fwd = self._reachable(self.start, forward=True)
-        bwd = [False] * self.num_states
-        for f in self.finals:
-            if fwd[f] and not bwd[f]:
-                for s, ok in enumerate(self._reachable(f, forward=False)):
-                    bwd[s] = bwd[s] or ok
+        bwd = self._reachable(self.finals, forward=False)
         keep = [s for s in self.topo_order if fwd[s] and bwd[s]]
+        if keep == list(range(self.num_states)) and self.start == 0:
+            return self  # already connected and topologically numbered
         new = {s: i for i, s in enumerate(keep)}
-        arcs = [dataclasses.replace(a, src=new[a.src], dst=new[a.dst]) for a in self.arcs
-                if a.src in new and a.dst in new]
+        arcs = [Arc(new[a.src], new[a.dst], a.word, a.am_score, a.lm_score, a.start, a.end,
+                    a.tids) for a in self.arcs if a.src in new and a.dst in new]
         finals = {new[s]: w for s, w in self.finals.items() if s in new}
         return Lattice(arcs, finals, [self.state_times[s] for s in keep], start=0,
                        utt=self.utt, num_states=len(keep))
@@ -257,7 +258,8 @@ class Lattice:
 
     def prune(self, beam: float, max_arcs: int | None = None, *, am_scale: float = 1.0,
               lm_scale: float = 1.0) -> Lattice:
-        """Keep arcs on some path within ``beam`` of the best path (like ``lattice-prune``).
+        """Keep arcs and final weights on some path within ``beam`` of the best path (like
+        Kaldi's ``lattice-prune``).
 
         The best path through each arc comes from tropical forward and backward shortest
         distances (OpenFst). With ``max_arcs`` only that many arcs, best first, are kept.
@@ -272,13 +274,17 @@ class Lattice:
         Returns:
             The pruned lattice.
         """
-        from speechlm.lattice.posterior import arc_best_scores
+        from speechlm.lattice.posterior import arc_best_scores, forward_backward
 
         if beam < 0:
             raise ValueError(f"{self._where()}: beam must be >= 0, got {beam}")
         through, best = arc_best_scores(self, am_scale, lm_scale)  # (A,), scalar
         # OpenFst weights are float32, so allow their rounding in the comparison.
-        keep = through >= best - beam - 1e-5 * max(1.0, abs(best))
+        floor = best - beam - 1e-5 * max(1.0, abs(best))
+        keep = through >= floor
+        alpha, _, _ = forward_backward(self, am_scale, lm_scale, "tropical")
+        finals = {s: w for s, w in self.finals.items()
+                  if alpha[s] + am_scale * w[0] + lm_scale * w[1] >= floor}
         if max_arcs is not None and keep.sum() > max_arcs:
             order = np.argsort(-through, kind="stable")[:max(max_arcs, 1)]
             cap = np.zeros_like(keep)
@@ -286,14 +292,17 @@ class Lattice:
             keep &= cap
         try:
             kept = self._replace([a for a, k in zip(self.arcs, keep, strict=True) if k],
-                                 self.finals)
+                                 finals)
         except ValueError:
             # max_arcs below the best path's length: keep exactly the best path.
-            idx = set(self.best_path(am_scale, lm_scale).arc_ids)
-            kept = self._replace([a for k, a in enumerate(self.arcs) if k in idx], self.finals)
+            path = self.best_path(am_scale, lm_scale)
+            last = self.arcs[path.arc_ids[-1]].dst if path.arc_ids else self.start
+            kept = self._replace([self.arcs[k] for k in path.arc_ids],
+                                 {last: self.finals[last]})
         return kept.connect()
 
-    def remove_epsilons(self, am_scale: float = 1.0, lm_scale: float = 1.0) -> Lattice:
+    def remove_epsilons(self, am_scale: float = 1.0, lm_scale: float = 1.0,
+                        beam: float | None = None) -> Lattice:
         """Time-preserving epsilon removal in the Viterbi sense.
 
         The new states are the start state, the final states and the destinations of word
@@ -306,16 +315,20 @@ class Lattice:
         state that reaches a final state by epsilons becomes final with the best such
         path's score. Arcs with the same ``(src, dst, word, start)`` are then merged,
         keeping the best. Like Kaldi's lattice determinization this keeps the best
-        alignment per word sequence locally; unlike it, it does not merge states with
-        the same word history, so the result is not deterministic.
+        alignment locally; unlike it, it does not merge states with the same word
+        history, so the result is not deterministic and can hold many more arcs than
+        the input (each word arc is repeated from every boundary state whose epsilon
+        region reaches it); ``beam`` bounds that.
 
         Args:
             am_scale: Acoustic scale used to choose the best epsilon path.
             lm_scale: LM scale used to choose the best epsilon path.
+            beam: If given, skip new arcs (and final weights) whose best complete path is
+                more than ``beam`` below the best path: the result is that of
+                ``remove_epsilons().prune(beam)``, without building the pruned arcs.
 
         Returns:
-            An epsilon-free lattice (unless the input had an epsilon-only path from start
-            to final, in which case that path is kept as one ``"<eps>"`` arc).
+            An epsilon-free lattice (an epsilon-only lattice becomes a final start state).
         """
         lat = self.connect()
         out = lat.out_arcs
@@ -323,52 +336,57 @@ class Lattice:
         boundary = sorted({lat.start, *(a.dst for a in lat.arcs if a.word != EPS)},
                           key=pos.__getitem__)
         new_id = {s: i for i, s in enumerate(boundary)}
-        best: dict[tuple[int, int, str, float], Arc] = {}
-        finals: dict[int, tuple[float, float]] = {}
-        eps_final: dict[int, Arc] = {}
+        floor, beta = -math.inf, None
+        if beam is not None:
+            from speechlm.lattice.posterior import forward_backward
 
-        def better(x: Arc, y: Arc | None) -> bool:
-            return y is None or (am_scale * x.am_score + lm_scale * x.lm_score
-                                 > am_scale * y.am_score + lm_scale * y.lm_score)
-
+            # Backward scores of boundary states are the same in the new lattice.
+            _, beta, best_score = forward_backward(lat, am_scale, lm_scale, "tropical")
+            floor = best_score - beam - 1e-5 * max(1.0, abs(best_score))
+        # Best score from the start to each boundary state over the new arcs made so far
+        # (boundaries are visited in topological order, so it is final when visited);
+        # boundaries it does not reach are skipped.
+        alpha = {lat.start: 0.0}
+        # (src, dst, word, start) -> (tot, am, lm, end, tids) of the best candidate
+        best: dict[tuple[int, int, str, float], tuple] = {}
+        finals: dict[int, tuple[float, float, float]] = {}
         for s in boundary:
             # Viterbi over the epsilon-only subgraph from s, in topological order.
             # path[u] = (tot, am, lm, tids) of the best epsilon path s ~> u.
-            path: dict[int, tuple[float, float, float, tuple[int, ...]]] = {s: (0.0, 0.0, 0.0, ())}
-            frontier = {s}
+            path: dict[int, tuple[float, float, float, tuple[int, ...]]] = {
+                s: (0.0, 0.0, 0.0, ())}
+            if s not in alpha:
+                continue
+            head = alpha[s]
             for u in sorted(self._eps_closure(lat, out, s), key=pos.__getitem__):
-                if u not in frontier:
-                    continue
                 tot, am, lm, tids = path[u]
                 if u in lat.finals:
                     fam, flm = lat.finals[u]
-                    cand = Arc(new_id[s], new_id[s], EPS, am + fam, lm + flm, tids=tids)
-                    if better(cand, eps_final.get(s)):
-                        eps_final[s] = cand
+                    ftot = tot + am_scale * fam + lm_scale * flm
+                    if head + ftot >= floor and (s not in finals or ftot > finals[s][0]):
+                        finals[s] = (ftot, am + fam, lm + flm)
                 for k in out[u]:
                     a = lat.arcs[k]
+                    t = tot + am_scale * a.am_score + lm_scale * a.lm_score
                     if a.word == EPS:
-                        t = tot + am_scale * a.am_score + lm_scale * a.lm_score
                         if a.dst not in path or t > path[a.dst][0]:
                             path[a.dst] = (t, am + a.am_score, lm + a.lm_score, tids + a.tids)
-                        frontier.add(a.dst)
-                    else:
-                        cand = Arc(new_id[s], new_id[a.dst], a.word, am + a.am_score,
-                                   lm + a.lm_score, start=a.start, end=a.end,
-                                   tids=tids + a.tids)
-                        key = (cand.src, cand.dst, cand.word, cand.start)
-                        if better(cand, best.get(key)):
-                            best[key] = cand
-        for s, a in eps_final.items():
-            finals[new_id[s]] = (a.am_score, a.lm_score)
-        arcs = sorted(best.values(), key=lambda a: (a.src, a.start, a.dst, a.word))
-        if lat.start in eps_final and not arcs:
-            pass  # epsilon-only lattice: the start state is simply final.
-        # An epsilon path that consumes frames before a final state keeps its frames in
-        # the final weight's alignment only in Kaldi; we drop those tids (times are kept
-        # in state_times of the boundary states).
-        return Lattice(arcs, finals, [lat.state_times[s] for s in boundary], start=0,
-                       utt=lat.utt, num_states=len(boundary)).connect()
+                        continue
+                    if beta is not None and head + t + beta[a.dst] < floor:
+                        continue
+                    if a.dst not in alpha or head + t > alpha[a.dst]:
+                        alpha[a.dst] = head + t
+                    key = (new_id[s], new_id[a.dst], a.word, a.start)
+                    if key not in best or t > best[key][0]:
+                        best[key] = (t, am + a.am_score, lm + a.lm_score, a.end, tids + a.tids)
+        arcs = [Arc(src, dst, word, am, lm, start, end, tids)
+                for (src, dst, word, start), (_, am, lm, end, tids) in best.items()]
+        arcs.sort(key=lambda a: (a.src, a.start, a.dst, a.word))
+        # Frames an epsilon path consumes before a final state are not kept anywhere
+        # (Kaldi keeps them in the final weight's string); state times are unaffected.
+        return Lattice(arcs, {new_id[s]: (am, lm) for s, (_, am, lm) in finals.items()},
+                       [lat.state_times[s] for s in boundary], start=0, utt=lat.utt,
+                       num_states=len(boundary)).connect()
 
     @staticmethod
     def _eps_closure(lat: Lattice, out: list[list[int]], s: int) -> set[int]:

@@ -167,3 +167,17 @@ def test_bad_line_number_in_archive(tmp_path):
     p.write_text(COMPACT + "utt3 \n0 1 3 1,2,\n1 2 4 oops,1,\n2\n\n")
     with pytest.raises(ValueError, match=r"bad.txt:16: lattice 'utt3'"):
         list(read_kaldi_lattices(p, words=WORDS))
+
+
+def test_remove_epsilons_with_beam_equals_pruning_afterwards():
+    d = toy_ctc_decode(20, seed=5)
+    lat = Lattice.from_kaldi_text(d.raw_text, utt="b", words=d.words, frame_shift=0.04)
+    full = lat.remove_epsilons()
+    for beam in (0.5, 2.0, 5.0):
+        fast = lat.remove_epsilons(beam=beam)
+        slow = full.prune(beam)
+        assert fast.num_arcs == slow.num_arcs < full.num_arcs
+        assert len(fast.finals) == len(slow.finals) < len(full.finals)
+        assert sorted((a.word, a.start, a.end, round(a.am_score, 5)) for a in fast.arcs) == \
+            sorted((a.word, a.start, a.end, round(a.am_score, 5)) for a in slow.arcs)
+        assert fast.best_path().words == full.best_path().words
