@@ -97,7 +97,9 @@ class EspnetASR:
         import torch
 
         with torch.inference_mode():
-            results = self._speech2text(torch.as_tensor(feats, dtype=torch.float32))
+            # a copy: ESPnet's global_mvn normalises its input in place, and as_tensor would
+            # share the caller's array (decoding the same features twice would then differ)
+            results = self._speech2text(torch.tensor(feats, dtype=torch.float32))
         hyps = []
         for _, tokens, _, hyp in results:
             # A search stopped by the length limit keeps <sos/eos> in its tokens: drop

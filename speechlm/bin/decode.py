@@ -1,7 +1,16 @@
-"""Decode a Kaldi data dir with a trained model dir: OUT/text and OUT/nbest.jsonl.
+"""Decode a Kaldi data dir: OUT/text and OUT/nbest.jsonl, and with --lattice lattices,
+confusion networks, a CTM and oracle WERs.
 
     speechlm decode --model-dir exp/asr/model --data-dir data/test --out exp/asr/decode_test \
         [--nj 2] [--beam 10] [--nbest 5] [--ctc-weight 0.3]
+    speechlm decode --model-dir exp/asr/model --graph exp/asr/graph --lattice ...
+    speechlm decode --backend pocketsphinx --data-dir data/test --out exp/ps/decode_test \
+        --lattice [--ps-lm lm.arpa] [--ps-dict words.dic]
+
+Backends: ``espnet`` (a model dir from ``speechlm train-asr``; joint CTC/attention beam
+search, or with ``--lattice`` a CTC lattice over the ``--graph`` from ``speechlm make-graph``
+whose N-best is rescored by the attention decoder) and ``pocketsphinx`` (the pip wheel's
+US-English model, or ``--ps-*`` files; always decodes through a lattice).
 
 The data dir is validated (audio headers included) before any decoding starts. Features
 are computed with the model dir's own settings into OUT/feats. With ``--nj N`` the
@@ -13,12 +22,18 @@ skipped on a re-run.
 Outputs (sorted by utterance id, LC_ALL=C order):
   OUT/text          utt-id word word ...   (the best hypothesis)
   OUT/nbest.jsonl   {"utt": id, "hyps": [{"text": ..., "score": ...}, ...]}  best first
+With --lattice also:
+  OUT/lat/lat.J.gz  lattices, Kaldi text form (words as strings), one file per job
+  OUT/cn.jsonl      {"utt": id, "bins": [[{"word": w, "posterior": p, "start": s,
+                    "end": e}, ...], ...]}  confusion networks, "<eps>" = deletion
+  OUT/text.mbr      the MBR (consensus) 1-best of each confusion network
+  OUT/ctm           utt 1 start dur word confidence  (MBR words, bin posteriors)
+  OUT/oracle_wer    1-best, MBR, lattice, N-best and WCN oracle WERs (needs DATA/text)
 """
 from __future__ import annotations
 
 import argparse
 import hashlib
-import json
 import os
 import shlex
 import shutil
@@ -28,14 +43,20 @@ from pathlib import Path
 from tqdm import tqdm
 
 from speechlm.bin import command_main
+from speechlm.bin.decode_outputs import JobWriter as _JobWriter
+from speechlm.bin.decode_outputs import merge_job_outputs
 from speechlm.core.hashing import dir_digest, file_sha256
-from speechlm.data.kaldi_dir import c_sorted, read_data_dir, validate_data_dir
+from speechlm.data.features import split_utterances
+from speechlm.data.kaldi_dir import read_data_dir, validate_data_dir
 
 MIN_UTTS_PER_JOB = 100
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model-dir", required=True, help="model dir (see speechlm train-asr)")
+    parser.add_argument("--backend", choices=("espnet", "pocketsphinx"), default="espnet",
+                        help="espnet: a trained --model-dir; pocketsphinx: general English")
+    parser.add_argument("--model-dir", default=None,
+                        help="model dir (see speechlm train-asr); espnet backend")
     parser.add_argument("--data-dir", required=True, help="Kaldi data dir to decode")
     parser.add_argument("--out", required=True, help="output folder")
     parser.add_argument("--nj", type=int, default=1, help="number of parallel jobs")
@@ -53,9 +74,31 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="CTC weight in joint CTC/attention scoring")
     parser.add_argument("--penalty", type=float, default=None, help="insertion penalty")
     parser.add_argument("--device", default="cpu")
+    lat = parser.add_argument_group("lattices (--lattice)")
+    lat.add_argument("--lattice", action="store_true",
+                     help="decode through a lattice; also write lat/, cn.jsonl, ctm, oracle_wer")
+    lat.add_argument("--graph", default=None,
+                     help="decoding graph dir (speechlm make-graph); espnet backend")
+    lat.add_argument("--search-beam", type=float, default=None,
+                     help="lattice decoder beam, natural-log score units (default 16)")
+    lat.add_argument("--lattice-beam", type=float, default=None,
+                     help="keep lattice arcs within this score of the best (default 8)")
+    lat.add_argument("--lm-scale", type=float, default=None,
+                     help="graph (n-gram) weight against acoustics in the search (default 1)")
+    lat.add_argument("--lm-weight", type=float, default=None,
+                     help="n-gram weight in the attention rescoring (default 0)")
+    lat.add_argument("--rescore-nbest", type=int, default=None,
+                     help="lattice paths rescored by the attention decoder (default 10)")
+    ps = parser.add_argument_group("pocketsphinx backend")
+    ps.add_argument("--ps-hmm", default=None, help="acoustic model dir (default: en-us)")
+    ps.add_argument("--ps-lm", default=None, help="ARPA or binary LM (default: en-us)")
+    ps.add_argument("--ps-dict", default=None, help="pronunciation dictionary (default: cmudict)")
+    ps.add_argument("--ps-jsgf", default=None, help="JSGF grammar instead of an n-gram")
+    ps.add_argument("--ps-lw", type=float, default=None, help="LM weight (default 6.5)")
 
 
-CONFIG_KEYS = ("beam", "ctc_weight", "penalty", "nbest")
+CONFIG_KEYS = ("beam", "ctc_weight", "penalty", "nbest", "search_beam", "lattice_beam",
+               "lm_scale", "lm_weight", "rescore_nbest")
 
 
 def _apply_config(args: argparse.Namespace) -> None:
@@ -121,18 +164,76 @@ def _job_dir(out: Path, nj: int, job: int) -> Path:
 
 def _fingerprint(args: argparse.Namespace, utts: list[str]) -> str:
     """What makes a finished job's output reusable: the model, options, data and utterances."""
-    parts = [file_sha256(Path(args.model_dir) / "model.pth"), dir_digest(args.data_dir),
-             str(args.beam), str(args.nbest), str(args.ctc_weight), str(args.penalty), *utts]
+    parts = [file_sha256(Path(args.model_dir) / "model.pth") if args.model_dir else "",
+             dir_digest(args.graph) if args.graph else "", dir_digest(args.data_dir),
+             *(f"{k}={getattr(args, k, None)}" for k in (*CONFIG_KEYS, "backend", "lattice",
+                                                          "ps_hmm", "ps_lm", "ps_dict",
+                                                          "ps_jsgf", "ps_lw")), *utts]
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()
 
 
-def decode_job(args: argparse.Namespace, job: int) -> None:
-    """Decode job ``job`` of ``args.nj`` into OUT/splitN/J/{text,nbest.jsonl}."""
+def _lattice_config(args: argparse.Namespace):
+    from speechlm.asr.ctc_lattice import LatticeDecodeConfig
+
+    options = {"beam": args.search_beam, "lattice_beam": args.lattice_beam,
+               "lm_scale": args.lm_scale, "lm_weight": args.lm_weight,
+               "nbest": args.rescore_nbest, "ctc_weight": args.ctc_weight,
+               "penalty": args.penalty}
+    config = LatticeDecodeConfig.from_dict({k: v for k, v in options.items() if v is not None})
+    # the rescored list must hold at least the N-best asked for
+    if config.nbest < args.nbest:
+        config = LatticeDecodeConfig.from_dict({**config.__dict__, "nbest": args.nbest})
+    return config
+
+
+def _recognizer(args: argparse.Namespace, d, utts: list[str], job: int):
+    """(items, decode, posterior_am_scale) for this job.
+
+    ``items`` yields ``(utt, input)``; ``decode(utt, input)`` returns ``(hypotheses best
+    first, lattice or None)``; ``input`` is None for an utterance with no features.
+    """
+    if args.backend == "pocketsphinx":
+        from speechlm.asr.pocketsphinx_asr import PocketSphinxASR
+        from speechlm.data.features import iter_utterance_audio
+
+        ps = PocketSphinxASR(hmm=args.ps_hmm, lm=args.ps_lm, dictionary=args.ps_dict,
+                             jsgf=args.ps_jsgf, lw=args.ps_lw, nbest=max(args.nbest, 1))
+        return (iter_utterance_audio(d, utts, ps.sample_rate),
+                lambda utt, x: ps(x, utt=utt), ps.posterior_am_scale)
+
     import kaldiio
 
     from speechlm.asr.espnet_asr import EspnetASR
-    from speechlm.data.features import compute_feats_for_data_dir, job_file, split_utterances
+    from speechlm.data.features import compute_feats_for_data_dir, job_file
 
+    asr = EspnetASR(args.model_dir, beam_size=args.beam, ctc_weight=args.ctc_weight,
+                    penalty=args.penalty, nbest=args.nbest, device=args.device)
+    feats_dir = Path(args.out) / "feats"
+    compute_feats_for_data_dir(args.data_dir, feats_dir, asr.fbank, nj=args.nj, job=job,
+                               progress=False)
+    feats = kaldiio.load_scp(str(job_file(feats_dir, "feats.scp", job)))
+    # An utterance too short for one frame has no features: it decodes to nothing.
+    items = ((utt, feats[utt] if utt in feats else None) for utt in utts)
+    if not args.lattice:
+        return items, lambda utt, f: ([] if f is None else asr.decode_features(f), None), 1.0
+    from speechlm.asr.ctc_graph import DecodingGraph
+    from speechlm.asr.ctc_lattice import EspnetLatticeASR
+
+    config = _lattice_config(args)
+    lattice_asr = EspnetLatticeASR(asr, DecodingGraph.read(args.graph), config)
+
+    def decode(utt, f):
+        if f is None:
+            return [], None
+        hyps, lattice = lattice_asr(f, utt)
+        return hyps[:args.nbest], lattice
+
+    # lattices keep unscaled scores; the search weighed acoustics by 1 / lm_scale
+    return items, decode, 1.0 / config.lm_scale
+
+
+def decode_job(args: argparse.Namespace, job: int) -> None:
+    """Decode job ``job`` of ``args.nj`` into OUT/splitN/J/ (text, nbest.jsonl, lattices)."""
     out = Path(args.out)
     d = read_data_dir(args.data_dir)
     utts = split_utterances(d.utterances, args.nj, job)
@@ -147,52 +248,49 @@ def decode_job(args: argparse.Namespace, job: int) -> None:
     # Parallel jobs share the cores: with every job on all cores, the small matrix ops of
     # beam search spend their time fighting over threads (measured 2.6 s vs 0.02 s per digit).
     torch.set_num_threads(max(1, (os.cpu_count() or 1) // args.nj))
-    asr = EspnetASR(args.model_dir, beam_size=args.beam, ctc_weight=args.ctc_weight,
-                    penalty=args.penalty, nbest=args.nbest, device=args.device)
-    feats_dir = out / "feats"
-    compute_feats_for_data_dir(args.data_dir, feats_dir, asr.fbank, nj=args.nj, job=job,
-                               progress=False)
-    feats = kaldiio.load_scp(str(job_file(feats_dir, "feats.scp", job)))
+    items, decode, am_scale = _recognizer(args, d, utts, job)
 
     job_dir.mkdir(parents=True, exist_ok=True)
     done.unlink(missing_ok=True)
-    tmp_text, tmp_nbest = job_dir / "text.tmp", job_dir / "nbest.jsonl.tmp"
-    with open(tmp_text, "w", encoding="utf-8") as ft, open(tmp_nbest, "w", encoding="utf-8") as fn:
-        for utt in tqdm(utts, desc=f"decode {job}/{args.nj}", mininterval=2.0):
-            # An utterance too short for one frame has no features: it decodes to nothing.
-            hyps = asr.decode_features(feats[utt]) if utt in feats else []
-            ft.write(f"{utt} {hyps[0].text if hyps else ''}".rstrip() + "\n")
-            fn.write(json.dumps({"utt": utt, "hyps": [h.to_json() for h in hyps]},
-                                ensure_ascii=False) + "\n")
-    os.replace(tmp_text, job_dir / "text")
-    os.replace(tmp_nbest, job_dir / "nbest.jsonl")
+    writer = _JobWriter(job_dir, lattice=args.lattice, am_scale=am_scale, refs=d.text)
+    with writer:
+        for utt, x in tqdm(items, total=len(utts), desc=f"decode {job}/{args.nj}",
+                           mininterval=2.0):
+            hyps, lattice = decode(utt, x)
+            writer.add(utt, hyps, lattice)
     done.write_text(stamp + "\n")
 
 
-def merge_jobs(out: Path, nj: int) -> None:
-    """Concatenate job outputs into sorted OUT/text and OUT/nbest.jsonl."""
-    text: dict[str, str] = {}
-    nbest: dict[str, str] = {}
-    for job in range(1, nj + 1):
-        job_dir = _job_dir(out, nj, job)
+def merge_jobs(out: Path, nj: int, *, lattice: bool = False) -> None:
+    """Join finished job outputs into sorted OUT/text, OUT/nbest.jsonl (and lattice files)."""
+    job_dirs = [_job_dir(out, nj, job) for job in range(1, nj + 1)]
+    for job, job_dir in enumerate(job_dirs, start=1):
         if not (job_dir / ".done").is_file():
             raise RuntimeError(f"decode job {job}/{nj} has not finished: no {job_dir}/.done")
-        with open(job_dir / "text", encoding="utf-8") as f:
-            for line in f:
-                text[line.split(maxsplit=1)[0]] = line
-        with open(job_dir / "nbest.jsonl", encoding="utf-8") as f:
-            for line in f:
-                nbest[json.loads(line)["utt"]] = line
-    for name, rows in (("text", text), ("nbest.jsonl", nbest)):
-        tmp = out / f"{name}.tmp"
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.writelines(rows[u] for u in c_sorted(rows))
-        os.replace(tmp, out / name)
+    merge_job_outputs(out, job_dirs, lattice=lattice)
+
+
+def _check_backend(args: argparse.Namespace) -> None:
+    """Options that only make sense together; ValueError names the missing one."""
+    from speechlm.asr.model_dir import check_model_dir
+
+    if args.backend == "espnet":
+        if not args.model_dir:
+            raise ValueError("the espnet backend needs --model-dir")
+        check_model_dir(args.model_dir)
+        if args.lattice:
+            if not args.graph:
+                raise ValueError("--lattice with the espnet backend needs --graph (a graph dir "
+                                 "from speechlm make-graph)")
+            from speechlm.asr.ctc_graph import DecodingGraph
+
+            DecodingGraph.read(args.graph)  # fails early naming a missing file
+    elif args.model_dir or args.graph:
+        raise ValueError("--model-dir and --graph are for the espnet backend; pocketsphinx "
+                         "takes --ps-hmm/--ps-lm/--ps-dict/--ps-jsgf")
 
 
 def run(args: argparse.Namespace) -> int:
-    from speechlm.asr.model_dir import check_model_dir
-
     out = Path(args.out)
     try:
         _apply_config(args)
@@ -204,10 +302,10 @@ def run(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 2
     if args.merge_only:
-        merge_jobs(out, args.nj)
+        merge_jobs(out, args.nj, lattice=args.lattice)
         return 0
     try:
-        check_model_dir(args.model_dir)
+        _check_backend(args)
         if args.job is None:
             args.data_dir = str(_with_speaker_maps(Path(args.data_dir), out))
             # Validate once, up front, so that bad input fails before any long work.
@@ -231,18 +329,21 @@ def run(args: argparse.Namespace) -> int:
     else:
         from speechlm.bin.launch import run_local
 
-        argv = [sys.executable, "-m", "speechlm.bin.decode", "--model-dir", args.model_dir,
+        argv = [sys.executable, "-m", "speechlm.bin.decode", "--backend", args.backend,
                 "--data-dir", args.data_dir, "--out", args.out, "--nj", str(args.nj),
                 "--job", "JOB", "--nbest", str(args.nbest), "--device", args.device]
+        if args.lattice:
+            argv.append("--lattice")
         # --config is already applied to args: pass the resolved values, not the file
-        for flag, value in (("--beam", args.beam), ("--ctc-weight", args.ctc_weight),
-                            ("--penalty", args.penalty)):
-            if value is not None:
-                argv += [flag, str(value)]
+        for key in ("model_dir", "graph", *CONFIG_KEYS, "ps_hmm", "ps_lm", "ps_dict",
+                    "ps_jsgf", "ps_lw"):
+            value = getattr(args, key)
+            if value is not None and key != "nbest":
+                argv += ["--" + key.replace("_", "-"), str(value)]
         rc = run_local(f"JOB=1:{args.nj}", str(out / "log" / "decode.JOB.log"), argv)
         if rc != 0:
             return rc
-    merge_jobs(out, args.nj)
+    merge_jobs(out, args.nj, lattice=args.lattice)
     print(f"decode: {n_utts} utterances -> {out}/text, {out}/nbest.jsonl "
           f"(cmd: {' '.join(shlex.quote(a) for a in sys.argv)})", file=sys.stderr)
     return 0

@@ -1,0 +1,59 @@
+"""speechlm decode --lattice: the files it writes and what they must satisfy."""
+import json
+import shutil
+
+import pytest
+
+from speechlm.bin import decode
+from speechlm.testing.shared_data import shared_data_dir
+
+CARDS = shared_data_dir("english_speech_samples/pocketsphinx_cards")
+
+
+@pytest.fixture
+def cards_dir(tmp_path):
+    if CARDS is None:
+        pytest.skip("shared English samples not found")
+    d = tmp_path / "cards"
+    d.mkdir()
+    refs = {"c001": "ten of clubs", "c002": "four queen of clubs", "c004": "five five"}
+    (d / "wav.scp").write_text("".join(f"{u} {CARDS / (u[1:] + '.wav')}\n" for u in refs))
+    (d / "text").write_text("".join(f"{u} {t}\n" for u, t in refs.items()))
+    (d / "utt2spk").write_text("".join(f"{u} {u}\n" for u in refs))
+    shutil.copy(d / "utt2spk", d / "spk2utt")
+    return d
+
+
+def test_pocketsphinx_lattice_outputs(cards_dir, tmp_path):
+    out = tmp_path / "dec"
+    rc = decode.main(["--backend", "pocketsphinx", "--lattice", "--data-dir", str(cards_dir),
+                      "--out", str(out), "--nbest", "5"])
+    assert rc == 0
+    for name in ("text", "nbest.jsonl", "cn.jsonl", "ctm", "text.mbr", "oracle_wer",
+                 "lat/lat.1.gz"):
+        assert (out / name).is_file(), name
+    cns = [json.loads(line) for line in (out / "cn.jsonl").read_text().splitlines()]
+    assert [c["utt"] for c in cns] == ["c001", "c002", "c004"]
+    for cn in cns:
+        for b in cn["bins"]:
+            assert abs(sum(e["posterior"] for e in b) - 1.0) < 1e-4
+            assert all(e["start"] <= e["end"] for e in b)
+    for line in (out / "ctm").read_text().splitlines():
+        utt, channel, start, dur, word, conf = line.split()
+        assert channel == "1" and float(dur) >= 0 and 0 <= float(conf) <= 1
+    rows = [json.loads(line) for line in (out / "oracle.jsonl").read_text().splitlines()]
+    for r in rows:  # the oracles are ordered as they must be
+        assert r["lattice"] <= r["nbest"] <= r["1best"]
+        assert r["wcn"] <= r["mbr"]
+    assert "lattice oracle" in (out / "oracle_wer").read_text()
+    # a re-run reuses the finished job
+    assert decode.main(["--backend", "pocketsphinx", "--lattice", "--data-dir",
+                        str(cards_dir), "--out", str(out), "--nbest", "5"]) == 0
+
+
+def test_backend_option_errors(cards_dir, tmp_path, capsys):
+    assert decode.main(["--data-dir", str(cards_dir), "--out", str(tmp_path / "o")]) == 1
+    assert "needs --model-dir" in capsys.readouterr().err
+    assert decode.main(["--backend", "pocketsphinx", "--model-dir", "m", "--data-dir",
+                        str(cards_dir), "--out", str(tmp_path / "o")]) == 1
+    assert "espnet backend" in capsys.readouterr().err
