@@ -16,8 +16,9 @@ bins. ``R`` is then replaced by the best word of every bin (Fig. 6) and the pass
 until ``R`` no longer changes; the final ``R`` is the MBR (minimum expected word error)
 hypothesis. Word times are posterior-weighted averages of arc start/end times (App. C).
 
-Per end state, the arcs entering it are handled together as a (K, Q+1) matrix; the
-recursion along ``q`` (deleting ``r_q`` after the arc) is a running minimum,
+The passes go level by level (a state's level is its longest arc distance from the
+start): all K arcs entering one level form a (K, Q+1) matrix. The recursion along ``q``
+(deleting ``r_q`` after the arc) is a running minimum,
 ``arc[q] = min(b[q], arc[q-1] + l(eps, r_q))`` = ``C[q] + cummin(b - C)[q]``.
 """
 from __future__ import annotations
@@ -90,11 +91,26 @@ class _Graph:
         self.loglike = np.array(loglike, dtype=np.float64)
         self.tb = np.array(tb, dtype=np.float64)
         self.te = np.array(te, dtype=np.float64)
-        order = np.argsort(dst, kind="stable")
-        counts = np.bincount(np.array(dst, dtype=np.int64), minlength=self.num_states)
-        bounds = np.concatenate([[0], np.cumsum(counts)])
-        # pre[n]: indices of the arcs entering state n.
-        self.pre = [order[bounds[i]:bounds[i + 1]] for i in range(self.num_states)]
+        self.dst = np.array(dst, dtype=np.int64)
+        # Level of a state = longest arc distance from the start. States of one level
+        # depend only on lower levels, so a pass handles a whole level at once.
+        # States are numbered topologically (connect) and the super-final is last.
+        depth = np.zeros(self.num_states, dtype=np.int64)
+        by_dst = np.argsort(self.dst, kind="stable")
+        bounds = np.searchsorted(self.dst[by_dst], np.arange(self.num_states + 1))
+        for n in range(1, self.num_states):
+            k = by_dst[bounds[n]:bounds[n + 1]]
+            depth[n] = depth[self.src[k]].max() + 1
+        arc_level = depth[self.dst]
+        order = np.lexsort((self.dst, arc_level))  # arcs by level, then end state
+        lb = np.searchsorted(arc_level[order], np.arange(depth.max() + 2))
+        # levels[i]: (arc ids sorted by end state, segment starts, end states) of level i+1
+        self.levels = []
+        for i in range(1, depth.max() + 1):
+            k = order[lb[i]:lb[i + 1]]
+            d = self.dst[k]
+            starts = np.flatnonzero(np.concatenate([[True], d[1:] != d[:-1]]))
+            self.levels.append((k, starts, d[starts]))
 
 
 def _acc_stats(g: _Graph, r: np.ndarray):
@@ -111,13 +127,14 @@ def _acc_stats(g: _Graph, r: np.ndarray):
     ad = np.zeros((big_n, q_len + 1))  # alpha_dash: expected edit distance
     ad[0] = c
     arc_post = np.zeros(len(g.src))  # p(arc | its end state)
-    choice: list[np.ndarray | None] = [None] * big_n  # per state: (K, Q) in {1, 2, 3}
-    for n in range(1, big_n):
-        k = g.pre[n]
+    choice = []  # per level: (K, Q) alignment choice 1 (sub), 2 (ins), 3 (del r_q)
+    for k, starts, ends in g.levels:
         s, w = g.src[k], g.word[k]
-        scores = alpha[s] + g.loglike[k]
-        alpha[n] = np.logaddexp.reduce(scores)
-        post = np.exp(scores - alpha[n])  # (K,)
+        scores = alpha[s] + g.loglike[k]  # (K,)
+        top = np.maximum.reduceat(scores, starts)
+        seg = np.repeat(np.arange(len(starts)), np.diff(np.append(starts, len(k))))
+        alpha[ends] = top + np.log(np.add.reduceat(np.exp(scores - top[seg]), starts))
+        post = np.exp(scores - alpha[ends][seg])  # (K,)
         arc_post[k] = post
         a_s = ad[s]  # (K, Q+1)
         ins = (w != 0).astype(np.float64)[:, None] + DELTA  # arc word inserted
@@ -126,9 +143,9 @@ def _acc_stats(g: _Graph, r: np.ndarray):
         b = np.concatenate([a_s[:, :1] + ins, np.minimum(a1, a2)], axis=1)  # (K, Q+1)
         arc = c + np.minimum.accumulate(b - c, axis=1)  # then delete r_q's: (K, Q+1)
         a3 = arc[:, :-1] + l0r
-        choice[n] = np.where(a1 <= a2, np.where(a1 <= a3, 1, 3),
-                             np.where(a2 <= a3, 2, 3)).astype(np.int8)
-        ad[n] = post @ arc
+        choice.append(np.where(a1 <= a2, np.where(a1 <= a3, 1, 3),
+                               np.where(a2 <= a3, 2, 3)).astype(np.int8))
+        ad[ends] = np.add.reduceat(post[:, None] * arc, starts, axis=0)
     expected = float(ad[big_n - 1, q_len])
 
     bd = np.zeros((big_n, q_len + 1))  # beta_dash
@@ -137,10 +154,9 @@ def _acc_stats(g: _Graph, r: np.ndarray):
     tau_b = np.zeros((q_len + 1, v))
     tau_e = np.zeros((q_len + 1, v))
     qs = np.arange(q_len + 1)
-    for n in range(big_n - 1, 0, -1):
-        k = g.pre[n]
-        s, w, ch = g.src[k], g.word[k], choice[n]
-        x = arc_post[k][:, None] * bd[n][None, :]  # (K, Q+1)
+    for (k, _, _), ch in zip(reversed(g.levels), reversed(choice), strict=True):
+        s, d, w = g.src[k], g.dst[k], g.word[k]
+        x = arc_post[k][:, None] * bd[d]  # (K, Q+1)
         # beta_arc[q] = x[q] + beta_arc[q+1] when position q+1 was a deletion (choice 3):
         # a segmented reverse cumulative sum.
         carry = np.concatenate([ch == 3, np.zeros((len(k), 1), bool)], axis=1)  # (K, Q+1)
@@ -155,16 +171,23 @@ def _acc_stats(g: _Graph, r: np.ndarray):
         to_src[:, :-1] += np.where(sub, bq, 0.0)
         to_src[:, 1:] += np.where(ins, bq, 0.0)
         to_src[:, 0] += beta_arc[:, 0]
-        np.add.at(bd, s, to_src)
+        # Scatter-adds by bincount (np.add.at is many times slower).
+        src_ids, inv = np.unique(s, return_inverse=True)
+        flat = (inv[:, None] * (q_len + 1) + qs[None, :]).ravel()
+        bd[src_ids] += np.bincount(flat, to_src.ravel(),
+                                   len(src_ids) * (q_len + 1)).reshape(-1, q_len + 1)
         ki, qi = np.nonzero(sub)
         vals = bq[ki, qi]
-        np.add.at(gamma, (qi + 1, w[ki]), vals)
-        np.add.at(tau_b, (qi + 1, w[ki]), vals * g.tb[k][ki])
-        np.add.at(tau_e, (qi + 1, w[ki]), vals * g.te[k][ki])
-        del_mass = np.where(dele, bq, 0.0).sum(axis=0)  # (Q,)
-        gamma[1:, 0] += del_mass
-        tau_b[1:, 0] += del_mass * g.times[n]
-        tau_e[1:, 0] += del_mass * g.times[n]
+        cell = (qi + 1) * v + w[ki]
+        size = (q_len + 1) * v
+        gamma += np.bincount(cell, vals, size).reshape(q_len + 1, v)
+        tau_b += np.bincount(cell, vals * g.tb[k][ki], size).reshape(q_len + 1, v)
+        tau_e += np.bincount(cell, vals * g.te[k][ki], size).reshape(q_len + 1, v)
+        del_mass = np.where(dele, bq, 0.0)  # (K, Q): deletions happen at the end state
+        gamma[1:, 0] += del_mass.sum(axis=0)
+        t_end = g.times[d][:, None] * del_mass
+        tau_b[1:, 0] += t_end.sum(axis=0)
+        tau_e[1:, 0] += t_end.sum(axis=0)
     # Positions deleted before the first arc (line 29 of Fig. 5).
     lead = np.cumsum(bd[0, 1:][::-1])[::-1]  # (Q,)
     gamma[1:, 0] += lead
