@@ -1,6 +1,6 @@
 """Train the embedded default LM (a small Llama + byte-level BPE) from a text file.
 
-    speechlm lm train --text data/lm_train_text.txt --out exp/lm [--epochs 6] [--threads 2]
+    speechlm lm train --text data/lm_train_text.txt --out exp/lm [--epochs 4] [--threads 2]
 
 One sentence per line. A seeded share of the distinct lines is held out; the held-out
 perplexity is logged next to a unigram model's and written to OUT/train_report.json.

@@ -95,7 +95,7 @@ class LMTrainConfig:
     hidden_size: int = 192
     num_heads: int = 4
     context_length: int = 64
-    epochs: int = 6
+    epochs: int = 4
     max_steps: int | None = None
     lr: float = 3e-3
     warmup_steps: int = 100

@@ -13,17 +13,40 @@ from speechlm.runtime.lm_train import (
     unigram_perplexity,
 )
 
-WORDS = ["play", "music", "turn", "on", "off", "the", "lights", "in", "kitchen", "wake",
-         "me", "up", "at", "seven", "what", "is", "weather", "today", "set", "alarm"]
+WORDS = [
+    "play",
+    "music",
+    "turn",
+    "on",
+    "off",
+    "the",
+    "lights",
+    "in",
+    "kitchen",
+    "wake",
+    "me",
+    "up",
+    "at",
+    "seven",
+    "what",
+    "is",
+    "weather",
+    "today",
+    "set",
+    "alarm",
+]
 
 
 def toy_lines(n=400, seed=0):
     """Command-like sentences from a small template grammar: learnable beyond unigrams."""
     import random
+
     rng = random.Random(seed)
     templates = [
-        lambda: f"turn {rng.choice(['on', 'off'])} the lights in the "
-                f"{rng.choice(['kitchen', 'bedroom', 'hall'])}",
+        lambda: (
+            f"turn {rng.choice(['on', 'off'])} the lights in the "
+            f"{rng.choice(['kitchen', 'bedroom', 'hall'])}"
+        ),
         lambda: f"play {rng.choice(['music', 'jazz', 'the radio'])}",
         lambda: f"wake me up at {rng.choice(['seven', 'six', 'eight'])} am",
         lambda: f"what is the weather {rng.choice(['today', 'tomorrow'])}",
@@ -32,8 +55,19 @@ def toy_lines(n=400, seed=0):
     return [rng.choice(templates)() for _ in range(n)]
 
 
-TINY = dict(vocab_size=300, num_layers=1, hidden_size=32, num_heads=2, context_length=32,
-            epochs=4, lr=1e-2, warmup_steps=5, batch_size=16, threads=1, seed=0)
+TINY = dict(
+    vocab_size=300,
+    num_layers=1,
+    hidden_size=32,
+    num_heads=2,
+    context_length=32,
+    epochs=4,
+    lr=1e-2,
+    warmup_steps=5,
+    batch_size=16,
+    threads=1,
+    seed=0,
+)
 
 
 @pytest.fixture(scope="module")
@@ -47,8 +81,14 @@ def trained(tmp_path_factory):
 
 def test_checkpoint_loads_with_plain_transformers(trained):
     _, out, _ = trained
-    for name in ("config.json", "model.safetensors", "generation_config.json",
-                 "tokenizer.json", "tokenizer_config.json", "train_report.json"):
+    for name in (
+        "config.json",
+        "model.safetensors",
+        "generation_config.json",
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "train_report.json",
+    ):
         assert (out / name).is_file(), name
     assert not (out / "train_state.pt").exists()  # training state is dropped when done
     tok = AutoTokenizer.from_pretrained(out, local_files_only=True)
@@ -60,6 +100,19 @@ def test_checkpoint_loads_with_plain_transformers(trained):
     with torch.no_grad():
         logits = model(torch.tensor([ids])).logits
     assert logits.shape == (1, len(ids), len(tok))
+
+
+def test_runtime_llm_loads_scores_and_chats(trained):
+    from speechlm.runtime.base import SamplingParams
+    from speechlm.runtime.llm import LLM
+
+    _, out, _ = trained
+    llm = LLM.from_pretrained(out)
+    good, bad = llm.score(["turn on the lights in the kitchen", "kitchen the in lights on turn"],
+                          append_eos=True)
+    assert math.isfinite(good) and good > bad  # the trained word order is more likely
+    reply = llm.chat([{"role": "user", "content": "hello"}], SamplingParams(max_tokens=4))
+    assert reply.finish_reason in ("eos", "length", "stop")
 
 
 def test_perplexity_is_finite_and_beats_unigram(trained):
@@ -125,8 +178,9 @@ def test_overwrite_retrains(trained, tmp_path):
     copy.mkdir()
     for f in out.iterdir():
         (copy / f.name).write_bytes(f.read_bytes())
-    report = train_lm(text, copy, LMTrainConfig(**{**TINY, "epochs": 1}), overwrite=True,
-                      progress=False)
+    report = train_lm(
+        text, copy, LMTrainConfig(**{**TINY, "epochs": 1}), overwrite=True, progress=False
+    )
     assert report.steps < 4 * 25 and len(report.history) == 1
 
 
@@ -174,13 +228,16 @@ def test_killed_run_resumes_to_the_same_model(tmp_path, monkeypatch):
     assert resumed.heldout_perplexity == pytest.approx(full.heldout_perplexity, rel=1e-5)
 
 
-@pytest.mark.parametrize("bad, match", [
-    ({"hidden_size": 30, "num_heads": 4}, "divisible"),
-    ({"vocab_size": 100}, "vocab_size"),
-    ({"holdout_fraction": 1.0}, "holdout_fraction"),
-    ({"context_length": 2}, "context_length"),
-    ({"lr": 0.0}, "lr"),
-])
+@pytest.mark.parametrize(
+    "bad, match",
+    [
+        ({"hidden_size": 30, "num_heads": 4}, "divisible"),
+        ({"vocab_size": 100}, "vocab_size"),
+        ({"holdout_fraction": 1.0}, "holdout_fraction"),
+        ({"context_length": 2}, "context_length"),
+        ({"lr": 0.0}, "lr"),
+    ],
+)
 def test_config_rejects_bad_values(bad, match):
     with pytest.raises(ValueError, match=match):
         LMTrainConfig(**bad)
