@@ -5,7 +5,9 @@
 #   ./run.sh --stage 6 --test_sets "test /path/to/another/data_dir"
 #
 # Stages: 1 data dirs, 2 synthetic extra speech (espeak-ng), 3 speed/volume perturbation,
-# 4 fbank + global CMVN, 5 training, 6 decoding, 7 scoring and RESULTS.md.
+# 4 fbank + global CMVN, 5 training, 6 decoding (beam search), 7 lattice decoding (TLG
+# graph from the training text; lattices, confusion networks, CTM, oracle WERs),
+# 8 scoring and RESULTS.md.
 # Every stage skips work that is already done, so re-running is cheap.
 set -euo pipefail
 
@@ -21,6 +23,8 @@ volume_range="0.125 2"          # random gain per recording (Kaldi's volume pert
 asr_config=conf/train_asr.yaml
 fbank_config=conf/fbank.yaml
 decode_config=conf/decode.yaml
+lattice_config=conf/decode_lattice.yaml
+lm_order=2                      # word n-gram of the decoding graph, from data/train/text
 asr_tag=
 help_message="usage: $0 [--stage N] [--stop_stage N] [--nj N] [--fsdd DIR] [--test_sets 'a b'] ..."
 
@@ -100,11 +104,23 @@ if [ ${stage} -le 6 ] && [ ${stop_stage} -ge 6 ]; then
 fi
 
 if [ ${stage} -le 7 ] && [ ${stop_stage} -ge 7 ]; then
-  log "Stage 7: scoring -> ${asr_exp}/RESULTS.md"
+  log "Stage 7: lattice decoding ${eval_names[*]} (graph: ${asr_exp}/graph)"
+  # The graph's lexicon and n-gram come from the training transcripts only.
+  python -m speechlm.bin.make_graph --model-dir "${asr_exp}/model" --text data/train/text \
+    --order "${lm_order}" --out "${asr_exp}/graph"
+  for i in "${!eval_names[@]}"; do
+    python -m speechlm.bin.decode --model-dir "${asr_exp}/model" --graph "${asr_exp}/graph" \
+      --lattice --data-dir "${eval_dirs[$i]}" --out "${asr_exp}/decode_lattice_${eval_names[$i]}" \
+      --nj "${nj}" --config "${lattice_config}"
+  done
+fi
+
+if [ ${stage} -le 8 ] && [ ${stop_stage} -ge 8 ]; then
+  log "Stage 8: scoring -> ${asr_exp}/RESULTS.md"
   python local/make_results.py --exp "${asr_exp}" --config "${asr_config}" \
     --sets "${eval_names[@]}" --dirs "${eval_dirs[@]}" --dev-speaker "${dev_speaker}" \
     --use-synth "${use_synth}" --speed-perturb "${speed_perturb_factors}" \
-    --volume-range "${volume_range}" --elapsed "${SECONDS}"
+    --volume-range "${volume_range}" --elapsed "${SECONDS}" --lattice-config "${lattice_config}"
   cat "${asr_exp}/RESULTS.md"
 fi
 log "Successfully finished. [elapsed=${SECONDS}s]"

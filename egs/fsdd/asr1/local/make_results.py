@@ -20,6 +20,37 @@ def git_commit() -> str:
         return "unknown"
 
 
+ORACLE_ROWS = (("1best", "lattice 1-best (attention rescored)"),
+               ("mbr", "WCN MBR 1-best"), ("lattice", "lattice oracle"),
+               ("nbest", "N-best oracle"), ("wcn", "WCN oracle"))
+
+
+def lattice_results(exp: Path, sets: list[str]) -> str:
+    """Markdown table method x set from each decode_lattice_<set>/oracle.jsonl."""
+    cols = [s for s in sets if (exp / f"decode_lattice_{s}" / "oracle.jsonl").is_file()]
+    if not cols:
+        return ""
+    wers: dict[str, dict[str, str]] = {}
+    for s in cols:
+        rows = [json.loads(line) for line in
+                (exp / f"decode_lattice_{s}" / "oracle.jsonl").read_text().splitlines()]
+        words = sum(r["ref_words"] for r in rows)
+        for key, _ in ORACLE_ROWS:
+            wers.setdefault(key, {})[s] = f"{100.0 * sum(r[key] for r in rows) / words:.1f}"
+    lines = ["|method|" + "|".join(cols) + "|", "|---|" + "---|" * len(cols)]
+    lines += [f"|{name}|" + "|".join(wers[key][s] for s in cols) + "|"
+              for key, name in ORACLE_ROWS]
+    return "\n".join(lines) + "\n"
+
+
+def graph_lm(exp: Path) -> str:
+    info = exp / "graph" / "graph.json"
+    if not info.is_file():
+        return "an n-gram"
+    order = json.loads(info.read_text()).get("order")
+    return f"a {order}-gram" if order else "no n-gram (free word loop)"
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--exp", required=True, type=Path)
@@ -31,6 +62,7 @@ def main() -> int:
     p.add_argument("--speed-perturb", default="")
     p.add_argument("--volume-range", default="")
     p.add_argument("--elapsed", default="", help="seconds this run.sh invocation has taken")
+    p.add_argument("--lattice-config", default="conf/decode_lattice.yaml")
     args = p.parse_args()
     if len(args.sets) != len(args.dirs):
         p.error("--sets and --dirs differ in length")
@@ -49,6 +81,7 @@ def main() -> int:
         line = stats.kaldi_line(str(decode_dir / "wer"))
         (decode_dir / "wer").write_text(line + "\n")
         kaldi_lines.append(line)
+    lattice_table = lattice_results(args.exp, args.sets)
     meta = json.loads((args.exp / "model" / "meta.json").read_text())
     decode = (args.exp / "model" / "decode.yaml")
     synth = ("espeak-ng digits (stage 2, many voices, noise/reverb) added to training"
@@ -82,6 +115,16 @@ def main() -> int:
 {TABLE_HEADER}
 """ + "\n".join(rows) + "\n\n### best_wer (Kaldi form)\n\n```\n"
     text += "\n".join(kaldi_lines) + "\n```\n"
+    if lattice_table:
+        text += f"""
+### Lattices (stage 7)
+
+CTC lattices over a TLG graph (lexicon and {graph_lm(args.exp)} from `data/train/text`) by
+kaldi-decoder, N-best rescored by the attention decoder; options `{args.lattice_config}`.
+WER (%) of the attention-rescored 1-best, of the MBR (consensus) 1-best of the word
+confusion network, and the oracles (best path in the lattice, in the N-best, through the WCN).
+
+""" + lattice_table
     (args.exp / "RESULTS.md").write_text(text)
     return 0
 
