@@ -13,29 +13,6 @@ from speechlm.runtime.lm_train import (
     unigram_perplexity,
 )
 
-WORDS = [
-    "play",
-    "music",
-    "turn",
-    "on",
-    "off",
-    "the",
-    "lights",
-    "in",
-    "kitchen",
-    "wake",
-    "me",
-    "up",
-    "at",
-    "seven",
-    "what",
-    "is",
-    "weather",
-    "today",
-    "set",
-    "alarm",
-]
-
 
 def toy_lines(n=400, seed=0):
     """Command-like sentences from a small template grammar: learnable beyond unigrams."""
