@@ -105,7 +105,7 @@ def test_trained_bpe_model_scores_alike(tmp_path):
                               for r in ("kitchen", "hall", "bedroom")) * 20 + "\n")
     train_lm(text, tmp_path / "lm", LMTrainConfig(
         vocab_size=300, num_layers=1, hidden_size=32, num_heads=2, context_length=32,
-        epochs=1, batch_size=16, threads=1), progress=False)
+        epochs=4, lr=1e-2, warmup_steps=5, batch_size=16, threads=1), progress=False)
     llm = LLM.from_pretrained(tmp_path / "lm")
     hyps = [" turn on the lights", " turn of the light", " olá 🙂"]
     with OpenAIServer(llm) as srv, RemoteLLM(srv.url, eos_token="</s>") as remote:
@@ -113,9 +113,16 @@ def test_trained_bpe_model_scores_alike(tmp_path):
         got = remote.score(hyps, "asr says:", append_eos=True)
         want = llm.score(hyps, "asr says:", append_eos=True)
         assert got == pytest.approx(want, abs=1e-4)
-        g, w = remote.generate("turn", SamplingParams(max_tokens=8))[0], \
-            llm.generate("turn", SamplingParams(max_tokens=8))[0]
-        assert (g.text, g.token_ids, g.finish_reason) == (w.text, w.token_ids, w.finish_reason)
+        # Trained enough to end lines: EOS's log-prob counts, its id is not a token.
+        prompts = ["turn", "turn on the lights in the kitchen"]
+        want = llm.generate(prompts, SamplingParams(max_tokens=8))
+        assert "eos" in {w.finish_reason for w in want}
+        for on_token in (None, lambda *a: None):
+            got = remote.generate(prompts, SamplingParams(max_tokens=8), on_token=on_token)
+            for g, w in zip(got, want, strict=True):
+                assert (g.text, g.token_ids, g.finish_reason) == \
+                    (w.text, w.token_ids, w.finish_reason)
+                assert g.logprob == pytest.approx(w.logprob, abs=1e-4)
 
 
 def free_port():
