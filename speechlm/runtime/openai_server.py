@@ -19,6 +19,10 @@ True
 Token strings follow vLLM's extensions where OpenAI has none: ``top_k`` (-1 or 0 = off)
 and ``return_tokens_as_token_ids`` (tokens in ``logprobs`` read ``"token_id:<id>"``).
 ``stop_reason`` is ``None`` when generation ended at EOS, else the stop string (vLLM).
+Streamed events carry ``token_ids`` (vLLM's ``return_token_ids``); with ``logprobs`` a
+stream sends them all in each choice's last event, not spread over the events as vLLM
+does (the runtime's ``on_token`` has no log-probs); clients that concatenate the events'
+``logprobs`` lists, as they must for vLLM, read both alike.
 """
 
 from __future__ import annotations
