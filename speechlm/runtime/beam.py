@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import torch
 
-from speechlm.runtime.engine import CallStats, Engine
+from speechlm.runtime.engine import CallStats, Engine, track_cache
 
 _NEG = -1.0e9
 
@@ -139,6 +139,7 @@ def beam_search(
             .logits[:, -1]
             .float()
         )
+    track_cache(stats, cache)
     tokens, _, raw, by_eos = finished[0]
     stats.generated_tokens += len(tokens)
     if by_eos:

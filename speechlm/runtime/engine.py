@@ -30,6 +30,12 @@ class CallStats:
     batch_size: int = 0
 
 
+def track_cache(stats: CallStats, cache: Any) -> None:
+    """Keep the largest KV-cache size seen in ``stats``."""
+    if cache is not None and hasattr(cache, "nbytes"):
+        stats.kv_cache_bytes = max(stats.kv_cache_bytes, cache.nbytes())
+
+
 @dataclass
 class Engine:
     """A model with its plug-ins attached.
@@ -92,6 +98,6 @@ class Engine:
         else:
             stats.decode_s += seconds
         stats.batch_size = max(stats.batch_size, b)
-        if cache is not None and hasattr(cache, "nbytes"):
-            stats.kv_cache_bytes = max(stats.kv_cache_bytes, cache.nbytes())
+        if phase == "prefill":  # decode loops report their final size (saves a walk per step)
+            track_cache(stats, cache)
         return out

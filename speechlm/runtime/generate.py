@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import torch
 
 from speechlm.runtime.base import SamplingParams
-from speechlm.runtime.engine import CallStats, Engine
+from speechlm.runtime.engine import CallStats, Engine, track_cache
 
 
 # ---------------------------------------------------------------------------------------
@@ -210,6 +210,8 @@ class TextStream:
     def push(self, token_id: int) -> bool:
         """Add a token; return True when a stop string completed (text is then cut)."""
         self.tokens.append(token_id)
+        if not self.stop and self.on_piece is None:
+            return False  # nobody looks at the text before the end: decode once in flush
         full = self.decode(self.tokens)
         cut = min((i for i in (full.find(s) for s in self.stop) if i >= 0), default=-1)
         if cut >= 0:
@@ -230,6 +232,8 @@ class TextStream:
             token_id: the id reported with it (EOS when the row ended on EOS), else the
                 last generated token.
         """
+        if not self.stopped and self.tokens:
+            self.text = self.decode(self.tokens)
         if len(self.text) > self.emitted and self.on_piece is not None:
             tid = token_id if token_id is not None else self.tokens[-1]
             self.on_piece(tid, self.text[self.emitted :])
@@ -304,11 +308,15 @@ def sample_loop(
     )  # (B, V)
     stats.prompt_tokens += int(mask.sum())
     results = [RowResult([], [], "length") for _ in prompts]
+    # Without padding the 2D mask is all ones: passing None lets transformers skip
+    # building a mask at every step (plain causal attention, same result).
+    unpadded = bool(mask.all())
     active = list(range(len(prompts)))  # original row index of each batch row
     positions = positions[:, -1:]  # (B, 1)
     while active:
         next_ids = choose_tokens(logits, params, generator)  # (B,)
-        logps = torch.log_softmax(logits, dim=-1).gather(-1, next_ids[:, None])[:, 0]
+        # ln p(token): one logsumexp instead of a full (B, V) log_softmax
+        logps = logits.gather(-1, next_ids[:, None])[:, 0] - torch.logsumexp(logits, dim=-1)
         keep = []
         for r, (row, tok, lp) in enumerate(
             zip(active, next_ids.tolist(), logps.tolist(), strict=True)
@@ -328,8 +336,10 @@ def sample_loop(
                 continue
             streams[row].flush()
         if not keep:
+            track_cache(stats, cache)
             break
         if len(keep) < len(active):
+            track_cache(stats, cache)
             idx = torch.tensor(keep, device=device)
             cache.batch_select_indices(idx)
             next_ids, mask, positions = next_ids[idx], mask[idx], positions[idx]
@@ -337,7 +347,14 @@ def sample_loop(
         mask = torch.cat([mask, mask.new_ones(len(active), 1)], dim=1)  # (B, L + 1)
         positions = positions + 1
         logits = (
-            engine.forward(next_ids[:, None], mask, positions, cache, phase="decode", stats=stats)
+            engine.forward(
+                next_ids[:, None],
+                None if unpadded else mask,
+                positions,
+                cache,
+                phase="decode",
+                stats=stats,
+            )
             .logits[:, -1]
             .float()
         )

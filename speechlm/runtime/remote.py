@@ -27,6 +27,7 @@ path gets ``/v1``), ``api_key`` or ``$OPENAI_API_KEY`` (sent as a Bearer token),
 retried ``max_retries`` times with backoff; then, like any other HTTP error, they raise
 ``RemoteError`` carrying the server's own message.
 """
+
 from __future__ import annotations
 
 import json
@@ -63,8 +64,9 @@ class RemoteError(OSError):
         server_message: the server's own error message, when it sent one.
     """
 
-    def __init__(self, message: str, status: int | None = None,
-                 server_message: str | None = None) -> None:
+    def __init__(
+        self, message: str, status: int | None = None, server_message: str | None = None
+    ) -> None:
         super().__init__(message)
         self.status, self.server_message = status, server_message
 
@@ -98,8 +100,9 @@ class RemoteConfig:
     def __post_init__(self) -> None:
         url = self.base_url or os.environ.get("OPENAI_BASE_URL")
         if not url:
-            raise ValueError("base_url: pass it or set OPENAI_BASE_URL "
-                             "(e.g. http://127.0.0.1:8000/v1)")
+            raise ValueError(
+                "base_url: pass it or set OPENAI_BASE_URL (e.g. http://127.0.0.1:8000/v1)"
+            )
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.netloc:
             raise ValueError(f"base_url must be an http(s) URL, got {url!r}")
@@ -125,13 +128,19 @@ class RemoteLLM(LanguageModel):
         config: a whole ``RemoteConfig`` instead of the keywords.
     """
 
-    def __init__(self, base_url: str | None = None, model: str | None = None, *,
-                 config: RemoteConfig | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        base_url: str | None = None,
+        model: str | None = None,
+        *,
+        config: RemoteConfig | None = None,
+        **kwargs: Any,
+    ) -> None:
         self.config = config or RemoteConfig(base_url=base_url, model=model, **kwargs)
-        headers = {"Authorization": f"Bearer {self.config.api_key}"} if self.config.api_key \
-            else {}
-        self._http = httpx.Client(base_url=self.config.base_url, headers=headers,
-                                  timeout=self.config.timeout_s)
+        headers = {"Authorization": f"Bearer {self.config.api_key}"} if self.config.api_key else {}
+        self._http = httpx.Client(
+            base_url=self.config.base_url, headers=headers, timeout=self.config.timeout_s
+        )
         self._model = self.config.model
         self._max_tokens_zero = True  # set False once a server refuses max_tokens=0
         self.metrics = RuntimeMetrics()
@@ -153,8 +162,9 @@ class RemoteLLM(LanguageModel):
             data = self._request("GET", "/models")["data"]
             if len(data) != 1:
                 names = ", ".join(m.get("id", "?") for m in data)
-                raise ValueError(f"{self.config.base_url} serves {len(data)} models "
-                                 f"({names}); pass model=")
+                raise ValueError(
+                    f"{self.config.base_url} serves {len(data)} models ({names}); pass model="
+                )
             self._model = data[0]["id"]
         return self._model
 
@@ -163,14 +173,15 @@ class RemoteLLM(LanguageModel):
         try:
             return response.json()
         except ValueError as e:
-            raise RemoteError(f"{method} {self._url(path)}: answer is not JSON: "
-                              f"{response.text[:200]!r}", response.status_code) from e
+            raise RemoteError(
+                f"{method} {self._url(path)}: answer is not JSON: {response.text[:200]!r}",
+                response.status_code,
+            ) from e
 
     def _url(self, path: str) -> str:
         return self.config.base_url + path
 
-    def _send(self, method: str, path: str, body: dict | None, *, stream: bool
-              ) -> httpx.Response:
+    def _send(self, method: str, path: str, body: dict | None, *, stream: bool) -> httpx.Response:
         """One request with retries; the response is read unless ``stream``."""
         url, cfg = self._url(path), self.config
         for attempt in range(cfg.max_retries + 1):
@@ -180,12 +191,14 @@ class RemoteLLM(LanguageModel):
                 response = self._http.send(request, stream=stream)
             except httpx.ConnectError as e:
                 if last:
-                    raise RemoteError(f"cannot connect to {url}: {e} (is the server running?)"
-                                      ) from e
+                    raise RemoteError(
+                        f"cannot connect to {url}: {e} (is the server running?)"
+                    ) from e
             except httpx.TimeoutException as e:
                 if last:
-                    raise RemoteError(f"{method} {url} timed out after {cfg.timeout_s:g} s "
-                                      f"({type(e).__name__})") from e
+                    raise RemoteError(
+                        f"{method} {url} timed out after {cfg.timeout_s:g} s ({type(e).__name__})"
+                    ) from e
             except httpx.HTTPError as e:
                 raise RemoteError(f"{method} {url} failed: {e}") from e
             else:
@@ -195,9 +208,12 @@ class RemoteLLM(LanguageModel):
                     response.read()
                 if last or response.status_code not in RETRY_STATUS:
                     message = _server_message(response)
-                    raise RemoteError(f"{method} {url}: HTTP {response.status_code}: {message}",
-                                      response.status_code, message)
-            time.sleep(cfg.backoff_s * 2 ** attempt)
+                    raise RemoteError(
+                        f"{method} {url}: HTTP {response.status_code}: {message}",
+                        response.status_code,
+                        message,
+                    )
+            time.sleep(cfg.backoff_s * 2**attempt)
             logger.info("retrying %s %s (%d/%d)", method, url, attempt + 1, cfg.max_retries)
         raise AssertionError("unreachable")
 
@@ -214,8 +230,9 @@ class RemoteLLM(LanguageModel):
                 event = json.loads(data)
                 if "error" in event:
                     message = _error_text(event["error"])
-                    raise RemoteError(f"POST {self._url(path)}: error in stream: {message}",
-                                      None, message)
+                    raise RemoteError(
+                        f"POST {self._url(path)}: error in stream: {message}", None, message
+                    )
                 yield event
         except httpx.HTTPError as e:
             raise RemoteError(f"POST {self._url(path)}: stream broke: {e}") from e
@@ -225,15 +242,28 @@ class RemoteLLM(LanguageModel):
     def _record(self, kind: str, started: float, usage: dict, n: int, generated: bool) -> None:
         # Remote wall time stands in for prefill (score) or decode (generation) time.
         elapsed = time.perf_counter() - started
-        self.metrics.record(CallRecord(
-            kind=kind, prompt_tokens=int(usage.get("prompt_tokens") or 0),
-            generated_tokens=int(usage.get("completion_tokens") or 0) if generated else 0,
-            prefill_s=0.0 if generated else elapsed, decode_s=elapsed if generated else 0.0,
-            num_sequences=n, batch_size=n))
+        self.metrics.record(
+            CallRecord(
+                kind=kind,
+                prompt_tokens=int(usage.get("prompt_tokens") or 0),
+                generated_tokens=int(usage.get("completion_tokens") or 0) if generated else 0,
+                prefill_s=0.0 if generated else elapsed,
+                decode_s=elapsed if generated else 0.0,
+                num_sequences=n,
+                batch_size=n,
+            )
+        )
 
     # ---- LanguageModel API ------------------------------------------------------------
-    def score(self, texts: Sequence[str], prefix: str | None = None, *, per_token: bool = False,
-              append_eos: bool = False, batch_size: int = 16) -> list[float] | list[ScoreResult]:
+    def score(
+        self,
+        texts: Sequence[str],
+        prefix: str | None = None,
+        *,
+        per_token: bool = False,
+        append_eos: bool = False,
+        batch_size: int = 16,
+    ) -> list[float] | list[ScoreResult]:
         """Log-probability of each text after ``prefix``, from the server's echo log-probs.
 
         See the module docstring for where the result can differ from ``LLM.score``.
@@ -257,54 +287,78 @@ class RemoteLLM(LanguageModel):
         prompts = [(prefix or "") + t + suffix for t in texts]
         results: list[ScoreResult] = []
         for start in range(0, len(prompts), batch_size):
-            batch = prompts[start:start + batch_size]
+            batch = prompts[start : start + batch_size]
             started = time.perf_counter()
             choices, usage = self._echo(batch)
             self._record("score", started, usage, len(batch), generated=False)
-            results += [self._scored(c, p, len(prefix or "")) for c, p in zip(choices, batch,
-                                                                               strict=True)]
+            results += [
+                self._scored(c, p, len(prefix or "")) for c, p in zip(choices, batch, strict=True)
+            ]
         return results if per_token else [r.total for r in results]
 
     def _echo(self, prompts: list[str]) -> tuple[list[dict], dict]:
-        body = {"model": self.model, "prompt": prompts, "echo": True, "logprobs": 1,
-                "temperature": 0.0, "max_tokens": 0 if self._max_tokens_zero else 1}
+        body = {
+            "model": self.model,
+            "prompt": prompts,
+            "echo": True,
+            "logprobs": 1,
+            "temperature": 0.0,
+            "max_tokens": 0 if self._max_tokens_zero else 1,
+        }
         try:
             out = self._request("POST", "/completions", body)
         except RemoteError as e:
             if e.status != 400 or not self._max_tokens_zero:
                 raise
             self._max_tokens_zero = False  # e.g. "max_tokens must be at least 1"
-            logger.info("server refused max_tokens=0 (%s); scoring with max_tokens=1",
-                        e.server_message)
+            logger.info(
+                "server refused max_tokens=0 (%s); scoring with max_tokens=1", e.server_message
+            )
             out = self._request("POST", "/completions", {**body, "max_tokens": 1})
         choices = sorted(out.get("choices", []), key=lambda c: c.get("index", 0))
         if len(choices) != len(prompts):
-            raise RemoteError(f"{self._url('/completions')}: {len(choices)} choices for "
-                              f"{len(prompts)} prompts")
+            raise RemoteError(
+                f"{self._url('/completions')}: {len(choices)} choices for {len(prompts)} prompts"
+            )
         return choices, out.get("usage") or {}
 
     def _scored(self, choice: dict, prompt: str, boundary: int) -> ScoreResult:
         lp = choice.get("logprobs") or {}
-        tokens, values, offsets = (lp.get("tokens"), lp.get("token_logprobs"),
-                                   lp.get("text_offset"))
+        tokens, values, offsets = (
+            lp.get("tokens"),
+            lp.get("token_logprobs"),
+            lp.get("text_offset"),
+        )
         if not tokens or values is None or offsets is None:
-            raise RemoteError(f"{self._url('/completions')} returned no prompt log-probs "
-                              "(echo + logprobs); this server cannot score")
+            raise RemoteError(
+                f"{self._url('/completions')} returned no prompt log-probs "
+                "(echo + logprobs); this server cannot score"
+            )
         n_prompt = len(tokens) - (0 if self._max_tokens_zero else 1)
         # Where the prompt ends in the server's offsets: the BOS string shifts vLLM's.
         shift = offsets[n_prompt - 1] + len(tokens[n_prompt - 1]) - len(prompt)
         first = boundary + shift
-        picked = [i for i in range(1, n_prompt)
-                  if offsets[i] >= first and values[i] is not None]
+        picked = [i for i in range(1, n_prompt) if offsets[i] >= first and values[i] is not None]
         if boundary and not any(offsets[i] == first for i in range(n_prompt)):
-            logger.warning("prefix/text boundary at character %d falls inside a token of "
-                           "%r; that token is counted as prefix", boundary, prompt[:80])
-        return ScoreResult(total=float(sum(values[i] for i in picked)),
-                           tokens=[tokens[i] for i in picked],
-                           token_logprobs=[float(values[i]) for i in picked])
+            logger.warning(
+                "prefix/text boundary at character %d falls inside a token of "
+                "%r; that token is counted as prefix",
+                boundary,
+                prompt[:80],
+            )
+        return ScoreResult(
+            total=float(sum(values[i] for i in picked)),
+            tokens=[tokens[i] for i in picked],
+            token_logprobs=[float(values[i]) for i in picked],
+        )
 
-    def generate(self, prompts: str | Sequence[str], params: SamplingParams | None = None, *,
-                 on_token: OnToken | None = None) -> list[Completion]:
+    def generate(
+        self,
+        prompts: str | Sequence[str],
+        params: SamplingParams | None = None,
+        *,
+        on_token: OnToken | None = None,
+    ) -> list[Completion]:
         """Continue each prompt on the server (one request for all prompts).
 
         ``token_ids`` come from vLLM's ``return_tokens_as_token_ids``; a server without
@@ -320,38 +374,57 @@ class RemoteLLM(LanguageModel):
         for i, p in enumerate(prompts):
             if not isinstance(p, str) or not p:
                 raise ValueError(f"prompts[{i}] must be a non-empty str")
-        body = {"model": self.model, "prompt": prompts, **_sampling_body(params),
-                "logprobs": 1, "return_tokens_as_token_ids": True}
+        body = {
+            "model": self.model,
+            "prompt": prompts,
+            **_sampling_body(params),
+            "logprobs": 1,
+            "return_tokens_as_token_ids": True,
+        }
         started = time.perf_counter()
         if on_token is None:
             out = self._request("POST", "/completions", body)
             choices = sorted(out.get("choices", []), key=lambda c: c.get("index", 0))
             usage = out.get("usage") or {}
         else:
-            choices, usage = self._stream("/completions", {**body, "stream": True},
-                                          len(prompts), on_token, chat=False)
+            choices, usage = self._stream(
+                "/completions", {**body, "stream": True}, len(prompts), on_token, chat=False
+            )
         if len(choices) != len(prompts):
-            raise RemoteError(f"{self._url('/completions')}: {len(choices)} choices for "
-                              f"{len(prompts)} prompts")
+            raise RemoteError(
+                f"{self._url('/completions')}: {len(choices)} choices for {len(prompts)} prompts"
+            )
         self._record("generate", started, usage, len(prompts), generated=True)
         return [self._completion(c, params) for c in choices]
 
-    def chat(self, messages: list[dict[str, str]], params: SamplingParams | None = None, *,
-             on_token: OnToken | None = None) -> Completion:
+    def chat(
+        self,
+        messages: list[dict[str, str]],
+        params: SamplingParams | None = None,
+        *,
+        on_token: OnToken | None = None,
+    ) -> Completion:
         """Answer a chat with the server's chat template (``/chat/completions``)."""
         params = params or SamplingParams()
         for i, m in enumerate(messages):
             if not isinstance(m, dict) or "role" not in m or "content" not in m:
                 raise ValueError(f"messages[{i}] needs 'role' and 'content', got {m!r}")
-        body = {"model": self.model, "messages": messages, **_sampling_body(params),
-                "logprobs": True, "top_logprobs": 0, "return_tokens_as_token_ids": True}
+        body = {
+            "model": self.model,
+            "messages": messages,
+            **_sampling_body(params),
+            "logprobs": True,
+            "top_logprobs": 0,
+            "return_tokens_as_token_ids": True,
+        }
         started = time.perf_counter()
         if on_token is None:
             out = self._request("POST", "/chat/completions", body)
             choices, usage = out.get("choices") or [], out.get("usage") or {}
         else:
-            choices, usage = self._stream("/chat/completions", {**body, "stream": True}, 1,
-                                          on_token, chat=True)
+            choices, usage = self._stream(
+                "/chat/completions", {**body, "stream": True}, 1, on_token, chat=True
+            )
         if not choices:
             raise RemoteError(f"{self._url('/chat/completions')}: answer has no choices")
         self._record("chat", started, usage, 1, generated=True)
@@ -363,20 +436,29 @@ class RemoteLLM(LanguageModel):
         return self._build(text, tokens, values, None, choice, params)
 
     # ---- parsing ------------------------------------------------------------------------
-    def _stream(self, path: str, body: dict, n: int, on_token: OnToken, chat: bool
-                ) -> tuple[list[dict], dict]:
+    def _stream(
+        self, path: str, body: dict, n: int, on_token: OnToken, chat: bool
+    ) -> tuple[list[dict], dict]:
         """Read a streamed answer into the shape of a non-streamed one, calling ``on_token``."""
-        acc = [{"index": i, "text": "", "logprobs": {"tokens": [], "token_logprobs": [],
-                                                      "text_offset": []},
-                "content": [], "finish_reason": None} for i in range(n)]
+        acc = [
+            {
+                "index": i,
+                "text": "",
+                "logprobs": {"tokens": [], "token_logprobs": [], "text_offset": []},
+                "content": [],
+                "finish_reason": None,
+            }
+            for i in range(n)
+        ]
         usage: dict = {}
         for event in self._events(path, body):
             usage = event.get("usage") or usage
             for choice in event.get("choices") or []:
                 i = choice.get("index", 0)
                 a = acc[i]
-                piece = ((choice.get("delta") or {}).get("content") if chat
-                         else choice.get("text")) or ""
+                piece = (
+                    (choice.get("delta") or {}).get("content") if chat else choice.get("text")
+                ) or ""
                 lp = choice.get("logprobs") or {}
                 if chat:
                     a["content"] += lp.get("content") or []
@@ -401,20 +483,37 @@ class RemoteLLM(LanguageModel):
             if a["finish_reason"] is None:
                 raise RemoteError(f"{self._url(path)}: stream ended without finish_reason")
             if chat:
-                out.append({"message": {"content": a["text"]},
-                            "logprobs": {"content": a["content"]},
-                            **{k: a[k] for k in ("finish_reason", "stop_reason") if k in a}})
+                out.append(
+                    {
+                        "message": {"content": a["text"]},
+                        "logprobs": {"content": a["content"]},
+                        **{k: a[k] for k in ("finish_reason", "stop_reason") if k in a},
+                    }
+                )
             else:
                 out.append({k: v for k, v in a.items() if k != "content"})
         return out, usage
 
     def _completion(self, choice: dict, params: SamplingParams) -> Completion:
         lp = choice.get("logprobs") or {}
-        return self._build(choice.get("text") or "", lp.get("tokens") or [],
-                           lp.get("token_logprobs") or [], lp.get("text_offset"), choice, params)
+        return self._build(
+            choice.get("text") or "",
+            lp.get("tokens") or [],
+            lp.get("token_logprobs") or [],
+            lp.get("text_offset"),
+            choice,
+            params,
+        )
 
-    def _build(self, text: str, tokens: list[str], values: list, offsets: list | None,
-               choice: dict, params: SamplingParams) -> Completion:
+    def _build(
+        self,
+        text: str,
+        tokens: list[str],
+        values: list,
+        offsets: list | None,
+        choice: dict,
+        params: SamplingParams,
+    ) -> Completion:
         finish = choice.get("finish_reason")
         if finish == "length":
             reason = "length"
@@ -435,10 +534,15 @@ class RemoteLLM(LanguageModel):
 
 def _sampling_body(params: SamplingParams) -> dict:
     if params.num_beams > 1:
-        raise ValueError("num_beams > 1: beam search is not part of the OpenAI API; "
-                         "RemoteLLM supports greedy and sampling only")
-    body: dict[str, Any] = {"max_tokens": params.max_tokens, "temperature": params.temperature,
-                            "top_p": params.top_p}
+        raise ValueError(
+            "num_beams > 1: beam search is not part of the OpenAI API; "
+            "RemoteLLM supports greedy and sampling only"
+        )
+    body: dict[str, Any] = {
+        "max_tokens": params.max_tokens,
+        "temperature": params.temperature,
+        "top_p": params.top_p,
+    }
     if params.top_k:
         body["top_k"] = params.top_k  # vLLM / llama.cpp extension
     if params.stop:
