@@ -7,6 +7,7 @@ beam search all share the same plumbing (and the same metrics).
 
 from __future__ import annotations
 
+import inspect
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -52,6 +53,12 @@ class Engine:
     cache_name: str
     governor: EnergyGovernor
 
+    def __post_init__(self) -> None:
+        # transformers >= 5.2x names the cache argument ``cache`` (``past_key_values`` is
+        # deprecated there); older releases only know ``past_key_values``.
+        params = inspect.signature(self.model.forward).parameters
+        self._cache_kwarg = "cache" if "cache" in params else "past_key_values"
+
     @property
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
@@ -82,10 +89,10 @@ class Engine:
                 input_ids=input_ids,
                 attention_mask=attention_mask,
                 position_ids=position_ids,
-                cache=cache,
                 use_cache=cache is not None,
                 logits_to_keep=logits_to_keep,
                 output_hidden_states=output_hidden_states,
+                **{self._cache_kwarg: cache},
             )
         if input_ids.device.type == "cuda":
             torch.cuda.synchronize(
