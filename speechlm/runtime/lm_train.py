@@ -246,6 +246,19 @@ def train_tokenizer(
     return fast
 
 
+def save_tokenizer(tokenizer: PreTrainedTokenizerFast, out_dir: Path) -> None:
+    """``save_pretrained``, naming the class ``PreTrainedTokenizerFast``.
+
+    transformers 5 writes its internal ``TokenizersBackend``, which transformers 4 cannot
+    resolve; ``PreTrainedTokenizerFast`` loads the same ``tokenizer.json`` in both.
+    """
+    tokenizer.save_pretrained(out_dir)
+    path = out_dir / "tokenizer_config.json"
+    data = json.loads(path.read_text())
+    data["tokenizer_class"] = "PreTrainedTokenizerFast"
+    path.write_text(json.dumps(data, indent=2) + "\n")
+
+
 def encode_lines(
     tokenizer: PreTrainedTokenizerFast, lines: list[str], context_length: int
 ) -> tuple[list[list[int]], int]:
@@ -474,7 +487,7 @@ def _train(
         tokenizer = train_tokenizer(
             train_lines, config.vocab_size, config.min_frequency, config.context_length
         )
-        tokenizer.save_pretrained(out_dir)
+        save_tokenizer(tokenizer, out_dir)
     else:
         tokenizer = PreTrainedTokenizerFast.from_pretrained(out_dir, local_files_only=True)
     train_seqs, cut = encode_lines(tokenizer, train_lines, config.context_length)

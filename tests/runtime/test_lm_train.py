@@ -71,6 +71,8 @@ def test_checkpoint_loads_with_plain_transformers(trained):
     tok = AutoTokenizer.from_pretrained(out, local_files_only=True)
     model = AutoModelForCausalLM.from_pretrained(out, local_files_only=True)
     assert (tok.bos_token, tok.eos_token, tok.pad_token) == ("<s>", "</s>", "<pad>")
+    config = json.loads((out / "tokenizer_config.json").read_text())
+    assert config["tokenizer_class"] == "PreTrainedTokenizerFast"  # transformers 4 and 5
     ids = tok("turn on the lights")["input_ids"]
     assert ids[0] == tok.bos_token_id and model.config.bos_token_id == tok.bos_token_id
     assert model.generation_config.eos_token_id == tok.eos_token_id
