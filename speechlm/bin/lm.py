@@ -8,6 +8,10 @@ OUT is a plain transformers checkpoint (``AutoModelForCausalLM.from_pretrained(O
 ``speechlm.runtime.LLM.from_pretrained(OUT)``). A killed run resumes from its last
 finished epoch when started again with the same options; a finished OUT is only
 replaced with ``--overwrite``.
+
+Measured (2026-11-27, 2-core CPU shared with other jobs, ``--threads 1``): the defaults
+on SLURP's lm_train_text.txt (29,104 lines; 1,450 held out) train a 1.7M-parameter model
+in 411 s and reach held-out perplexity 49.0 per BPE token, against 366.4 for a unigram.
 """
 from __future__ import annotations
 
