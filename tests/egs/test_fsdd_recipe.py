@@ -81,6 +81,28 @@ def test_all_stages_write_their_outputs(recipe):
     assert "|decode_test|" in r.stdout  # the table is printed at the end
 
 
+def test_lattice_stage(recipe):
+    work, _, _ = recipe
+    exp = work / "exp" / "asr_train_asr_tiny"
+    assert (exp / "graph" / "TLG.fst").is_file()
+    assert "### Lattices" in (exp / "RESULTS.md").read_text()
+    for name in ("dev", "test", "test_seen"):
+        out = exp / f"decode_lattice_{name}"
+        for f in ("text", "nbest.jsonl", "cn.jsonl", "ctm", "text.mbr", "oracle_wer"):
+            assert (out / f).is_file(), (name, f)
+        assert list((out / "lat").glob("lat.*.gz"))
+        rows = [json.loads(line) for line in (out / "oracle.jsonl").read_text().splitlines()]
+        ref = (work / "data" / name / "text").read_text().splitlines()
+        assert len(rows) == len(ref)
+        for key in ("lattice", "nbest", "1best"):
+            assert sum(r[key] for r in rows) >= 0
+        # oracle WER(lattice) <= oracle WER(N-best) <= 1-best WER, utterance by utterance
+        assert all(r["lattice"] <= r["nbest"] <= r["1best"] for r in rows)
+        for line in (out / "cn.jsonl").read_text().splitlines():
+            for b in json.loads(line)["bins"]:
+                assert abs(sum(e["posterior"] for e in b) - 1) < 1e-4
+
+
 def test_rerun_is_a_no_op(recipe):
     work, opts, _ = recipe
     model = work / "exp" / "asr_train_asr_tiny" / "model" / "model.pth"
