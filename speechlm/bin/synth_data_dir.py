@@ -58,7 +58,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--text-format", choices=("auto", "kaldi", "plain"), default="auto",
         help="'kaldi': lines are 'utt-id words...'; 'plain': whole line is the text",
     )  # fmt: skip
-    parser.add_argument("--num-voices", type=int, default=10, help="voices per line")
+    parser.add_argument("--num-voices", type=int, default=10,
+                        help="voices sampled (every line is spoken by each, unless "
+                             "--voices-per-line)")
+    parser.add_argument("--voices-per-line", type=int, default=0,
+                        help="speak each line with only this many voices drawn from the "
+                             "--num-voices (seeded per line); 0 = all")
     parser.add_argument("--seed", type=int, default=0, help="seed for voices and augmentation")
     parser.add_argument("--sample-rate", type=int, default=16000, help="output rate in Hz")
     parser.add_argument("--augment", action="store_true", help="add noise and synthetic reverb")
@@ -153,19 +158,27 @@ def _synthesize_all(
     """Write one WAV per (voice, line); returns (utt, spk, wav, text, duration) rows."""
     synth = EspeakSynthesizer(args.sample_rate)
     rows = []
-    progress = tqdm(total=len(voices) * len(entries), desc="synth", unit="utt", disable=None)
-    for v_idx, voice in enumerate(voices):
+    per_line = getattr(args, "voices_per_line", 0) or len(voices)
+    pairs = [(v_idx, l_idx) for v_idx in range(len(voices)) for l_idx in range(len(entries))]
+    if per_line < len(voices):
+        # each line gets its own draw of voices, so a set of lines spans the whole pool
+        pairs = sorted((int(v), l_idx) for l_idx in range(len(entries))
+                       for v in np.random.default_rng([args.seed, 7, l_idx]).choice(
+                           len(voices), size=per_line, replace=False))
+    progress = tqdm(total=len(pairs), desc="synth", unit="utt", disable=None)
+    for v_idx, l_idx in pairs:
+        voice = voices[v_idx]
         spk = f"{args.speaker_prefix}-{voice.id}"
-        for l_idx, (line_id, text) in enumerate(entries):
-            samples, sr = synth.synthesize(text, voice)
-            if args.augment:
-                # One generator per utterance: its audio does not depend on what came before.
-                samples = augment(samples, sr, np.random.default_rng([args.seed, v_idx, l_idx]))
-            utt = f"{spk}-{line_id}"
-            wav = (wav_dir / f"{utt}.wav").resolve()
-            write_wav(wav, samples, sr)
-            rows.append((utt, spk, str(wav), text, len(samples) / sr))
-            progress.update()
+        line_id, text = entries[l_idx]
+        samples, sr = synth.synthesize(text, voice)
+        if args.augment:
+            # One generator per utterance: its audio does not depend on what came before.
+            samples = augment(samples, sr, np.random.default_rng([args.seed, v_idx, l_idx]))
+        utt = f"{spk}-{line_id}"
+        wav = (wav_dir / f"{utt}.wav").resolve()
+        write_wav(wav, samples, sr)
+        rows.append((utt, spk, str(wav), text, len(samples) / sr))
+        progress.update()
     progress.close()
     return rows
 
@@ -184,6 +197,9 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--num-threads must be at least 1, got {args.num_threads}")
     if args.num_voices < 1:
         raise ValueError(f"--num-voices must be at least 1, got {args.num_voices}")
+    if not 0 <= args.voices_per_line <= args.num_voices:
+        raise ValueError(f"--voices-per-line must be in 0..--num-voices ({args.num_voices}), "
+                         f"got {args.voices_per_line}")
     entries = read_text(args.text, args.text_format)
     variants = _split(args.variants)
     if variants is not None:
@@ -198,7 +214,8 @@ def run(args: argparse.Namespace) -> int:
         "version": _VERSION,
         "text_sha256": hashlib.sha256(args.text.read_bytes()).hexdigest(),
         "voices": [v.id for v in voices],
-        **{k: str(getattr(args, k)) for k in ("text_format", "sample_rate", "augment", "seed")},
+        **{k: str(getattr(args, k)) for k in ("text_format", "sample_rate", "augment", "seed",
+                                              "voices_per_line")},
         "wav_dir": str(wav_dir.resolve()),
         "speaker_prefix": args.speaker_prefix,
     }

@@ -167,6 +167,18 @@ def test_cli_writes_valid_data_dir(tmp_path):
         assert abs(info.frames / 16000 - float(utt2dur[utt])) < 1e-3
 
 
+def test_cli_voices_per_line(tmp_path):
+    text = tmp_path / "lines.txt"
+    text.write_text("".join(f"line number {i}\n" for i in range(8)))
+    out = tmp_path / "data"
+    args = ["--text", str(text), "--num-voices", "4", "--voices-per-line", "1", "--out", str(out)]
+    assert synth_data_dir.main(args) == 0
+    texts, utt2spk = _read_table(out / "text"), _read_table(out / "utt2spk")
+    assert sorted(texts.values()) == sorted(f"line number {i}" for i in range(8))
+    assert len(set(utt2spk.values())) > 1  # the lines are spread over the voice pool
+    assert synth_data_dir.main(args[:-3] + ["5", "--out", str(out)]) == 1  # more than the pool
+
+
 def test_cli_resumes_and_rewrites(tmp_path):
     text = tmp_path / "text"
     text.write_text("utt_001 turn on the lights\nutt_002 play some music\n")  # Kaldi format
