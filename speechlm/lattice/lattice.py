@@ -409,11 +409,12 @@ class Lattice:
         return best_path(self, am_scale=am_scale, lm_scale=lm_scale)
 
     def nbest(self, n: int, *, unique: bool = True, am_scale: float = 1.0,
-              lm_scale: float = 1.0) -> list[Path]:
+              lm_scale: float = 1.0, max_paths: int | None = None) -> list[Path]:
         """The ``n`` best paths, see :func:`nbest.nbest`."""
         from speechlm.lattice.nbest import nbest
 
-        return nbest(self, n, unique=unique, am_scale=am_scale, lm_scale=lm_scale)
+        return nbest(self, n, unique=unique, am_scale=am_scale, lm_scale=lm_scale,
+                     max_paths=max_paths)
 
     def arc_posteriors(self, am_scale: float = 1.0, lm_scale: float = 1.0) -> np.ndarray:
         """(num_arcs,) arc posteriors by log-semiring forward-backward, see

@@ -51,3 +51,13 @@ def test_nbest_on_a_decoder_lattice_is_sorted_and_distinct():
     assert len(nb) == 20 and len({p.words for p in nb}) == 20
     assert all(a.tot_score >= b.tot_score - 1e-6 for a, b in itertools.pairwise(nb))
     assert list(nb[0].words) == d.best_words
+
+
+def test_unique_nbest_looks_past_alignment_variants_up_to_max_paths():
+    # Eight alignments of "a" (through different states) rank above the only "b" path.
+    arcs = "\n".join(f"0 {i} a {-0.1 * i}\n{i} 9 <eps>" for i in range(1, 9))
+    lat = lattice_from_text(arcs + "\n0 9 b -5\n9\n", utt="v")
+    assert [p.words for p in lat.nbest(2)] == [("a",), ("b",)]
+    assert lat.nbest(2)[0].tot_score == pytest.approx(-0.1)
+    # Capped below the nine paths needed, only the sequences found are returned.
+    assert [p.words for p in lat.nbest(2, max_paths=4)] == [("a",)]
