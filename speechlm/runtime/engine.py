@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import inspect
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,6 +30,11 @@ class CallStats:
     decode_s: float = 0.0
     kv_cache_bytes: int = 0
     batch_size: int = 0
+
+
+PLAIN_HEAD_MODELS = frozenset(
+    {"llama", "mistral", "mixtral", "qwen2", "qwen2_moe", "qwen3", "qwen3_moe", "gpt2"}
+)
 
 
 def track_cache(stats: CallStats, cache: Any) -> None:
@@ -54,6 +60,10 @@ class Engine:
     governor: EnergyGovernor
 
     def __post_init__(self) -> None:
+        # Where the causal-LM head is exactly ``lm_head(last_hidden_state)`` (no logit
+        # scaling or soft-capping), scoring runs the base model and applies the head to
+        # the scored positions only: padding never reaches the (large) vocabulary matmul.
+        self._plain_head = getattr(self.model.config, "model_type", None) in PLAIN_HEAD_MODELS
         # transformers >= 5.2x names the cache argument ``cache`` (``past_key_values`` is
         # deprecated there); older releases only know ``past_key_values``.
         params = inspect.signature(self.model.forward).parameters
@@ -77,27 +87,37 @@ class Engine:
         stats: CallStats,
         logits_to_keep: int = 0,
         output_hidden_states: bool = False,
+        head: bool = True,
+        then: Callable[[Any], Any] | None = None,
     ) -> Any:
-        """Run the model on ``input_ids`` after ``cache`` (None: no cache); return its output."""
+        """Run the model on ``input_ids`` after ``cache`` (None: no cache); return its output.
+
+        ``then(output)``, when given, runs inside the same timed step (and governor window)
+        and its result is returned instead.
+        """
         b, t = input_ids.shape
         context = cache.get_seq_length() if cache is not None else 0
         step = Step(phase, batch_size=b, num_tokens=t, context_len=context)
         self.governor.begin(step)
         start = time.perf_counter()
         with self.attention.bound(cache), torch.inference_mode():
-            out = self.model(
+            # head=False: the base model only (hidden states, no vocabulary projection)
+            module = self.model if head else self.model.base_model
+            extra = {"logits_to_keep": logits_to_keep} if head else {}
+            out = module(
                 input_ids=input_ids,
                 attention_mask=attention_mask,
                 position_ids=position_ids,
                 use_cache=cache is not None,
-                logits_to_keep=logits_to_keep,
+                **extra,
                 output_hidden_states=output_hidden_states,
                 **{self._cache_kwarg: cache},
             )
+            if then is not None:
+                out = then(out)
         if input_ids.device.type == "cuda":
-            torch.cuda.synchronize(
-                input_ids.device
-            )  # so the latency is the step's, not the launch's
+            # so the latency is the step's, not the launch's
+            torch.cuda.synchronize(input_ids.device)
         seconds = time.perf_counter() - start
         self.governor.end(step, seconds)
         if phase == "prefill":
@@ -108,3 +128,32 @@ class Engine:
         if phase == "prefill":  # decode loops report their final size (saves a walk per step)
             track_cache(stats, cache)
         return out
+
+    def scored_logits(
+        self,
+        input_ids: torch.Tensor,  # (B, T)
+        attention_mask: torch.Tensor,  # (B, L + T)
+        position_ids: torch.Tensor,  # (B, T)
+        cache: Any,
+        *,
+        stats: CallStats,
+        rows: torch.Tensor,  # (N,) batch row of each wanted position
+        cols: torch.Tensor,  # (N,) position within the row
+    ) -> torch.Tensor:
+        """Logits ``(N, V)`` at positions ``(rows, cols)`` of one prefill pass."""
+        if not self._plain_head:
+            out = self.forward(
+                input_ids, attention_mask, position_ids, cache, phase="prefill", stats=stats
+            )
+            return out.logits[rows, cols]
+        head = self.model.get_output_embeddings()
+        return self.forward(
+            input_ids,
+            attention_mask,
+            position_ids,
+            cache,
+            phase="prefill",
+            stats=stats,
+            head=False,
+            then=lambda out: head(out.last_hidden_state[rows, cols]),  # (N, V)
+        )

@@ -77,36 +77,48 @@ def score_sequences(
     results: list[list[float]] = [[] for _ in sequences]
     for start in range(0, len(order), batch_size):
         rows = order[start : start + batch_size]
-        lens = torch.tensor([len(sequences[i]) for i in rows], device=device)  # (B,)
-        b, t = len(rows), int(lens.max())
-        ids = torch.full((b, t), pad_id, dtype=torch.long, device=device)  # (B, T) right-padded
+        lens = [len(sequences[i]) for i in rows]
+        b, t = len(rows), max(lens)
+        # Built on the CPU and moved once: one copy per batch, not one per row.
+        ids = torch.full((b, t), pad_id, dtype=torch.long)  # (B, T) right-padded
         for r, i in enumerate(rows):
-            ids[r, : len(sequences[i])] = torch.tensor(sequences[i], device=device)
-        text_mask = (torch.arange(t, device=device)[None] < lens[:, None]).long()  # (B, T)
+            ids[r, : lens[r]] = torch.tensor(sequences[i])
+        text_mask = (torch.arange(t)[None] < torch.tensor(lens)[:, None]).long()  # (B, T)
+        # Which (row, position) predicts which target: token j>0 of a row is predicted at
+        # position j-1, EOS at the row's last position; token 0 by the context.
+        pos_r, pos_t, targets = [], [], []
+        for r, i in enumerate(rows):
+            n = lens[r]
+            span = n if eos_id is not None else n - 1
+            pos_r += [r] * span
+            pos_t += range(span)
+            targets += list(sequences[i][1:]) + ([eos_id] if eos_id is not None else [])
+        ids, text_mask = ids.to(device), text_mask.to(device)
         if prefix_cache is not None:
             cache = prefix_cache.fork(b, reserve=t)
             mask = torch.cat([text_mask.new_ones(b, n_ctx), text_mask], dim=1)  # (B, P + T)
         else:
             cache, mask = None, text_mask
         positions = (n_ctx + torch.arange(t, device=device))[None].expand(b, t)  # (B, T)
-        logits = engine.forward(ids, mask, positions, cache, phase="prefill", stats=stats).logits
-        stats.prompt_tokens += int(lens.sum())
-        # Token j>0 is predicted at position j-1; token 0 by the context's last position.
-        inner = _token_logprobs(logits[:, :-1], ids[:, 1:])  # (B, T-1)
-        first = (
-            _token_logprobs(first_logits.expand(b, -1), ids[:, 0])
-            if first_logits is not None
-            else None
+        logits = engine.scored_logits(  # (N, V): only the positions that score something
+            ids,
+            mask,
+            positions,
+            cache,
+            stats=stats,
+            rows=torch.tensor(pos_r, dtype=torch.long, device=device),
+            cols=torch.tensor(pos_t, dtype=torch.long, device=device),
         )
-        if eos_id is not None:
-            last = logits[torch.arange(b, device=device), lens - 1]  # (B, V)
-            eos = _token_logprobs(last, torch.full((b,), eos_id, device=device))
+        stats.prompt_tokens += sum(lens)
+        inner = _token_logprobs(logits, torch.tensor(targets, device=device)).tolist()  # (N,)
+        first = None
+        if first_logits is not None:
+            first = _token_logprobs(first_logits.expand(b, -1), ids[:, 0]).tolist()  # (B,)
+        k = 0
         for r, i in enumerate(rows):
-            n = len(sequences[i])
-            vals = ([first[r].item()] if first is not None else []) + inner[r, : n - 1].tolist()
-            if eos_id is not None:
-                vals.append(eos[r].item())
-            results[i] = vals
+            span = lens[r] if eos_id is not None else lens[r] - 1
+            results[i] = ([first[r]] if first is not None else []) + inner[k : k + span]
+            k += span
         del logits, cache
     return results
 

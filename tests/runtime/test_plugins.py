@@ -3,6 +3,8 @@ nothing, and each hook is called where it should be."""
 
 from __future__ import annotations
 
+import inspect
+
 import pytest
 import torch
 
@@ -33,8 +35,10 @@ def test_contiguous_cache_equals_dynamic_cache():
 
 
 def _fill(cache, model, ids):
+    # transformers >= 5.2x calls it ``cache``; older releases ``past_key_values``
+    name = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
     with torch.no_grad():
-        model(input_ids=ids, cache=cache, use_cache=True)
+        model(input_ids=ids, use_cache=True, **{name: cache})
     return cache
 
 
