@@ -17,6 +17,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 import resource  # noqa: E402
+import threading  # noqa: E402
 import time  # noqa: E402
 from collections.abc import Sequence  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -77,6 +78,9 @@ class LLM(LanguageModel):
     Raises:
         ValueError: tokenizer/model vocab mismatch, unknown plug-in names, or a plug-in
             that refuses the model (its reasons are listed).
+
+    Thread safety: public calls on one ``LLM`` are serialized by a lock (one forward
+    pass at a time per model); concurrent callers queue.
     """
 
     def __init__(
@@ -116,6 +120,7 @@ class LLM(LanguageModel):
         self.engine = Engine(model, backend, kv_cache, energy_governor or NullGovernor())
         self.metrics = RuntimeMetrics(metrics_path)
         self._meter = EnergyMeter(enabled=measure_energy)
+        self._lock = threading.RLock()
         gen_eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
         eos = [gen_eos] if isinstance(gen_eos, int) else list(gen_eos or [])
         if tokenizer.eos_token_id is not None and tokenizer.eos_token_id not in eos:
@@ -472,6 +477,9 @@ class _CallRecorder:
         self.llm, self.kind, self.stats, self.n = llm, kind, stats, n
 
     def __enter__(self) -> _CallRecorder:
+        # One call at a time per model: the attention backend's bound cache, the energy
+        # window and the governor's step trace are per-model state.
+        self.llm._lock.acquire()
         self.cuda = self.llm.engine.device.type == "cuda"
         if self.cuda:
             torch.cuda.reset_peak_memory_stats(self.llm.engine.device)
@@ -480,8 +488,14 @@ class _CallRecorder:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
+        try:
+            self._record(exc_type is None)
+        finally:
+            self.llm._lock.release()
+
+    def _record(self, ok: bool) -> None:
         energy = self.llm._meter.end()
-        if exc_type is not None:
+        if not ok:
             return
         if self.cuda:
             peak = int(torch.cuda.max_memory_allocated(self.llm.engine.device))

@@ -89,3 +89,31 @@ def test_histogram_and_record_validation():
         CallRecord(kind="train")
     with pytest.raises(ValueError, match="sorted"):
         Histogram((1.0, 0.1))
+
+
+def test_concurrent_calls_are_serialized():
+    """Threads share one LLM: calls queue, so per-call state (governor steps, energy
+    window, metrics) never interleaves and results equal sequential ones."""
+    import threading
+
+    from speechlm.runtime.energy.governor import RecordingGovernor
+
+    llm = tiny_llm("llama", energy_governor=RecordingGovernor())  # raises on interleaving
+    expected = llm.score(["one two", "three four"], prefix="count")
+    out, errors = [], []
+
+    def work():
+        try:
+            out.append(llm.score(["one two", "three four"], prefix="count"))
+            llm.generate("one two", SamplingParams(max_tokens=3))
+        except Exception as e:  # pragma: no cover - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert all(o == pytest.approx(expected, abs=1e-6) for o in out) and len(out) == 4
+    assert llm.metrics.counter("requests", "score") == 5
