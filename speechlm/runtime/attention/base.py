@@ -99,7 +99,11 @@ class AttentionBackend(abc.ABC):
         """
 
     def mask_function(self) -> Any:
-        """The transformers mask builder for ``AttentionMaskInterface`` (None for "none")."""
+        """The transformers mask builder for ``AttentionMaskInterface`` (None for "none").
+
+        A backend with its own mask format (e.g. block masks) overrides this and returns a
+        builder with the signature of ``transformers.masking_utils.sdpa_mask``.
+        """
         from transformers.masking_utils import eager_mask, sdpa_mask
 
         return {"sdpa": sdpa_mask, "eager": eager_mask, "none": None}[self.mask]
