@@ -448,6 +448,12 @@ class Lattice:
 
         return lattice_from_slf(path_or_text, utt=utt, **kwargs)
 
+    def to_slf(self) -> str:
+        """HTK SLF text, see :func:`slf.lattice_to_slf`."""
+        from speechlm.lattice.slf import lattice_to_slf
+
+        return lattice_to_slf(self)
+
     def to_json(self) -> dict:
         """A JSON-able dict (see :meth:`from_json` for the schema)."""
         arcs = []

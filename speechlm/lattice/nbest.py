@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from speechlm.core.hypothesis import Hypothesis
 from speechlm.lattice.lattice import EPS
 from speechlm.lattice.posterior import to_fst
 
@@ -50,6 +51,11 @@ class Path:
     @property
     def text(self) -> str:
         return " ".join(self.words)
+
+    def to_hypothesis(self) -> Hypothesis:
+        """As a ``speechlm.core`` :class:`Hypothesis` (score = ``tot_score``)."""
+        return Hypothesis(self.text, self.tot_score, tokens=self.words,
+                          scores=(("am", self.am_score), ("lm", self.lm_score)))
 
     def to_json(self) -> dict:
         return {"words": list(self.words), "am_score": self.am_score,

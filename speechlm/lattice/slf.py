@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import gzip
 import math
+import os
 import re
 from pathlib import Path
 
@@ -41,7 +42,9 @@ _HEADER_KEYS = {"N": "N", "NODES": "N", "L": "L", "LINKS": "L", "base": "base",
 
 def _read(path_or_text: str | Path) -> tuple[str, str]:
     s = str(path_or_text)
-    if "\n" in s or "=" in s:
+    is_file = isinstance(path_or_text, Path) or os.path.exists(s) or (
+        "\n" not in s and "=" not in s)
+    if not is_file:
         return s, ""
     opener = gzip.open if s.endswith(".gz") else open
     with opener(s, "rt", encoding="utf-8") as f:
@@ -176,3 +179,30 @@ def lattice_from_slf(path_or_text: str | Path, utt: str | None = None, *,
     ends = [int(header["end"])] if "end" in header else [i for i in range(n) if i not in has_out]
     return Lattice(arcs, {e: (0.0, 0.0) for e in ends}, times, start=start, utt=utt,
                    num_states=n)
+
+
+def lattice_to_slf(lat: Lattice) -> str:
+    """HTK SLF text of a lattice, words on links (``W=``), natural-log ``a=`` and ``l=``.
+
+    One node per state (``t=`` its time); a final state with a final weight, or more
+    than one final state, gets a ``!NULL`` link to an added end node carrying the final
+    weight. Arc ``start``/``end`` times other than their states' times are not kept
+    (SLF times are node times). Reading it back with :func:`lattice_from_slf` gives the
+    same paths, words and scores.
+    """
+    lat = lat.connect()
+    times = list(lat.state_times)
+    links = [(a.src, a.dst, a.word, a.am_score, a.lm_score) for a in lat.arcs]
+    finals = dict(lat.finals)
+    if len(finals) == 1 and next(iter(finals.values())) == (0.0, 0.0):
+        end = next(iter(finals))
+    else:
+        end = len(times)
+        times.append(max(times[s] for s in finals))
+        links += [(s, end, EPS, am, lm) for s, (am, lm) in sorted(finals.items())]
+    out = ["VERSION=1.0", f"UTTERANCE={lat.utt if lat.utt is not None else 'utt'}",
+           f"start={lat.start}", f"end={end}", f"N={len(times)}\tL={len(links)}"]
+    out += [f"I={i}\tt={t!r}" for i, t in enumerate(times)]
+    out += [f"J={j}\tS={s}\tE={e}\tW={'!NULL' if w == EPS else w}\ta={am!r}\tl={lm!r}"
+            for j, (s, e, w, am, lm) in enumerate(links)]
+    return "\n".join(out) + "\n"

@@ -181,3 +181,21 @@ def test_remove_epsilons_with_beam_equals_pruning_afterwards():
         assert sorted((a.word, a.start, a.end, round(a.am_score, 5)) for a in fast.arcs) == \
             sorted((a.word, a.start, a.end, round(a.am_score, 5)) for a in slow.arcs)
         assert fast.best_path().words == full.best_path().words
+
+
+def test_words_txt_symbol_table_and_path_to_hypothesis(tmp_path):
+    from speechlm.lattice import read_words_txt
+
+    wt = tmp_path / "words.txt"
+    wt.write_text("".join(f"{w} {i}\n" for i, w in sorted(WORDS.items())))
+    assert read_words_txt(wt) == WORDS
+    src = tmp_path / "lat.ark"
+    src.write_text(COMPACT)
+    lats = list(read_kaldi_lattices(f"ark,t:{src}", words=str(wt)))
+    assert lats[0].best_path().words == ("one",)  # via <eps>: 13.75 + final 0.5
+    h = lats[0].best_path().to_hypothesis()
+    assert h.text == "one" and h.score == pytest.approx(-14.25)
+    assert dict(h.scores)["am"] == lats[0].best_path().am_score
+    (tmp_path / "bad.txt").write_text("one 3\ntwo x\n")
+    with pytest.raises(ValueError, match="bad.txt:2"):
+        read_words_txt(tmp_path / "bad.txt")

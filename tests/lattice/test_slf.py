@@ -101,3 +101,27 @@ def test_pocketsphinx_slf_reads_with_start_node_words(pocketsphinx_slf):
     assert np.isfinite(post).all() and post.max() <= 1.0
     back = Lattice.from_json(lat.to_json())
     assert back == lat
+
+
+def test_slf_write_read_round_trip(diamond, pocketsphinx_slf):
+    for lat in (diamond, Lattice.from_slf(HANDWRITTEN), Lattice.from_slf(pocketsphinx_slf[0])):
+        back = Lattice.from_slf(lat.to_slf())
+        assert back.utt == lat.utt
+        assert back.duration == pytest.approx(lat.duration)
+        want, got = lat.nbest(20), back.nbest(20)
+        assert [round(p.tot_score, 4) for p in got] == [round(p.tot_score, 4) for p in want]
+        cut = want[-1].tot_score + 1e-4  # equal scores may swap places at the cut
+        assert {p.words for p in got if p.tot_score > cut} == {
+            p.words for p in want if p.tot_score > cut}
+        # Links are written in arc order, then the final-weight links.
+        lat = lat.connect()
+        np.testing.assert_allclose(back.arc_posteriors()[:lat.num_arcs],
+                                   lat.arc_posteriors(), atol=1e-5)
+        assert [a.word for a in back.arcs[:lat.num_arcs]] == [a.word for a in lat.arcs]
+
+
+def test_slf_path_with_equals_sign(tmp_path):
+    p = tmp_path / "a=b" / "x.lat"
+    p.parent.mkdir()
+    p.write_text(HANDWRITTEN)
+    assert Lattice.from_slf(str(p)).utt == "hand1"
