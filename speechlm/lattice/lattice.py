@@ -110,10 +110,12 @@ class Lattice:
             raise ValueError(f"{self._where()}: {len(times)} state times for "
                              f"{num_states} states")
         self.state_times = times
-        self.arcs = [a if a.start is not None and a.end is not None else dataclasses.replace(
-            a, start=times[a.src] if a.start is None else a.start,
-            end=times[a.dst] if a.end is None else a.end) for a in arcs]
-        self._check()
+        self.arcs = arcs
+        self._check()  # before the times below index states
+        self.arcs = [a if a.start is not None and a.end is not None else Arc(
+            a.src, a.dst, a.word, a.am_score, a.lm_score,
+            times[a.src] if a.start is None else a.start,
+            times[a.dst] if a.end is None else a.end, a.tids) for a in arcs]
         self.topo_order = self._topo_sort()
         if not self._reachable_finals():
             raise ValueError(f"{self._where()}: empty lattice: no path from the start "
@@ -141,6 +143,9 @@ class Lattice:
             if not (math.isfinite(a.am_score) and math.isfinite(a.lm_score)):
                 raise ValueError(f"{self._where()}: arc {i} ({a.src}->{a.dst} {a.word}) has a "
                                  f"non-finite score ({a.am_score}, {a.lm_score})")
+            if not all(t is None or math.isfinite(t) for t in (a.start, a.end)):
+                raise ValueError(f"{self._where()}: arc {i} ({a.src}->{a.dst} {a.word}) has a "
+                                 f"non-finite time")
         if not all(math.isfinite(t) for t in self.state_times):
             raise ValueError(f"{self._where()}: non-finite state time")
 

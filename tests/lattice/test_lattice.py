@@ -26,6 +26,15 @@ def test_bad_lattices_raise_naming_the_utterance(text, msg):
     assert "bad-utt" in str(e.value)
 
 
+def test_out_of_range_states_and_bad_times_raise():
+    with pytest.raises(ValueError, match="'r'.*out of range"):
+        Lattice([Arc(0, 5, "a")], {1: (0.0, 0.0)}, [0.0, 1.0], utt="r", num_states=2)
+    with pytest.raises(ValueError, match="'r'.*non-finite time"):
+        Lattice([Arc(0, 1, "a", start=float("nan"))], {1: (0.0, 0.0)}, utt="r")
+    with pytest.raises(ValueError, match="'r'.*3 state times for 2 states"):
+        Lattice([Arc(0, 1, "a")], {1: (0.0, 0.0)}, [0.0, 1.0, 2.0], utt="r")
+
+
 def test_connect_drops_dead_states_and_renumbers_topologically():
     lat = Lattice([Arc(3, 1, "a"), Arc(1, 2, "b"), Arc(3, 0, "dead"), Arc(1, 4, "x")],
                   {2: (0.0, 0.0)}, start=3, utt="u")
