@@ -62,8 +62,9 @@ def lattice_from_text(text: str, *, utt: str | None = "test",
     if state_times is None:
         probe = Lattice(arcs, finals, start=start or 0, utt=utt)
         depth = [0] * probe.num_states
+        out = probe.out_arcs
         for s in probe.topo_order:
-            for k in probe.out_arcs[s]:
+            for k in out[s]:
                 depth[probe.arcs[k].dst] = max(depth[probe.arcs[k].dst], depth[s] + 1)
         state_times = [round(0.1 * d, 6) for d in depth]
     return Lattice(arcs, finals, state_times, start=start or 0, utt=utt)
