@@ -70,6 +70,15 @@ class PocketSphinxASR:
         min_link_posterior: links whose posterior (PocketSphinx's own ``p=``) is below this
             are dropped before the LM expansion: most of a raw PocketSphinx lattice has
             posterior ~0, and the expansion multiplies what is left by its histories.
+            (With an ARPA ``lm`` PocketSphinx writes ``p=1`` everywhere, so this does
+            nothing there and the history pruning below does the work.)
+        history_beam, max_histories: while expanding, a lattice node keeps at most
+            ``max_histories`` word histories, those whose best (Viterbi) score from the
+            start is within ``history_beam`` of the node's best; the others are dropped, as
+            a decoder prunes its tokens. Without this a raw lattice of 10k links grew to
+            12M arcs.
+        lattice_beam: prune the expanded lattice to paths within this score of the best
+            (None: keep all).
 
     >>> asr = PocketSphinxASR()                          # doctest: +SKIP
     >>> hyps, lattice = asr(samples, sample_rate=16000)  # doctest: +SKIP
@@ -80,7 +89,9 @@ class PocketSphinxASR:
     def __init__(self, *, hmm: str | None = None, lm: str | None = None,
                  dictionary: str | None = None, jsgf: str | None = None,
                  lw: float | None = None, wip: float | None = None, beam: float | None = None,
-                 nbest: int = 10, lm_order: int = 3, min_link_posterior: float = 1e-4) -> None:
+                 nbest: int = 10, lm_order: int = 3, min_link_posterior: float = 1e-4,
+                 history_beam: float = 10.0, max_histories: int = 6,
+                 lattice_beam: float | None = 8.0) -> None:
         from pocketsphinx import Config, Decoder
 
         for name, path in (("hmm", hmm), ("lm", lm), ("dictionary", dictionary),
@@ -108,6 +119,9 @@ class PocketSphinxASR:
         self.nbest = nbest
         self.lm_order = lm_order
         self.min_link_posterior = min_link_posterior
+        self.history_beam = history_beam
+        self.max_histories = max_histories
+        self.lattice_beam = lattice_beam
         self.lw = float(self.decoder.config["lw"])
         # the final best-path search over the lattice weighs the LM by bestpathlw
         self.bestpath_lw = float(self.decoder.config["bestpathlw"])
@@ -150,17 +164,18 @@ class PocketSphinxASR:
         if hyp is None:
             return [], None
         lattice = self.lattice(utt)
-        paths = lattice.nbest(self.nbest, am_scale=self.posterior_am_scale) if lattice else []
         first = " ".join(w for w in (normalize_word(x) for x in hyp.hypstr.split())
                          if w != "<eps>")
-        hyps = [Hypothesis(text=first, score=float(hyp.score), tokens=tuple(first.split()))]
-        for p in paths:
-            text = " ".join(p.words)
-            if text != first:
-                hyps.append(Hypothesis(
-                    text=text, score=float(p.am_score * self.posterior_am_scale + p.lm_score),
-                    tokens=tuple(p.words),
-                    scores=(("am", float(p.am_score)), ("lm", float(p.lm_score)))))
+        if lattice is None:
+            return [Hypothesis(text=first, score=float(hyp.score),
+                               tokens=tuple(first.split()))], None
+        # Hypotheses come from the lattice, so that the 1-best is the lattice's best path
+        # and the N-best are lattice paths (oracle WERs are then ordered). The decoder's
+        # own best-path search agrees with the lattice's best path (see posterior_am_scale).
+        hyps = [Hypothesis(text=" ".join(p.words), score=float(p.tot_score),
+                           tokens=tuple(p.words),
+                           scores=(("am", float(p.am_score)), ("lm", float(p.lm_score))))
+                for p in lattice.nbest(self.nbest, am_scale=self.posterior_am_scale)]
         return hyps[:self.nbest], lattice
 
     def lattice(self, utt: str):
@@ -190,10 +205,17 @@ class PocketSphinxASR:
         arcs: list[Arc] = []
         finals: dict[int, tuple[float, float]] = {}
         penalty = math.log(self.wip) / self.lw
-        # states in topological order, each with the histories that reach it
-        histories: dict[int, set[tuple[str, ...]]] = {raw.start: {first}}
+        scale = self.posterior_am_scale
+        # per raw state: history -> best score from the start (Viterbi), for pruning
+        alpha: dict[int, dict[tuple[str, ...], float]] = {raw.start: {first: 0.0}}
         for s in raw.topo_order:
-            for h in sorted(histories.get(s, ())):
+            hist = alpha.pop(s, None)
+            if not hist:
+                continue
+            best = max(hist.values())
+            kept = sorted((h for h, v in hist.items() if v >= best - self.history_beam),
+                          key=lambda h: -hist[h])[:self.max_histories]
+            for h in kept:
                 src = ids[(s, h)]
                 if s in raw.finals:
                     am, lm = raw.finals[s]
@@ -201,13 +223,19 @@ class PocketSphinxASR:
                 for a in out[s]:
                     word = normalize_word(a.word)
                     nh = h if word == "<eps>" else (h + (word,))[len(h) + 1 - keep:]
+                    lm = a.lm_score if word == "<eps>" else (
+                        a.lm_score + self._logprob(word, h) + penalty)
                     key = (a.dst, nh)
                     if key not in ids:
                         ids[key] = len(ids)
                         times.append(raw.state_times[a.dst])
-                        histories.setdefault(a.dst, set()).add(nh)
-                    lm = a.lm_score if word == "<eps>" else (
-                        a.lm_score + self._logprob(word, h) + penalty)
+                    score = hist[h] + scale * a.am_score + lm
+                    succ = alpha.setdefault(a.dst, {})
+                    if score > succ.get(nh, -math.inf):
+                        succ[nh] = score
                     arcs.append(Arc(src, ids[key], word, a.am_score, lm,
                                     start=a.start, end=a.end))
-        return Lattice(arcs, finals, times, start=0, utt=raw.utt).connect()
+        lattice = Lattice(arcs, finals, times, start=0, utt=raw.utt)
+        if self.lattice_beam is not None:
+            return lattice.prune(self.lattice_beam, am_scale=scale)
+        return lattice.connect()
