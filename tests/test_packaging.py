@@ -1,5 +1,6 @@
 """pyproject.toml lists packages by name: a new subpackage must be listed or wheels drop it."""
 import pathlib
+
 import tomllib
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
