@@ -29,6 +29,8 @@ With --lattice also:
   OUT/text.mbr      the MBR (consensus) 1-best of each confusion network
   OUT/ctm           utt 1 start dur word confidence  (MBR words, bin posteriors)
   OUT/oracle_wer    1-best, MBR, lattice, N-best and WCN oracle WERs (needs DATA/text)
+  OUT/oracle.jsonl  per utterance: those error counts and "oracle_text", the lattice path
+                    closest to the reference
 """
 from __future__ import annotations
 

@@ -95,13 +95,16 @@ class JobWriter:
                       "mbr": _edit_errors(ref, mbr),
                       "nbest": min([_edit_errors(ref, h.text.split()) for h in hyps]
                                    or [len(ref)])}
+            oracle_words = best.split()
             if lattice is not None:
-                counts["lattice"] = lattice_oracle(lattice, ref)[0]
+                counts["lattice"], _, oracle_words = lattice_oracle(lattice, ref)
                 counts["wcn"] = cn_oracle(cn, ref)[0]
             else:
                 counts["lattice"] = counts["wcn"] = len(ref)
+            # the lattice path closest to the reference: the "oracle hypothesis" input of SLU
             self._files["oracle.jsonl"].write(json.dumps(
-                {"utt": utt, "ref_words": len(ref), **counts}) + "\n")
+                {"utt": utt, "ref_words": len(ref), **counts,
+                 "oracle_text": " ".join(oracle_words)}, ensure_ascii=False) + "\n")
 
 
 def _merge_lines(out: Path, job_dirs: list[Path], name: str) -> None:
