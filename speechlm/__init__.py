@@ -1,6 +1,45 @@
 """speechlm: speech recipes, lattices and confusion networks, and an LLM second pass.
 
-The public Python API stays small; it grows with the decoding API issue.
+The public Python API (``speechlm/api.py``), loaded on first use so that
+``import speechlm`` stays instant:
+
+>>> import speechlm
+>>> sorted(speechlm.__all__)[:3]
+['ASR', 'AudioLimits', 'AudioRejected']
+
+See ``speechlm.load_asr``, ``speechlm.load_llm`` and the README's "Python API".
 """
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
 __version__ = "0.1.0"
-__all__ = ["__version__"]
+
+_API = ("ASR", "AudioLimits", "AudioRejected", "Rescored", "Transcript", "load_asr",
+        "load_llm", "read_audio_input", "rescore_nbest", "slu")
+__all__ = ["ASR", "AudioLimits", "AudioRejected", "Rescored", "Transcript", "__version__",
+           "load_asr", "load_llm", "read_audio_input", "rescore_nbest", "slu"]
+
+if TYPE_CHECKING:
+    from speechlm.api import (
+        ASR,
+        AudioLimits,
+        AudioRejected,
+        Rescored,
+        Transcript,
+        load_asr,
+        load_llm,
+        read_audio_input,
+        rescore_nbest,
+        slu,
+    )
+
+
+def __getattr__(name: str) -> Any:
+    # Lazy: the API pulls in numpy at once and torch/ESPnet/PocketSphinx on use; a plain
+    # ``import speechlm`` (the CLI, the import linter) should not pay for that.
+    if name in _API:
+        from speechlm import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'speechlm' has no attribute {name!r}")
