@@ -17,6 +17,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
                "decode a Kaldi data dir with a trained model dir: text + nbest.jsonl"),
     "make-graph": ("speechlm.bin.make_graph",
                    "CTC decoding graph (TLG) from a model dir and training text, for --lattice"),
+    "rescore": ("speechlm.bin.rescore",
+                "LLM N-best rescoring of a decode dir, swept over weights (WER per setting)"),
     "score": ("speechlm.bin.score",
               "WER table (ESPnet/sclite form) of a hyp text against a ref text"),
     "validate-data-dir": ("speechlm.bin.validate_data_dir",
