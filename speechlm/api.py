@@ -490,18 +490,46 @@ def rescore_nbest(llm: LLM, hyps: list[Hypothesis] | list[tuple[str, float]], *,
 
 
 # ---- SLU (hook) ------------------------------------------------------------------------
-def slu(model_dir: str | os.PathLike, **options: Any):
-    """Load a spoken-language-understanding model (issue 7, ``speechlm/llm/slu.py``).
+SLU_INPUTS = ("text", "nbest", "wcn")
 
-    The contract this hook expects: ``speechlm.llm.slu.load(model_dir, **options)``
-    returns a callable that takes a :class:`Transcript` (its 1-best, N-best or WCN) and
-    returns the intent. Until that module lands this raises ``NotImplementedError``.
+
+def slu(slu_dir: str | os.PathLike, *, input: str = "wcn", **llm_kwargs: Any):
+    """Load an SLU model dir (``speechlm slu train``, issue 7): returns a function that
+    gives the intent of a :class:`Transcript` (or of a plain text).
+
+    Args:
+        slu_dir: the SLU dir (``slu.json``, its LM or adapter, few-shot examples).
+        input: what of a Transcript the classifier reads: ``"text"`` (1-best),
+            ``"nbest"`` or ``"wcn"`` (serialized as the SLU dir's config says; falls
+            back to the 1-best where the model gives no WCN).
+        **llm_kwargs: options of the LM loading (``dtype``, ``device``...).
+
+    Raises:
+        NotImplementedError: this build has no ``speechlm.llm.slu`` yet.
+        FileNotFoundError: not an SLU dir.
+
+    >>> intent_of = slu("exp/slu_icl")                                # doctest: +SKIP
+    >>> intent_of(asr("wake_me_at_seven.wav"))                         # doctest: +SKIP
+    'alarm_set'
     """
-    try:
-        from speechlm.llm import slu as slu_module
-    except ImportError:
-        slu_module = None
-    if slu_module is None or not hasattr(slu_module, "load"):
-        raise NotImplementedError("speechlm.slu: SLU is not in this build yet (it arrives "
-                                  "with speechlm/llm/slu.py, issue 7)")
-    return slu_module.load(model_dir, **options)
+    if input not in SLU_INPUTS:
+        raise ValueError(f"input must be one of {SLU_INPUTS}, got {input!r}")
+    try:  # the SLU side lands separately (speechlm/llm/slu.py); this is the one seam
+        from speechlm.llm.serialize import serialize_nbest, serialize_wcn
+        from speechlm.llm.slu import load_classifier
+    except ImportError as e:
+        raise NotImplementedError("speechlm.slu: this build has no SLU yet (speechlm/llm/"
+                                  f"slu.py, issue 7): {e}") from None
+    classifier, config = load_classifier(slu_dir, **llm_kwargs)
+
+    def intent_of(transcript: Transcript | str) -> str:
+        if isinstance(transcript, str):
+            return classifier.classify(transcript)
+        text = transcript.text
+        if input == "nbest":
+            text = serialize_nbest([h.text for h in transcript.nbest], config.serialize)
+        elif input == "wcn" and transcript.wcn is not None:
+            text = serialize_wcn(transcript.to_json()["wcn"]["bins"], config.serialize)
+        return classifier.classify(text, transcript.utt)
+
+    return intent_of

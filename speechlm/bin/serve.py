@@ -1,0 +1,147 @@
+"""Serve the HTTP API and the Gradio demo (one process, loopback by default).
+
+    speechlm serve [all|api|demo] [--port 7860] [--model-dir exp/asr/model --graph exp/asr/graph]
+                   [--llm exp/lm] [--max-seconds 30] [--max-upload-mb 10]
+
+``all`` (the default) serves the API (``/v1/transcribe``, ``/v1/rescore``, ``/healthz``,
+``/metrics``, OpenAPI at ``/openapi.json`` and ``/docs``) and the demo (``/demo/``); ``api``
+or ``demo`` serves one of them. ASR models: PocketSphinx English always (unless
+``--no-pocketsphinx``), plus a recipe model dir with ``--model-dir`` (with ``--graph`` it
+decodes through lattices and gives WCNs). Models are loaded once, before the port opens.
+``--port 0`` picks a free port; the URL is printed on stdout either way.
+
+There is no authentication: keep the default 127.0.0.1 unless a proxy in front adds it.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import signal
+import socket
+import sys
+import tempfile
+from pathlib import Path
+
+from speechlm.bin import command_main
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("what", nargs="?", choices=("all", "api", "demo"), default="all",
+                        help="what to serve (default: the API and the demo)")
+    parser.add_argument("--host", default="127.0.0.1", help="interface (default loopback)")
+    parser.add_argument("--port", type=int, default=7860, help="TCP port; 0 picks a free one")
+    parser.add_argument("--model-dir", default=None,
+                        help="a recipe model dir (exp/<tag>/model) offered beside PocketSphinx")
+    parser.add_argument("--graph", default=None,
+                        help="its decoding graph dir (exp/<tag>/graph): lattices and WCNs")
+    parser.add_argument("--model-name", default=None,
+                        help="name of --model-dir in requests (default: the exp tag)")
+    parser.add_argument("--no-pocketsphinx", action="store_true",
+                        help="do not offer PocketSphinx English")
+    parser.add_argument("--llm", default=None,
+                        help="LLM checkpoint dir for rescoring (e.g. from speechlm lm train)")
+    parser.add_argument("--slu", default=None, help="SLU model dir (speechlm.slu), optional")
+    parser.add_argument("--max-upload-mb", type=float, default=10.0,
+                        help="largest upload (413 above)")
+    parser.add_argument("--max-seconds", type=float, default=30.0,
+                        help="longest audio (422 above)")
+    parser.add_argument("--max-concurrency", type=int, default=1,
+                        help="requests decoding at once")
+    parser.add_argument("--max-waiting", type=int, default=8,
+                        help="requests queued beyond those (429 above)")
+    parser.add_argument("--max-nbest", type=int, default=10, help="largest N-best asked for")
+    parser.add_argument("--llm-scale", type=float, default=0.5,
+                        help="default LLM weight in rescoring")
+
+
+def build_state(args: argparse.Namespace):
+    from speechlm.api import POCKETSPHINX
+    from speechlm.serve.state import ModelSpec, ServeConfig, ServeState
+
+    models = [] if args.no_pocketsphinx else [ModelSpec(POCKETSPHINX)]  # the default first
+    if args.model_dir:
+        model_dir = Path(args.model_dir)
+        name = args.model_name or (model_dir.resolve().parent.name if model_dir.name == "model"
+                                   else model_dir.name)
+        models.append(ModelSpec(name, str(model_dir), args.graph))
+    elif args.graph:
+        raise ValueError("--graph goes with --model-dir")
+    if not models:
+        raise ValueError("no ASR model: give --model-dir or leave PocketSphinx on")
+    config = ServeConfig(models=tuple(models), max_upload_bytes=int(args.max_upload_mb * 2**20),
+                         max_seconds=args.max_seconds, max_concurrency=args.max_concurrency,
+                         max_waiting=args.max_waiting, max_nbest=args.max_nbest,
+                         llm_scale=args.llm_scale)
+    llm = llm_name = slu = None
+    if args.llm:
+        from speechlm.api import load_llm
+
+        llm, llm_name = load_llm(args.llm), Path(args.llm).name
+    if args.slu:
+        from speechlm.api import slu as load_slu
+
+        slu = load_slu(args.slu)
+    return ServeState(config, llm=llm, llm_name=llm_name, slu=slu)
+
+
+def build_app(state, what: str = "all"):
+    """The ASGI app for ``what`` (``all``, ``api`` or ``demo``) over ``state``."""
+    from speechlm.serve.app import create_app
+
+    demo = None
+    if what in ("all", "demo"):
+        from speechlm.serve.demo import build_demo
+
+        demo = build_demo(state)
+    app = create_app(state, demo=demo, api=what != "demo")
+    return app
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    return sock
+
+
+def _exit_on_signal(signum, frame):
+    raise SystemExit(128 + signum)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.port != 0 and not 1 <= args.port <= 65535:
+        raise ValueError(f"--port must be 0..65535, got {args.port}")
+    # Gradio keeps uploads and recordings in its own temp dir: make it ours, remove it on exit.
+    tmp = tempfile.mkdtemp(prefix="speechlm-serve-")
+    os.environ["GRADIO_TEMP_DIR"] = tmp
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    try:
+        import uvicorn
+
+        state = build_state(args)
+        state.warm_up()  # models load once, before the port opens
+        app = build_app(state, args.what)
+        sock = _listen(args.host, args.port)
+        host, port = sock.getsockname()[:2]
+        paths = {"all": "/demo/ and /v1/ (docs: /docs)", "api": "/v1/ (docs: /docs)",
+                 "demo": "/demo/"}[args.what]
+        print(f"speechlm serve: http://{host}:{port} {paths}; temp dir {tmp}", flush=True)
+        server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
+        # uvicorn shuts down gracefully on SIGTERM, then re-raises it under the handler it
+        # found: make that an exit that runs the cleanup below, not the default kill.
+        signal.signal(signal.SIGTERM, _exit_on_signal)
+        server.run(sockets=[sock])
+        state.close()
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return command_main("speechlm serve", __doc__, add_arguments, run, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,322 @@
+"""The HTTP API (FastAPI): transcribe, rescore, health and Prometheus metrics.
+
+    POST /v1/transcribe   multipart: file (audio), model, nbest, wcn, lattice, rescore,
+                          mix_channels, utt -> 1-best, N-best (an nbest.jsonl line), WCN
+                          (a cn.jsonl line), CTM lines, optional lattice and LLM rescoring
+    POST /v1/rescore      JSON: {"hyps": [{"text", "score"}], "prefix"?, "llm_scale"?}
+    GET  /healthz         models offered/loaded, LLM, queue depth
+    GET  /metrics         request counters + the runtime's counters (Prometheus text)
+
+Every error is JSON ``{"error": {"code", "message"}}`` with a 4xx status (5xx only for a
+bug, without a stack trace). Uploads are read into memory up to ``max_upload_bytes`` and
+decoded from there: nothing from a request is written to or read from the file system.
+
+>>> from speechlm.serve.state import ServeState
+>>> app = create_app(ServeState())
+>>> sorted(p for p in app.openapi()["paths"])
+['/healthz', '/metrics', '/v1/rescore', '/v1/transcribe']
+"""
+# No ``from __future__ import annotations``: FastAPI reads the route signatures at run time,
+# and the form limits come from the config inside ``create_app``.
+import asyncio
+import logging
+import time
+from typing import Annotated, Any
+
+from fastapi import FastAPI, File, Form, Request, UploadFile
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, PlainTextResponse, RedirectResponse
+from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from speechlm.api import AudioRejected, rescore_nbest
+from speechlm.serve.state import QueueFull, ServeState
+
+logger = logging.getLogger("speechlm.serve")
+
+UTT_PATTERN = r"^[A-Za-z0-9_.\-]{1,64}$"
+MAX_JSON_BYTES = 1 << 20
+
+
+# ---- schemas ---------------------------------------------------------------------------
+class ErrorBody(BaseModel):
+    code: str = Field(description="short reason, e.g. not_audio, too_long, queue_full")
+    message: str = Field(description="what is wrong, for a person")
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorBody
+
+
+class Hyp(BaseModel):
+    text: str
+    score: float
+    scores: dict[str, float] | None = None
+
+
+class NbestLine(BaseModel):
+    """One line of ``speechlm decode``'s nbest.jsonl."""
+    utt: str
+    hyps: list[Hyp]
+
+
+class BinEntry(BaseModel):
+    word: str
+    posterior: float
+    start: float
+    end: float
+
+
+class CnLine(BaseModel):
+    """One line of ``speechlm decode``'s cn.jsonl (``"<eps>"`` = no word)."""
+    utt: str
+    bins: list[list[BinEntry]]
+
+
+class RescoredHyp(BaseModel):
+    text: str
+    score: float = Field(description="the ASR score, natural log")
+    llm_score: float = Field(description="LLM log-probability, natural log")
+    tot_score: float = Field(description="score + llm_scale * llm_score")
+
+
+class TranscribeResponse(BaseModel):
+    utt: str
+    text: str = Field(description="1-best")
+    model: str
+    duration: float = Field(description="seconds of audio")
+    sample_rate: int = Field(description="of the upload, Hz")
+    channels: int
+    decode_seconds: float
+    nbest: NbestLine
+    wcn: CnLine | None = None
+    ctm: list[str] = Field(default_factory=list,
+                           description="utt channel start dur word confidence")
+    lattice: dict[str, Any] | None = Field(default=None, description="Lattice.to_json()")
+    rescored: list[RescoredHyp] | None = None
+
+
+class RescoreHypIn(BaseModel):
+    text: str = Field(min_length=1, max_length=2000)
+    score: float = Field(default=0.0, allow_inf_nan=False, ge=-1e9, le=1e9)
+
+
+class RescoreRequest(BaseModel):
+    hyps: list[RescoreHypIn] = Field(min_length=1, max_length=100)
+    prefix: str | None = Field(default=None, min_length=1, max_length=2000)
+    llm_scale: float | None = Field(default=None, allow_inf_nan=False, ge=0, le=100)
+
+
+class RescoreResponse(BaseModel):
+    hyps: list[RescoredHyp]
+    llm: str
+    llm_scale: float
+    figures: dict[str, Any] = Field(default_factory=dict,
+                                    description="tokens/s, latency, attention backend")
+
+
+class ModelInfo(BaseModel):
+    name: str
+    loaded: bool
+    lattice: bool | None = None
+
+
+class Health(BaseModel):
+    status: str
+    models: list[ModelInfo]
+    llm: str | None
+    queue_depth: int
+    uptime_s: float
+
+
+def _error(status: int, code: str, message: str, headers: dict | None = None) -> JSONResponse:
+    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status,
+                        headers=headers)
+
+
+_ERRORS = {
+    413: {"model": ErrorResponse, "description": "upload over the size limit"},
+    422: {"model": ErrorResponse, "description": "bad request or audio (message says why)"},
+    429: {"model": ErrorResponse, "description": "queue full; retry later"},
+}
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+# ---- app -------------------------------------------------------------------------------
+def create_app(state: ServeState, *, demo: Any = None, api: bool = True) -> FastAPI:
+    """The FastAPI app over ``state``; with ``demo`` (Gradio Blocks) mounted at /demo.
+
+    ``api=False`` leaves out the ``/v1`` routes (``speechlm serve demo``).
+    """
+    app = FastAPI(title="speechlm", version="0.1.0",
+                  description="Speech recognition with lattices and confusion networks, "
+                              "and LLM rescoring through speechlm's runtime.")
+    app.state.serve = state
+    limit = state.config.max_upload_bytes
+
+    @app.middleware("http")
+    async def count_and_limit(request: Request, call_next):
+        start = time.perf_counter()
+        path = request.url.path
+        size = request.headers.get("content-length")
+        cap = limit if path == "/v1/transcribe" else MAX_JSON_BYTES
+        if path.startswith("/v1/") and request.method == "POST":
+            if size is None:  # a chunked body could be any size: refuse before reading
+                response = _error(411, "length_required", "send a Content-Length header")
+                state.metrics.observe(path, 411, time.perf_counter() - start)
+                return response
+            if not size.isdigit() or int(size) > cap:
+                state.metrics.reject("too_large")
+                response = _error(413, "too_large", f"request body over {cap} bytes")
+                state.metrics.observe(path, 413, time.perf_counter() - start)
+                return response
+        response = await call_next(request)
+        if path in _ENDPOINTS:
+            state.metrics.observe(path, response.status_code, time.perf_counter() - start)
+        return response
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError):
+        parts = []
+        for e in exc.errors()[:5]:
+            where = ".".join(str(x) for x in e.get("loc", ()) if x not in ("body",))
+            parts.append(f"{where}: {e.get('msg', 'invalid')}" if where else e.get("msg", ""))
+        return _error(422, "invalid_request", "; ".join(parts) or "invalid request")
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException):
+        return _error(exc.status_code, "http_error", str(exc.detail))
+
+    @app.exception_handler(BodyTooLarge)
+    async def too_large(request: Request, exc: BodyTooLarge):
+        state.metrics.reject("too_large")
+        return _error(413, "too_large", str(exc))
+
+    @app.exception_handler(Exception)
+    async def crash(request: Request, exc: Exception):
+        logger.exception("unhandled error on %s", request.url.path)  # server log only
+        return _error(500, "internal_error", "internal error (logged on the server)")
+
+    if api:
+        _add_api_routes(app, state)
+
+    @app.get("/healthz", response_model=Health, summary="Liveness and what is loaded")
+    async def healthz():
+        models = [{"name": n, "loaded": state.is_loaded(n),
+                   "lattice": state.asr(n).has_lattice if state.is_loaded(n) else None}
+                  for n in state.model_names]
+        return {"status": "ok", "models": models, "llm": state.llm_name,
+                "queue_depth": state.queue_depth,
+                "uptime_s": round(time.time() - state.started, 1)}
+
+    @app.get("/metrics", response_class=PlainTextResponse,
+             summary="Prometheus counters: requests, latency, the LLM runtime's")
+    async def metrics():
+        text = state.metrics.prometheus_text(state.queue_depth)
+        if state.llm is not None:
+            text += state.llm.metrics.prometheus_text()
+        return PlainTextResponse(text, media_type="text/plain; version=0.0.4")
+
+    if demo is not None:
+        import gradio as gr
+
+        @app.get("/", include_in_schema=False)
+        async def root():
+            return RedirectResponse("/demo/")
+
+        app = gr.mount_gradio_app(app, demo, path="/demo")
+    return app
+
+
+def _add_api_routes(app: FastAPI, state: ServeState) -> None:
+    """POST /v1/transcribe and /v1/rescore."""
+    limit = state.config.max_upload_bytes
+
+    @app.post("/v1/transcribe", response_model=TranscribeResponse,
+              response_model_exclude_none=False, responses=_ERRORS,
+              summary="Transcribe one audio file")
+    async def transcribe(
+        file: Annotated[UploadFile, File(description="WAV, FLAC, OGG or MP3; mono unless "
+                                                     "mix_channels")],
+        model: Annotated[str | None, Form(description="ASR model name (see /healthz)",
+                                          max_length=64)] = None,
+        nbest: Annotated[int, Form(ge=1, le=state.config.max_nbest)] = 5,
+        wcn: Annotated[bool, Form(description="confusion network + CTM")] = True,
+        lattice: Annotated[bool, Form(description="the word lattice (JSON)")] = False,
+        rescore: Annotated[bool, Form(description="LLM-rescore the N-best")] = False,
+        mix_channels: Annotated[bool, Form(description="average stereo to mono")] = False,
+        utt: Annotated[str, Form(pattern=UTT_PATTERN)] = "utt",
+    ):
+        if model is not None and model not in state.model_names:
+            return _error(422, "unknown_model", f"model {model!r} is not served; choose "
+                          f"from {', '.join(state.model_names)}")
+        if rescore and state.llm is None:
+            return _error(422, "no_llm", "rescore needs an LLM: start the server with --llm")
+        data = await _read_upload(file, limit)
+        limits = state.config.limits(mix_channels)
+
+        def work():
+            asr = state.asr(model)
+            t = asr(data, utt=utt, wcn=wcn, limits=limits)
+            state.metrics.decoded(t.duration, t.decode_s)
+            out = t.to_json(nbest=True, wcn=wcn, lattice=lattice)
+            out["nbest"]["hyps"] = out["nbest"]["hyps"][:nbest]
+            if rescore and t.nbest:
+                texts = [h for h in t.nbest[:nbest] if h.text.strip()]
+                out["rescored"] = [r.to_json() for r in rescore_nbest(
+                    state.llm, texts, llm_scale=state.config.llm_scale)]
+            return out
+
+        try:
+            return await _run(state, work)
+        except AudioRejected as e:
+            return _error(422, e.code, str(e))
+        except ValueError as e:  # the decoder or the LLM refused this input
+            return _error(422, "undecodable", str(e))
+        except QueueFull as e:
+            return _error(429, "queue_full", str(e), {"Retry-After": "1"})
+
+    @app.post("/v1/rescore", response_model=RescoreResponse, responses=_ERRORS,
+              summary="Re-rank an N-best list with the LLM")
+    async def rescore(body: RescoreRequest):
+        if state.llm is None:
+            return _error(422, "no_llm", "no LLM is loaded: start the server with --llm DIR")
+        scale = state.config.llm_scale if body.llm_scale is None else body.llm_scale
+
+        def work():
+            ranked = rescore_nbest(state.llm, [(h.text, h.score) for h in body.hyps],
+                                   prefix=body.prefix, llm_scale=scale)
+            return {"hyps": [r.to_json() for r in ranked], "llm": state.llm_name or "llm",
+                    "llm_scale": scale, "figures": state.llm_figures()}
+
+        try:
+            return await _run(state, work)
+        except ValueError as e:  # empty after tokenizing, over the context length
+            return _error(422, "invalid_text", str(e))
+        except QueueFull as e:
+            return _error(429, "queue_full", str(e), {"Retry-After": "1"})
+
+
+
+_ENDPOINTS = {"/v1/transcribe", "/v1/rescore", "/healthz", "/metrics"}
+
+
+async def _read_upload(file: UploadFile, limit: int) -> bytes:
+    """The upload's bytes, at most ``limit`` (starlette has spooled it already; the
+    middleware refused larger declared bodies)."""
+    chunks, size = [], 0
+    while chunk := await file.read(1 << 16):
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge(f"upload over {limit} bytes")
+        chunks.append(chunk)
+    await file.close()
+    return b"".join(chunks)
+
+
+async def _run(state: ServeState, fn):
+    """``fn()`` on the server's worker threads through the bounded queue."""
+    return await asyncio.wrap_future(state.submit(fn))

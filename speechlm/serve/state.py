@@ -1,0 +1,254 @@
+"""What the API and the demo share: models loaded once, a bounded queue, counters.
+
+No FastAPI or Gradio here, so this part is testable on its own.
+"""
+from __future__ import annotations
+
+import os
+import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from speechlm.api import ASR, POCKETSPHINX, AudioLimits, load_asr
+from speechlm.runtime.metrics import LATENCY_BUCKETS, Histogram
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """An ASR model the server offers, by name (requests name it; they never give paths).
+
+    Args:
+        name: what clients pass as ``model``.
+        model: ``"pocketsphinx"`` or a recipe model dir.
+        graph: decoding graph dir for a model dir (lattices, WCN); None = beam search.
+    """
+
+    name: str
+    model: str = POCKETSPHINX
+    graph: str | None = None
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    """Limits and defaults of the server.
+
+    Args:
+        models: ASR models offered; the first is the default.
+        max_upload_bytes: larger request bodies get 413 before they are read.
+        max_seconds: longer audio gets 422.
+        max_concurrency: requests decoding at once (threads; each model decodes one
+            utterance at a time anyway).
+        max_waiting: requests queued behind those; more get 429.
+        max_nbest: largest ``nbest`` a request may ask for (models keep this many).
+        llm_scale: default weight of the LLM log-probability in rescoring.
+    """
+
+    models: tuple[ModelSpec, ...] = (ModelSpec(POCKETSPHINX),)
+    max_upload_bytes: int = 10 << 20
+    max_seconds: float = 30.0
+    max_concurrency: int = 1
+    max_waiting: int = 8
+    max_nbest: int = 10
+    llm_scale: float = 0.5
+
+    def __post_init__(self) -> None:
+        if not self.models:
+            raise ValueError("at least one ASR model is needed")
+        names = [m.name for m in self.models]
+        if len(set(names)) != len(names):
+            raise ValueError(f"model names must be unique, got {names}")
+        if self.max_concurrency < 1 or self.max_waiting < 0:
+            raise ValueError("need max_concurrency >= 1 and max_waiting >= 0")
+        if self.max_nbest < 1 or self.max_upload_bytes < 1024 or self.max_seconds <= 0:
+            raise ValueError("need max_nbest >= 1, max_upload_bytes >= 1024, max_seconds > 0")
+
+    def limits(self, mix_channels: bool) -> AudioLimits:
+        return AudioLimits(max_seconds=self.max_seconds, max_bytes=self.max_upload_bytes,
+                           mix_channels=mix_channels)
+
+
+class QueueFull(Exception):
+    """More requests than ``max_concurrency + max_waiting``: answered with 429."""
+
+
+class ServeMetrics:
+    """Request counters and latencies in Prometheus text form (the runtime's own counters
+    are appended by the app)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.requests: dict[tuple[str, int], int] = {}
+        self.latency: dict[str, Histogram] = {}
+        self.rejected: dict[str, int] = {}
+        self.audio_seconds = 0.0
+        self.decode_seconds = 0.0
+
+    def observe(self, endpoint: str, status: int, seconds: float) -> None:
+        with self._lock:
+            self.requests[(endpoint, status)] = self.requests.get((endpoint, status), 0) + 1
+            self.latency.setdefault(endpoint, Histogram(LATENCY_BUCKETS)).observe(seconds)
+
+    def reject(self, reason: str) -> None:
+        with self._lock:
+            self.rejected[reason] = self.rejected.get(reason, 0) + 1
+
+    def decoded(self, audio_s: float, decode_s: float) -> None:
+        with self._lock:
+            self.audio_seconds += audio_s
+            self.decode_seconds += decode_s
+
+    def prometheus_text(self, queue_depth: int) -> str:
+        lines = ["# HELP speechlm_serve_requests_total HTTP requests by endpoint and status.",
+                 "# TYPE speechlm_serve_requests_total counter"]
+        with self._lock:
+            lines += [f'speechlm_serve_requests_total{{endpoint="{e}",status="{s}"}} {n}'
+                      for (e, s), n in sorted(self.requests.items())]
+            lines += ["# HELP speechlm_serve_request_seconds Request latency.",
+                      "# TYPE speechlm_serve_request_seconds histogram"]
+            for e, h in sorted(self.latency.items()):
+                lines += h.lines("speechlm_serve_request_seconds", f'endpoint="{e}"')
+            lines += ["# HELP speechlm_serve_rejected_total Requests refused before work "
+                      "(queue full, body too large).",
+                      "# TYPE speechlm_serve_rejected_total counter"]
+            lines += [f'speechlm_serve_rejected_total{{reason="{r}"}} {n}'
+                      for r, n in sorted(self.rejected.items())]
+            lines += ["# HELP speechlm_serve_audio_seconds_total Seconds of audio decoded.",
+                      "# TYPE speechlm_serve_audio_seconds_total counter",
+                      f"speechlm_serve_audio_seconds_total {self.audio_seconds:.3f}",
+                      "# HELP speechlm_serve_decode_seconds_total Seconds spent decoding.",
+                      "# TYPE speechlm_serve_decode_seconds_total counter",
+                      f"speechlm_serve_decode_seconds_total {self.decode_seconds:.3f}"]
+        lines += ["# HELP speechlm_serve_queue_depth Requests decoding or waiting.",
+                  "# TYPE speechlm_serve_queue_depth gauge",
+                  f"speechlm_serve_queue_depth {queue_depth}"]
+        rss = resident_bytes()
+        if rss is not None:
+            lines += ["# HELP speechlm_serve_resident_memory_bytes Resident set size now.",
+                      "# TYPE speechlm_serve_resident_memory_bytes gauge",
+                      f"speechlm_serve_resident_memory_bytes {rss}"]
+        return "\n".join(lines) + "\n"
+
+
+def resident_bytes(pid: int | str = "self") -> int | None:
+    """Current resident set size of a process (Linux ``/proc``), None elsewhere."""
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
+
+
+@dataclass
+class ServeState:
+    """Models (each loaded once, on first use or by ``warm_up``), the LLM, the queue.
+
+    Args:
+        config: limits and the offered models.
+        llm: the runtime's LLM for rescoring, or None.
+        llm_name: its name in responses.
+        slu: an SLU callable (``speechlm.slu(...)``), or None.
+    """
+
+    config: ServeConfig = field(default_factory=ServeConfig)
+    llm: Any = None
+    llm_name: str | None = None
+    slu: Any = None
+
+    def __post_init__(self) -> None:
+        self.metrics = ServeMetrics()
+        self._asr: dict[str, ASR] = {}
+        self._load_locks = {m.name: threading.Lock() for m in self.config.models}
+        self._specs = {m.name: m for m in self.config.models}
+        self._pool = ThreadPoolExecutor(self.config.max_concurrency,
+                                        thread_name_prefix="speechlm-serve")
+        self._slots = threading.BoundedSemaphore(self.config.max_concurrency
+                                                 + self.config.max_waiting)
+        self._depth = 0
+        self._depth_lock = threading.Lock()
+        self.started = time.time()
+
+    @property
+    def model_names(self) -> list[str]:
+        return list(self._specs)
+
+    def is_loaded(self, name: str) -> bool:
+        return name in self._asr
+
+    def asr(self, name: str | None = None) -> ASR:
+        """The named model (default: the first), loaded at most once.
+
+        Raises:
+            KeyError: a name the server does not offer.
+        """
+        name = name or self.config.models[0].name
+        if name not in self._specs:
+            raise KeyError(name)
+        if name not in self._asr:
+            with self._load_locks[name]:
+                if name not in self._asr:
+                    spec = self._specs[name]
+                    self._asr[name] = load_asr(spec.model, spec.graph,
+                                               nbest=self.config.max_nbest)
+        return self._asr[name]
+
+    def warm_up(self) -> None:
+        """Load every offered model now (so the first request does not pay for it)."""
+        for name in self._specs:
+            self.asr(name)
+
+    @property
+    def queue_depth(self) -> int:
+        return self._depth
+
+    def submit(self, fn, *args, **kwargs) -> Future:
+        """Run ``fn`` on the worker threads, or raise :class:`QueueFull` at once."""
+        if not self._slots.acquire(blocking=False):
+            self.metrics.reject("queue_full")
+            raise QueueFull(f"{self.config.max_concurrency + self.config.max_waiting} "
+                            "requests are already running or queued; retry later")
+        with self._depth_lock:
+            self._depth += 1
+
+        def release(_):
+            with self._depth_lock:
+                self._depth -= 1
+            self._slots.release()
+
+        try:
+            future = self._pool.submit(fn, *args, **kwargs)
+        except BaseException:
+            release(None)
+            raise
+        future.add_done_callback(release)
+        return future
+
+    def llm_figures(self) -> dict[str, Any]:
+        """The runtime's figures of the last LLM call (tokens/s, latency, backend)."""
+        if self.llm is None:
+            return {}
+        out: dict[str, Any] = {"llm": self.llm_name}
+        engine = getattr(self.llm, "engine", None)
+        if engine is not None:
+            out["attention_backend"] = engine.attention.name
+        records = getattr(self.llm.metrics, "records", [])
+        if records:
+            rec = records[-1]
+            out.update(tokens_per_s=None if rec.tokens_per_s is None
+                       else round(rec.tokens_per_s, 1),
+                       llm_latency_s=round(rec.prefill_s + rec.decode_s, 4),
+                       prompt_tokens=rec.prompt_tokens)
+        return out
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+def default_threads() -> None:
+    """One torch/OpenMP thread per decode unless the user said otherwise: requests are
+    the parallelism, and small matrix ops on many threads fight over the cores."""
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
