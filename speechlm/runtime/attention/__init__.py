@@ -5,7 +5,7 @@ names to lazy ``"module:Class"`` paths. A sparse backend (Tactic, Quest-style) o
 a module with its class and one ``ATTENTION_BACKENDS.register(...)`` line.
 
 >>> ATTENTION_BACKENDS.names()
-['eager', 'sdpa']
+['eager', 'quest', 'sdpa', 'tactic']
 """
 
 from __future__ import annotations
@@ -22,6 +22,8 @@ ATTENTION_BACKENDS = Registry(
     {
         "sdpa": "speechlm.runtime.attention.sdpa:SdpaBackend",
         "eager": "speechlm.runtime.attention.eager:EagerBackend",
+        "tactic": "speechlm.runtime.attention.tactic:TacticBackend",
+        "quest": "speechlm.runtime.attention.quest:QuestBackend",
     },
 )
 
