@@ -137,13 +137,26 @@ class LLM(LanguageModel):
         *,
         dtype: str | torch.dtype = "float32",
         device: str | torch.device = "cpu",
+        moe_offload: str | None = None,
+        gpu_memory_gb: float | None = None,
+        moe_offload_conf: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> LLM:
         """Load a causal LM and its tokenizer from a local directory (never the network).
 
+        Args:
+            moe_offload: offload the experts of an MoE model (``"fiddler"``,
+                ``"lru_experts"``, ``"cpu_experts"``; see ``speechlm.runtime.moe.offload``):
+                the model is loaded in CPU memory, non-expert weights and the most popular
+                experts that fit ``gpu_memory_gb`` go to ``device``.
+            gpu_memory_gb: the device memory budget for ``moe_offload``.
+            moe_offload_conf: further ``OffloadConfig`` fields (``reserve_gb``,
+                ``calibration_text``, ``placement_path``, ...).
+
         Raises:
             FileNotFoundError: missing directory, config, weights, shards or tokenizer.
-            ValueError: bad config, dtype, device, or a tokenizer/model vocab mismatch.
+            ValueError: bad config, dtype, device, or a tokenizer/model vocab mismatch;
+                a bad ``moe_offload`` budget or a dense model.
         """
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -153,6 +166,22 @@ class LLM(LanguageModel):
         model = AutoModelForCausalLM.from_pretrained(
             path, dtype=torch_dtype, local_files_only=True, attn_implementation="sdpa"
         )
+        if moe_offload is not None:  # the model stays in CPU memory; the offload places it
+            from speechlm.runtime.moe.offload import offload_pretrained
+
+            if kwargs.get("moe_executor") is not None:
+                raise ValueError("pass either moe_offload or moe_executor, not both")
+            kwargs["moe_executor"] = offload_pretrained(
+                model,
+                tokenizer,
+                moe_offload,
+                gpu_memory_gb=gpu_memory_gb,
+                device=dev,
+                conf=moe_offload_conf,
+            )
+            return cls(model, tokenizer, **kwargs)
+        if gpu_memory_gb is not None or moe_offload_conf is not None:
+            raise ValueError("gpu_memory_gb and moe_offload_conf need moe_offload")
         return cls(model.to(dev), tokenizer, **kwargs)
 
     @classmethod

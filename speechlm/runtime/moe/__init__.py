@@ -1,7 +1,7 @@
 """Mixture-of-experts hooks: replace a sparse-MoE block's expert computation from outside.
 
 >>> MOE_EXECUTORS.names()
-['loop', 'transformers']
+['cpu_experts', 'fiddler', 'loop', 'lru_experts', 'transformers']
 """
 
 from __future__ import annotations
@@ -18,6 +18,10 @@ MOE_EXECUTORS = Registry(
     {
         "transformers": "speechlm.runtime.moe.experts:TransformersExecutor",
         "loop": "speechlm.runtime.moe.experts:LoopExecutor",
+        # offload executors: built by apply_moe_offload (they need a Placement)
+        "fiddler": "speechlm.runtime.moe.fiddler:FiddlerExecutor",
+        "lru_experts": "speechlm.runtime.moe.baselines:LRUExecutor",
+        "cpu_experts": "speechlm.runtime.moe.baselines:CPUExecutor",
     },
 )
 
