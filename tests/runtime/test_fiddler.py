@@ -1,5 +1,6 @@
 """Fiddler expert offload and its baselines: offloaded logits equal the plain model's,
-placements fit their budget, the latency model decides as its measurements say."""
+placements fit their budget, the latency model decides as its measurements say.
+The CUDA tests at the end run under ``-m gpu``."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import torch
 
 from speechlm.runtime import LLM, SamplingParams
 from speechlm.runtime.moe import build_executor
+from speechlm.runtime.moe.baselines import apply_accelerate_offload
 from speechlm.runtime.moe.fiddler import FiddlerExecutor
 from speechlm.runtime.moe.latency import LatencyModel
 from speechlm.runtime.moe.offload import OffloadConfig, apply_moe_offload, packed_available
@@ -394,3 +396,113 @@ def test_registry_builds_offload_executors():
     config = OffloadConfig(gpu_memory_gb=1.0, device="cpu")
     ex = build_executor("fiddler", {"placement": placement, "config": config})
     assert isinstance(ex, FiddlerExecutor) and ex.latency is None
+
+
+# ---- on a CUDA device (-m gpu) --------------------------------------------------------------
+needs_cuda = [
+    pytest.mark.gpu,
+    pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device"),
+]
+
+
+def gpu(fn):
+    for mark in needs_cuda:
+        fn = mark(fn)
+    return fn
+
+
+@pytest.fixture
+def no_tf32():
+    # TF32 would make fp32 matmuls differ from the CPU reference by ~1e-3
+    old = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = False
+    yield
+    torch.backends.cuda.matmul.allow_tf32 = old
+
+
+@gpu
+@pytest.mark.parametrize("family", ["mixtral", "qwen2_moe", "qwen3_moe"])
+@pytest.mark.parametrize(
+    "name,lat",
+    [
+        ("fiddler", ALWAYS_CPU),
+        ("fiddler", ALWAYS_COPY),
+        ("fiddler", SPLIT),
+        ("fiddler", None),
+        ("lru_experts", None),
+        ("cpu_experts", None),
+    ],
+    ids=["cpu", "copy", "split", "measured", "lru", "allcpu"],
+)
+def test_cuda_offload_matches_plain(family, name, lat, no_tf32):
+    plain = build(family)
+    with torch.no_grad():
+        expected = plain(input_ids=IDS, use_cache=False).logits
+    model = build(family)
+    torch.cuda.synchronize()
+    before = torch.cuda.memory_allocated()
+    budget = budget_gb(model, 3)
+    config = OffloadConfig(gpu_memory_gb=budget, device="cuda", latency_tokens=(1, 8))
+    extra = {"latency": lat} if lat is not None else {}
+    ex = apply_moe_offload(model, name, config, calibration_ids=CALIB, **extra)
+    # device memory: the budget, plus the allocator's rounding of each tensor to 512 bytes
+    n_tensors = sum(1 for _ in model.parameters()) + 3 * 8 + 4
+    assert torch.cuda.memory_allocated() - before <= budget * GB + 512 * n_tensors
+    for layer in ex.layers.values():  # experts stay in pinned CPU memory
+        w = layer.module.gate_up_proj
+        assert w.device.type == "cpu" and w.is_pinned()
+    with torch.no_grad():
+        got = model(input_ids=IDS.cuda(), use_cache=False).logits.cpu()
+    torch.testing.assert_close(got, expected, atol=1e-4, rtol=1e-4)
+    if lat is SPLIT:
+        assert ex.stats.cpu > 0 and ex.stats.copy > 0
+
+
+@gpu
+def test_cuda_latency_is_measured_and_followed():
+    model = tiny_model("mixtral")
+    ex = apply_moe_offload(
+        model,
+        "fiddler",
+        OffloadConfig(gpu_memory_gb=budget_gb(model, 0), device="cuda"),
+        calibration_ids=CALIB,
+    )
+    lm = ex.latency
+    assert lm.copy_s > 0 and all(t > 0 for t in lm.device_s)
+    for n in (1, 16, 128):  # decisions follow the machine's own numbers
+        assert lm.choose(n) == ("cpu" if lm.cpu_cost(n) <= lm.copy_cost(n) else "copy")
+
+
+@gpu
+def test_cuda_from_pretrained_moe_offload_and_bf16(tmp_path, no_tf32):
+    path = save_tiny_model(tmp_path / "m", "mixtral")
+    ref = LLM.from_pretrained(path, device="cuda", measure_energy=False)
+    gb = budget_gb(ref.model, 2)
+    llm = LLM.from_pretrained(
+        path, device="cuda", moe_offload="fiddler", gpu_memory_gb=gb, measure_energy=False
+    )
+    texts = ["one two three four", "the water is good"]
+    assert llm.score(texts) == pytest.approx(ref.score(texts), abs=1e-3)
+    bf = LLM.from_pretrained(
+        path,
+        device="cuda",
+        dtype="bfloat16",
+        moe_offload="fiddler",
+        gpu_memory_gb=gb,
+        measure_energy=False,
+    )
+    ref_bf = LLM.from_pretrained(path, device="cuda", dtype="bfloat16", measure_energy=False)
+    assert bf.score(texts) == pytest.approx(ref_bf.score(texts), abs=0.1)
+
+
+@gpu
+def test_accelerate_baseline_matches_plain(no_tf32):
+    plain = tiny_model("mixtral")
+    with torch.no_grad():
+        expected = plain(input_ids=IDS, use_cache=False).logits
+    model = tiny_model("mixtral")
+    device_map = apply_accelerate_offload(model, budget_gb(model, 0) / 2, "cuda")
+    assert "cpu" in set(device_map.values())  # some layers really are offloaded
+    with torch.no_grad():
+        got = model(input_ids=IDS.cuda(), use_cache=False).logits.cpu()
+    torch.testing.assert_close(got, expected, atol=1e-4, rtol=1e-4)
