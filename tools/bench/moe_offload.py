@@ -1,0 +1,353 @@
+"""Fiddler vs expert-offload baselines on Mixtral-8x7B shapes (random weights), one run.
+
+    python tools/bench/moe_offload.py                 # layers: 1 without a GPU, 4 with one
+    python tools/bench/moe_offload.py --layers 2 --dtype bfloat16 --gpu-budget-gb 24
+
+Prints, side by side in one process:
+
+1. the DRAM-bandwidth bound of one expert (expert bytes / bandwidth of a plain copy,
+   counted STREAM-style: a copy moves its bytes twice) beside the measured CPU expert time
+   of the executor's CPU path (plain ``F.linear`` and oneDNN-packed);
+2. the placement a 24 GB budget gives the full 32-layer Mixtral-8x7B, scaled to the
+   reduced model (same share of experts resident);
+3. tokens/s for prefill (batch 1), decode at batch 1 and decode with 4 beams (4 rows per
+   step; beam tokens/s = hypothesis tokens per second, cache reordering left out) for
+   Fiddler and the baselines: (a) accelerate ``device_map`` offload with the same budget,
+   (b) LRU expert cache with on-demand copies, (c) all-CPU (our CPU kernel, and stock
+   transformers), plus expert ms per layer per step (step time minus a run whose experts
+   return zeros, divided by the layer count);
+4. the ratios Fiddler / baseline.
+
+Without a GPU the "device" is the CPU itself: Fiddler and the LRU cache run their same
+code path (copies are memcpys), accelerate offload is skipped. Goals (issue 6): on a GPU,
+decode >= 10x accelerate and >= 3x LRU; on the CPU, the CPU expert path within 2x of the
+DRAM bound.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import os
+import platform
+import time
+
+import torch
+
+from speechlm.runtime.moe.baselines import apply_accelerate_offload
+from speechlm.runtime.moe.experts import ExpertExecutor, apply_moe_executor, remove_moe_executor
+from speechlm.runtime.moe.offload import (
+    CPUExperts,
+    OffloadConfig,
+    apply_moe_offload,
+    packed_available,
+)
+from speechlm.runtime.moe.placement import GB, ModelSizes, measure_popularity, move_non_experts
+
+MIXTRAL_8X7B = dict(
+    vocab_size=32000,
+    hidden_size=4096,
+    intermediate_size=14336,
+    num_hidden_layers=32,
+    num_attention_heads=32,
+    num_key_value_heads=8,
+    num_local_experts=8,
+    num_experts_per_tok=2,
+    max_position_embeddings=4096,
+    rope_theta=1e6,
+    rms_norm_eps=1e-5,
+    tie_word_embeddings=False,
+    bos_token_id=1,
+    eos_token_id=2,
+)
+STAGING = 2
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def best_of(fn, repeats: int, device: torch.device | None = None) -> float:
+    device = device or torch.device("cpu")
+    fn()
+    sync(device)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        sync(device)
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def mem_available() -> int:
+    with open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+class ZeroExperts(ExpertExecutor):
+    """Experts that cost nothing: the non-expert share of a step."""
+
+    name = "zero"
+
+    def __call__(self, experts, hidden_states, top_k_index, top_k_weights, *, layer_idx):
+        return torch.zeros_like(hidden_states)
+
+
+# ---- 1. DRAM bound vs the CPU expert path -------------------------------------------------
+def dram_section(model, repeats: int) -> tuple[float, dict[str, float]]:
+    m = model.model.layers[0].mlp.experts
+    gu, dn = m.gate_up_proj.data, m.down_proj.data
+    expert_bytes = gu[0].nbytes + dn[0].nbytes
+    src = torch.empty(expert_bytes, dtype=torch.uint8).fill_(1)
+    dst = torch.empty_like(src).fill_(0)
+    copy_s = best_of(lambda s=src, d=dst: d.copy_(s), repeats)
+    bw = 2 * expert_bytes / copy_s  # read + write
+    bound = expert_bytes / bw
+    del src, dst
+    print(f"\n== 1. one expert ({expert_bytes / 1e6:.1f} MB, {gu.dtype}) on the CPU")
+    print(f"plain copy {copy_s * 1e3:.2f} ms -> DRAM bandwidth {bw / 1e9:.1f} GB/s (read+write)")
+    print(f"DRAM-bandwidth bound of one expert: {bound * 1e3:.2f} ms")
+    layouts = ["plain"] + (["packed"] if packed_available() else [])
+    times = {}
+    print(f"{'layout':>8} {'tokens':>6} {'ms':>8} {'x bound':>8}")
+    for layout in layouts:
+        kernel = CPUExperts(m, layout, packed=[0])
+        for n in (1, 2, 4, 16):
+            x = torch.randn(n, gu.shape[2], dtype=gu.dtype)
+            with torch.inference_mode():
+                t = best_of(lambda x=x, k=kernel: k(0, x), repeats)
+            times[f"{layout}@{n}"] = t
+            print(f"{layout:>8} {n:>6} {t * 1e3:>8.2f} {t / bound:>8.2f}")
+        del kernel
+    return bound, times
+
+
+# ---- 2. placement --------------------------------------------------------------------------
+def budget_section(config, model, budget_gb: float, layers: int) -> tuple[float, int]:
+    dtype = model.dtype
+    from transformers import AutoModelForCausalLM
+
+    with torch.device("meta"):
+        full = AutoModelForCausalLM.from_config(config.__class__(**MIXTRAL_8X7B), dtype=dtype)
+        full_sizes = ModelSizes.of(full)
+    full_experts = sum(full_sizes.num_experts.values())
+    budget = budget_gb * GB
+    n_full = int(
+        (budget - full_sizes.non_expert_bytes - STAGING * full_sizes.expert_bytes)
+        // full_sizes.expert_bytes
+    )
+    n_full = max(0, min(n_full, full_experts))
+    share = n_full / full_experts
+    sizes = ModelSizes.of(model)
+    n_experts = sum(sizes.num_experts.values())
+    n_res = round(share * n_experts)
+    reduced = (sizes.non_expert_bytes + (n_res + STAGING) * sizes.expert_bytes) / GB
+    print(f"\n== 2. placement under a {budget_gb:g} GB GPU budget")
+    print(
+        f"Mixtral-8x7B ({full_sizes.expert_bytes / 1e6:.0f} MB experts in this dtype): "
+        f"non-expert {full_sizes.non_expert_bytes / GB:.2f} GB; {n_full}/{full_experts} "
+        f"experts fit beside {STAGING} staging slots ({share:.1%})"
+    )
+    print(
+        f"reduced model ({layers} layer(s)): non-expert {sizes.non_expert_bytes / GB:.2f} GB, "
+        f"{n_res}/{n_experts} experts resident -> budget {reduced:.2f} GB"
+    )
+    return reduced, n_res
+
+
+# ---- 3. tokens/s ----------------------------------------------------------------------------
+def run_phases(model, device, args) -> dict[str, float]:
+    import inspect
+
+    from transformers import DynamicCache
+
+    # transformers >= 5.2x names the cache argument ``cache``; older ones ``past_key_values``
+    params = inspect.signature(model.forward).parameters
+    kw = "cache" if "cache" in params else "past_key_values"
+
+    g = torch.Generator().manual_seed(0)
+    vocab = model.config.vocab_size
+    prompt = torch.randint(3, vocab, (1, args.prefill), generator=g).to(device)
+    out = {}
+    with torch.inference_mode():
+        t = best_of(lambda: model(input_ids=prompt, use_cache=False), 1, device)
+        out["prefill"] = args.prefill / t
+        for key, rows in (("decode_b1", 1), ("decode_beam4", 4)):
+            ids = torch.randint(3, vocab, (rows, 16), generator=g).to(device)
+            cache = DynamicCache()
+            model(input_ids=ids, use_cache=True, **{kw: cache})
+            step = torch.randint(3, vocab, (rows, 1), generator=g).to(device)
+            model(input_ids=step, use_cache=True, **{kw: cache})  # warm-up
+            sync(device)
+            start = time.perf_counter()
+            for _ in range(args.steps):
+                model(input_ids=step, use_cache=True, **{kw: cache})
+            sync(device)
+            out[key] = args.steps / (time.perf_counter() - start)  # hypothesis tokens/s
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--layers", type=int, default=None)
+    ap.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float32"])
+    ap.add_argument("--gpu-budget-gb", type=float, default=24.0)
+    ap.add_argument("--prefill", type=int, default=128)
+    ap.add_argument("--steps", type=int, default=6)
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--cpu-layout", default="auto", choices=["auto", "plain", "packed"])
+    ap.add_argument("--shrink", type=int, default=1, help="divide hidden/intermediate (smoke runs)")
+    args = ap.parse_args()
+
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    cuda = torch.cuda.is_available()
+    device = torch.device("cuda" if cuda else "cpu")
+    layers = args.layers or (4 if cuda else 1)
+    dtype = getattr(torch, args.dtype)
+    load = os.getloadavg()
+    print(
+        f"# moe_offload bench: {platform.processor() or platform.machine()}, "
+        f"{os.cpu_count()} CPUs, torch threads {torch.get_num_threads()}, "
+        f"load {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}; "
+        f"GPU: {torch.cuda.get_device_name() if cuda else 'none'}"
+    )
+    print(
+        f"# Mixtral-8x7B shapes, {layers} layer(s), {args.dtype}, random weights, torch "
+        f"{torch.__version__}"
+    )
+
+    shape = dict(
+        num_hidden_layers=layers,
+        hidden_size=MIXTRAL_8X7B["hidden_size"] // args.shrink,
+        intermediate_size=MIXTRAL_8X7B["intermediate_size"] // args.shrink,
+    )
+    config = AutoConfig.for_model("mixtral", **{**MIXTRAL_8X7B, **shape})
+    torch.manual_seed(0)
+    start = time.perf_counter()
+    model = AutoModelForCausalLM.from_config(config, dtype=dtype, attn_implementation="sdpa")
+    model.eval()
+    print(f"# built in {time.perf_counter() - start:.1f} s")
+
+    bound, cpu_times = dram_section(model, args.repeats)
+    budget_gb, n_res = budget_section(config, model, args.gpu_budget_gb, layers)
+
+    sizes = ModelSizes.of(model)
+    layout = args.cpu_layout
+    if layout == "auto":  # packed copies of the offloaded experts need RAM of their own
+        extra = (sum(sizes.num_experts.values()) - n_res) * sizes.expert_bytes
+        layout = "packed" if packed_available() and mem_available() > extra + 2 * GB else "plain"
+    calib = torch.randint(3, config.vocab_size, (256,), generator=torch.Generator().manual_seed(1))
+    popularity = measure_popularity(model, calib.tolist())
+    print(f"# CPU expert layout: {layout}; popularity from 256 random tokens: {popularity}")
+
+    results: dict[str, dict[str, float]] = {}
+    notes: dict[str, str] = {}
+
+    def offloaded(name: str, dev: str, latency=None, placement=None):
+        conf = OffloadConfig(
+            gpu_memory_gb=budget_gb,
+            device=dev,
+            cpu_layout=layout,
+            latency_repeats=3,
+            staging_slots=STAGING,
+        )
+        extra = {"latency": latency} if latency is not None else {}
+        return apply_moe_offload(
+            model, name, conf, calibration_ids=calib.tolist(), placement=placement, **extra
+        )
+
+    def cleanup():
+        remove_moe_executor(model)
+        gc.collect()
+        if cuda:
+            torch.cuda.empty_cache()
+
+    print("\n== 3. tokens/s")
+    fiddler = offloaded("fiddler", str(device))
+    placement, latency = fiddler.placement, fiddler.latency
+    print(f"fiddler latency model: {latency.describe()}")
+    print(
+        "  cpu cost  ms @1/4/16/128: "
+        + " ".join(f"{latency.cpu_cost(n) * 1e3:.1f}" for n in (1, 4, 16, 128))
+    )
+    print(
+        "  copy cost ms @1/4/16/128: "
+        + " ".join(f"{latency.copy_cost(n) * 1e3:.1f}" for n in (1, 4, 16, 128))
+    )
+    for name, dev in (("fiddler", None), ("lru_experts", str(device)), ("cpu_experts", "cpu")):
+        if name == "fiddler":
+            ex, fiddler = fiddler, None  # already applied; drop the extra reference
+        else:
+            cleanup()
+            move_non_experts(model, "cpu")
+            ex = offloaded(name, dev, placement=placement)
+        before = dict(ex.stats.as_dict())
+        results[name] = run_phases(model, ex.device, args)
+        after = ex.stats.as_dict()
+        notes[name] = " ".join(f"{k}={after[k] - before[k]}" for k in ("device", "copy", "cpu"))
+        if name == "lru_experts":
+            notes[name] += f" hits={ex.hits} misses={ex.misses}"
+        del ex
+    cleanup()
+    move_non_experts(model, "cpu")
+    results["transformers_cpu"] = run_phases(model, torch.device("cpu"), args)
+    notes["transformers_cpu"] = "stock transformers experts, all on the CPU"
+    # the non-expert share, on the device Fiddler uses
+    move_non_experts(model, device)
+    apply_moe_executor(model, ZeroExperts())
+    zero = run_phases(model, device, args)
+    cleanup()
+    move_non_experts(model, "cpu")
+    if cuda:
+        apply_accelerate_offload(model, budget_gb, device)
+        results["accelerate"] = run_phases(model, device, args)
+        notes["accelerate"] = f"device_map offload, {budget_gb:.2f} GB"
+    else:
+        notes["accelerate"] = "skipped: needs a GPU"
+
+    phases = ("prefill", "decode_b1", "decode_beam4")
+    print(
+        f"{'method':>17} "
+        + " ".join(f"{p + ' tok/s':>18}" for p in phases)
+        + f" {'experts ms/layer/step (b1)':>27}  where experts ran"
+    )
+    for name, r in results.items():
+        per_layer = (1 / r["decode_b1"] - 1 / zero["decode_b1"]) / layers * 1e3
+        print(
+            f"{name:>17} "
+            + " ".join(f"{r[p]:>18.2f}" for p in phases)
+            + f" {per_layer:>27.2f}  {notes[name]}"
+        )
+    print(f"{'(zero experts)':>17} " + " ".join(f"{zero[p]:>18.2f}" for p in phases))
+    if "accelerate" not in results:
+        print(f"{'accelerate':>17} {notes['accelerate']}")
+
+    print("\n== 4. ratios (Fiddler / baseline, higher = Fiddler faster)")
+    for base in [b for b in results if b != "fiddler"]:
+        print(
+            f"fiddler / {base:<17} "
+            + "  ".join(f"{p} {results['fiddler'][p] / results[base][p]:.2f}x" for p in phases)
+        )
+    best = min(v for k, v in cpu_times.items() if k.endswith("@1"))
+    print(
+        f"\nCPU expert path at 1 token: {best * 1e3:.2f} ms = {best / bound:.2f}x the DRAM "
+        f"bound {bound * 1e3:.2f} ms (goal <= 2x)"
+    )
+    if cuda:
+        f, a, lru = results["fiddler"], results["accelerate"], results["lru_experts"]
+        print(
+            f"GPU goals: decode b1 vs accelerate {f['decode_b1'] / a['decode_b1']:.1f}x "
+            f"(goal >= 10x), vs LRU {f['decode_b1'] / lru['decode_b1']:.1f}x (goal >= 3x)"
+        )
+    load = os.getloadavg()
+    print(f"# load at end {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+
+
+if __name__ == "__main__":
+    main()
