@@ -72,6 +72,9 @@ class OffloadConfig:
         overlap: run CPU experts in a worker thread while the device runs the others
             (None: only when the device is not the CPU itself, where it would just make
             the two halves share the same cores).
+        cpu_threads: torch threads of the CPU-expert worker (None: torch's setting when
+            the executor is built, by default one per physical core). torch keeps one
+            process-wide count, so a value here also applies to the caller's thread.
         latency_tokens, latency_repeats: where and how often the start-up latency
             measurement times each path.
         calibration_text: text whose routing decides popularity (None: a built-in
@@ -94,6 +97,7 @@ class OffloadConfig:
     pin_memory: bool = True
     cpu_layout: str = "plain"
     overlap: bool | None = None
+    cpu_threads: int | None = None
     latency_tokens: tuple[int, ...] = (1, 2, 4, 8, 16, 32, 64, 128)
     latency_repeats: int = 3
     calibration_text: str | None = None
@@ -104,6 +108,8 @@ class OffloadConfig:
             raise ValueError(f"gpu_memory_gb must be >= 0, got {self.gpu_memory_gb}")
         if not self.reserve_gb >= 0:
             raise ValueError(f"reserve_gb must be >= 0, got {self.reserve_gb}")
+        if self.cpu_threads is not None and self.cpu_threads < 1:
+            raise ValueError(f"cpu_threads must be >= 1, got {self.cpu_threads}")
         if self.staging_slots < 1:
             raise ValueError(f"staging_slots must be >= 1, got {self.staging_slots}")
         if self.cpu_layout not in CPU_LAYOUTS:
@@ -252,7 +258,15 @@ class OffloadExecutor(ExpertExecutor):
         self.stats = OffloadStats()
         self._staging: list[tuple[torch.Tensor, torch.Tensor]] = []
         overlap = self.cuda if config.overlap is None else config.overlap
-        self._pool = ThreadPoolExecutor(1, thread_name_prefix="cpu_experts") if overlap else None
+        threads = config.cpu_threads or torch.get_num_threads()
+        self._pool = (
+            # the worker sets its own thread count: OpenMP's is per calling thread
+            ThreadPoolExecutor(
+                1, "cpu_experts", initializer=torch.set_num_threads, initargs=(threads,)
+            )
+            if overlap
+            else None
+        )
         if self.cuda:
             self._copy_stream = torch.cuda.Stream(self.device)
             n = config.staging_slots
