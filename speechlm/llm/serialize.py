@@ -1,0 +1,257 @@
+"""ASR outputs as one line of LM input: text, 1-best, N-best, word confusion network, oracle.
+
+The five SLU inputs (``INPUT_KINDS``) are read from a decode dir (``speechlm decode
+--lattice``) or a data dir and turned into one string per utterance:
+
+* ``text``     the reference, ``DATA_DIR/text``;
+* ``onebest``  ``DECODE_DIR/text``;
+* ``nbest``    the top ``nbest_k`` of ``DECODE_DIR/nbest.jsonl`` joined by ``nbest_separator``;
+* ``wcn``      ``DECODE_DIR/cn.jsonl``, one token per bin (below);
+* ``oracle``   ``oracle_text`` of ``DECODE_DIR/oracle.jsonl``.
+
+A WCN bin keeps the entries with posterior >= ``wcn_threshold`` (at most
+``wcn_max_alternatives``, best first; the best entry is always kept). A bin left with only
+``<eps>`` is dropped; a bin left with one word prints the word alone; a bin with several
+entries prints them joined by ``wcn_separator``, with ``:p`` after each when
+``wcn_show_posteriors`` (``wcn_digits`` decimals, leading zero dropped: ``play:.8/pay:.2``).
+So a confident WCN reads exactly like its 1-best, and a WCN made from reference text
+(one word per bin, posterior 1.0) is the text itself. Alternatives never contain spaces,
+so bins stay whitespace-separated units (the unit left-truncation drops).
+
+>>> cfg = SerializeConfig(wcn_threshold=0.1, wcn_max_alternatives=2)
+>>> bins = [[{"word": "play", "posterior": 0.8}, {"word": "pay", "posterior": 0.2}],
+...         [{"word": "<eps>", "posterior": 0.95}, {"word": "a", "posterior": 0.05}],
+...         [{"word": "music", "posterior": 1.0}]]
+>>> serialize_wcn(bins, cfg)
+'play:.8/pay:.2 music'
+>>> serialize_wcn(bins, SerializeConfig(wcn_show_posteriors=False, wcn_threshold=0.01))
+'play/pay _/a music'
+>>> serialize_nbest(["wake me up", "wake me"], SerializeConfig(nbest_k=2))
+'wake me up | wake me'
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from speechlm.data.kaldi_dir import c_sorted, read_table
+
+logger = logging.getLogger(__name__)
+
+INPUT_KINDS = ("text", "onebest", "nbest", "wcn", "oracle")
+EPS = "<eps>"
+
+
+@dataclass(frozen=True)
+class SerializeConfig:
+    """How N-best lists and WCNs become one line.
+
+    Args:
+        nbest_k: hypotheses kept from an N-best list (best first).
+        nbest_separator: joins the hypotheses (spaces included).
+        wcn_threshold: drop WCN entries with a lower posterior (the best entry stays).
+        wcn_max_alternatives: at most this many entries per bin.
+        wcn_show_posteriors: write ``word:p`` for the entries of a bin with alternatives.
+        wcn_separator: joins the entries of one bin; must not contain whitespace.
+        wcn_digits: decimals of a shown posterior.
+        eps_symbol: how a deletion (``<eps>``) shows among a bin's alternatives.
+
+    >>> SerializeConfig(wcn_separator="a b")
+    Traceback (most recent call last):
+    ...
+    ValueError: wcn_separator must be non-empty and hold no whitespace, got 'a b'
+    """
+
+    nbest_k: int = 3
+    nbest_separator: str = " | "
+    wcn_threshold: float = 0.1
+    wcn_max_alternatives: int = 3
+    wcn_show_posteriors: bool = True
+    wcn_separator: str = "/"
+    wcn_digits: int = 1
+    eps_symbol: str = "_"
+
+    def __post_init__(self) -> None:
+        if self.nbest_k < 1:
+            raise ValueError(f"nbest_k must be >= 1, got {self.nbest_k}")
+        if not self.nbest_separator.strip():
+            raise ValueError(f"nbest_separator must show something, got {self.nbest_separator!r}")
+        if not 0.0 <= self.wcn_threshold <= 1.0:
+            raise ValueError(f"wcn_threshold must be in [0, 1], got {self.wcn_threshold}")
+        if self.wcn_max_alternatives < 1:
+            raise ValueError(f"wcn_max_alternatives must be >= 1, got {self.wcn_max_alternatives}")
+        for name in ("wcn_separator", "eps_symbol"):
+            value = getattr(self, name)
+            if not value or any(c.isspace() for c in value):
+                raise ValueError(f"{name} must be non-empty and hold no whitespace, got {value!r}")
+        if not 0 <= self.wcn_digits <= 4:
+            raise ValueError(f"wcn_digits must be in [0, 4], got {self.wcn_digits}")
+
+
+def _posterior(p: float, digits: int) -> str:
+    s = f"{p:.{digits}f}"
+    return s[1:] if s.startswith("0.") else s  # ".8" costs a token less than "0.8"
+
+
+def serialize_wcn(bins: Sequence[Sequence[dict]], config: SerializeConfig) -> str:
+    """One line from a confusion network ``[bin][entry]`` (entries ``{"word", "posterior"}``).
+
+    Args:
+        bins: bins in time order; each bin's entries in any order (sorted here).
+        config: threshold, alternatives, posteriors, separator.
+
+    Returns:
+        The bins' tokens joined by spaces ('' when every bin is a confident deletion).
+    """
+    out = []
+    for entries in bins:
+        ranked = sorted(entries, key=lambda e: -float(e["posterior"]))
+        kept = [e for e in ranked if float(e["posterior"]) >= config.wcn_threshold] or ranked[:1]
+        kept = kept[: config.wcn_max_alternatives]
+        if not kept or all(e["word"] == EPS for e in kept):
+            continue
+        if len(kept) == 1:
+            out.append(kept[0]["word"])
+            continue
+        parts = []
+        for e in kept:
+            word = config.eps_symbol if e["word"] == EPS else e["word"]
+            if config.wcn_show_posteriors:
+                word += ":" + _posterior(float(e["posterior"]), config.wcn_digits)
+            parts.append(word)
+        out.append(config.wcn_separator.join(parts))
+    return " ".join(out)
+
+
+def serialize_nbest(hyps: Sequence[str], config: SerializeConfig) -> str:
+    """The top ``nbest_k`` hypotheses (best first), duplicates removed, joined."""
+    kept = list(dict.fromkeys(" ".join(h.split()) for h in hyps))[: config.nbest_k]
+    return config.nbest_separator.join(kept)
+
+
+def text_to_bins(text: str) -> list[list[dict]]:
+    """A WCN with one word per bin and posterior 1.0 (what a perfect ASR would give)."""
+    return [[{"word": w, "posterior": 1.0}] for w in text.split()]
+
+
+def noisy_bins(text: str, rng: random.Random, vocab: Sequence[str],
+               noise: float) -> list[list[dict]]:
+    """A WCN from reference text with simulated confusions, for training.
+
+    Each word gets, with probability ``noise``, one competitor (a random ``vocab`` word, or
+    ``<eps>`` one time in five) sharing the bin; the reference word keeps a posterior drawn
+    from [0.3, 0.95], so it is not always the best entry (as in real WCNs).
+    """
+    bins = []
+    for w in text.split():
+        if rng.random() < noise and vocab:
+            other = EPS if rng.random() < 0.2 else rng.choice(vocab)
+            p = rng.uniform(0.3, 0.95)
+            bins.append([{"word": w, "posterior": p}, {"word": other, "posterior": 1.0 - p}])
+        else:
+            bins.append([{"word": w, "posterior": 1.0}])
+    return bins
+
+
+def noisy_nbest(text: str, rng: random.Random, vocab: Sequence[str], k: int,
+                noise: float) -> list[str]:
+    """``k`` hypotheses: the reference at a random rank among substituted/deleted copies."""
+    hyps = []
+    words = text.split()
+    for _ in range(k - 1):
+        out = []
+        for w in words:
+            r = rng.random()
+            if r < noise / 2:
+                continue  # deletion
+            out.append(rng.choice(vocab) if r < noise and vocab else w)
+        hyps.append(" ".join(out))
+    hyps.insert(rng.randrange(k), text)
+    return hyps
+
+
+# ---- reading the five inputs ------------------------------------------------------------
+
+
+def _read_jsonl(path: Path, field: str) -> dict[str, dict]:
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist")
+    out = {}
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise ValueError(f"{path}:{lineno}: not JSON: {e}") from None
+            if "utt" not in row or field not in row:
+                raise ValueError(f"{path}:{lineno}: needs 'utt' and '{field}'")
+            if row["utt"] in out:
+                raise ValueError(f"{path}:{lineno}: duplicate utterance {row['utt']!r}")
+            out[row["utt"]] = row
+    return out
+
+
+def read_text_file(path: Path) -> dict[str, str]:
+    """A Kaldi ``text`` file (an utterance with no words maps to '')."""
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist")
+    return {k: v for _, k, v in read_table(path, value_required=False)}
+
+
+def read_utt2intent(path: Path) -> dict[str, str]:
+    """A Kaldi ``utt2intent`` file: ``utt intent``."""
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist")
+    out = {}
+    for lineno, key, value in read_table(path):
+        if len(value.split()) != 1:
+            raise ValueError(f"{path}:{lineno}: {key!r}: intent must be one token, got {value!r}")
+        out[key] = value
+    return out
+
+
+def load_inputs(kind: str, config: SerializeConfig, *, decode_dir: str | Path | None = None,
+                data_dir: str | Path | None = None) -> dict[str, str]:
+    """Serialized input of every utterance, ``LC_ALL=C`` sorted.
+
+    Args:
+        kind: one of ``INPUT_KINDS``.
+        config: N-best and WCN serialization.
+        decode_dir: needed by every kind but ``text``.
+        data_dir: needed by ``text``.
+
+    Raises:
+        ValueError: unknown kind, a missing directory argument, or a malformed line
+            (the message names file and line).
+        FileNotFoundError: the file of that kind is missing.
+    """
+    if kind not in INPUT_KINDS:
+        raise ValueError(f"input must be one of {INPUT_KINDS}, got {kind!r}")
+    if kind == "text":
+        if data_dir is None:
+            raise ValueError("input 'text' needs a data dir (its 'text' file is the reference)")
+        out = read_text_file(Path(data_dir) / "text")
+    else:
+        if decode_dir is None:
+            raise ValueError(f"input {kind!r} needs a decode dir")
+        d = Path(decode_dir)
+        if kind == "onebest":
+            out = read_text_file(d / "text")
+        elif kind == "nbest":
+            rows = _read_jsonl(d / "nbest.jsonl", "hyps")
+            out = {u: serialize_nbest([h["text"] for h in r["hyps"]], config)
+                   for u, r in rows.items()}
+        elif kind == "wcn":
+            rows = _read_jsonl(d / "cn.jsonl", "bins")
+            out = {u: serialize_wcn(r["bins"], config) for u, r in rows.items()}
+        else:
+            rows = _read_jsonl(d / "oracle.jsonl", "oracle_text")
+            out = {u: " ".join(r["oracle_text"].split()) for u, r in rows.items()}
+    return {u: out[u] for u in c_sorted(out)}

@@ -1,0 +1,121 @@
+import logging
+
+import pytest
+
+from speechlm.llm.icl import Example, ExamplePool
+from speechlm.llm.slu import (
+    IntentClassifier,
+    PromptConfig,
+    SLUConfig,
+    accuracy,
+    rank_labels,
+)
+from speechlm.runtime.base import LanguageModel, ScoreResult
+
+
+class KeywordLM(LanguageModel):
+    """A test double: a label scores 0 per token whose word occurs in the prompt, else -5."""
+
+    def __init__(self):
+        self.calls = []
+
+    def score(self, texts, prefix=None, *, per_token=False, append_eos=False, batch_size=16):
+        self.calls.append((list(texts), prefix, append_eos))
+        out = []
+        for t in texts:
+            vals = [0.0 if w in prefix.split() else -5.0 for w in t.split()]
+            vals += [-1.0] if append_eos else []
+            out.append(ScoreResult(total=sum(vals), tokens=t.split(), token_logprobs=vals))
+        return out if per_token else [r.total for r in out]
+
+    def generate(self, prompts, params=None, *, on_token=None):
+        raise NotImplementedError
+
+    def chat(self, messages, params=None, *, on_token=None):
+        raise NotImplementedError
+
+
+def test_prompt_build_and_label_text():
+    p = PromptConfig(instruction="Intent?", arrow=" ->", shot_separator=" ; ")
+    assert p.build("wake me", [("play jazz", " play music")]) == (
+        "Intent? ; play jazz -> play music ; wake me ->")
+    assert p.label_text("alarm_set") == " alarm set"
+    assert PromptConfig(verbalize=False).label_text("alarm_set") == " alarm_set"
+    assert PromptConfig().build("") == "=>"  # an empty hypothesis still gets a prompt
+
+
+def test_rank_labels_is_one_shared_prefix_call():
+    lm = KeywordLM()
+    scores = rank_labels(lm, "turn the light on =>", [" light on", " alarm set"])
+    assert lm.calls == [([" light on", " alarm set"], "turn the light on =>", False)]
+    assert scores == [0.0, -10.0]
+    # length norm: per-token mean; EOS counts as a token
+    assert rank_labels(lm, "alarm =>", [" alarm set", " light"], length_norm=True,
+                       append_eos=True) == [-2.0, -3.0]
+
+
+def test_length_norm_can_change_the_winner():
+    lm = KeywordLM()
+    labels = [" light on now", " radio"]  # totals -5 vs -5; per token -1.67 vs -5
+    assert rank_labels(lm, "light on =>", labels)[0] == rank_labels(lm, "light on =>",
+                                                                     labels)[1] - 0.0
+    normed = rank_labels(lm, "light on =>", labels, length_norm=True)
+    assert normed[0] > normed[1]
+
+
+def test_classifier_uses_shots_from_the_pool():
+    pool = ExamplePool([Example("1", "wake me up at seven", "alarm_set"),
+                        Example("2", "play some jazz", "play_music")])
+    clf = IntentClassifier(KeywordLM(), ["alarm_set", "play_music"], PromptConfig(shots=1),
+                           pool)
+    # the query shares "jazz" with example 2, whose label words then sit in the prompt
+    assert clf.prompt_for("jazz now") == "play some jazz => play music\njazz now =>"
+    assert clf.predict({"u2": "jazz now", "u1": "wake up"}, progress=False) == {
+        "u1": "alarm_set", "u2": "play_music"}
+    with pytest.raises(ValueError, match="needs a pool"):
+        IntentClassifier(KeywordLM(), ["a"], PromptConfig(shots=2))
+
+
+def test_real_lm_prompt_is_fitted_from_the_left(tiny_lm, caplog):
+    from speechlm.runtime import LLM
+
+    llm = LLM.from_pretrained(tiny_lm)  # 32 positions
+    pool = ExamplePool([Example(str(i), "lights on", "light_on") for i in range(3)])
+    labels = ["light_on", "light_off", "weather_query"]
+    clf = IntentClassifier(llm, labels, PromptConfig(shots=3, append_eos=True), pool)
+    long = " ".join(["please"] * 20 + ["play", "some", "jazz", "music"])
+    with caplog.at_level(logging.WARNING, logger="speechlm.llm.slu"):
+        prompt = clf.prompt_for(long, utt="u7")
+    assert "u7" in caplog.text and "cut" in caplog.text
+    words = long.split()
+    kept = prompt[: -len(" =>")].split()
+    assert 1 <= len(kept) < len(words) and kept == words[-len(kept):]  # shots went first
+    n = len(llm.tokenizer(prompt)["input_ids"])
+    assert n + max(len(llm.tokenizer(t, add_special_tokens=False)["input_ids"])
+                   for t in clf.label_texts) + 1 <= llm.max_length
+    assert clf.classify(long, utt="u7") in labels  # and the runtime does not refuse it
+    # a short input keeps as many shots as fit, whole, and the input uncut
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="speechlm.llm.slu"):
+        short = clf.prompt_for("lights on")
+    assert short.endswith("lights on => light on\nlights on =>") and not caplog.text
+
+
+def test_accuracy_counts_missing_as_errors():
+    acc = accuracy({"a": "x", "b": "y"}, {"a": "x", "b": "z", "c": "x"})
+    assert acc == {"accuracy": 1 / 3, "correct": 1, "total": 3, "missing": 1}
+
+
+def test_slu_config_checks(tmp_path):
+    with pytest.raises(ValueError, match="exactly one of llm_path"):
+        SLUConfig(mode="icl", labels=["a"])
+    with pytest.raises(ValueError, match="needs a local LM"):
+        SLUConfig(mode="lora", labels=["a"], llm_url="http://x/v1")
+    with pytest.raises(ValueError, match="mode must be one of"):
+        SLUConfig(mode="head", labels=["a"], llm_path="/x")
+    cfg = SLUConfig(mode="icl", labels=["a", "b"], llm_path="/x",
+                    prompt=PromptConfig(shots=2, length_norm=True))
+    cfg.save(tmp_path)
+    assert SLUConfig.load(tmp_path) == cfg
+    with pytest.raises(FileNotFoundError, match="not an SLU dir"):
+        SLUConfig.load(tmp_path / "nope")
