@@ -14,7 +14,7 @@ and where the crossover lies depends on the machine: hence measurements, not con
 >>> lm = LatencyModel(tokens=(1, 64), cpu_s=(0.02, 0.2), device_s=(1e-4, 2e-4),
 ...                   transfer_s=(1e-5, 5e-5), copy_s=0.03, expert_bytes=352 * 2**20)
 >>> lm.choose(1), lm.choose(64), lm.crossover()
-('cpu', 'copy', 4)
+('cpu', 'copy', 5)
 """
 
 from __future__ import annotations
