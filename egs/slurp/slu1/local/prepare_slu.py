@@ -1,0 +1,146 @@
+#!/usr/bin/env python3
+"""Stage 1 text side: SLU splits of SLURP (and SNIPS) and the LM training text.
+
+SLURP's only labelled sentences here are its devel split; they are split *by sentence* into
+slu_train / dev / test (seeded). Any ``--test_jsonl`` (SLURP's form: ``sentence``, ``intent``,
+``slurp_id`` or ``id``) becomes one more test set. No sentence of a dev or test set is ever
+in a training text: the SLU training set, the LM text and the ASR training text are all
+filtered against them.
+
+Writes into OUT (data/local):
+  <set>.jsonl     {"id": ..., "text": ..., "intent": ...} per line
+  <set>.text      Kaldi text (id words...) for speech synthesis
+  lm_text.txt     SLURP's unlabelled training text + slu_train sentences, minus dev/test
+  asr_train.text  up to --asr-train-lines distinct LM-text lines (ids), for the ESPnet system
+  sets.json       set name -> number of sentences, and the filtering counts
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import re
+import sys
+from pathlib import Path
+
+_KEEP = re.compile(r"[^a-z0-9' ]+")
+
+
+def normalize(text: str) -> str:
+    """Lower case, punctuation dropped (apostrophes kept), spaces squeezed."""
+    return " ".join(_KEEP.sub(" ", text.lower().replace("-", " ")).split())
+
+
+def read_slurp_jsonl(path: Path, prefix: str) -> list[dict]:
+    rows = []
+    with open(path, encoding="utf-8") as f:
+        for n, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+                text, intent = obj["sentence"], obj["intent"]
+            except (json.JSONDecodeError, KeyError, TypeError) as e:
+                raise ValueError(f"{path}:{n}: not a SLURP line with 'sentence' and 'intent' "
+                                 f"({e})") from None
+            sid = obj.get("slurp_id", obj.get("id", n))
+            rows.append({"id": f"{prefix}{sid}", "text": normalize(text), "intent": intent})
+    if not rows:
+        raise ValueError(f"{path}: no sentences")
+    return rows
+
+
+def read_snips(snips_dir: Path) -> list[dict]:
+    rows = []
+    for path in sorted(snips_dir.glob("train_*_full.json")):
+        data = json.loads(path.read_text(encoding="utf-8", errors="replace"))
+        for intent, items in data.items():
+            for k, item in enumerate(items):
+                text = normalize("".join(chunk["text"] for chunk in item["data"]))
+                # digits would be read out by the synthesiser but scored as digits
+                if text and not re.search(r"\d", text):
+                    rows.append({"id": f"snips-{intent}-{k:04d}", "text": text,
+                                 "intent": intent})
+    return rows
+
+
+def split(rows: list[dict], n_dev: int, n_test: int, seed: int):
+    """Split by distinct sentence: all rows of a sentence fall in the same part."""
+    sentences = sorted({r["text"] for r in rows})
+    random.Random(seed).shuffle(sentences)
+    test = set(sentences[:n_test])
+    dev = set(sentences[n_test:n_test + n_dev])
+    part = {s: "test" if s in test else "dev" if s in dev else "train" for s in sentences}
+    out: dict[str, list[dict]] = {"train": [], "dev": [], "test": []}
+    seen: set[str] = set()
+    for r in rows:
+        if part[r["text"]] != "train" and r["text"] in seen:
+            continue  # one utterance per dev/test sentence
+        seen.add(r["text"])
+        out[part[r["text"]]].append(r)
+    return out
+
+
+def write_set(out: Path, name: str, rows: list[dict]) -> None:
+    rows = sorted(rows, key=lambda r: r["id"].encode())
+    with open(out / f"{name}.jsonl", "w", encoding="utf-8") as f:
+        f.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
+    with open(out / f"{name}.text", "w", encoding="utf-8") as f:
+        f.writelines(f"{r['id']} {r['text']}\n" for r in rows)
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--slurp", type=Path, required=True)
+    p.add_argument("--snips", type=Path, default=None)
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--test_jsonl", nargs="*", default=[], type=Path)
+    p.add_argument("--dev_size", type=int, default=300)
+    p.add_argument("--test_size", type=int, default=400)
+    p.add_argument("--snips_eval_size", type=int, default=150)
+    p.add_argument("--asr_train_lines", type=int, default=3000)
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args()
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    slurp = split(read_slurp_jsonl(args.slurp / "devel.jsonl", "slurp-"),
+                  args.dev_size, args.test_size, args.seed)
+    sets = {"slu_train": slurp["train"], "dev": slurp["dev"], "test": slurp["test"]}
+    for path in args.test_jsonl:
+        name = "test_" + re.sub(r"[^A-Za-z0-9_]+", "_", path.stem)
+        sets[name] = read_slurp_jsonl(path, f"{name}-")
+    if args.snips is not None:
+        snips = split(read_snips(args.snips), args.snips_eval_size, args.snips_eval_size,
+                      args.seed)
+        sets.update(snips_train=snips["train"], snips_dev=snips["dev"],
+                    snips_test=snips["test"])
+    held_out = {r["text"] for name, rows in sets.items() if "train" not in name for r in rows}
+    removed = {}
+    for name in [n for n in sets if "train" in n]:
+        before = len(sets[name])
+        sets[name] = [r for r in sets[name] if r["text"] not in held_out]
+        removed[name] = before - len(sets[name])
+    for name, rows in sets.items():
+        write_set(args.out, name, rows)
+
+    lm_lines = [normalize(line) for line in
+                (args.slurp / "lm_train_text.txt").read_text(encoding="utf-8").splitlines()]
+    lm_lines += [r["text"] for r in sets["slu_train"]]
+    lm_text = [t for t in lm_lines if t and t not in held_out]
+    removed["lm_text"] = sum(1 for t in lm_lines if t in held_out)
+    (args.out / "lm_text.txt").write_text("\n".join(lm_text) + "\n", encoding="utf-8")
+    distinct = sorted(set(lm_text))
+    random.Random(args.seed).shuffle(distinct)
+    asr_lines = sorted(distinct[:args.asr_train_lines])
+    (args.out / "asr_train.text").write_text(
+        "".join(f"asrtrain-{k:05d} {t}\n" for k, t in enumerate(asr_lines)), encoding="utf-8")
+    summary = {"sets": {n: len(r) for n, r in sets.items()}, "lm_text_lines": len(lm_text),
+               "asr_train_lines": len(asr_lines), "removed_as_held_out": removed}
+    (args.out / "sets.json").write_text(json.dumps(summary, indent=1) + "\n")
+    print(json.dumps(summary))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,163 @@
+#!/usr/bin/env bash
+# egs/slurp/slu1/run.sh: speech -> lattices/WCN -> LLM rescoring and intent classification.
+#
+#   ./run.sh                          # everything (see RESULTS.md for the wall time)
+#   ./run.sh --quick true             # small sets and models (integration test, < 15 min)
+#   ./run.sh --stage 3 --test_jsonl "/path/to/test.jsonl"   # any SLURP-form jsonl as a test set
+#
+# The speech is SYNTHETIC (espeak-ng voices with noise and reverberation): SLURP's audio is
+# not available here. Stages: 1 text splits + synthetic speech, 2 LMs (word trigram for the
+# first passes, embedded LLM), 3 PocketSphinx first pass with lattices, 4 ESPnet system
+# (train on synthetic speech of the LM text, lattice decoding), 5 LLM N-best rescoring (swept
+# on dev, applied to test), 6 intent classification from text/1-best/N-best/WCN/oracle,
+# 7 RESULTS.md.
+set -euo pipefail
+
+stage=1; stop_stage=100; nj=2
+slurp=; snips=                  # default: ../shared/data/{slurp,snips} beside the repo
+test_jsonl=                     # extra SLURP-form test sets (never trained on)
+quick=false
+use_espnet=true                 # stage 4: the second first-pass system
+ps_lw=                          # PocketSphinx LM weight (default 6.5)
+slu_modes="lora icl"
+slu_inputs="text onebest nbest wcn oracle"
+llm_scales="0 0.05 0.1 0.2 0.3 0.5 0.7 1.0"
+length_bonuses="0 0.5 1 2 3"
+help_message="usage: $0 [--stage N] [--stop_stage N] [--nj N] [--quick true] [--test_jsonl 'a.jsonl ...']"
+
+. ./path.sh; . ./cmd.sh; . utils/parse_options.sh
+
+log() { echo -e "$(date '+%F %T') (${BASH_SOURCE[1]##*/}:${BASH_LINENO[0]}) $*"; }
+for name in slurp snips; do
+  if [ -z "${!name}" ]; then
+    for d in ../../../../shared/data/${name} /work/shared/data/${name}; do
+      [ -d "${d}" ] && { printf -v "${name}" '%s' "${d}"; break; }
+    done
+  fi
+done
+[ -n "${slurp}" ] || { log "SLURP text not found: pass --slurp DIR"; exit 1; }
+
+if [ "${quick}" = true ]; then
+  sizes="--dev_size 40 --test_size 60 --snips_eval_size 20 --asr_train_lines 300"
+  lm_opts="--epochs 1 --steps 150 --layers 2 --hidden 128"; asr_config=conf/train_asr_quick.yaml
+  llm_scales="0 0.2 0.5"; length_bonuses="0 1"
+else
+  sizes="--dev_size 300 --test_size 400 --snips_eval_size 150 --asr_train_lines 3000"
+  lm_opts=""; asr_config=conf/train_asr.yaml
+fi
+asr_exp=exp/asr_$(basename "${asr_config}" .yaml)
+eval_sets="dev test"
+for t in ${test_jsonl}; do eval_sets+=" test_$(basename "${t}" .jsonl | tr -c 'A-Za-z0-9_\n' _)"; done
+[ -n "${snips}" ] && eval_sets+=" snips_dev snips_test"
+
+if [ ${stage} -le 1 ] && [ ${stop_stage} -ge 1 ]; then
+  log "Stage 1: SLU splits (by sentence) and synthetic speech -> data/{${eval_sets// /,}}"
+  # shellcheck disable=SC2086
+  python local/prepare_slu.py --slurp "${slurp}" ${snips:+--snips "${snips}"} --out data/local \
+    ${sizes} ${test_jsonl:+--test_jsonl ${test_jsonl}}
+  seed=0
+  for s in ${eval_sets}; do
+    seed=$((seed + 1))
+    python -m speechlm.bin.synth_data_dir --text "data/local/${s}.text" --text-format kaldi \
+      --num-voices 40 --voices-per-line 1 --seed "${seed}" --augment --speaker-prefix "${s//_/}" \
+      --out "data/${s}"
+    python local/attach_intents.py "data/${s}" "data/local/${s}.jsonl"
+    python -m speechlm.bin.validate_data_dir "data/${s}"
+  done
+fi
+
+if [ ${stage} -le 2 ] && [ ${stop_stage} -ge 2 ]; then
+  log "Stage 2: word trigram (first passes) and the embedded LLM, from data/local/lm_text.txt"
+  mkdir -p data/lang
+  [ -f data/lang/lm.arpa ] && [ data/lang/lm.arpa -nt data/local/lm_text.txt ] || \
+    python local/make_lm.py --text data/local/lm_text.txt --order 3 --out data/lang/lm.arpa
+  # shellcheck disable=SC2086
+  python -m speechlm.bin.lm train --text data/local/lm_text.txt --out exp/llm ${lm_opts} \
+    || [ -f exp/llm/train_report.json ]   # a finished LM is kept (lm train refuses to overwrite)
+fi
+
+if [ ${stage} -le 3 ] && [ ${stop_stage} -ge 3 ]; then
+  log "Stage 3: PocketSphinx (en-us acoustic model, in-domain trigram) with lattices"
+  for s in ${eval_sets}; do
+    python -m speechlm.bin.decode --backend pocketsphinx --lattice --ps-lm data/lang/lm.arpa \
+      ${ps_lw:+--ps-lw ${ps_lw}} --nbest 10 --data-dir "data/${s}" --out "exp/pocketsphinx/decode_${s}" \
+      --nj "${nj}"
+  done
+fi
+
+if [ ${stage} -le 4 ] && [ ${stop_stage} -ge 4 ] && [ "${use_espnet}" = true ]; then
+  log "Stage 4: ESPnet system on synthetic speech of the LM text -> ${asr_exp}"
+  python -m speechlm.bin.synth_data_dir --text data/local/asr_train.text --text-format kaldi \
+    --num-voices 40 --voices-per-line 1 --seed 100 --augment --speaker-prefix asrtrain \
+    --out data/asr_train
+  for s in asr_train dev; do
+    python -m speechlm.bin.compute_fbank --data-dir "data/${s}" --out-dir "dump/${s}" \
+      --config conf/fbank.yaml --nj "${nj}" $([ "${s}" = asr_train ] && echo --cmvn-out dump/asr_train/cmvn.npz)
+  done
+  python -m speechlm.bin.train_asr --train-data data/asr_train --train-feats dump/asr_train \
+    --valid-data data/dev --valid-feats dump/dev --config "${asr_config}" \
+    --fbank-config conf/fbank.yaml --exp "${asr_exp}"
+  python -m speechlm.bin.make_graph --model-dir "${asr_exp}/model" --text data/local/lm_text.txt \
+    --plain-text --arpa data/lang/lm.arpa --out "${asr_exp}/graph"
+  for s in ${eval_sets}; do
+    python -m speechlm.bin.decode --model-dir "${asr_exp}/model" --graph "${asr_exp}/graph" \
+      --lattice --config conf/decode_lattice.yaml --data-dir "data/${s}" \
+      --out "${asr_exp}/decode_${s}" --nj "${nj}"
+  done
+fi
+
+systems=exp/pocketsphinx
+[ "${use_espnet}" = true ] && systems+=" ${asr_exp}"
+
+if [ ${stage} -le 5 ] && [ ${stop_stage} -ge 5 ]; then
+  log "Stage 5: LLM N-best rescoring (sweep on dev, best setting applied to the test sets)"
+  for sys in ${systems}; do
+    python -m speechlm.bin.rescore --decode-dir "${sys}/decode_dev" --llm exp/llm \
+      --out "${sys}/decode_dev/rescore_llm" --llm-scales "${llm_scales}" \
+      --length-bonuses "${length_bonuses}" --ref data/dev/text
+    best=$(python -c "import json,sys; print(json.load(open(sys.argv[1]))['setting'])" \
+      "${sys}/decode_dev/rescore_llm/best.json")
+    scale=$(echo "${best}" | sed -E 's/llm_scale_([^_]+)_bonus_.*/\1/')
+    bonus=$(echo "${best}" | sed -E 's/.*_bonus_(.+)/\1/')
+    for s in ${eval_sets}; do
+      [ "${s}" = dev ] && continue
+      python -m speechlm.bin.rescore --decode-dir "${sys}/decode_${s}" --llm exp/llm \
+        --out "${sys}/decode_${s}/rescore_llm" --llm-scales "${scale}" --length-bonuses "${bonus}" \
+        --ref "data/${s}/text"
+    done
+  done
+fi
+
+if [ ${stage} -le 6 ] && [ ${stop_stage} -ge 6 ]; then
+  log "Stage 6: intent classification (${slu_modes}) from ${slu_inputs}"
+  for mode in ${slu_modes}; do
+    for corpus in slurp snips; do
+      train=data/local/slu_train.jsonl; sets="dev test"
+      for t in ${test_jsonl}; do sets+=" test_$(basename "${t}" .jsonl | tr -c 'A-Za-z0-9_\n' _)"; done
+      if [ "${corpus}" = snips ]; then
+        [ -n "${snips}" ] || continue
+        train=data/local/snips_train.jsonl; sets="snips_dev snips_test"
+      fi
+      slu_dir=exp/slu_${corpus}_${mode}
+      python -m speechlm.bin.slu train --llm exp/llm --train-jsonl "${train}" \
+        --dev-jsonl "data/local/${sets%% *}.jsonl" --out "${slu_dir}" --mode "${mode}"
+      for sys in ${systems}; do
+        for s in ${sets}; do
+          for input in ${slu_inputs}; do
+            python -m speechlm.bin.slu predict --model-dir "${slu_dir}" --input "${input}" \
+              --decode-dir "${sys}/decode_${s}" --data-dir "data/${s}" \
+              --out "${slu_dir}/predict_$(basename "${sys}")_${s}_${input}"
+          done
+        done
+      done
+    done
+  done
+fi
+
+if [ ${stage} -le 7 ] && [ ${stop_stage} -ge 7 ]; then
+  log "Stage 7: RESULTS.md"
+  python local/make_results.py --systems ${systems} --sets ${eval_sets} --elapsed "${SECONDS}" \
+    --quick "${quick}"
+  cat RESULTS.md
+fi
+log "Successfully finished. [elapsed=${SECONDS}s]"
