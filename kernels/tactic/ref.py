@@ -57,6 +57,7 @@ class ClusterIndex(NamedTuple):
         sizes: ``(B, G, C)`` int64 valid tokens per cluster (0 for an empty cluster).
         offsets: ``(B, G, C + 1)`` int64 start of each cluster in ``perm``.
         perm: ``(B, G, N)`` int64 token positions sorted by cluster id (padding last).
+        labels: ``(B, G, N)`` int64 cluster of each token position (C: padding).
         n_tokens: N, the cache length the index covers; later tokens are "recent".
     """
 
@@ -64,6 +65,7 @@ class ClusterIndex(NamedTuple):
     sizes: torch.Tensor
     offsets: torch.Tensor
     perm: torch.Tensor
+    labels: torch.Tensor
     n_tokens: int
 
 
@@ -171,7 +173,7 @@ def build_index(
     sizes = sizes[..., :c_max]
     offsets = torch.zeros(b, g, c_max + 1, dtype=torch.long, device=keys.device)
     offsets[..., 1:] = sizes.cumsum(-1)
-    return ClusterIndex(centroids, sizes, offsets, perm, n)
+    return ClusterIndex(centroids, sizes, offsets, perm, labels, n)
 
 
 # ---------------------------------------------------------------------------------------
@@ -202,14 +204,35 @@ def _tokens_at(
     start = offsets[:, :, None, :].expand(b, g, r, -1).gather(-1, cid)
     slot = start + pos - cum_start.gather(-1, rank)
     slot = slot.clamp(0, perm.shape[-1] - 1)
-    return perm[:, :, None, :].expand(b, g, r, -1).gather(-1, slot)
+    return take_rows(perm[..., None], slot)[..., 0]
+
+
+def take_rows(x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    """Rows ``x[b, g, idx[b, g, ...]]``: x ``(B, G, T, D)``, idx ``(B, G, ...)`` -> ``(B, G, ..., D)``.
+
+    Rows are copied whole with ``index_select`` on a 2D view of the buffer (no copy of
+    the cache, strides of a larger cache buffer are honoured); ``gather`` with an index
+    expanded over D, or plain advanced indexing, go element by element and are several
+    times slower on the CPU.
+    """
+    b, g, _, d = x.shape
+    s0, s1, s2, s3 = x.stride()
+    shape = idx.shape
+    ar_b = torch.arange(b, device=idx.device).view(b, *([1] * (idx.dim() - 1)))
+    ar_g = torch.arange(g, device=idx.device).view(1, g, *([1] * (idx.dim() - 2)))
+    if s3 == 1 and s2 == d and s0 % d == 0 and s1 % d == 0:
+        rows = (b - 1) * (s0 // d) + (g - 1) * (s1 // d) + x.shape[2]
+        flat = x.as_strided((rows, d), (d, 1))
+        row = ar_b * (s0 // d) + ar_g * (s1 // d) + idx
+        return flat.index_select(0, row.reshape(-1)).view(*shape, d)
+    return x[ar_b, ar_g, idx]
 
 
 def _gather_scores(q4: torch.Tensor, keys: torch.Tensor, tok: torch.Tensor) -> torch.Tensor:
     """Scores of q4 ``(B, G, R, D)`` with keys at ``tok (B, G, R, M)`` -> ``(B, G, R, M)``."""
     b, g, r, m = tok.shape
     d = keys.shape[-1]
-    k = keys.gather(2, tok.reshape(b, g, r * m, 1).expand(-1, -1, -1, d)).float()
+    k = take_rows(keys, tok.reshape(b, g, r * m)).float()
     return (k.view(b, g, r, m, d) @ q4.unsqueeze(-1)).squeeze(-1)
 
 
@@ -226,32 +249,20 @@ def union_to_idx(
     index: ClusterIndex,
     recent: torch.Tensor,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Token list of the selected clusters (cluster-id order) followed by recent tokens.
+    """Token list of the selected clusters and the valid recent tokens, in position order.
+
+    Position order (not cluster order) makes the reads of a CPU gather as sequential as
+    the selection allows: a diffuse head that keeps most clusters reads almost linearly.
 
     Args:
         sel_clusters: ``(B, G, C)`` bool, the group union.
         recent: ``(B, Tr)`` bool, which recent tokens (positions ``n_tokens + j``) are valid.
     """
-    b, g, c = sel_clusters.shape
-    n = index.n_tokens
-    # cluster of each perm slot (C for padding), then whether that slot is selected
-    slot_cluster = torch.searchsorted(
-        index.offsets[..., 1:].contiguous(),
-        torch.arange(n, device=sel_clusters.device).expand(b, g, n).contiguous(),
-        right=True,
-    )  # (B, G, N) in 0..C
-    sel_ext = torch.cat([sel_clusters, sel_clusters.new_zeros(b, g, 1)], -1)
-    take = sel_ext.gather(-1, slot_cluster)  # (B, G, N) in perm order
-    tr = recent.shape[-1]
-    rec_pos = torch.arange(n, n + tr, device=sel_clusters.device).expand(b, g, tr)
-    toks = torch.cat([index.perm, rec_pos], -1)  # (B, G, N + Tr)
-    take = torch.cat([take, recent[:, None, :].expand(b, g, tr)], -1)
-    counts = take.sum(-1)  # (B, G)
-    width = max(1, int(counts.max()))
-    dst = torch.where(take, take.long().cumsum(-1) - 1, width)  # width = drop bin
-    idx = torch.zeros(b, g, width + 1, dtype=torch.long, device=toks.device)
-    idx.scatter_(-1, dst, toks)
-    return idx[..., :width], counts
+    b, g, _ = sel_clusters.shape
+    sel_ext = torch.cat([sel_clusters, sel_clusters.new_zeros(b, g, 1)], -1)  # C: padding
+    take = sel_ext.gather(-1, index.labels)  # (B, G, N) by position
+    take = torch.cat([take, recent[:, None, :].expand(b, g, recent.shape[-1])], -1)
+    return _mask_to_idx(take)
 
 
 def tactic_select(
@@ -496,8 +507,16 @@ def sparse_decode_attention(
     idx: torch.Tensor,
     counts: torch.Tensor,
     scale: float | None = None,
+    *,
+    dense_above: float = 0.5,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Attention of each group's query heads over that group's token list.
+
+    One ``(b, g)`` at a time, reading exactly ``counts[b, g]`` rows: lists are ragged
+    (a diffuse head may need most of the context while its neighbours need 1 %), and
+    padding every list to the longest would read the longest list for every group. A
+    list longer than ``dense_above`` of the cache is attended as a masked dense pass
+    over the group's keys (same result; a copy of most rows would cost more).
 
     Args:
         q: ``(B, H, D)``; k, v: ``(B, G, T, D)`` (any strides); idx: ``(B, G, L)`` token
@@ -508,17 +527,26 @@ def sparse_decode_attention(
         ``exp(scale * q.k)``; -inf and out 0 for an empty list).
     """
     b, h, d = q.shape
-    g, width = k.shape[1], idx.shape[-1]
+    g = k.shape[1]
     r = h // g
     scale = d**-0.5 if scale is None else scale
-    ks = k.gather(2, idx[..., None].expand(b, g, width, d)).float()  # (B, G, L, D)
-    vs = v.gather(2, idx[..., None].expand(b, g, width, v.shape[-1])).float()
-    s = (q.float().view(b, g, r, d) * scale) @ ks.transpose(-1, -2)  # (B, G, R, L)
-    ok = torch.arange(width, device=q.device) < counts[..., None]  # (B, G, L)
-    s = s.masked_fill(~ok[:, :, None, :], NEG_INF)
-    lse = torch.logsumexp(s, -1)  # (B, G, R)
-    w = torch.exp(s - torch.where(torch.isfinite(lse), lse, 0)[..., None])
-    out = w @ vs  # (B, G, R, D)
+    qs = q.float().view(b, g, r, d) * scale
+    out = torch.zeros(b, g, r, v.shape[-1], dtype=torch.float32, device=q.device)
+    lse = torch.full((b, g, r), NEG_INF, dtype=torch.float32, device=q.device)
+    t = k.shape[2]
+    for bi, gi in torch.nonzero(counts > 0).tolist():
+        rows = idx[bi, gi, : counts[bi, gi]]
+        if rows.numel() > dense_above * t:
+            # most of the context: reading all of it once beats copying most of it
+            keep = torch.zeros(t, dtype=torch.bool, device=q.device).index_fill_(0, rows, True)
+            ks, vs = k[bi, gi].float(), v[bi, gi].float()
+            s = (qs[bi, gi] @ ks.T).masked_fill(~keep, NEG_INF)  # (R, T)
+        else:
+            ks = k[bi, gi].index_select(0, rows).float()  # (L, D)
+            vs = v[bi, gi].index_select(0, rows).float()
+            s = qs[bi, gi] @ ks.T  # (R, L)
+        lse[bi, gi] = torch.logsumexp(s, -1)
+        out[bi, gi] = torch.softmax(s, -1) @ vs
     return out.view(b, h, -1), lse.view(b, h)
 
 

@@ -5,7 +5,8 @@
   query heads share each centroid load).
 * ``gather_clusters``: the selection gather: copies the token positions of each
   selected cluster (``perm[offsets[c]:offsets[c+1]]``) to its slot of the group's token
-  list (one program per selected cluster). The list is a plain array of positions, so
+  list (one program per selected cluster; the list is in cluster order, the
+  reference's in position order: same set, and attention is order-free). The list is a plain array of positions, so
   the attention kernel can sit behind a paged cache (positions -> page table) unchanged.
 * ``sparse_decode_attention``: split-K decode attention over a token list with the GQA
   group in the M dimension of ``tl.dot`` (each KV token is loaded once for the ``R``
@@ -121,8 +122,9 @@ def gather_clusters(
         recent: ``(B, Tr)`` bool validity of the recent tokens.
 
     Returns:
-        ``idx (B, G, L)`` int64 and ``counts (B, G)``, in the same order as the reference
-        (cluster-id order, then recent positions).
+        ``idx (B, G, L)`` int64 and ``counts (B, G)``: the reference's tokens, but in
+        cluster-id order (one program copies one cluster), then the recent positions.
+        Attention does not depend on the order.
     """
     b, g, c = sel_clusters.shape
     n = index.n_tokens

@@ -219,7 +219,8 @@ def test_triton_gather_matches_reference(b, g, r, d, t, n):
     for bi in range(b):
         for gi in range(g):
             m = int(want[1][bi, gi])
-            assert torch.equal(got[0][bi, gi, :m], want[0][bi, gi, :m])
+            # same tokens; the kernel lists them cluster by cluster, the reference by position
+            assert torch.equal(got[0][bi, gi, :m].sort().values, want[0][bi, gi, :m])
 
 
 @needs_triton
