@@ -119,8 +119,16 @@ def run(args: argparse.Namespace) -> int:
     os.environ["GRADIO_TEMP_DIR"] = tmp
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     try:
-        import uvicorn
-
+        try:
+            import fastapi  # noqa: F401
+            import multipart  # noqa: F401  (python-multipart: FastAPI's form parser)
+            import uvicorn
+            if args.what != "api":
+                import gradio  # noqa: F401
+        except ImportError as e:
+            print(f"speechlm serve: {e.name} is not installed; serving needs fastapi, uvicorn, "
+                  "python-multipart and (for the demo) gradio", file=sys.stderr)
+            return 1
         state = build_state(args)
         state.warm_up()  # models load once, before the port opens
         app = build_app(state, args.what)
