@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import html
 import io
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -38,6 +39,16 @@ def example_files() -> list[str]:
         if path is not None and path.is_file():
             out.append(str(path))
     return out
+
+
+def allowed_audio_path(path: str) -> bool:
+    """Whether the demo may read ``path``: a file in Gradio's upload dir (the server sets
+    ``GRADIO_TEMP_DIR`` to a temp dir of its own) or one of the example recordings. Gradio
+    checks this itself; the demo checks again rather than trust a path from a request."""
+    real = Path(path).resolve()
+    root = Path(os.environ.get("GRADIO_TEMP_DIR") or tempfile.gettempdir()).resolve()
+    return real.is_file() and (real.is_relative_to(root)
+                               or str(real) in {str(Path(p).resolve()) for p in example_files()})
 
 
 def confidence_html(t: Transcript) -> str:
@@ -84,7 +95,12 @@ def transcribe(state: ServeState, audio_path: str | None, model: str, nbest: int
                            "rescored": [], "intent": "", "figures": {}}
     if not audio_path:
         return {**out, "transcript": "<p><b>Record or upload some audio first.</b></p>"}
+    if not allowed_audio_path(audio_path):
+        return {**out, "transcript": "<p class='error'><b>Cannot read this file.</b></p>"}
     start = time.perf_counter()
+    if model not in state.model_names:
+        return {**out, "transcript": f"<p class='error'><b>Unknown model</b> "
+                f"{html.escape(str(model))}</p>"}
     try:
         asr = state.asr(model)
         # Gradio wrote the upload or recording into its own temp dir; the demo reads it

@@ -4,7 +4,6 @@ No FastAPI or Gradio here, so this part is testable on its own.
 """
 from __future__ import annotations
 
-import os
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -246,9 +245,3 @@ class ServeState:
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
-
-
-def default_threads() -> None:
-    """One torch/OpenMP thread per decode unless the user said otherwise: requests are
-    the parallelism, and small matrix ops on many threads fight over the cores."""
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
