@@ -94,6 +94,7 @@ class TranscribeResponse(BaseModel):
                            description="utt channel start dur word confidence")
     lattice: dict[str, Any] | None = Field(default=None, description="Lattice.to_json()")
     rescored: list[RescoredHyp] | None = None
+    intent: str | None = Field(default=None, description="with an SLU model (--slu)")
 
 
 class RescoreHypIn(BaseModel):
@@ -268,6 +269,8 @@ def _add_api_routes(app: FastAPI, state: ServeState) -> None:
                 texts = [h for h in t.nbest[:nbest] if h.text.strip()]
                 out["rescored"] = [r.to_json() for r in rescore_nbest(
                     state.llm, texts, llm_scale=state.config.llm_scale)]
+            if state.slu is not None:
+                out["intent"] = state.slu(t)
             return out
 
         try:

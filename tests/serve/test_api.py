@@ -106,6 +106,24 @@ def test_slu_hook_says_what_is_missing(tmp_path):
         speechlm.slu(tmp_path, input="speech")
 
 
+def test_slu_hook_classifies_a_transcript(tmp_path):
+    slu_module = pytest.importorskip("speechlm.llm.slu")
+    from speechlm.lattice import ConfusionNetwork
+    from speechlm.testing.llm import save_tiny_model
+
+    labels = ["alarm_set", "play_music", "weather_query"]
+    slu_dir = tmp_path / "slu"
+    slu_dir.mkdir()
+    slu_module.SLUConfig(mode="icl", labels=labels, llm_path=str(save_tiny_model(tmp_path / "lm")),
+                         prompt=slu_module.PromptConfig(shots=0)).save(slu_dir)
+    cn = ConfusionNetwork([[("one", 0.7, 0.0, 0.3), ("two", 0.3, 0.0, 0.3)]], utt="u")
+    t = speechlm.Transcript("one", (speechlm.api.Hypothesis("one", -1.0),), wcn=cn, utt="u")
+    for kind in ("text", "nbest", "wcn"):
+        intent_of = speechlm.slu(slu_dir, input=kind, measure_energy=False)
+        assert intent_of(t) in labels
+        assert intent_of("one two") in labels
+
+
 # ---- PocketSphinx on the cards samples -------------------------------------------------
 def test_transcript_of_a_file(ps_asr, cards):
     r = ps_asr(cards / "001.wav", utt="001")
