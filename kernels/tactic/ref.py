@@ -208,7 +208,9 @@ def _tokens_at(
 
 
 def take_rows(x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
-    """Rows ``x[b, g, idx[b, g, ...]]``: x ``(B, G, T, D)``, idx ``(B, G, ...)`` -> ``(B, G, ..., D)``.
+    """Rows ``x[b, g, idx[b, g, ...]]``: x ``(B, G, T, D)``, idx ``(B, G, ...)``.
+
+    Returns ``(B, G, ..., D)``.
 
     Rows are copied whole with ``index_select`` on a 2D view of the buffer (no copy of
     the cache, strides of a larger cache buffer are honoured); ``gather`` with an index
@@ -476,12 +478,13 @@ def quest_select(
     n_pages = pages.kmin.shape[2]
     dev = q.device
     valid = torch.ones(b, t, dtype=torch.bool, device=dev) if key_valid is None else key_valid
-    qg = q.float().view(b, g, r, 1, d)
-    lo, hi = pages.kmin[:, :, None], pages.kmax[:, :, None]  # (B, G, 1, P, D)
-    ub = torch.maximum(qg * lo, qg * hi).sum(-1)  # (B, G, R, P)
-    ub = torch.nan_to_num(ub, nan=NEG_INF)  # empty pages: inf * 0
+    qg = q.float().view(b, g, r, d)
     empty = ~torch.isfinite(pages.kmin).all(-1)  # (B, G, P)
-    ub = ub.masked_fill(empty[:, :, None], NEG_INF)
+    lo = pages.kmin.masked_fill(empty[..., None], 0.0)
+    hi = pages.kmax.masked_fill(empty[..., None], 0.0)
+    # sum_d max(q_d lo_d, q_d hi_d) = q+ . hi + q- . lo: two matmuls, no (R, P, D) tensor
+    ub = qg.clamp(min=0) @ hi.transpose(-1, -2) + qg.clamp(max=0) @ lo.transpose(-1, -2)
+    ub = ub.masked_fill(empty[:, :, None], NEG_INF)  # (B, G, R, P)
     kk = min(top_k, n_pages)
     top = ub.topk(kk, dim=-1).indices
     chosen = torch.zeros(b, g, r, n_pages, dtype=torch.bool, device=dev)

@@ -6,8 +6,9 @@
 * ``gather_clusters``: the selection gather: copies the token positions of each
   selected cluster (``perm[offsets[c]:offsets[c+1]]``) to its slot of the group's token
   list (one program per selected cluster; the list is in cluster order, the
-  reference's in position order: same set, and attention is order-free). The list is a plain array of positions, so
-  the attention kernel can sit behind a paged cache (positions -> page table) unchanged.
+  reference's in position order: same set, and attention is order-free). The list is a
+  plain array of positions, so the attention kernel can sit behind a paged cache
+  (positions -> page table) unchanged.
 * ``sparse_decode_attention``: split-K decode attention over a token list with the GQA
   group in the M dimension of ``tl.dot`` (each KV token is loaded once for the ``R``
   query heads); the splits' partials are merged by log-sum-exp on the host.

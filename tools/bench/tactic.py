@@ -195,8 +195,9 @@ def plot(rows, out: Path) -> None:
         dense = [next(r["dense_ms"] for r in sub if r["context"] == c) for c in ctx]
         axes[0].plot(ctx, dense, "k-o", label=f"dense SDPA B={b}" if b == 1 else None,
                      alpha=1 if b == 1 else 0.5)  # fmt: skip
-        for m in dict.fromkeys(r["method"] for r in sub):
-            ms = [next(r["total_ms"] for r in sub if r["context"] == c and r["method"] == m)
+        for m in dict.fromkeys(r["method"].split("_k")[0] for r in sub):  # quest_k<K> -> quest
+            ms = [next(r["total_ms"] for r in sub
+                       if r["context"] == c and r["method"].split("_k")[0] == m)
                   for c in ctx]  # fmt: skip
             axes[0].plot(ctx, ms, "--o", label=f"{m} B={b}")
     axes[0].set(xscale="log", yscale="log", xlabel="context (tokens)", ylabel="ms / decode step",
