@@ -156,13 +156,16 @@ class PromptFitter:
         reserve: positions kept free for the longest label (plus EOS).
     """
 
+    MAX_WARNINGS = 5
+
     def __init__(self, llm: Any, reserve: int) -> None:
+        self.cut = 0  # inputs cut so far
         self.tokenizer = getattr(llm, "tokenizer", None)
         self.max_length = getattr(llm, "max_length", None)
         self.budget = None if self.max_length is None else self.max_length - reserve
 
     def _n(self, prompt: str) -> int:
-        return len(self.tokenizer(prompt, add_special_tokens=True)["input_ids"])
+        return len(self.tokenizer(prompt, add_special_tokens=True, verbose=False)["input_ids"])
 
     def fit(self, prompt: PromptConfig, text: str, shots: list[tuple[str, str]],
             utt: str = "?") -> str:
@@ -184,8 +187,12 @@ class PromptFitter:
                 hi = mid
             else:
                 lo = mid + 1
-        logger.warning("utterance %s: input of %d words cut to its last %d to fit %d tokens",
-                       utt, len(words), len(words) - lo, self.max_length)
+        self.cut += 1
+        # The first few by name, then quiet: a training set can hold thousands.
+        log = logger.warning if self.cut <= self.MAX_WARNINGS else logger.debug
+        log("utterance %s: input of %d words cut to its last %d to fit %d tokens%s",
+            utt, len(words), len(words) - lo, self.max_length,
+            " (further cuts are logged at DEBUG)" if self.cut == self.MAX_WARNINGS else "")
         return prompt.build(" ".join(words[lo:]), shots)
 
 
@@ -245,8 +252,13 @@ class IntentClassifier:
 
     def predict(self, inputs: dict[str, str], progress: bool = True) -> dict[str, str]:
         """Intent of each utterance; ``inputs`` maps utterance -> serialized input."""
-        return {utt: self.classify(inputs[utt], utt)
-                for utt in tqdm(c_sorted(inputs), disable=not progress, desc="slu", unit="utt")}
+        before = self.fitter.cut
+        out = {utt: self.classify(inputs[utt], utt)
+               for utt in tqdm(c_sorted(inputs), disable=not progress, desc="slu", unit="utt")}
+        if self.fitter.cut > before:
+            logger.warning("%d of %d inputs were cut from the left to fit the context (%s tokens)",
+                           self.fitter.cut - before, len(inputs), self.fitter.max_length)
+        return out
 
 
 def load_classifier(slu_dir: str | Path, **llm_kwargs: Any) -> tuple[IntentClassifier, SLUConfig]:

@@ -1,7 +1,7 @@
 """Builders for SLU tests: a synthetic 5-intent task, a tiny BPE LM trained on it, a decode dir.
 
 The LM is trained with ``train_lm`` (a few seconds, one thread), so it has the embedded LM's
-tokenizer (byte-level BPE) and a short context (32 positions) that exercises prompt fitting.
+tokenizer (byte-level BPE) and a short context (48 positions) that exercises prompt fitting.
 Used by ``tests/llm/conftest.py`` and ``tests/bin/test_slu.py``.
 """
 
@@ -77,11 +77,11 @@ def write_decode_dir(root: Path, rows: list[dict]) -> tuple[Path, Path]:
 
 
 def train_tiny_lm(text: Path, out: Path) -> Path:
-    """A 1-layer, 32-wide Llama with a 300-token byte-level BPE and 32 positions."""
+    """A 2-layer, 64-wide Llama with a 500-token byte-level BPE and 48 positions."""
     from speechlm.runtime.lm_train import LMTrainConfig, train_lm
 
-    config = LMTrainConfig(vocab_size=300, num_layers=1, hidden_size=32, num_heads=2,
-                           context_length=32, epochs=3, lr=0.01, warmup_steps=5,
+    config = LMTrainConfig(vocab_size=500, num_layers=2, hidden_size=64, num_heads=2,
+                           context_length=48, epochs=10, lr=0.01, warmup_steps=5,
                            batch_size=16, threads=1)
     train_lm(text, out, config, progress=False)  # restores torch's thread count itself
     return out
@@ -91,7 +91,9 @@ def make_slu_data(d: Path) -> dict:
     """train.jsonl (150) / dev.jsonl (40) of the synthetic task and the LM's text."""
     train, dev = make_examples(150, 0), make_examples(40, 1)
     lm_text = d / "lm.txt"
-    lm_text.write_text("".join(r["text"] + "\n" for r in make_examples(400, 2)))
+    # the LM knows the label words, as the embedded LM trained on SLURP text knows "alarm set"
+    labels = [intent.replace("_", " ") + "\n" for intent in TEMPLATES] * 20
+    lm_text.write_text("".join(r["text"] + "\n" for r in make_examples(400, 2)) + "".join(labels))
     return {"train": write_jsonl(train, d / "train.jsonl"),
             "dev": write_jsonl(dev, d / "dev.jsonl"), "train_rows": train, "dev_rows": dev,
             "lm_text": lm_text}

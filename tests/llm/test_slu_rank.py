@@ -83,7 +83,7 @@ def test_real_lm_prompt_is_fitted_from_the_left(tiny_lm, caplog):
     pool = ExamplePool([Example(str(i), "lights on", "light_on") for i in range(3)])
     labels = ["light_on", "light_off", "weather_query"]
     clf = IntentClassifier(llm, labels, PromptConfig(shots=3, append_eos=True), pool)
-    long = " ".join(["please"] * 20 + ["play", "some", "jazz", "music"])
+    long = " ".join(["please"] * 60 + ["play", "some", "jazz", "music"])
     with caplog.at_level(logging.WARNING, logger="speechlm.llm.slu"):
         prompt = clf.prompt_for(long, utt="u7")
     assert "u7" in caplog.text and "cut" in caplog.text

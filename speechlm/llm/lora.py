@@ -1,0 +1,254 @@
+"""LoRA fine-tuning of a causal LM as an intent generator, ranked like any LM at test time.
+
+Why a generator and not a classification head: the fine-tuned model is trained to write the
+verbalized label (and EOS) after ``"<serialized input> =>"``, the exact prompt that
+``speechlm.llm.slu.rank_labels`` scores, so prediction goes through the runtime's
+``LLM.score`` like in-context prompting and N-best rescoring do (one code path, one prompt
+format, no extra head weights to save), and label names carry meaning the LM already has
+(``alarm set`` vs ``alarm query`` share a word). The loss covers only the label tokens and
+EOS; the adapter is merged into the base weights for prediction (``merge_and_unload``).
+
+Training data: each training sentence is shown in the forms the classifier will meet, built
+from the reference text (no decode outputs needed): the text as is (= the 1-best and oracle
+form, and a WCN's form when every bin is confident), a noised WCN (``wcn_noise``: a share
+of words get one competitor with a random posterior, ``speechlm.llm.serialize.noisy_bins``)
+and a noised N-best list (``noisy_nbest``). With ``extra`` (from
+``--train-decode-dir``/``--train-data-dir``) real decode outputs are added as well.
+
+>>> LoRAConfig(rank=0)
+Traceback (most recent call last):
+...
+ValueError: rank must be >= 1, got 0
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from speechlm.llm.icl import Example
+from speechlm.llm.serialize import SerializeConfig, noisy_bins, noisy_nbest, serialize_nbest
+from speechlm.llm.serialize import serialize_wcn as _wcn
+from speechlm.llm.slu import PromptConfig, PromptFitter
+
+logger = logging.getLogger(__name__)
+
+TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
+
+@dataclass(frozen=True)
+class LoRAConfig:
+    """Adapter size and schedule.
+
+    Args:
+        rank: LoRA rank r.
+        alpha: LoRA scaling numerator (scale = alpha / rank).
+        dropout: dropout on the LoRA path.
+        target_modules: module names that get an adapter (Llama's projections).
+        epochs: passes over the (expanded) training examples.
+        lr: peak AdamW learning rate (linear warmup over 5% of steps, cosine decay).
+        batch_size: examples per step.
+        wcn_noise: share of words given a competitor in the noised WCN copy (0: no copy).
+        nbest_noise: per-word substitution/deletion rate in the noised N-best copy (0: none).
+        seed: seeds the adapter init, the noise and the batch order.
+        threads: torch CPU threads during training (None: leave torch's setting).
+    """
+
+    rank: int = 16
+    alpha: float = 32.0
+    dropout: float = 0.05
+    target_modules: tuple[str, ...] = TARGETS
+    epochs: int = 6
+    lr: float = 3e-3
+    batch_size: int = 32
+    wcn_noise: float = 0.3
+    nbest_noise: float = 0.2
+    seed: int = 0
+    threads: int | None = 1
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "target_modules", tuple(self.target_modules))
+        for name in ("rank", "epochs", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise ValueError(f"lr must be a positive number, got {self.lr}")
+        if not 0 <= self.dropout < 1:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        for name in ("wcn_noise", "nbest_noise"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
+        if not self.target_modules:
+            raise ValueError("target_modules is empty")
+        if self.threads is not None and self.threads < 1:
+            raise ValueError(f"threads must be >= 1 or None, got {self.threads}")
+
+
+def training_inputs(examples: Sequence[Example], serialize: SerializeConfig,
+                    config: LoRAConfig) -> list[tuple[str, str]]:
+    """(serialized input, intent) pairs: each text as is, plus its noised WCN and N-best."""
+    rng = random.Random(config.seed)
+    vocab = sorted({w for e in examples for w in e.text.split()})
+    out = []
+    for e in examples:
+        out.append((e.text, e.intent))
+        if config.wcn_noise > 0:
+            out.append((_wcn(noisy_bins(e.text, rng, vocab, config.wcn_noise), serialize),
+                        e.intent))
+        if config.nbest_noise > 0 and serialize.nbest_k > 1:
+            hyps = noisy_nbest(e.text, rng, vocab, serialize.nbest_k, config.nbest_noise)
+            out.append((serialize_nbest(hyps, serialize), e.intent))
+    return out
+
+
+class _TokenizerLM:
+    """Just what ``PromptFitter`` needs from an LM: a tokenizer and a context length."""
+
+    def __init__(self, tokenizer: Any, max_length: int) -> None:
+        self.tokenizer, self.max_length = tokenizer, max_length
+
+
+def _encode(pairs: Sequence[tuple[str, str]], tokenizer: Any, max_length: int,
+            prompt: PromptConfig, labels: Sequence[str]) -> list[tuple[list[int], list[int]]]:
+    """(prompt ids with BOS, label ids + EOS) per pair, tokenized as ``LLM.score`` does."""
+    label_ids = {lab: list(tokenizer(prompt.label_text(lab), add_special_tokens=False)
+                           ["input_ids"]) + [tokenizer.eos_token_id] for lab in labels}
+    reserve = max(len(v) for v in label_ids.values())
+    fitter = PromptFitter(_TokenizerLM(tokenizer, max_length), reserve)
+    out = []
+    for i, (text, intent) in enumerate(pairs):
+        p = fitter.fit(prompt, text, [], utt=f"train[{i}]")
+        ids = tokenizer(p, add_special_tokens=True, verbose=False)["input_ids"]
+        out.append((list(ids), label_ids[intent]))
+    if fitter.cut:
+        logger.warning("%d of %d training inputs were cut from the left to fit %d tokens",
+                       fitter.cut, len(pairs), max_length)
+    return out
+
+
+def _batch(items: Sequence[tuple[list[int], list[int]]], pad_id: int):
+    width = max(len(p) + len(t) for p, t in items)
+    ids = torch.full((len(items), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(items), width), dtype=torch.long)
+    target = torch.full((len(items), width), -100, dtype=torch.long)
+    for i, (p, t) in enumerate(items):
+        seq = p + t
+        ids[i, : len(seq)] = torch.tensor(seq)
+        mask[i, : len(seq)] = 1
+        target[i, len(p) : len(seq)] = torch.tensor(t)  # loss on label + EOS only
+    return ids, mask, target
+
+
+def _loss(model: Any, ids: torch.Tensor, mask: torch.Tensor, target: torch.Tensor):
+    logits = model(input_ids=ids, attention_mask=mask).logits[:, :-1]  # (B, T-1, V)
+    return torch.nn.functional.cross_entropy(
+        logits.float().reshape(-1, logits.size(-1)), target[:, 1:].reshape(-1),
+        ignore_index=-100)
+
+
+def train_lora(lm_dir: str | Path, examples: Sequence[Example], labels: Sequence[str],
+               out_dir: str | Path, *, prompt: PromptConfig, serialize: SerializeConfig,
+               config: LoRAConfig, extra: Sequence[tuple[str, str]] = (),
+               progress: bool = True) -> dict:
+    """Fine-tune a LoRA adapter on ``lm_dir``; save it under ``out_dir`` (peft format).
+
+    Args:
+        lm_dir: base causal LM (transformers checkpoint dir).
+        examples: training sentences; each gives the forms of ``training_inputs``.
+        labels: the label set (every example's intent must be in it).
+        out_dir: the adapter directory to write.
+        prompt: prompt format (``shots`` is ignored: the LoRA model gets none).
+        serialize: N-best/WCN serialization of the noised copies.
+        config: adapter and schedule.
+        extra: more (serialized input, intent) pairs, e.g. real decode outputs.
+
+    Returns:
+        ``{"examples", "steps", "train_seconds", "final_loss", "trainable_params"}``.
+    """
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from speechlm.runtime.loading import check_model_dir, context_length
+
+    lm_dir = check_model_dir(lm_dir)
+    pairs = training_inputs(examples, serialize, config) + list(extra)
+    unknown = sorted({lab for _, lab in pairs} - set(labels))
+    if unknown:
+        raise ValueError(f"training intents not in the label set: {unknown[:5]}")
+    old_threads = torch.get_num_threads()
+    if config.threads is not None:
+        torch.set_num_threads(config.threads)
+    try:
+        started = time.monotonic()
+        tokenizer = AutoTokenizer.from_pretrained(lm_dir, local_files_only=True)
+        torch.manual_seed(config.seed)
+        base = AutoModelForCausalLM.from_pretrained(lm_dir, local_files_only=True,
+                                                    dtype=torch.float32)
+        items = _encode(pairs, tokenizer, context_length(base.config), prompt, labels)
+        lora = LoraConfig(r=config.rank, lora_alpha=config.alpha, lora_dropout=config.dropout,
+                          target_modules=list(config.target_modules), task_type="CAUSAL_LM")
+        model = get_peft_model(base, lora)
+        trainable = [p for p in model.parameters() if p.requires_grad]
+        optimizer = torch.optim.AdamW(trainable, lr=config.lr, weight_decay=0.0)
+        steps_per_epoch = math.ceil(len(items) / config.batch_size)
+        total = steps_per_epoch * config.epochs
+        warmup = max(1, total // 20)
+        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        rng = random.Random(config.seed)
+        model.train()
+        bar = tqdm(total=total, disable=not progress, unit="step", desc="lora")
+        step, recent = 0, []
+        for _ in range(config.epochs):
+            order = list(range(len(items)))
+            rng.shuffle(order)
+            for b in range(0, len(order), config.batch_size):
+                lr = config.lr * min(1.0, (step + 1) / warmup)
+                lr *= 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * step / total))
+                for g in optimizer.param_groups:
+                    g["lr"] = lr
+                loss = _loss(model, *_batch([items[i] for i in order[b:b + config.batch_size]],
+                                            pad))
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(trainable, 1.0)
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+                step += 1
+                recent = [*recent[-(steps_per_epoch - 1):], loss.item()]
+                bar.update(1)
+                bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
+        bar.close()
+        model.save_pretrained(out_dir)
+        seconds = time.monotonic() - started
+    finally:
+        torch.set_num_threads(old_threads)
+    return {"examples": len(items), "steps": step, "train_seconds": round(seconds, 1),
+            "final_loss": sum(recent) / max(len(recent), 1),
+            "trainable_params": sum(p.numel() for p in trainable)}
+
+
+def load_lora_llm(lm_dir: str | Path, adapter_dir: str | Path, **llm_kwargs: Any):
+    """The runtime ``LLM`` of ``lm_dir`` with the adapter merged into its weights."""
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from speechlm.runtime import LLM
+    from speechlm.runtime.loading import check_model_dir
+
+    lm_dir = check_model_dir(lm_dir)
+    adapter_dir = Path(adapter_dir)
+    if not (adapter_dir / "adapter_config.json").is_file():
+        raise FileNotFoundError(f"{adapter_dir}/adapter_config.json does not exist")
+    tokenizer = AutoTokenizer.from_pretrained(lm_dir, local_files_only=True)
+    base = AutoModelForCausalLM.from_pretrained(lm_dir, local_files_only=True,
+                                                dtype=torch.float32, attn_implementation="sdpa")
+    model = PeftModel.from_pretrained(base, adapter_dir).merge_and_unload()
+    return LLM(model, tokenizer, **llm_kwargs)
