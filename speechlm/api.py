@@ -361,6 +361,10 @@ def load_asr(model: str | os.PathLike = POCKETSPHINX, graph: str | os.PathLike |
         am_scale = ps.posterior_am_scale
 
         def decode_ps(samples, utt):
+            # PocketSphinx's live CMN carries its cepstral mean from one utterance into the
+            # next, so a result would depend on what was decoded before (another user's
+            # request, in a server): every utterance starts from the configured mean.
+            ps.decoder.reinit_feat()
             hyps, lattice = ps(samples, ps.sample_rate, utt=utt)
             return _consistent_first_score(hyps, lattice, am_scale), lattice
 

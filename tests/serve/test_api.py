@@ -143,6 +143,15 @@ def test_transcript_of_a_file(ps_asr, cards):
     assert (r.sample_rate, r.channels, r.model) == (16000, 1, "pocketsphinx")
 
 
+def test_a_result_does_not_depend_on_earlier_calls(ps_asr, cards):
+    first = ps_asr(cards / "001.wav")
+    ps_asr(cards / "005.wav")
+    ps_asr(cards / "002.wav")
+    again = ps_asr(cards / "001.wav")
+    assert again.to_json(lattice=True) == {**first.to_json(lattice=True),
+                                           "decode_seconds": again.to_json()["decode_seconds"]}
+
+
 def test_json_forms_are_what_speechlm_decode_writes(ps_asr, cards, tmp_path):
     from speechlm.bin.decode_outputs import JobWriter
 
