@@ -41,9 +41,11 @@ if [ "${quick}" = true ]; then
   sizes="--dev_size 40 --test_size 60 --snips_eval_size 20 --asr_train_lines 300"
   lm_opts="--epochs 1 --steps 150 --layers 2 --hidden 128"; asr_config=conf/train_asr_quick.yaml
   llm_scales="0 0.2 0.5"; length_bonuses="0 1"
+  # an undertrained model has flat posteriors: narrow beams keep its lattices small
+  lattice_opts="--search-beam 10 --lattice-beam 4"
 else
   sizes="--dev_size 300 --test_size 400 --snips_eval_size 150 --asr_train_lines 3000"
-  lm_opts=""; asr_config=conf/train_asr.yaml
+  lm_opts=""; asr_config=conf/train_asr.yaml; lattice_opts=""
 fi
 asr_exp=exp/asr_$(basename "${asr_config}" .yaml)
 eval_sets="dev test"
@@ -101,7 +103,7 @@ if [ ${stage} -le 4 ] && [ ${stop_stage} -ge 4 ] && [ "${use_espnet}" = true ]; 
     --plain-text --arpa data/lang/lm.arpa --out "${asr_exp}/graph"
   for s in ${eval_sets}; do
     python -m speechlm.bin.decode --model-dir "${asr_exp}/model" --graph "${asr_exp}/graph" \
-      --lattice --config conf/decode_lattice.yaml --data-dir "data/${s}" \
+      --lattice --config conf/decode_lattice.yaml ${lattice_opts} --data-dir "data/${s}" \
       --out "${asr_exp}/decode_${s}" --nj "${nj}"
   done
 fi
