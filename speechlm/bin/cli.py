@@ -37,6 +37,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
                "run JOB=1:N copies of a command locally or on Slurm (Kaldi run.pl style)"),
     "lm": ("speechlm.bin.lm",
            "train the embedded default LM (small Llama + BPE) from a text file"),
+    "slu": ("speechlm.bin.slu",
+            "intent classification (LoRA or in-context) from text, 1-best, N-best, WCN, oracle"),
     "serve": ("speechlm.bin.serve",
               "HTTP API (/v1/transcribe, /v1/rescore) and Gradio demo on 127.0.0.1"),
 }

@@ -1,0 +1,274 @@
+"""Intent classification (SLU) through the LLM runtime from text, 1-best, N-best, WCN or oracle.
+
+    speechlm slu train --llm exp/lm --train-jsonl train.jsonl [--dev-jsonl dev.jsonl] \
+        --out exp/slu_lora --mode lora [--epochs 6] [--wcn-noise 0.3]
+    speechlm slu train --llm exp/lm --train-jsonl train.jsonl --out exp/slu_icl \
+        --mode icl [--shots 4] [--shot-selection similar]
+    speechlm slu train --llm-url http://127.0.0.1:8000/v1 [--llm-model NAME] \
+        --train-jsonl train.jsonl --out exp/slu_icl_remote --mode icl
+    speechlm slu predict --model-dir exp/slu_lora --input wcn --decode-dir exp/asr/decode_dev \
+        --data-dir data/dev --out exp/slu_lora/dev_wcn [--wcn-threshold 0.2]
+
+Both modes classify by rank classification: every label (``alarm_set`` read as
+``alarm set``) is scored by the LM as the continuation of the prompt, and the best wins
+(``speechlm.llm.slu``). ``lora`` fine-tunes a LoRA adapter on the local LM (the embedded
+default LM from ``speechlm lm train``, or any causal LM dir) to write the label after the
+serialized input; it trains on the reference text in each input's form (text, a noised
+WCN, a noised N-best), plus real decode outputs with ``--train-decode-dir`` and
+``--train-data-dir``. ``icl`` stores a few-shot pool (the training jsonl) and prompts the
+LM (a local dir, or an OpenAI-compatible server through ``RemoteLLM``) with the
+``--shots`` most similar examples.
+
+Inputs of predict: ``text`` = DATA_DIR/text (the reference), ``onebest`` = DECODE_DIR/text,
+``nbest`` = DECODE_DIR/nbest.jsonl, ``wcn`` = DECODE_DIR/cn.jsonl, ``oracle`` =
+DECODE_DIR/oracle.jsonl (``oracle_text``). Serialization options given to predict
+override those saved in the SLU dir (sweep WCN thresholds without retraining).
+
+Outputs: SLU_DIR/{slu.json, examples.jsonl | adapter/, train_report.json};
+OUT/utt2intent (``utt intent``, LC_ALL=C sorted), and when DATA_DIR/utt2intent exists,
+the accuracy printed and written to OUT/accuracy.json.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+
+from speechlm.bin import command_main
+
+_SERIALIZE = [  # (flag, field, type, help); defaults come from SerializeConfig
+    ("--nbest-k", "nbest_k", int, "N-best hypotheses shown"),
+    ("--nbest-separator", "nbest_separator", str, "joins N-best hypotheses"),
+    ("--wcn-threshold", "wcn_threshold", float, "drop WCN entries below this posterior"),
+    ("--wcn-max-alternatives", "wcn_max_alternatives", int, "at most this many entries a bin"),
+    ("--wcn-separator", "wcn_separator", str, "joins the entries of a WCN bin"),
+    ("--wcn-digits", "wcn_digits", int, "decimals of a shown posterior"),
+]
+_PROMPT = [
+    ("--instruction", "instruction", str, "text before the examples ('' for none)"),
+    ("--arrow", "arrow", str, "written between an input and its label"),
+    ("--shot-separator", "shot_separator", str, "between examples and before the query"),
+    ("--shots", "shots", int, "few-shot examples per query (icl)"),
+    ("--shot-selection", "shot_selection", str, "similar | random | first"),
+]
+_LORA = [
+    ("--rank", "rank", int, "LoRA rank"),
+    ("--alpha", "alpha", float, "LoRA alpha"),
+    ("--epochs", "epochs", int, "passes over the training examples"),
+    ("--lr", "lr", float, "peak learning rate"),
+    ("--batch-size", "batch_size", int, "examples per step"),
+    ("--wcn-noise", "wcn_noise", float, "share of words confused in the noised WCN copy"),
+    ("--nbest-noise", "nbest_noise", float, "per-word error rate of the noised N-best copy"),
+    ("--seed", "seed", int, "seed of adapter init, noise and batch order"),
+    ("--threads", "threads", int, "torch CPU threads while training"),
+]
+
+
+def _add(parser, options, defaults, prefix=""):
+    for flag, name, type_, help_text in options:
+        parser.add_argument(flag, dest=prefix + name, type=type_, default=None,
+                            help=f"{help_text} (default: {getattr(defaults, name)!r})")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from speechlm.llm.lora import LoRAConfig
+    from speechlm.llm.serialize import INPUT_KINDS, SerializeConfig
+    from speechlm.llm.slu import MODES, PromptConfig
+
+    sub = parser.add_subparsers(dest="action", metavar="<action>", required=True)
+    fmt = argparse.RawDescriptionHelpFormatter
+    train = sub.add_parser("train", help="make an SLU dir (lora adapter or icl prompt)",
+                           description=__doc__, formatter_class=fmt)
+    lm = train.add_mutually_exclusive_group(required=True)
+    lm.add_argument("--llm", help="local causal LM dir (e.g. from 'speechlm lm train')")
+    lm.add_argument("--llm-url", help="OpenAI-compatible server, http://host:port/v1 (icl)")
+    train.add_argument("--llm-model", help="model name on the server (default: its only one)")
+    train.add_argument("--train-jsonl", required=True, help='lines {"id", "text", "intent"}')
+    train.add_argument("--dev-jsonl", help="dev set: accuracy on its text after training")
+    train.add_argument("--out", required=True, help="the SLU dir to write")
+    train.add_argument("--mode", required=True, choices=MODES)
+    train.add_argument("--train-decode-dir", help="lora: also train on these decode outputs")
+    train.add_argument("--train-data-dir", help="lora: utt2intent of --train-decode-dir")
+    train.add_argument("--no-wcn-posteriors", dest="s_wcn_show_posteriors", action="store_false",
+                       default=None, help="WCN alternatives without posteriors")
+    train.add_argument("--no-verbalize", dest="p_verbalize", action="store_false", default=None,
+                       help="score labels as written (alarm_set), not as words (alarm set)")
+    train.add_argument("--length-norm", dest="p_length_norm", action="store_true", default=None,
+                       help="rank labels by mean log-prob per token")
+    train.add_argument("--append-eos", dest="p_append_eos", action=argparse.BooleanOptionalAction,
+                       default=None, help="score EOS after the label (default: lora yes, icl no)")
+    train.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    train.add_argument("--no-progress", action="store_true", help="no progress bars")
+    _add(train, _SERIALIZE, SerializeConfig(), "s_")
+    _add(train, _PROMPT, PromptConfig(), "p_")
+    _add(train, _LORA, LoRAConfig(), "l_")
+
+    pred = sub.add_parser("predict", help="classify the utterances of a decode or data dir",
+                          description=__doc__, formatter_class=fmt)
+    pred.add_argument("--model-dir", required=True, help="SLU dir from 'speechlm slu train'")
+    pred.add_argument("--input", required=True, choices=INPUT_KINDS)
+    pred.add_argument("--decode-dir", help="from 'speechlm decode --lattice' (not for text)")
+    pred.add_argument("--data-dir", help="reference text and utt2intent (accuracy)")
+    pred.add_argument("--out", required=True, help="writes OUT/utt2intent, OUT/accuracy.json")
+    pred.add_argument("--no-wcn-posteriors", dest="s_wcn_show_posteriors", action="store_false",
+                      default=None, help="WCN alternatives without posteriors")
+    pred.add_argument("--threads", type=int, default=None,
+                      help="torch CPU threads (default: torch's choice)")
+    pred.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _add(pred, _SERIALIZE, SerializeConfig(), "s_")
+
+
+def _given(args: argparse.Namespace, prefix: str) -> dict:
+    return {k[len(prefix):]: v for k, v in vars(args).items()
+            if k.startswith(prefix) and v is not None}
+
+
+def _dev_accuracy(clf, dev_jsonl: str, progress: bool) -> dict:
+    from speechlm.llm.icl import read_examples
+    from speechlm.llm.slu import accuracy
+
+    dev = read_examples(dev_jsonl)
+    ids = [f"{i:06d}" for i in range(len(dev))]  # jsonl ids may repeat across sets
+    started = time.monotonic()
+    hyp = clf.predict({u: e.text for u, e in zip(ids, dev, strict=True)}, progress=progress)
+    acc = accuracy(hyp, {u: e.intent for u, e in zip(ids, dev, strict=True)})
+    unseen = sorted({e.intent for e in dev} - set(clf.labels))
+    return {**acc, "input": "text", "file": dev_jsonl, "seconds": round(time.monotonic() -
+            started, 1), "intents_not_in_train": unseen}
+
+
+def _decode_pairs(decode_dir: str, data_dir: str, serialize) -> list[tuple[str, str]]:
+    from speechlm.llm.serialize import load_inputs, read_utt2intent
+
+    ref = read_utt2intent(Path(data_dir) / "utt2intent")
+    pairs = []
+    for kind in ("onebest", "nbest", "wcn"):
+        try:
+            inputs = load_inputs(kind, serialize, decode_dir=decode_dir)
+        except FileNotFoundError as e:
+            print(f"speechlm slu train: skipping {kind} of {decode_dir}: {e}", file=sys.stderr)
+            continue
+        pairs += [(inputs[u], ref[u]) for u in inputs if u in ref]
+    if not pairs:
+        raise ValueError(f"{decode_dir}: no decode output matches {data_dir}/utt2intent")
+    return pairs
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from speechlm.llm.icl import ExamplePool, read_examples, write_examples
+    from speechlm.llm.lora import LoRAConfig, train_lora
+    from speechlm.llm.serialize import SerializeConfig
+    from speechlm.llm.slu import (
+        ADAPTER,
+        EXAMPLES,
+        REPORT,
+        SLU_JSON,
+        PromptConfig,
+        SLUConfig,
+        labels_of,
+        load_classifier,
+    )
+
+    out = Path(args.out)
+    if out.exists() and any(out.iterdir()):
+        if not args.overwrite:
+            raise ValueError(f"{out} exists and is not empty; pass --overwrite to replace it")
+        if not (out / SLU_JSON).is_file():
+            raise ValueError(f"{out} is not an SLU dir (no {SLU_JSON}); refusing to delete it")
+        shutil.rmtree(out)
+    if args.mode == "lora" and args.llm is None:
+        raise ValueError("--mode lora fine-tunes a local LM: give --llm DIR, not --llm-url")
+    if (args.train_decode_dir is None) != (args.train_data_dir is None):
+        raise ValueError("--train-decode-dir and --train-data-dir go together")
+    examples = read_examples(args.train_jsonl)
+    serialize = SerializeConfig(**_given(args, "s_"))
+    prompt_kw = {"shots": 0, "append_eos": True} if args.mode == "lora" else {}
+    prompt = PromptConfig(**{**prompt_kw, **_given(args, "p_")})
+    if args.mode == "lora" and prompt.shots:
+        raise ValueError("--shots: the LoRA model is prompted without examples (use 0)")
+    lora = LoRAConfig(**_given(args, "l_"))
+    llm_path = str(Path(args.llm).resolve()) if args.llm else None
+    config = SLUConfig(mode=args.mode, labels=labels_of(examples), serialize=serialize,
+                       prompt=prompt, llm_path=llm_path, llm_url=args.llm_url,
+                       llm_model=args.llm_model,
+                       train={"train_jsonl": str(Path(args.train_jsonl).resolve()),
+                              "examples": len(examples), "command": " ".join(sys.argv),
+                              **({"lora": dataclasses.asdict(lora)} if args.mode == "lora"
+                                 else {})})
+    progress = not args.no_progress
+    out.mkdir(parents=True, exist_ok=True)
+    report: dict = {"mode": args.mode, "labels": len(config.labels)}
+    if args.mode == "lora":
+        extra = []
+        if args.train_decode_dir:
+            extra = _decode_pairs(args.train_decode_dir, args.train_data_dir, serialize)
+            config.train["decode_dir"] = str(Path(args.train_decode_dir).resolve())
+        report["train"] = train_lora(llm_path, examples, config.labels, out / ADAPTER,
+                                     prompt=prompt, serialize=serialize, config=lora,
+                                     extra=extra, progress=progress)
+        print(f"trained LoRA adapter on {report['train']['examples']} examples in "
+              f"{report['train']['train_seconds']:.0f} s; {out / ADAPTER}")
+    else:
+        ExamplePool(examples)  # refuses an empty pool before anything is written
+        write_examples(examples, out / EXAMPLES)
+    config.save(out)
+    if args.dev_jsonl:
+        clf, _ = load_classifier(out)
+        report["dev"] = _dev_accuracy(clf, args.dev_jsonl, progress)
+        d = report["dev"]
+        print(f"dev accuracy (text) {d['accuracy']:.4f} ({d['correct']}/{d['total']}) "
+              f"in {d['seconds']:.0f} s")
+    (out / REPORT).write_text(json.dumps(report, indent=2) + "\n")
+    return 0
+
+
+def run_predict(args: argparse.Namespace) -> int:
+    from speechlm.data.kaldi_dir import c_sorted
+    from speechlm.llm.serialize import load_inputs, read_utt2intent
+    from speechlm.llm.slu import SLUConfig, accuracy, load_classifier
+
+    config = SLUConfig.load(args.model_dir)  # fail on a bad dir before loading any model
+    if args.threads is not None:
+        if args.threads < 1:
+            raise ValueError(f"--threads must be >= 1, got {args.threads}")
+        import torch
+
+        torch.set_num_threads(args.threads)
+    serialize = dataclasses.replace(config.serialize, **_given(args, "s_"))
+    inputs = load_inputs(args.input, serialize, decode_dir=args.decode_dir,
+                         data_dir=args.data_dir)
+    if not inputs:
+        raise ValueError(f"no utterances in the {args.input} input")
+    clf, _ = load_classifier(args.model_dir)
+    hyp = clf.predict(inputs, progress=not args.no_progress)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / "utt2intent", "w", encoding="utf-8") as f:
+        for utt in c_sorted(hyp):
+            f.write(f"{utt} {hyp[utt]}\n")
+    ref_path = Path(args.data_dir) / "utt2intent" if args.data_dir else None
+    if ref_path is not None and ref_path.is_file():
+        acc = accuracy(hyp, read_utt2intent(ref_path))
+        acc.update(input=args.input, model_dir=str(args.model_dir), mode=config.mode,
+                   serialize=dataclasses.asdict(serialize))
+        (out / "accuracy.json").write_text(json.dumps(acc, indent=2) + "\n")
+        missing = f", {acc['missing']} without a hypothesis" if acc["missing"] else ""
+        print(f"intent accuracy ({args.input}) {acc['accuracy']:.4f} "
+              f"({acc['correct']}/{acc['total']}{missing})")
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    return run_train(args) if args.action == "train" else run_predict(args)
+
+
+def main(argv: list[str] | None = None) -> int:
+    return command_main("speechlm slu", __doc__, add_arguments, run, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

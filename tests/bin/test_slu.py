@@ -1,0 +1,148 @@
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from speechlm.bin.cli import COMMANDS, main
+
+# The SLU builders live beside the library tests (tests/llm/slu_testdata.py).
+_spec = importlib.util.spec_from_file_location(
+    "slu_testdata", Path(__file__).parents[1] / "llm" / "slu_testdata.py")
+slu_testdata = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(slu_testdata)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    root = tmp_path_factory.mktemp("slu_cli")
+    data = slu_testdata.make_slu_data(root)
+    lm = slu_testdata.train_tiny_lm(data["lm_text"], root / "lm")
+    dec, data_dir = slu_testdata.write_decode_dir(root / "test", data["dev_rows"])
+    return {**data, "lm": lm, "decode": dec, "data_dir": data_dir, "root": root}
+
+
+def _predict(setup, slu_dir, kind, out, *extra):
+    return main(["slu", "predict", "--model-dir", str(slu_dir), "--input", kind,
+                 "--decode-dir", str(setup["decode"]), "--data-dir", str(setup["data_dir"]),
+                 "--out", str(out), "--no-progress", *extra])
+
+
+def test_slu_is_a_registered_command():
+    assert COMMANDS["slu"][0] == "speechlm.bin.slu"
+
+
+def test_icl_train_and_predict_all_five_inputs(setup, tmp_path, capsys):
+    slu = tmp_path / "icl"
+    assert main(["slu", "train", "--llm", str(setup["lm"]), "--train-jsonl",
+                 str(setup["train"]), "--out", str(slu), "--mode", "icl", "--shots", "2",
+                 "--wcn-threshold", "0.3", "--no-progress"]) == 0
+    cfg = json.loads((slu / "slu.json").read_text())
+    assert cfg["mode"] == "icl" and cfg["prompt"]["shots"] == 2
+    assert cfg["serialize"]["wcn_threshold"] == 0.3 and len(cfg["labels"]) == 5
+    assert cfg["llm_path"] == str(Path(setup["lm"]).resolve())
+    assert len((slu / "examples.jsonl").read_text().splitlines()) == 150
+    utts = sorted(r["id"] for r in setup["dev_rows"])
+    for kind in ("text", "onebest", "nbest", "wcn", "oracle"):
+        out = tmp_path / f"pred_{kind}"
+        assert _predict(setup, slu, kind, out) == 0
+        assert f"intent accuracy ({kind})" in capsys.readouterr().out
+        lines = (out / "utt2intent").read_text().splitlines()
+        assert [x.split()[0] for x in lines] == utts
+        assert all(x.split()[1] in cfg["labels"] for x in lines)
+        acc = json.loads((out / "accuracy.json").read_text())
+        assert acc["input"] == kind and acc["total"] == 40 and acc["missing"] == 0
+    # serialization options of predict override the saved ones
+    assert _predict(setup, slu, "wcn", tmp_path / "w", "--wcn-threshold", "0.5") == 0
+    saved = json.loads((tmp_path / "w" / "accuracy.json").read_text())["serialize"]
+    assert saved["wcn_threshold"] == 0.5
+
+
+def test_lora_train_reports_dev_accuracy_and_predicts(setup, tmp_path, capsys):
+    slu = tmp_path / "lora"
+    assert main(["slu", "train", "--llm", str(setup["lm"]), "--train-jsonl",
+                 str(setup["train"]), "--dev-jsonl", str(setup["dev"]), "--out", str(slu),
+                 "--mode", "lora", "--epochs", "2", "--rank", "4", "--lr", "0.01",
+                 "--train-decode-dir", str(setup["decode"]), "--train-data-dir",
+                 str(setup["data_dir"]), "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    assert "trained LoRA adapter" in printed and "dev accuracy (text)" in printed
+    report = json.loads((slu / "train_report.json").read_text())
+    # 150 sentences x (text, WCN, N-best) + 40 utterances x (1-best, N-best, WCN) decoded
+    assert report["train"]["examples"] == 450 + 120
+    assert report["dev"]["total"] == 40 and 0 <= report["dev"]["accuracy"] <= 1
+    cfg = json.loads((slu / "slu.json").read_text())
+    assert cfg["prompt"]["append_eos"] is True and cfg["train"]["lora"]["rank"] == 4
+    assert (slu / "adapter" / "adapter_config.json").is_file()
+    assert _predict(setup, slu, "wcn", tmp_path / "p") == 0
+    assert (tmp_path / "p" / "utt2intent").is_file()
+
+
+def test_bad_input_is_one_clear_line(setup, tmp_path, capsys):
+    assert _predict(setup, tmp_path / "missing", "text", tmp_path / "o") == 1
+    assert "not an SLU dir" in capsys.readouterr().err
+    args = ["slu", "train", "--train-jsonl", str(setup["train"]), "--out", str(tmp_path / "s")]
+    assert main([*args, "--llm-url", "http://127.0.0.1:9/v1", "--mode", "lora"]) == 1
+    assert "--mode lora fine-tunes a local LM" in capsys.readouterr().err
+    assert main([*args, "--llm", str(setup["lm"]), "--mode", "icl", "--shot-selection",
+                 "best"]) == 1
+    assert "shot_selection must be one of" in capsys.readouterr().err
+    (tmp_path / "taken").mkdir()
+    (tmp_path / "taken" / "x").write_text("x")
+    assert main(["slu", "train", "--llm", str(setup["lm"]), "--train-jsonl",
+                 str(setup["train"]), "--out", str(tmp_path / "taken"), "--mode", "icl"]) == 1
+    assert "not empty" in capsys.readouterr().err
+    assert main(["slu", "train", "--llm", str(setup["lm"]), "--train-jsonl",
+                 str(setup["train"]), "--out", str(tmp_path / "taken"), "--mode", "icl",
+                 "--overwrite"]) == 1
+    assert "not an SLU dir" in capsys.readouterr().err and (tmp_path / "taken" / "x").exists()
+    slu = tmp_path / "ok"
+    assert main(["slu", "train", "--llm", str(setup["lm"]), "--train-jsonl",
+                 str(setup["train"]), "--out", str(slu), "--mode", "icl"]) == 0
+    # a decode input without a decode dir
+    assert main(["slu", "predict", "--model-dir", str(slu), "--input", "wcn",
+                 "--data-dir", str(setup["data_dir"]), "--out", str(tmp_path / "o")]) == 1
+    assert "needs a decode dir" in capsys.readouterr().err
+
+
+def test_icl_through_a_remote_server(setup, tmp_path, capsys, monkeypatch):
+    """``--llm-url``: slu.json keeps the URL and predict scores through ``RemoteLLM``."""
+    from speechlm.runtime import remote as remote_mod
+    from speechlm.runtime.base import ScoreResult
+
+    calls = []
+
+    class FakeRemote:  # stands in for the HTTP client: records how it is built and called
+        def __init__(self, base_url, model=None):
+            calls.append((base_url, model))
+
+        def score(self, texts, prefix=None, *, per_token=False, append_eos=False,
+                  batch_size=16):
+            calls.append(("score", len(texts), prefix.count("=>")))
+            # a label word that occurs in the prompt scores 0, others -5
+            vals = [[0.0 if w in prefix.split() else -5.0 for w in t.split()] for t in texts]
+            return [ScoreResult(total=sum(v), tokens=t.split(), token_logprobs=v)
+                    for t, v in zip(texts, vals, strict=True)]
+
+    monkeypatch.setattr(remote_mod, "RemoteLLM", FakeRemote)
+    slu = tmp_path / "remote"
+    assert main(["slu", "train", "--llm-url", "http://127.0.0.1:9/v1", "--llm-model", "m",
+                 "--train-jsonl", str(setup["train"]), "--out", str(slu), "--mode", "icl",
+                 "--dev-jsonl", str(setup["dev"]), "--no-progress"]) == 0
+    cfg = json.loads((slu / "slu.json").read_text())
+    assert cfg["llm_url"] == "http://127.0.0.1:9/v1" and cfg["llm_path"] is None
+    # no tokenizer, no fitting: every query gets its 4 shots (+ its own arrow), 5 labels
+    assert calls[0] == ("http://127.0.0.1:9/v1", "m")
+    assert calls[1:] == [("score", 5, 5)] * 40
+    assert "dev accuracy (text)" in capsys.readouterr().out
+    # the nearest shots' labels sit in the prompt: most of the synthetic dev set is right
+    assert json.loads((slu / "train_report.json").read_text())["dev"]["accuracy"] > 0.6
