@@ -193,7 +193,7 @@ def plot(rows, out: Path) -> None:
         sub = [r for r in rows if r["batch"] == b]
         ctx = sorted({r["context"] for r in sub})
         dense = [next(r["dense_ms"] for r in sub if r["context"] == c) for c in ctx]
-        axes[0].plot(ctx, dense, "k-o", label=f"dense SDPA B={b}" if b == 1 else None,
+        axes[0].plot(ctx, dense, "k-o", label=f"dense SDPA B={b}",
                      alpha=1 if b == 1 else 0.5)  # fmt: skip
         for m in dict.fromkeys(r["method"].split("_k")[0] for r in sub):  # quest_k<K> -> quest
             ms = [next(r["total_ms"] for r in sub

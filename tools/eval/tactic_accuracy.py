@@ -149,7 +149,8 @@ def plot_budgets(records: list[dict], out: Path, title: str) -> None:
     frac /= n.clamp(min=1)
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     im = axes[0].imshow(frac.numpy(), aspect="auto", cmap="viridis", vmin=0, vmax=1)
-    axes[0].set(xlabel="query head", ylabel="layer", title="mean budget / context")
+    axes[0].set(xlabel="query head", ylabel="layer", title="mean budget / context",
+                xticks=range(heads), yticks=range(layers))  # fmt: skip
     fig.colorbar(im, ax=axes[0])
     for layer in range(layers):
         vals = torch.cat([(r["budget"] / r["context"]).flatten().float()
