@@ -164,7 +164,7 @@ def create_app(state: ServeState, *, demo: Any = None, api: bool = True) -> Fast
         path = request.url.path
         size = request.headers.get("content-length")
         cap = limit if path == "/v1/transcribe" else MAX_JSON_BYTES
-        if path.startswith("/v1/") and request.method == "POST":
+        if api and path in ("/v1/transcribe", "/v1/rescore") and request.method == "POST":
             if size is None:  # a chunked body could be any size: refuse before reading
                 response = _error(411, "length_required", "send a Content-Length header")
                 state.metrics.observe(path, 411, time.perf_counter() - start)
@@ -228,7 +228,10 @@ def create_app(state: ServeState, *, demo: Any = None, api: bool = True) -> Fast
         async def root():
             return RedirectResponse("/demo/")
 
-        app = gr.mount_gradio_app(app, demo, path="/demo")
+        # the demo's uploads get the API's size limit; no Node SSR server, no MCP endpoint
+        app = gr.mount_gradio_app(app, demo, path="/demo",
+                                  max_file_size=state.config.max_upload_bytes,
+                                  ssr_mode=False, mcp_server=False, show_error=False)
     return app
 
 
