@@ -1,6 +1,7 @@
 """The HTTP API: endpoints in-process (TestClient), then a real server on a loopback port."""
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import re
@@ -226,6 +227,13 @@ def test_speechlm_serve_on_a_loopback_port(cards):
             assert json.load(r)["text"] == "seven of clubs"
         with urllib.request.urlopen(url + "/openapi.json", timeout=10) as r:
             assert "/v1/transcribe" in json.load(r)["paths"]
+        # a chunked body (no Content-Length) could be any size: refused before it is read
+        conn = http.client.HTTPConnection(*url[len("http://"):].split(":"), timeout=10)
+        conn.request("POST", "/v1/transcribe", body=iter([body]), encode_chunked=True,
+                     headers={"Content-Type": ctype, "Transfer-Encoding": "chunked"})
+        resp = conn.getresponse()
+        assert resp.status == 411 and json.load(resp)["error"]["code"] == "length_required"
+        conn.close()
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=30)
