@@ -28,7 +28,7 @@ mass those tokens carry (against dense softmax) and the relative output error
 from __future__ import annotations
 
 import weakref
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
@@ -255,6 +255,3 @@ class TacticBackend(IndexedDecodeBackend):
             min_head=c.min_head, sample_at=c.sample_at, sample_width=c.sample_width,
             impl=c.impl,
         )  # fmt: skip
-
-    def conf(self) -> dict[str, Any]:
-        return asdict(self.config)
