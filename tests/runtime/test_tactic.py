@@ -142,3 +142,12 @@ def test_conf_errors_and_refusals():
     reasons = TacticBackend().validate(tiny_config("mistral"))
     assert any("sliding-window" in r for r in reasons)
     assert TacticBackend().validate(tiny_config("llama")) == []
+
+
+def test_scoring_stays_dense():
+    """Multi-token steps (prompt, scored continuations after a cached prefix) are dense."""
+    ref = tiny_llm("llama").score(["one two three", "the water is"], prefix="count :")
+    llm = tiny_llm("llama", attention="tactic", attention_conf=dict(p=0.5, **SMALL))
+    got = llm.score(["one two three", "the water is"], prefix="count :")
+    assert got == pytest.approx(ref, abs=LOGPROB_ATOL)
+    assert llm.engine.attention.index_builds == 0
