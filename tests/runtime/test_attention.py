@@ -111,7 +111,7 @@ def test_validate_reasons_refuse_install():
 
 def test_registry_is_lazy_and_names_choices():
     assert ATTENTION_BACKENDS.path("sdpa") == "speechlm.runtime.attention.sdpa:SdpaBackend"
-    with pytest.raises(ValueError, match="registered: eager, sdpa"):
-        build_attention("quest")
+    with pytest.raises(ValueError, match="registered: eager, quest, sdpa, tactic"):
+        build_attention("no_such_backend")
     with pytest.raises(ValueError, match="already registered"):
         ATTENTION_BACKENDS.register("sdpa", "somewhere:Else")
