@@ -15,12 +15,14 @@ There is no authentication: keep the default 127.0.0.1 unless a proxy in front a
 from __future__ import annotations
 
 import argparse
+import atexit
 import os
 import shutil
 import signal
 import socket
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 from speechlm.bin import command_main
@@ -107,6 +109,17 @@ def _listen(host: str, port: int) -> socket.socket:
     return sock
 
 
+def _remove_tree(path: str) -> None:
+    """Remove the temp dir; retried because a Gradio worker thread finishing an upload can
+    still be writing into it while the server stops (rmtree then meets a changing tree)."""
+    for _ in range(5):
+        shutil.rmtree(path, ignore_errors=True)
+        if not os.path.exists(path):
+            return
+        time.sleep(0.2)
+    print(f"speechlm serve: warning: could not remove {path}", file=sys.stderr)
+
+
 def _exit_on_signal(signum, frame):
     raise SystemExit(128 + signum)
 
@@ -116,6 +129,7 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--port must be 0..65535, got {args.port}")
     # Gradio keeps uploads and recordings in its own temp dir: make it ours, remove it on exit.
     tmp = tempfile.mkdtemp(prefix="speechlm-serve-")
+    atexit.register(_remove_tree, tmp)  # again at exit, after threads that were still writing
     os.environ["GRADIO_TEMP_DIR"] = tmp
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     try:
@@ -144,7 +158,7 @@ def run(args: argparse.Namespace) -> int:
         server.run(sockets=[sock])
         state.close()
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        _remove_tree(tmp)
     return 0
 
 

@@ -58,9 +58,11 @@ def server(cards, tmp_path_factory):
     if url is None:
         proc.kill()
         raise AssertionError("server did not start:\n" + "".join(seen[-30:]))
+    tmp = Path(line.rsplit("temp dir ", 1)[1].strip())
     yield url
     proc.send_signal(signal.SIGTERM)
     proc.wait(timeout=30)
+    assert not tmp.exists(), f"the server left its temp dir (uploads) behind: {tmp}"
 
 
 def test_upload_transcribe_and_see_the_wcn(server, cards):
