@@ -98,7 +98,10 @@ class PocketSphinxASR:
                            ("jsgf", jsgf)):
             if path is not None and not os.path.exists(path):
                 raise FileNotFoundError(f"pocketsphinx {name}: {path} does not exist")
-        options: dict = {"loglevel": "ERROR"}
+        # Batch CMN: each utterance is normalised by its own mean. The default live CMN
+        # carries its estimate from one utterance to the next, so results would depend on
+        # which utterances came before (job splits, order); we always decode whole ones.
+        options: dict = {"loglevel": "ERROR", "cmn": "batch"}
         if hmm:
             options["hmm"] = hmm
         if dictionary:
