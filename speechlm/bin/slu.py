@@ -1,4 +1,4 @@
-"""Intent classification (SLU) through the LLM runtime from text, 1-best, N-best, WCN or oracle.
+r"""Intent classification (SLU) through the LLM runtime from text, 1-best, N-best, WCN or oracle.
 
     speechlm slu train --llm exp/lm --train-jsonl train.jsonl [--dev-jsonl dev.jsonl] \
         --out exp/slu_lora --mode lora [--epochs 6] [--wcn-noise 0.3]
@@ -27,6 +27,19 @@ override those saved in the SLU dir (sweep WCN thresholds without retraining).
 Outputs: SLU_DIR/{slu.json, examples.jsonl | adapter/, train_report.json};
 OUT/utt2intent (``utt intent``, LC_ALL=C sorted), and when DATA_DIR/utt2intent exists,
 the accuracy printed and written to OUT/accuracy.json.
+
+Measured (2026-11-27, 2-core CPU shared with other jobs, one torch thread), embedded LM
+(/tmp/lmproto: 1.7M parameters, 64-token context, SLURP text), SLURP split of
+egs/slurp/slu1/local/prepare_slu.py (1,331 training sentences, 68 intents; dev 300, of
+which 3 have intents unseen in training), dev reference text:
+  lora, defaults (r=16, 6 epochs over text + noised WCN + noised N-best = 3,993 inputs,
+    750 steps): 287 s training, 58.0% accuracy; 14 s to classify the 300 sentences.
+    On the same dev text shown as a noised WCN (30% of words confused): 51.0%; as a
+    noised 3-best: 58.7%.
+  lora, text only (--wcn-noise 0 --nbest-noise 0), 10 epochs: 106 s, 55.3%; 2 epochs: 37.3%.
+  icl, embedded LM, 4 similar shots (those that fit the 64 tokens): 0.0%; with
+    --length-norm 1.3% (chance 1.5%): a 3-layer LM trained on single sentences does not
+    learn in context; icl is meant for a real LLM (--llm DIR or --llm-url).
 """
 from __future__ import annotations
 
@@ -71,6 +84,7 @@ _LORA = [
 def _add(parser, options, defaults, prefix=""):
     for flag, name, type_, help_text in options:
         parser.add_argument(flag, dest=prefix + name, type=type_, default=None,
+                            metavar=name.upper(),
                             help=f"{help_text} (default: {getattr(defaults, name)!r})")
 
 
