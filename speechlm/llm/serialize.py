@@ -198,6 +198,16 @@ def _read_jsonl(path: Path, field: str) -> dict[str, dict]:
     return out
 
 
+def _each(rows: dict[str, dict], path: Path, fn) -> dict[str, str]:
+    out = {}
+    for utt, row in rows.items():
+        try:
+            out[utt] = fn(row)
+        except (KeyError, TypeError, ValueError) as e:
+            raise ValueError(f"{path}: utterance {utt!r}: malformed entry ({e!r})") from None
+    return out
+
+
 def read_text_file(path: Path) -> dict[str, str]:
     """A Kaldi ``text`` file (an utterance with no words maps to '')."""
     if not path.is_file():
@@ -246,11 +256,11 @@ def load_inputs(kind: str, config: SerializeConfig, *, decode_dir: str | Path | 
             out = read_text_file(d / "text")
         elif kind == "nbest":
             rows = _read_jsonl(d / "nbest.jsonl", "hyps")
-            out = {u: serialize_nbest([h["text"] for h in r["hyps"]], config)
-                   for u, r in rows.items()}
+            out = _each(rows, d / "nbest.jsonl",
+                        lambda r: serialize_nbest([h["text"] for h in r["hyps"]], config))
         elif kind == "wcn":
             rows = _read_jsonl(d / "cn.jsonl", "bins")
-            out = {u: serialize_wcn(r["bins"], config) for u, r in rows.items()}
+            out = _each(rows, d / "cn.jsonl", lambda r: serialize_wcn(r["bins"], config))
         else:
             rows = _read_jsonl(d / "oracle.jsonl", "oracle_text")
             out = {u: " ".join(r["oracle_text"].split()) for u, r in rows.items()}

@@ -110,6 +110,9 @@ def test_bad_inputs_name_the_file_and_line(tmp_path):
     (tmp_path / "nbest.jsonl").write_text(json.dumps({"utt": "a"}) + "\n")
     with pytest.raises(ValueError, match=r"nbest.jsonl:1: needs 'utt' and 'hyps'"):
         load_inputs("nbest", SerializeConfig(), decode_dir=tmp_path)
+    (tmp_path / "cn.jsonl").write_text(json.dumps({"utt": "b", "bins": [[{"word": "a"}]]}))
+    with pytest.raises(ValueError, match=r"cn.jsonl: utterance 'b': malformed entry"):
+        load_inputs("wcn", SerializeConfig(), decode_dir=tmp_path)
     with pytest.raises(ValueError, match="needs a data dir"):
         load_inputs("text", SerializeConfig(), decode_dir=tmp_path)
     with pytest.raises(ValueError, match="input must be one of"):
