@@ -12,6 +12,7 @@ decode.yaml or --beam) is the baseline; the ratio is printed.
 
 Needs a trained model dir and graph (``egs/fsdd/asr1/run.sh --stop_stage 7``).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -24,8 +25,9 @@ RECIPE = Path(__file__).resolve().parents[2] / "egs" / "fsdd" / "asr1"
 
 
 def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--model-dir", default=str(RECIPE / "exp/asr_train_asr/model"))
     p.add_argument("--graph", default=str(RECIPE / "exp/asr_train_asr/graph"))
     p.add_argument("--data-dir", default=str(RECIPE / "data/dev"))
@@ -35,8 +37,11 @@ def main() -> int:
     args = p.parse_args()
     for path in (args.model_dir, args.graph, args.data_dir):
         if not Path(path).exists():
-            print(f"{path} does not exist: train the recipe first "
-                  f"(cd egs/fsdd/asr1 && ./run.sh --stop_stage 7)", file=sys.stderr)
+            print(
+                f"{path} does not exist: train the recipe first "
+                f"(cd egs/fsdd/asr1 && ./run.sh --stop_stage 7)",
+                file=sys.stderr,
+            )
             return 1
 
     import torch
@@ -54,14 +59,15 @@ def main() -> int:
     config = LatticeDecodeConfig()
     lat_asr = EspnetLatticeASR(asr, graph, config)
     d = read_data_dir(args.data_dir)
-    utts = d.utterances[:args.max_utts]
+    utts = d.utterances[: args.max_utts]
     feats = [(u, asr.features(x)) for u, x in iter_utterance_audio(d, utts, asr.sample_rate)]
     audio_s = sum(len(f) for _, f in feats) * asr.fbank.frame_shift_s
 
     import kaldi_decoder
 
     search_config = kaldi_decoder.LatticeSimpleDecoderConfig(
-        beam=config.beam, lattice_beam=config.lattice_beam)
+        beam=config.beam, lattice_beam=config.lattice_beam
+    )
     t = defaultdict(float)
     arcs = 0
     for utt, f in feats:
@@ -72,8 +78,12 @@ def main() -> int:
         dec.decode(kaldi_decoder.DecodableCtc(logp))
         _, raw = dec.get_raw_lattice()
         t2 = time.perf_counter()
-        lat = Lattice.from_kaldi_text(raw.to_str(), utt=utt, words=dict(enumerate(graph.words)),
-                                      frame_shift=lat_asr.frame_shift)
+        lat = Lattice.from_kaldi_text(
+            raw.to_str(),
+            utt=utt,
+            words=dict(enumerate(graph.words)),
+            frame_shift=lat_asr.frame_shift,
+        )
         t3 = time.perf_counter()
         words = ctc_word_lattice(lat)
         t4 = time.perf_counter()
@@ -84,10 +94,15 @@ def main() -> int:
         ConfusionNetwork.from_lattice(words)
         t7 = time.perf_counter()
         arcs += words.num_arcs
-        for name, a, b in (("encoder + CTC", t0, t1), ("kaldi-decoder search", t1, t2),
-                           ("raw lattice -> Lattice", t2, t3), ("CTC word lattice", t3, t4),
-                           ("N-best (OpenFst)", t4, t5), ("attention rescoring", t5, t6),
-                           ("WCN (lattice MBR)", t6, t7)):
+        for name, a, b in (
+            ("encoder + CTC", t0, t1),
+            ("kaldi-decoder search", t1, t2),
+            ("raw lattice -> Lattice", t2, t3),
+            ("CTC word lattice", t3, t4),
+            ("N-best (OpenFst)", t4, t5),
+            ("attention rescoring", t5, t6),
+            ("WCN (lattice MBR)", t6, t7),
+        ):
             t[name] += b - a
     t0 = time.perf_counter()
     for _, f in feats:
@@ -95,16 +110,20 @@ def main() -> int:
     beam_time = time.perf_counter() - t0
 
     lattice_total = sum(t.values())
-    print(f"{len(feats)} utterances, {audio_s:.1f} s of audio, {args.threads} thread(s), "
-          f"{arcs / len(feats):.1f} word arcs per lattice")
+    print(
+        f"{len(feats)} utterances, {audio_s:.1f} s of audio, {args.threads} thread(s), "
+        f"{arcs / len(feats):.1f} word arcs per lattice"
+    )
     print(f"{'stage':28s} {'seconds':>8s} {'share':>6s} {'RTF':>8s}")
     for name, sec in t.items():
         print(f"{name:28s} {sec:8.3f} {100 * sec / lattice_total:5.1f}% {sec / audio_s:8.4f}")
     total_rtf = lattice_total / audio_s
     print(f"{'lattice path, total':28s} {lattice_total:8.3f} {'':6s} {total_rtf:8.4f}")
     print(f"{'ESPnet beam search':28s} {beam_time:8.3f} {'':6s} {beam_time / audio_s:8.4f}")
-    print(f"ratio: lattice path is {beam_time / lattice_total:.2f}x the speed of beam search "
-          f"(beam {args.beam})")
+    print(
+        f"ratio: lattice path is {beam_time / lattice_total:.2f}x the speed of beam search "
+        f"(beam {args.beam})"
+    )
     return 0
 
 

@@ -38,14 +38,15 @@ done
 [ -n "${slurp}" ] || { log "SLURP text not found: pass --slurp DIR"; exit 1; }
 
 if [ "${quick}" = true ]; then
-  sizes="--dev_size 40 --test_size 60 --snips_eval_size 20 --asr_train_lines 300"
+  sizes="--dev_size 40 --test_size 60 --snips_eval_size 20 --asr_train_lines 300 --snips_train_size 300"
+  slu_opts="--epochs 1"
   lm_opts="--epochs 1 --steps 150 --layers 2 --hidden 128"; asr_config=conf/train_asr_quick.yaml
   llm_scales="0 0.2 0.5"; length_bonuses="0 1"
   # an undertrained model has flat posteriors: narrow beams keep its lattices small
   lattice_opts="--search-beam 10 --lattice-beam 4"
 else
   sizes="--dev_size 300 --test_size 400 --snips_eval_size 150 --asr_train_lines 3000"
-  lm_opts=""; asr_config=conf/train_asr.yaml; lattice_opts=""
+  lm_opts=""; asr_config=conf/train_asr.yaml; lattice_opts=""; slu_opts=""
 fi
 asr_exp=exp/asr_$(basename "${asr_config}" .yaml)
 eval_sets="dev test"
@@ -141,8 +142,11 @@ if [ ${stage} -le 6 ] && [ ${stop_stage} -ge 6 ]; then
         train=data/local/snips_train.jsonl; sets="snips_dev snips_test"
       fi
       slu_dir=exp/slu_${corpus}_${mode}
-      python -m speechlm.bin.slu train --llm exp/llm --train-jsonl "${train}" \
-        --dev-jsonl "data/local/${sets%% *}.jsonl" --out "${slu_dir}" --mode "${mode}"
+      # shellcheck disable=SC2086
+      [ -f "${slu_dir}/.done" ] || python -m speechlm.bin.slu train --llm exp/llm \
+        --train-jsonl "${train}" --dev-jsonl "data/local/${sets%% *}.jsonl" --out "${slu_dir}" \
+        --mode "${mode}" --overwrite $([ "${mode}" = lora ] && echo ${slu_opts})
+      touch "${slu_dir}/.done"
       for sys in ${systems}; do
         for s in ${sets}; do
           for input in ${slu_inputs}; do

@@ -100,6 +100,8 @@ def main() -> int:
     p.add_argument("--test_size", type=int, default=400)
     p.add_argument("--snips_eval_size", type=int, default=150)
     p.add_argument("--asr_train_lines", type=int, default=3000)
+    p.add_argument("--snips_train_size", type=int, default=2000,
+                   help="SNIPS training sentences kept (seeded sample; 0 = all)")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args()
 
@@ -113,8 +115,10 @@ def main() -> int:
     if args.snips is not None:
         snips = split(read_snips(args.snips), args.snips_eval_size, args.snips_eval_size,
                       args.seed)
-        sets.update(snips_train=snips["train"], snips_dev=snips["dev"],
-                    snips_test=snips["test"])
+        train = snips["train"]
+        if args.snips_train_size and len(train) > args.snips_train_size:
+            train = random.Random(args.seed).sample(train, args.snips_train_size)
+        sets.update(snips_train=train, snips_dev=snips["dev"], snips_test=snips["test"])
     held_out = {r["text"] for name, rows in sets.items() if "train" not in name for r in rows}
     removed = {}
     for name in [n for n in sets if "train" in n]:
