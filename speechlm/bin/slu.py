@@ -198,7 +198,6 @@ def run_train(args: argparse.Namespace) -> int:
             raise ValueError(f"{out} exists and is not empty; pass --overwrite to replace it")
         if not (out / SLU_JSON).is_file():
             raise ValueError(f"{out} is not an SLU dir (no {SLU_JSON}); refusing to delete it")
-        shutil.rmtree(out)
     if args.mode == "lora" and args.llm is None:
         raise ValueError("--mode lora fine-tunes a local LM: give --llm DIR, not --llm-url")
     if (args.train_decode_dir is None) != (args.train_data_dir is None):
@@ -211,6 +210,10 @@ def run_train(args: argparse.Namespace) -> int:
         raise ValueError("--shots: the LoRA model is prompted without examples (use 0)")
     lora = LoRAConfig(**_given(args, "l_"))
     llm_path = str(Path(args.llm).resolve()) if args.llm else None
+    if llm_path is not None:
+        from speechlm.runtime.loading import check_model_dir
+
+        check_model_dir(llm_path)  # before an old dir is replaced
     config = SLUConfig(mode=args.mode, labels=labels_of(examples), serialize=serialize,
                        prompt=prompt, llm_path=llm_path, llm_url=args.llm_url,
                        llm_model=args.llm_model,
@@ -218,23 +221,29 @@ def run_train(args: argparse.Namespace) -> int:
                               "examples": len(examples), "command": " ".join(sys.argv),
                               **({"lora": dataclasses.asdict(lora)} if args.mode == "lora"
                                  else {})})
+    extra = []
+    if args.train_decode_dir:
+        extra = _decode_pairs(args.train_decode_dir, args.train_data_dir, serialize)
+        config.train["decode_dir"] = str(Path(args.train_decode_dir).resolve())
+    if args.mode == "icl":
+        ExamplePool(examples)
     progress = not args.no_progress
-    out.mkdir(parents=True, exist_ok=True)
+    # Every option checked: only now is an old dir replaced. slu.json goes first, so a run
+    # killed while training leaves a dir that --overwrite may replace; train_report.json,
+    # written last, marks a finished one.
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    config.save(out)
     report: dict = {"mode": args.mode, "labels": len(config.labels)}
     if args.mode == "lora":
-        extra = []
-        if args.train_decode_dir:
-            extra = _decode_pairs(args.train_decode_dir, args.train_data_dir, serialize)
-            config.train["decode_dir"] = str(Path(args.train_decode_dir).resolve())
         report["train"] = train_lora(llm_path, examples, config.labels, out / ADAPTER,
                                      prompt=prompt, serialize=serialize, config=lora,
                                      extra=extra, progress=progress)
         print(f"trained LoRA adapter on {report['train']['examples']} examples in "
               f"{report['train']['train_seconds']:.0f} s; {out / ADAPTER}")
     else:
-        ExamplePool(examples)  # refuses an empty pool before anything is written
         write_examples(examples, out / EXAMPLES)
-    config.save(out)
     if args.dev_jsonl:
         clf, _ = load_classifier(out)
         report["dev"] = _dev_accuracy(clf, args.dev_jsonl, progress)

@@ -108,6 +108,12 @@ def test_bad_input_is_one_clear_line(setup, tmp_path, capsys):
     slu = tmp_path / "ok"
     assert main(["slu", "train", "--llm", str(setup["lm"]), "--train-jsonl",
                  str(setup["train"]), "--out", str(slu), "--mode", "icl"]) == 0
+    # a bad option or a missing LM leaves the old dir in place, even with --overwrite
+    for bad in (["--llm", str(setup["lm"]), "--shots", "-1"], ["--llm", str(tmp_path / "no")]):
+        assert main(["slu", "train", *bad, "--train-jsonl", str(setup["train"]), "--out",
+                     str(slu), "--mode", "icl", "--overwrite"]) == 1
+        assert (slu / "examples.jsonl").is_file()
+    capsys.readouterr()
     # a decode input without a decode dir
     assert main(["slu", "predict", "--model-dir", str(slu), "--input", "wcn",
                  "--data-dir", str(setup["data_dir"]), "--out", str(tmp_path / "o")]) == 1
