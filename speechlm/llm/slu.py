@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -52,7 +53,9 @@ SLU_JSON = "slu.json"
 EXAMPLES = "examples.jsonl"
 ADAPTER = "adapter"
 REPORT = "train_report.json"
-FORMAT_VERSION = 1
+# 2: CamelCase labels are verbalized as words (AddToPlaylist -> "add to playlist").
+FORMAT_VERSION = 2
+_CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
 
 
 @dataclass(frozen=True)
@@ -65,7 +68,8 @@ class PromptConfig:
         shot_separator: between examples, and between the last example and the query.
         shots: few-shot examples per query (0 for the LoRA model).
         shot_selection: ``similar``, ``random`` or ``first`` (see ``speechlm.llm.icl``).
-        verbalize: ``alarm_set`` -> ``alarm set`` (labels read as words).
+        verbalize: ``alarm_set`` -> ``alarm set``, ``AddToPlaylist`` -> ``add to playlist``
+            (labels read as words).
         length_norm: rank by mean log-prob per label token instead of the total.
         append_eos: also score EOS after the label (the LoRA model is trained to emit it).
     """
@@ -92,8 +96,15 @@ class PromptConfig:
             raise ValueError("shot_separator must not be empty")
 
     def label_text(self, label: str) -> str:
-        """The continuation scored for ``label`` (leading space: a BPE word boundary)."""
-        return " " + (label.replace("_", " ") if self.verbalize else label)
+        """The continuation scored for ``label`` (leading space: a BPE word boundary).
+
+        >>> PromptConfig().label_text("alarm_set"), PromptConfig().label_text("AddToPlaylist")
+        (' alarm set', ' add to playlist')
+        """
+        if not self.verbalize:
+            return " " + label
+        words = _CAMEL.sub(" ", label).replace("_", " ")  # SLURP snake_case, SNIPS CamelCase
+        return " " + " ".join(words.lower().split())
 
     def build(self, text: str, shots: Sequence[tuple[str, str]] = ()) -> str:
         """Prompt for ``text`` after ``shots`` = [(input, label_text)]; ends with ``arrow``."""
@@ -129,7 +140,8 @@ class SLUConfig:
         if self.mode == "lora" and self.llm_url is not None:
             raise ValueError("mode 'lora' needs a local LM (llm_path), not a server URL")
         if self.version != FORMAT_VERSION:
-            raise ValueError(f"slu.json version {self.version}, this code reads {FORMAT_VERSION}")
+            raise ValueError(f"slu.json version {self.version}, this code reads {FORMAT_VERSION}: "
+                             "train the SLU dir again (speechlm slu train --overwrite)")
 
     def save(self, out_dir: Path) -> None:
         (out_dir / SLU_JSON).write_text(json.dumps(asdict(self), indent=2) + "\n")

@@ -1,3 +1,4 @@
+import json
 import logging
 
 import pytest
@@ -41,6 +42,8 @@ def test_prompt_build_and_label_text():
         "Intent? ; play jazz -> play music ; wake me ->")
     assert p.label_text("alarm_set") == " alarm set"
     assert PromptConfig(verbalize=False).label_text("alarm_set") == " alarm_set"
+    assert p.label_text("SearchScreeningEvent") == " search screening event"
+    assert p.label_text("iot_hue_lightup") == " iot hue lightup"
     assert PromptConfig().build("") == "=>"  # an empty hypothesis still gets a prompt
 
 
@@ -117,5 +120,9 @@ def test_slu_config_checks(tmp_path):
                     prompt=PromptConfig(shots=2, length_norm=True))
     cfg.save(tmp_path)
     assert SLUConfig.load(tmp_path) == cfg
+    old = json.loads((tmp_path / "slu.json").read_text())
+    (tmp_path / "slu.json").write_text(json.dumps({**old, "version": 1}))
+    with pytest.raises(ValueError, match=r"slu.json: slu.json version 1.*--overwrite"):
+        SLUConfig.load(tmp_path)
     with pytest.raises(FileNotFoundError, match="not an SLU dir"):
         SLUConfig.load(tmp_path / "nope")
