@@ -1,11 +1,11 @@
-"""Compute log-mel filterbank features of a Kaldi data dir into Kaldi ark/scp files.
+r"""Compute log-mel filterbank features of a Kaldi data dir into Kaldi ark/scp files.
 
 Jobs follow Kaldi's JOB=1:nj convention. With --job, only that job runs (for
 run.pl/slurm.pl arrays); without it, every unfinished job runs here in turn and the
 results are merged into OUT/feats.scp and OUT/utt2num_frames. Finished jobs are
 skipped, so after a parallel run the same command without --job only merges.
 
-    python -m speechlm.bin.compute_fbank --data-dir data/train --out-dir dump/fbank/train \\
+    python -m speechlm.bin.compute_fbank --data-dir data/train --out-dir dump/fbank/train \
         --config conf/fbank.yaml --nj 4 --cmvn-out dump/fbank/train/feats_stats.npz
 
 conf/fbank.yaml holds FbankConfig fields, e.g. {num_mel_bins: 80, sample_rate: 16000}.

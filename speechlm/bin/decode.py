@@ -1,4 +1,4 @@
-"""Decode a Kaldi data dir: OUT/text and OUT/nbest.jsonl, and with --lattice lattices,
+r"""Decode a Kaldi data dir: OUT/text and OUT/nbest.jsonl, and with --lattice lattices,
 confusion networks, a CTM and oracle WERs.
 
     speechlm decode --model-dir exp/asr/model --data-dir data/test --out exp/asr/decode_test \

@@ -1,4 +1,4 @@
-"""Build a CTC decoding graph (TLG) for a model dir: lexicon and word n-gram from text.
+r"""Build a CTC decoding graph (TLG) for a model dir: lexicon and word n-gram from text.
 
     speechlm make-graph --model-dir exp/asr/model --text data/train/text --out exp/asr/graph \
         [--order 2 | --arpa lm.arpa] [--word-penalty 0.0]

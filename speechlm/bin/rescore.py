@@ -1,4 +1,4 @@
-"""LLM N-best rescoring of a decode dir, swept over LLM weight and length bonus.
+r"""LLM N-best rescoring of a decode dir, swept over LLM weight and length bonus.
 
     speechlm rescore --decode-dir exp/asr/decode_lattice_dev --llm exp/lm --out OUT \
         --llm-scales "0 0.1 0.2 0.3 0.5" --length-bonuses "0 0.5 1" --ref data/dev/text

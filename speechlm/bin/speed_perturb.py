@@ -1,11 +1,11 @@
-"""Speed-perturb a Kaldi data dir (Kaldi/ESPnet 3-way perturbation) and combine.
+r"""Speed-perturb a Kaldi data dir (Kaldi/ESPnet 3-way perturbation) and combine.
 
 For each factor f != 1.0, DST/sp<f>/ gets a copy with ids prefixed sp<f>- and the
 audio as 16-bit WAVs in WAV_DIR/sp<f>/ (default DST/sp<f>/wav); factor 1.0 keeps
 the original ids. The parts are then combined into DST (with utt2uniq linking the
 copies of an utterance). Finished parts are skipped on a rerun.
 
-    python -m speechlm.bin.speed_perturb --src data/train --dst data/train_sp \\
+    python -m speechlm.bin.speed_perturb --src data/train --dst data/train_sp \
         --factors 0.9 1.0 1.1
 """
 

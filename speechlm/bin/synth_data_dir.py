@@ -1,4 +1,4 @@
-"""Synthesise a Kaldi data dir with espeak-ng: every text line spoken by N sampled voices.
+r"""Synthesise a Kaldi data dir with espeak-ng: every text line spoken by N sampled voices.
 
 Each (line, voice) pair becomes one 16-bit mono WAV and one utterance
 ``<prefix>-<voice id>-<line id>`` whose speaker is ``<prefix>-<voice id>``, so utt2spk groups
@@ -14,7 +14,7 @@ Reruns are cheap: a finished dir has a ``.done`` marker holding a hash of the ar
 the text; with the same hash the run does nothing, otherwise the dir is rewritten from scratch.
 
 Example:
-  python -m speechlm.bin.synth_data_dir --text digits.txt --num-voices 50 --seed 0 \\
+  python -m speechlm.bin.synth_data_dir --text digits.txt --num-voices 50 --seed 0 \
       --out data/synth_digits --augment
 """
 

@@ -1,4 +1,4 @@
-"""Train an ESPnet2 ASR model (CTC + attention) on extracted features; export a model dir.
+r"""Train an ESPnet2 ASR model (CTC + attention) on extracted features; export a model dir.
 
     speechlm train-asr --train-data data/train_sp --train-feats dump/train_sp \
         --valid-data data/dev --valid-feats dump/dev \
