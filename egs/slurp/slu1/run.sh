@@ -74,9 +74,14 @@ if [ ${stage} -le 2 ] && [ ${stop_stage} -ge 2 ]; then
   mkdir -p data/lang
   [ -f data/lang/lm.arpa ] && [ data/lang/lm.arpa -nt data/local/lm_text.txt ] || \
     python local/make_lm.py --text data/local/lm_text.txt --order 3 --out data/lang/lm.arpa
-  # shellcheck disable=SC2086
-  python -m speechlm.bin.lm train --text data/local/lm_text.txt --out exp/llm ${lm_opts} \
-    || [ -f exp/llm/train_report.json ]   # a finished LM is kept (lm train refuses to overwrite)
+  # A finished LM for the same text and options is kept; otherwise it is trained (again).
+  if ! python -c "import json,sys,hashlib; r=json.load(open('exp/llm/train_report.json')); \
+sys.exit(r['text_sha256'] != hashlib.sha256(open('data/local/lm_text.txt','rb').read()).hexdigest() \
+or open('exp/llm/.opts').read() != sys.argv[1])" "${lm_opts}" 2>/dev/null; then
+    # shellcheck disable=SC2086
+    python -m speechlm.bin.lm train --text data/local/lm_text.txt --out exp/llm ${lm_opts} --overwrite
+    echo -n "${lm_opts}" > exp/llm/.opts
+  fi
 fi
 
 if [ ${stage} -le 3 ] && [ ${stop_stage} -ge 3 ]; then
@@ -143,10 +148,13 @@ if [ ${stage} -le 6 ] && [ ${stop_stage} -ge 6 ]; then
       fi
       slu_dir=exp/slu_${corpus}_${mode}
       # shellcheck disable=SC2086
-      [ -f "${slu_dir}/.done" ] || python -m speechlm.bin.slu train --llm exp/llm \
-        --train-jsonl "${train}" --dev-jsonl "data/local/${sets%% *}.jsonl" --out "${slu_dir}" \
-        --mode "${mode}" --overwrite $([ "${mode}" = lora ] && echo ${slu_opts})
-      touch "${slu_dir}/.done"
+      stamp="$(cat "${train}" exp/llm/train_report.json | md5sum | cut -c1-32) ${slu_opts}"
+      if [ ! -f "${slu_dir}/.done" ] || [ "$(cat "${slu_dir}/.done")" != "${stamp}" ]; then
+        python -m speechlm.bin.slu train --llm exp/llm --train-jsonl "${train}" \
+          --dev-jsonl "data/local/${sets%% *}.jsonl" --out "${slu_dir}" --mode "${mode}" \
+          --overwrite $([ "${mode}" = lora ] && echo ${slu_opts})
+        echo "${stamp}" > "${slu_dir}/.done"
+      fi
       for sys in ${systems}; do
         for s in ${sets}; do
           for input in ${slu_inputs}; do
