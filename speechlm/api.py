@@ -509,7 +509,6 @@ def slu(slu_dir: str | os.PathLike, *, input: str = "wcn", **llm_kwargs: Any):
         **llm_kwargs: options of the LM loading (``dtype``, ``device``...).
 
     Raises:
-        NotImplementedError: this build has no ``speechlm.llm.slu`` yet.
         FileNotFoundError: not an SLU dir.
 
     >>> intent_of = slu("exp/slu_icl")                                # doctest: +SKIP
@@ -518,12 +517,9 @@ def slu(slu_dir: str | os.PathLike, *, input: str = "wcn", **llm_kwargs: Any):
     """
     if input not in SLU_INPUTS:
         raise ValueError(f"input must be one of {SLU_INPUTS}, got {input!r}")
-    try:  # the SLU side lands separately (speechlm/llm/slu.py); this is the one seam
-        from speechlm.llm.serialize import serialize_nbest, serialize_wcn
-        from speechlm.llm.slu import load_classifier
-    except ImportError as e:
-        raise NotImplementedError("speechlm.slu: this build has no SLU yet (speechlm/llm/"
-                                  f"slu.py, issue 7): {e}") from None
+    from speechlm.llm.serialize import serialize_nbest, serialize_wcn
+    from speechlm.llm.slu import load_classifier
+
     classifier, config = load_classifier(slu_dir, **llm_kwargs)
 
     def intent_of(transcript: Transcript | str) -> str:
