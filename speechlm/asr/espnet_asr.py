@@ -1,8 +1,8 @@
 """Decode audio with an ESPnet2 CTC/attention model from a speechlm model dir.
 
-Features are computed by ``speechlm.data.features`` exactly as in training (the settings
-travel in the model dir's ``frontend.yaml``); ESPnet's ``Speech2Text`` runs joint
-CTC/attention beam search on them.
+Features are computed by ``speechlm.data.features`` exactly as in training (the settings,
+fbank and optional per-speaker CMN, travel in the model dir's ``frontend.yaml``); ESPnet's
+``Speech2Text`` runs joint CTC/attention beam search on them.
 """
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ import yaml
 from speechlm.asr import model_dir as md
 from speechlm.core.hypothesis import Hypothesis
 from speechlm.data.audio import resample
+from speechlm.data.cmn import SpeakerCMN
 from speechlm.data.features import FbankConfig, compute_fbank
 
 _SPECIAL = frozenset({"<blank>", "<sos/eos>"})
@@ -46,6 +47,8 @@ class EspnetASR:
         self.model_dir = md.check_model_dir(model_dir)
         frontend = md.read_yaml(self.model_dir / md.FRONTEND)
         self.fbank = FbankConfig.from_dict(frontend.get("fbank", frontend))
+        # per-speaker mean normalisation, when the model was trained with it
+        self.cmn = SpeakerCMN.from_dict(frontend.get("cmn"))
         options = dict(DEFAULT_DECODE, **md.read_yaml(self.model_dir / md.DECODE))
         for key, value in (("beam_size", beam_size), ("ctc_weight", ctc_weight),
                            ("penalty", penalty), ("nbest", nbest)):
@@ -88,9 +91,17 @@ class EspnetASR:
     def sample_rate(self) -> int:
         return self.fbank.sample_rate
 
-    def features(self, samples: np.ndarray) -> np.ndarray:
-        """(T, num_mel_bins) fbank of 1-D float samples at ``self.sample_rate``."""
-        return compute_fbank(samples, self.fbank)
+    def features(self, samples: np.ndarray, speaker_mean: np.ndarray | None = None) -> np.ndarray:
+        """(T, num_mel_bins) features of 1-D float samples at ``self.sample_rate``, as the
+        model expects them: fbank, then (for a model trained with speaker CMN) minus
+        ``speaker_mean`` or, without one, the utterance's own mean blended with the prior."""
+        return self.normalize(compute_fbank(samples, self.fbank), speaker_mean)
+
+    def normalize(self, feats: np.ndarray, speaker_mean: np.ndarray | None = None) -> np.ndarray:
+        """Raw fbank -> model input (identity unless the model uses speaker CMN)."""
+        if self.cmn is None or not len(feats):
+            return feats
+        return self.cmn.apply(feats, speaker_mean)
 
     def decode_features(self, feats: np.ndarray) -> list[Hypothesis]:
         """Beam search over one utterance's features (T, D); returns hypotheses best first."""

@@ -10,6 +10,17 @@ skipped, so after a parallel run the same command without --job only merges.
 
 conf/fbank.yaml holds FbankConfig fields, e.g. {num_mel_bins: 80, sample_rate: 16000}.
 The resolved config is written to OUT/fbank.yaml.
+
+With ``--cmn speaker`` (per-speaker mean normalisation, speechlm.data.cmn) the raw
+features go to OUT/raw and OUT/feats.scp holds the normalised ones; OUT/cmn.yaml records
+the settings, which ``speechlm train-asr`` puts into the model dir so that decoding
+normalises the same way. The prior (global mean) is that of this data dir's raw features,
+or, for dev and test sets, taken from the training dump with ``--cmn-from``:
+
+    python -m speechlm.bin.compute_fbank --data-dir data/train --out-dir dump/train \
+        --cmn speaker --cmvn-out dump/train/cmvn.npz
+    python -m speechlm.bin.compute_fbank --data-dir data/dev --out-dir dump/dev \
+        --cmn speaker --cmn-from dump/train/cmn.yaml
 """
 
 from __future__ import annotations
@@ -22,12 +33,14 @@ from pathlib import Path
 import yaml
 
 from speechlm.bin import command_main
+from speechlm.data.cmn import DEFAULT_PRIOR_FRAMES, SpeakerCMN, normalize_feats_dir
 from speechlm.data.features import (
     FbankConfig,
     GlobalCMVN,
     compute_feats_for_data_dir,
     merge_feats_jobs,
 )
+from speechlm.data.kaldi_dir import read_data_dir
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -40,6 +53,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="run only this job (1-based); default: all jobs, then merge")
     parser.add_argument("--cmvn-out", default=None, metavar="PATH",
                         help="write global CMVN stats (ESPnet feats_stats.npz layout)")
+    parser.add_argument("--cmn", choices=("none", "speaker"), default="none",
+                        help="per-speaker mean normalisation of the features (default none)")
+    parser.add_argument("--cmn-from", default=None, metavar="CMN_YAML",
+                        help="take the CMN prior from this cmn.yaml (a training dump's)")
+    parser.add_argument("--cmn-prior-frames", type=float, default=DEFAULT_PRIOR_FRAMES,
+                        help="weight of the global-mean prior, in frames (default %(default)s)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -65,15 +84,36 @@ def run(args: argparse.Namespace) -> int:
     tmp = out / f".fbank.yaml.{os.getpid()}"  # parallel jobs write the same content
     tmp.write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
     os.replace(tmp, out / "fbank.yaml")
+    if args.cmn == "none" and args.cmn_from:
+        raise SystemExit("--cmn-from needs --cmn speaker")
+    raw = out / "raw" if args.cmn == "speaker" else out
     jobs = [args.job] if args.job is not None else range(1, args.nj + 1)
     for job in jobs:
-        compute_feats_for_data_dir(args.data_dir, out, config, nj=args.nj, job=job,
+        compute_feats_for_data_dir(args.data_dir, raw, config, nj=args.nj, job=job,
                                    progress=not args.no_progress)
-    if args.job is None:
-        merge_feats_jobs(out, args.nj)
-        if args.cmvn_out is not None:
-            GlobalCMVN.from_feats_scp(out / "feats.scp").save(args.cmvn_out)
+    if args.job is not None:
+        return 0  # the run without --job merges (and normalises)
+    merge_feats_jobs(raw, args.nj)
+    if args.cmn == "speaker":
+        cmn = _speaker_cmn(args, raw / "feats.scp")
+        normalize_feats_dir(raw / "feats.scp", read_data_dir(args.data_dir).utt2spk, cmn, out)
+        tmp = out / f".cmn.yaml.{os.getpid()}"
+        tmp.write_text(yaml.safe_dump(cmn.to_dict(), sort_keys=False))
+        os.replace(tmp, out / "cmn.yaml")
+    if args.cmvn_out is not None:
+        GlobalCMVN.from_feats_scp(out / "feats.scp").save(args.cmvn_out)
     return 0
+
+
+def _speaker_cmn(args: argparse.Namespace, raw_scp: Path) -> SpeakerCMN:
+    """The CMN settings: the prior from --cmn-from, or this data's raw global mean."""
+    if args.cmn_from:
+        with open(args.cmn_from, encoding="utf-8") as f:
+            cmn = SpeakerCMN.from_dict(yaml.safe_load(f))
+        if cmn is None:
+            raise SystemExit(f"--cmn-from {args.cmn_from}: no speaker CMN settings in it")
+        return cmn
+    return SpeakerCMN(GlobalCMVN.from_feats_scp(raw_scp).mean, args.cmn_prior_frames)
 
 
 def main(argv: list[str] | None = None) -> int:

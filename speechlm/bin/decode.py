@@ -17,7 +17,10 @@ are computed with the model dir's own settings into OUT/feats. With ``--nj N`` t
 utterances are split into N jobs run in parallel (``speechlm launch``; sets of fewer
 than 100 utterances per job use fewer jobs); ``--job J`` runs one of them, for a
 cluster launcher, and ``--merge-only`` joins the finished jobs. Finished jobs are
-skipped on a re-run.
+skipped on a re-run. A model trained with per-speaker CMN (``compute-fbank --cmn
+speaker``) normalises each speaker by the mean over all of their utterances in the data
+dir (utt2spk; without one each utterance is its own speaker, which is less accurate), and
+its jobs then hold whole speakers.
 
 Outputs (sorted by utterance id, LC_ALL=C order):
   OUT/text          utt-id word word ...   (the best hypothesis)
@@ -48,6 +51,7 @@ from speechlm.bin import command_main
 from speechlm.bin.decode_outputs import JobWriter as _JobWriter
 from speechlm.bin.decode_outputs import merge_job_outputs
 from speechlm.core.hashing import dir_digest, file_sha256
+from speechlm.data.cmn import split_by_speaker
 from speechlm.data.features import split_utterances
 from speechlm.data.kaldi_dir import read_data_dir, validate_data_dir
 
@@ -212,10 +216,15 @@ def _recognizer(args: argparse.Namespace, d, utts: list[str], job: int):
                     penalty=args.penalty, nbest=args.nbest, device=args.device)
     feats_dir = Path(args.out) / "feats"
     compute_feats_for_data_dir(args.data_dir, feats_dir, asr.fbank, nj=args.nj, job=job,
-                               progress=False)
+                               progress=False, utts=utts)
     feats = kaldiio.load_scp(str(job_file(feats_dir, "feats.scp", job)))
+    # A model trained with speaker CMN gets each speaker's mean over all their utterances
+    # (the job holds whole speakers: see _split).
+    means = {} if asr.cmn is None else asr.cmn.speaker_means(
+        ((u, feats[u]) for u in utts if u in feats), d.utt2spk)
     # An utterance too short for one frame has no features: it decodes to nothing.
-    items = ((utt, feats[utt] if utt in feats else None) for utt in utts)
+    items = ((utt, asr.normalize(feats[utt], means.get(d.utt2spk[utt])) if utt in feats
+              else None) for utt in utts)
     if not args.lattice:
         return items, lambda utt, f: ([] if f is None else asr.decode_features(f), None), 1.0
     from speechlm.asr.ctc_graph import DecodingGraph
@@ -234,11 +243,29 @@ def _recognizer(args: argparse.Namespace, d, utts: list[str], job: int):
     return items, decode, 1.0 / config.lm_scale
 
 
+def _speaker_cmn(args: argparse.Namespace) -> bool:
+    """Whether the model normalises features per speaker (its frontend.yaml says so)."""
+    if args.backend != "espnet":
+        return False
+    from speechlm.asr import model_dir as md
+
+    cmn = md.read_yaml(Path(args.model_dir) / md.FRONTEND).get("cmn") or {}
+    return cmn.get("type", "none") == "speaker"
+
+
+def _split(args: argparse.Namespace, d, job: int) -> list[str]:
+    """This job's utterances: whole speakers when the model uses speaker CMN (so each
+    speaker's mean is taken over all of their utterances), else Kaldi's contiguous split."""
+    if _speaker_cmn(args):
+        return split_by_speaker(d.utterances, d.utt2spk, args.nj, job)
+    return split_utterances(d.utterances, args.nj, job)
+
+
 def decode_job(args: argparse.Namespace, job: int) -> None:
     """Decode job ``job`` of ``args.nj`` into OUT/splitN/J/ (text, nbest.jsonl, lattices)."""
     out = Path(args.out)
     d = read_data_dir(args.data_dir)
-    utts = split_utterances(d.utterances, args.nj, job)
+    utts = _split(args, d, job)
     job_dir = _job_dir(out, args.nj, job)
     done = job_dir / ".done"
     stamp = _fingerprint(args, utts)
@@ -320,8 +347,11 @@ def run(args: argparse.Namespace) -> int:
         decode_job(args, args.job)
         return 0
     # Each job process pays ESPnet's ~10 s import: don't split small sets into jobs.
-    n_utts = len(read_data_dir(args.data_dir).utterances)
+    d = read_data_dir(args.data_dir)
+    n_utts = len(d.utterances)
     nj = min(args.nj, max(1, n_utts // MIN_UTTS_PER_JOB))
+    if _speaker_cmn(args):  # jobs hold whole speakers
+        nj = min(nj, len(set(d.utt2spk.values())))
     if nj != args.nj:
         print(f"decode: {n_utts} utterances: using {nj} job(s) instead of {args.nj}",
               file=sys.stderr)

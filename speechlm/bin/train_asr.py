@@ -5,7 +5,9 @@ r"""Train an ESPnet2 ASR model (CTC + attention) on extracted features; export a
         --config conf/train_asr.yaml --fbank-config conf/fbank.yaml --exp exp/asr
 
 Transcripts come from the Kaldi data dirs' ``text``; features from the feature dirs'
-``feats.scp`` and ``utt2num_frames`` (as ``speechlm compute-fbank`` writes them).
+``feats.scp`` and ``utt2num_frames`` (as ``speechlm compute-fbank`` writes them). A feature
+dir made with ``--cmn speaker`` has a ``cmn.yaml``; it goes into the model dir's
+``frontend.yaml`` so decoding normalises the same way.
 ``--cmvn`` names global CMVN stats (default TRAIN_FEATS/cmvn.npz). Steps, each skipped
 when already done:
 
@@ -101,6 +103,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="extra options for espnet2.bin.asr_train, one quoted string")
 
 
+def _feature_cmn(train_feats: Path, valid_feats: Path) -> dict | None:
+    """The speaker CMN settings of the training features (their cmn.yaml), or None.
+
+    Raises:
+        ValueError: the validation features are normalised differently (named).
+    """
+    def read(d: Path) -> dict | None:
+        path = d / "cmn.yaml"
+        if not path.is_file():
+            return None
+        with open(path, encoding="utf-8") as f:
+            return yaml.safe_load(f)
+
+    train, valid = read(train_feats), read(valid_feats)
+    if train != valid:
+        raise ValueError(f"{train_feats}/cmn.yaml and {valid_feats}/cmn.yaml differ (or one "
+                         f"is missing): compute the validation features with --cmn speaker "
+                         f"--cmn-from {train_feats}/cmn.yaml")
+    return train
+
+
 def run(args: argparse.Namespace) -> int:
     from speechlm.data.features import FbankConfig
 
@@ -116,6 +139,12 @@ def run(args: argparse.Namespace) -> int:
     if args.fbank_config:
         with open(args.fbank_config, encoding="utf-8") as f:
             fbank = FbankConfig.from_dict(yaml.safe_load(f) or {})
+
+    try:
+        cmn = _feature_cmn(args.train_feats, args.valid_feats)
+    except ValueError as e:
+        print(f"train-asr: {e}", file=sys.stderr)
+        return 1
 
     # 1-2. tokens and shapes (cheap: always rewritten, so they follow the data)
     train_text = read_text(args.train_data / "text")
@@ -166,7 +195,10 @@ def run(args: argparse.Namespace) -> int:
 
     # 4. export, unless the model dir already holds these averaged weights
     model_dir = exp / "model"
-    stamp = f"{file_sha256(averaged)} {file_sha256(cmvn)}"
+    frontend = {"fbank": fbank.to_dict()}
+    if cmn is not None:
+        frontend["cmn"] = cmn
+    stamp = f"{file_sha256(averaged)} {file_sha256(cmvn)} {json.dumps(frontend, sort_keys=True)}"
     done = exp / ".export_done"
     if done.is_file() and done.read_text().strip() == stamp and (model_dir / "model.pth").is_file():
         print(f"train-asr: already done: model dir {model_dir}", file=sys.stderr)
@@ -178,7 +210,7 @@ def run(args: argparse.Namespace) -> int:
             "config": str(args.config), "max_epoch": n_epochs,
             "weights": os.path.realpath(averaged)}
     model = export_model_dir(train_config=exp / "config.yaml", weights=averaged,
-                             cmvn_stats=cmvn, frontend={"fbank": fbank.to_dict()},
+                             cmvn_stats=cmvn, frontend=frontend,
                              out_dir=model_dir, meta=meta)
     done.write_text(stamp + "\n")
     print(f"train-asr: model dir {model} ({json.dumps(meta)})", file=sys.stderr)

@@ -273,7 +273,8 @@ def iter_utterance_audio(d, utts, sample_rate: int):
 
 def compute_feats_for_data_dir(data_dir: str | Path, out_dir: str | Path,
                                config: FbankConfig = FbankConfig(), *, nj: int = 1,
-                               job: int = 1, progress: bool = True) -> None:
+                               job: int = 1, progress: bool = True,
+                               utts: list[str] | None = None) -> None:
     """Compute fbank for job ``job`` of ``nj`` (Kaldi's ``JOB``), resumably.
 
     Writes ``feats.JOB.ark``, ``feats.JOB.scp`` (pointing into the ark by the path
@@ -292,6 +293,8 @@ def compute_feats_for_data_dir(data_dir: str | Path, out_dir: str | Path,
         nj: Number of jobs the utterances are split into.
         job: This job, 1-based.
         progress: Show a tqdm bar.
+        utts: This job's utterances, when the caller splits (e.g. by speaker); default
+            Kaldi's contiguous split of all utterances.
 
     Raises:
         AudioError: A recording cannot be read, or a segment starts after its end.
@@ -300,7 +303,8 @@ def compute_feats_for_data_dir(data_dir: str | Path, out_dir: str | Path,
     if any(c.isspace() for c in str(out)):
         raise ValueError(f"out_dir {str(out)!r} contains whitespace; scp files cannot hold it")
     d = read_data_dir(data_dir)
-    utts = split_utterances(d.utterances, nj, job)
+    if utts is None:
+        utts = split_utterances(d.utterances, nj, job)
     marker = job_file(out, "feats.done", job)
     stamp = _fingerprint(config, utts, data_dir)
     final = {s: job_file(out, s, job) for s in ("feats.ark", "feats.scp", "utt2num_frames")}
@@ -326,14 +330,21 @@ def compute_feats_for_data_dir(data_dir: str | Path, out_dir: str | Path,
                 continue
             writer(utt, feats)
             nf.write(f"{utt} {len(feats)}\n")
-    # The scp points into the temp ark; point it at the final name, then rename.
+    commit_outputs(tmp, final)
+    marker.write_text(stamp + "\n")
+
+
+def commit_outputs(tmp: dict[str, Path], final: dict[str, Path]) -> None:
+    """Rename finished temp outputs (keys ``feats.ark``, ``feats.scp``, ...) into place.
+
+    The scp was written pointing into the temp ark: it is first pointed at the final name.
+    """
     ark_tmp, ark = str(tmp["feats.ark"]), str(final["feats.ark"])
     lines = tmp["feats.scp"].read_text().splitlines()
     tmp["feats.scp"].write_text("".join(
         f"{k} {ark}{v[len(ark_tmp):]}\n" for k, v in (ln.split(" ", 1) for ln in lines)))
     for s, path in final.items():
         os.replace(tmp[s], path)
-    marker.write_text(stamp + "\n")
 
 
 def merge_feats_jobs(out_dir: str | Path, nj: int) -> None:

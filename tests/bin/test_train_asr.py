@@ -26,3 +26,17 @@ def test_utterance_without_transcript_is_named(tmp_path):
     (tmp_path / "text").write_text("u1 one\nu2\n")
     with pytest.raises(ValueError, match=r"text:2: utterance 'u2' has no transcript"):
         read_text(tmp_path / "text")
+
+
+def test_speaker_cmn_of_train_and_valid_features_must_agree(tmp_path):
+    from speechlm.bin.train_asr import _feature_cmn
+
+    train, valid = tmp_path / "train", tmp_path / "valid"
+    train.mkdir()
+    valid.mkdir()
+    assert _feature_cmn(train, valid) is None  # neither normalised per speaker
+    (train / "cmn.yaml").write_text("type: speaker\nprior_frames: 300.0\nprior_mean: [1.0]\n")
+    with pytest.raises(ValueError, match="--cmn-from .*train/cmn.yaml"):
+        _feature_cmn(train, valid)
+    (valid / "cmn.yaml").write_text((train / "cmn.yaml").read_text())
+    assert _feature_cmn(train, valid)["type"] == "speaker"

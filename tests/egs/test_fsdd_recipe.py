@@ -151,3 +151,38 @@ def test_extra_test_set_by_path_and_bad_input(recipe, tmp_path):
     assert d.returncode != 0
     assert "missing.wav" in d.stderr and first[0] in d.stderr
     assert not (tmp_path / "out" / "text").exists()
+
+
+def test_speaker_cmn_travels_with_the_model(recipe):
+    """The recipe normalises per speaker (cmn=speaker): the model dir says so, dev used the
+    training prior, and `speechlm decode` scores each utterance on features normalised by
+    its speaker's mean over the whole set (not by its own mean)."""
+    import kaldiio
+    import numpy as np
+    import yaml
+
+    from speechlm.asr.espnet_asr import EspnetASR
+    from speechlm.data.kaldi_dir import read_data_dir
+
+    work, _, _ = recipe
+    exp = work / "exp" / "asr_train_asr_tiny"
+    frontend = yaml.safe_load((exp / "model" / "frontend.yaml").read_text())
+    assert frontend["cmn"]["type"] == "speaker" and len(frontend["cmn"]["prior_mean"]) == 80
+    train_dumps = [p for p in (work / "dump").iterdir() if p.name.startswith("train")]
+    assert (work / "dump" / "dev" / "cmn.yaml").read_text() == \
+        (train_dumps[0] / "cmn.yaml").read_text()
+
+    asr = EspnetASR(exp / "model", nbest=1)
+    raw = dict(kaldiio.load_scp(str(exp / "decode_test" / "feats" / "feats.1.scp")))
+    utt2spk = read_data_dir(work / "data" / "test").utt2spk
+    means = asr.cmn.speaker_means(raw.items(), utt2spk)
+    decoded = {json.loads(line)["utt"]: json.loads(line)["hyps"][0] for line in
+               (exp / "decode_test" / "nbest.jsonl").read_text().splitlines()}
+    for utt in sorted(raw)[:5]:
+        by_speaker = asr.decode_features(asr.normalize(raw[utt], means[utt2spk[utt]]))[0]
+        assert abs(by_speaker.score - decoded[utt]["score"]) < 1e-3, utt
+        assert by_speaker.text == decoded[utt]["text"]
+    # one utterance on its own (the API's case) is normalised by its own blended mean
+    utt = sorted(raw)[0]
+    alone = asr.normalize(raw[utt])
+    assert not np.allclose(alone, asr.normalize(raw[utt], means[utt2spk[utt]]))

@@ -22,6 +22,7 @@ speed_perturb_factors="0.9 1.0 1.1"
 volume_range="0.125 2"          # random gain per recording (Kaldi's volume perturbation); "" for none
 asr_config=conf/train_asr.yaml
 fbank_config=conf/fbank.yaml
+cmn=speaker                     # per-speaker mean normalisation of the features ("none" to skip)
 decode_config=conf/decode.yaml
 lattice_config=conf/decode_lattice.yaml
 lm_order=2                      # word n-gram of the decoding graph, from data/train/text
@@ -81,11 +82,13 @@ if [ ${stage} -le 3 ] && [ ${stop_stage} -ge 3 ]; then
 fi
 
 if [ ${stage} -le 4 ] && [ ${stop_stage} -ge 4 ]; then
-  log "Stage 4: fbank (${fbank_config}) -> dump/<set>, global CMVN of ${train_sp}"
+  log "Stage 4: fbank (${fbank_config}, CMN: ${cmn}) -> dump/<set>, global CMVN of ${train_sp}"
   python -m speechlm.bin.compute_fbank --data-dir "data/${train_sp}" --out-dir "dump/${train_sp}" \
-    --config "${fbank_config}" --nj "${nj}" --cmvn-out "dump/${train_sp}/cmvn.npz"
+    --config "${fbank_config}" --nj "${nj}" --cmvn-out "dump/${train_sp}/cmvn.npz" --cmn "${cmn}"
+  # dev is normalised with the training features' prior (dump/<train>/cmn.yaml)
   python -m speechlm.bin.compute_fbank --data-dir "data/${valid_set}" --out-dir "dump/${valid_set}" \
-    --config "${fbank_config}" --nj "${nj}"
+    --config "${fbank_config}" --nj "${nj}" --cmn "${cmn}" \
+    $([ "${cmn}" = speaker ] && echo --cmn-from "dump/${train_sp}/cmn.yaml")
 fi
 
 if [ ${stage} -le 5 ] && [ ${stop_stage} -ge 5 ]; then
@@ -120,7 +123,8 @@ if [ ${stage} -le 8 ] && [ ${stop_stage} -ge 8 ]; then
   python local/make_results.py --exp "${asr_exp}" --config "${asr_config}" \
     --sets "${eval_names[@]}" --dirs "${eval_dirs[@]}" --dev-speaker "${dev_speaker}" \
     --use-synth "${use_synth}" --speed-perturb "${speed_perturb_factors}" \
-    --volume-range "${volume_range}" --elapsed "${SECONDS}" --lattice-config "${lattice_config}"
+    --volume-range "${volume_range}" --elapsed "${SECONDS}" --lattice-config "${lattice_config}" \
+    --cmn "${cmn}"
   cat "${asr_exp}/RESULTS.md"
 fi
 log "Successfully finished. [elapsed=${SECONDS}s]"

@@ -51,6 +51,15 @@ def graph_lm(exp: Path) -> str:
     return f"a {order}-gram" if order else "no n-gram (free word loop)"
 
 
+def cmn_text(cmn: str) -> str:
+    if cmn != "speaker":
+        return "global CMVN only."
+    return ("per-speaker mean normalisation (each speaker's mean over all their utterances in "
+            "the data dir; a speaker with under 300 frames is padded with the training mean, "
+            "as Kaldi's online CMVN does; `speechlm.data.cmn`), then global CMVN. A data dir "
+            "whose utt2spk makes each utterance its own speaker decodes worse (see README.md).")
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--exp", required=True, type=Path)
@@ -63,6 +72,7 @@ def main() -> int:
     p.add_argument("--volume-range", default="")
     p.add_argument("--elapsed", default="", help="seconds this run.sh invocation has taken")
     p.add_argument("--lattice-config", default="conf/decode_lattice.yaml")
+    p.add_argument("--cmn", default="none")
     args = p.parse_args()
     if len(args.sets) != len(args.dirs):
         p.error("--sets and --dirs differ in length")
@@ -102,6 +112,7 @@ def main() -> int:
 - Speed perturbation: `{args.speed_perturb}`; volume perturbation (gain range):
   `{args.volume_range or 'none'}`; SpecAugment in the config.
 - Extra training speech: {synth}.
+- Feature normalisation: {cmn_text(args.cmn)}
 
 ## {args.exp.name}
 - config: `{args.config}`, {count_parameters(args.exp / 'model') / 1e6:.2f} M parameters,
