@@ -50,6 +50,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import hashlib
 import json
 import shutil
 import sys
@@ -254,6 +255,29 @@ def run_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _predict_stamp(model_dir: str | Path, llm_path: str | None,
+                   inputs: dict[str, str]) -> str:
+    """Digest of the SLU dir (config, adapter, examples), its local LLM and the exact
+    inputs. LLM files over 64 MiB count by name, size and mtime (a real checkpoint is
+    too big to hash on every call)."""
+    h = hashlib.sha256()
+    folders = [Path(model_dir), Path(model_dir) / "adapter"]
+    if llm_path:
+        folders.append(Path(llm_path))
+    for folder in folders:
+        if not folder.is_dir():
+            continue
+        for f in sorted(folder.iterdir()):
+            if not f.is_file() or f.name.startswith("."):
+                continue
+            st = f.stat()
+            h.update(f"{folder.name}/{f.name}\0".encode())
+            h.update(f.read_bytes() if st.st_size <= 64 << 20
+                     else f"{st.st_size} {st.st_mtime_ns}".encode())
+    h.update(json.dumps(inputs, sort_keys=True).encode())
+    return h.hexdigest()
+
+
 def run_predict(args: argparse.Namespace) -> int:
     from speechlm.data.kaldi_dir import c_sorted
     from speechlm.llm.serialize import load_inputs, read_utt2intent
@@ -271,13 +295,24 @@ def run_predict(args: argparse.Namespace) -> int:
                          data_dir=args.data_dir)
     if not inputs:
         raise ValueError(f"no utterances in the {args.input} input")
-    clf, _ = load_classifier(args.model_dir)
-    hyp = clf.predict(inputs, progress=not args.no_progress)
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    with open(out / "utt2intent", "w", encoding="utf-8") as f:
-        for utt in c_sorted(hyp):
-            f.write(f"{utt} {hyp[utt]}\n")
+    # A finished prediction of the same model on the same serialized inputs is kept.
+    stamp = _predict_stamp(args.model_dir, config.llm_path, inputs)
+    done = out / ".done"
+    if done.is_file() and done.read_text().strip() == stamp and (out / "utt2intent").is_file():
+        print(f"speechlm slu predict: already done ({out}/utt2intent)", file=sys.stderr)
+        hyp = dict(line.split(maxsplit=1) for line in
+                   (out / "utt2intent").read_text(encoding="utf-8").split("\n") if line)
+        hyp = {k: v.strip() for k, v in hyp.items()}
+    else:
+        clf, _ = load_classifier(args.model_dir)
+        hyp = clf.predict(inputs, progress=not args.no_progress)
+        out.mkdir(parents=True, exist_ok=True)
+        done.unlink(missing_ok=True)
+        with open(out / "utt2intent", "w", encoding="utf-8") as f:
+            for utt in c_sorted(hyp):
+                f.write(f"{utt} {hyp[utt]}\n")
+        done.write_text(stamp + "\n")
     ref_path = Path(args.data_dir) / "utt2intent" if args.data_dir else None
     if ref_path is not None and ref_path.is_file():
         acc = accuracy(hyp, read_utt2intent(ref_path))

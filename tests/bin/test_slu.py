@@ -61,6 +61,16 @@ def test_icl_train_and_predict_all_five_inputs(setup, tmp_path, capsys):
     assert _predict(setup, slu, "wcn", tmp_path / "w", "--wcn-threshold", "0.5") == 0
     saved = json.loads((tmp_path / "w" / "accuracy.json").read_text())["serialize"]
     assert saved["wcn_threshold"] == 0.5
+    # the same prediction again is a no-op; other serialized inputs are redone
+    capsys.readouterr()
+    before = (tmp_path / "w" / "utt2intent").stat().st_mtime_ns
+    assert _predict(setup, slu, "wcn", tmp_path / "w", "--wcn-threshold", "0.5") == 0
+    captured = capsys.readouterr()
+    assert "already done" in captured.err and "intent accuracy (wcn)" in captured.out
+    assert (tmp_path / "w" / "utt2intent").stat().st_mtime_ns == before
+    assert _predict(setup, slu, "wcn", tmp_path / "w", "--wcn-threshold", "0.01") == 0
+    assert "already done" not in capsys.readouterr().err
+    assert (tmp_path / "w" / "utt2intent").stat().st_mtime_ns != before
 
 
 def test_lora_train_reports_dev_accuracy_and_predicts(setup, tmp_path, capsys):
