@@ -19,8 +19,8 @@ than 100 utterances per job use fewer jobs); ``--job J`` runs one of them, for a
 cluster launcher, and ``--merge-only`` joins the finished jobs. Finished jobs are
 skipped on a re-run. A model trained with per-speaker CMN (``compute-fbank --cmn
 speaker``) normalises each speaker by the mean over all of their utterances in the data
-dir (utt2spk; without one each utterance is its own speaker, which is less accurate), and
-its jobs then hold whole speakers.
+dir (utt2spk); speakers with under 3 s of speech, e.g. each utterance its own speaker when
+utt2spk is missing, are padded with the job's mean. Jobs then hold whole speakers.
 
 Outputs (sorted by utterance id, LC_ALL=C order):
   OUT/text          utt-id word word ...   (the best hypothesis)
@@ -219,9 +219,13 @@ def _recognizer(args: argparse.Namespace, d, utts: list[str], job: int):
                                progress=False, utts=utts)
     feats = kaldiio.load_scp(str(job_file(feats_dir, "feats.scp", job)))
     # A model trained with speaker CMN gets each speaker's mean over all their utterances
-    # (the job holds whole speakers: see _split).
-    means = {} if asr.cmn is None else asr.cmn.speaker_means(
-        ((u, feats[u]) for u in utts if u in feats), d.utt2spk)
+    # (the job holds whole speakers: see _split); speakers too short for a mean of their
+    # own (e.g. one utterance each, when utt2spk was made up) are padded with the job's mean.
+    means = {}
+    if asr.cmn is not None:
+        present = [u for u in utts if u in feats]
+        cmn = asr.cmn.with_set_prior((u, feats[u]) for u in present)
+        means = cmn.speaker_means(((u, feats[u]) for u in present), d.utt2spk)
     # An utterance too short for one frame has no features: it decodes to nothing.
     items = ((utt, asr.normalize(feats[utt], means.get(d.utt2spk[utt])) if utt in feats
               else None) for utt in utts)

@@ -91,6 +91,18 @@ class SpeakerCMN:
             counts[spk] = counts.get(spk, 0) + len(f)
         return {spk: self.mean_of(sums[spk], counts[spk]) for spk in sums}
 
+    def with_set_prior(self, feats: Iterable[tuple[str, np.ndarray]]) -> SpeakerCMN:
+        """This CMN with the prior replaced by the mean of a whole set of utterances (itself
+        padded with the training prior): for decoding a data dir without real speaker ids,
+        where each utterance is its own speaker. A set of recordings usually shares a
+        channel, and often a speaker, so its mean pads a short "speaker" better than the
+        training mean does."""
+        total, count = np.zeros(self.dim), 0
+        for _, f in feats:
+            total += np.asarray(f).sum(axis=0, dtype=np.float64)
+            count += len(f)
+        return SpeakerCMN(self.mean_of(total, count), self.prior_frames)
+
     def apply(self, feats: np.ndarray, mean: np.ndarray | None = None) -> np.ndarray:
         """(T, D) features minus ``mean`` (default: the utterance as its own speaker)."""
         feats = np.asarray(feats)

@@ -126,3 +126,15 @@ def test_compute_fbank_cli_speaker_cmn(tmp_path):
     with pytest.raises(SystemExit, match="--cmn-from needs --cmn speaker"):
         compute_fbank.main(["--data-dir", str(dev), "--out-dir", str(tmp_path / "x"),
                             "--cmn-from", str(out / "cmn.yaml")])
+
+
+def test_set_prior_pads_short_speakers_with_the_set_mean():
+    cmn = SpeakerCMN(prior_mean=np.zeros(2), prior_frames=4.0)
+    feats = [(f"u{i}", np.full((2, 2), 6.0)) for i in range(3)]  # one recording set, mean 6
+    utt2spk = {u: u for u, _ in feats}  # no speaker ids: each utterance its own
+    assert cmn.speaker_means(feats, utt2spk)["u0"].tolist() == [3.0, 3.0]  # training prior
+    adapted = cmn.with_set_prior(feats)
+    np.testing.assert_allclose(adapted.prior_mean, [6.0, 6.0])  # 6 frames >= 4: its own
+    assert adapted.speaker_means(feats, utt2spk)["u0"].tolist() == [6.0, 6.0]
+    tiny = cmn.with_set_prior(feats[:1])  # 2 frames: the set mean is padded too
+    np.testing.assert_allclose(tiny.prior_mean, [3.0, 3.0])

@@ -175,7 +175,7 @@ def test_speaker_cmn_travels_with_the_model(recipe):
     asr = EspnetASR(exp / "model", nbest=1)
     raw = dict(kaldiio.load_scp(str(exp / "decode_test" / "feats" / "feats.1.scp")))
     utt2spk = read_data_dir(work / "data" / "test").utt2spk
-    means = asr.cmn.speaker_means(raw.items(), utt2spk)
+    means = asr.cmn.with_set_prior(raw.items()).speaker_means(raw.items(), utt2spk)
     decoded = {json.loads(line)["utt"]: json.loads(line)["hyps"][0] for line in
                (exp / "decode_test" / "nbest.jsonl").read_text().splitlines()}
     for utt in sorted(raw)[:5]:
