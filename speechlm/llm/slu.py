@@ -58,6 +58,9 @@ FORMAT_VERSION = 2
 _CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
 
 
+CONTENT_FREE = "N/A"  # the calibration input (Zhao et al. 2021)
+
+
 @dataclass(frozen=True)
 class PromptConfig:
     """How a prompt is built and how labels are ranked.
@@ -72,6 +75,10 @@ class PromptConfig:
             (labels read as words).
         length_norm: rank by mean log-prob per label token instead of the total.
         append_eos: also score EOS after the label (the LoRA model is trained to emit it).
+        calibrate: contextual calibration (Zhao et al. 2021, "Calibrate Before Use"):
+            subtract each label's score after a content-free input ("N/A") shown with the
+            same shots, so labels the LM likes regardless of the input (short ones) stop
+            winning every query. Costs a second ranking per query.
     """
 
     instruction: str = ""
@@ -82,6 +89,7 @@ class PromptConfig:
     verbalize: bool = True
     length_norm: bool = False
     append_eos: bool = False
+    calibrate: bool = False
 
     def __post_init__(self) -> None:
         if self.shots < 0:
@@ -246,17 +254,27 @@ class IntentClassifier:
                           for t in self.label_texts) + int(prompt.append_eos)
         self.fitter = PromptFitter(llm, reserve)
 
-    def prompt_for(self, text: str, utt: str = "?") -> str:
-        shots = []
-        if self.prompt.shots and self.pool is not None:
-            chosen = self.pool.select(text, self.prompt.shots, self.prompt.shot_selection)
-            shots = [(e.text, self.prompt.label_text(e.intent)) for e in chosen]
-        return self.fitter.fit(self.prompt, text, shots, utt)
+    def _shots(self, text: str) -> list[tuple[str, str]]:
+        if not (self.prompt.shots and self.pool is not None):
+            return []
+        chosen = self.pool.select(text, self.prompt.shots, self.prompt.shot_selection)
+        return [(e.text, self.prompt.label_text(e.intent)) for e in chosen]
 
-    def scores(self, text: str, utt: str = "?") -> list[float]:
-        return rank_labels(self.llm, self.prompt_for(text, utt), self.label_texts,
+    def prompt_for(self, text: str, utt: str = "?") -> str:
+        return self.fitter.fit(self.prompt, text, self._shots(text), utt)
+
+    def _rank(self, prompt: str) -> list[float]:
+        return rank_labels(self.llm, prompt, self.label_texts,
                            length_norm=self.prompt.length_norm,
                            append_eos=self.prompt.append_eos)
+
+    def scores(self, text: str, utt: str = "?") -> list[float]:
+        shots = self._shots(text)
+        s = self._rank(self.fitter.fit(self.prompt, text, shots, utt))
+        if not self.prompt.calibrate:
+            return s
+        prior = self._rank(self.fitter.fit(self.prompt, CONTENT_FREE, shots, utt))
+        return [a - b for a, b in zip(s, prior, strict=True)]
 
     def classify(self, text: str, utt: str = "?") -> str:
         s = self.scores(text, utt)

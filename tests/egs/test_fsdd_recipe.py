@@ -153,7 +153,7 @@ def test_extra_test_set_by_path_and_bad_input(recipe, tmp_path):
     assert not (tmp_path / "out" / "text").exists()
 
 
-def test_speaker_cmn_travels_with_the_model(recipe):
+def test_speaker_cmn_travels_with_the_model(recipe, monkeypatch):
     """The recipe normalises per speaker (cmn=speaker): the model dir says so, dev used the
     training prior, and `speechlm decode` scores each utterance on features normalised by
     its speaker's mean over the whole set (not by its own mean)."""
@@ -165,6 +165,7 @@ def test_speaker_cmn_travels_with_the_model(recipe):
     from speechlm.data.kaldi_dir import read_data_dir
 
     work, _, _ = recipe
+    monkeypatch.chdir(work)  # feats.scp paths are relative to the recipe dir
     exp = work / "exp" / "asr_train_asr_tiny"
     frontend = yaml.safe_load((exp / "model" / "frontend.yaml").read_text())
     assert frontend["cmn"]["type"] == "speaker" and len(frontend["cmn"]["prior_mean"]) == 80

@@ -126,3 +126,33 @@ def test_slu_config_checks(tmp_path):
         SLUConfig.load(tmp_path)
     with pytest.raises(FileNotFoundError, match="not an SLU dir"):
         SLUConfig.load(tmp_path / "nope")
+
+
+class BiasedLM(LanguageModel):
+    """A test double with a label prior: " set" scores -1 after any prompt; a label whose
+    word is in the prompt's last line scores -2, others -6. Uncalibrated, " set" always wins."""
+
+    def score(self, texts, prefix=None, *, per_token=False, append_eos=False, batch_size=16):
+        query = prefix.split("\n")[-1].split()
+        out = []
+        for t in texts:
+            v = -1.0 if t == " set" else (-2.0 if t.split()[-1] in query else -6.0)
+            out.append(ScoreResult(total=v, tokens=[t], token_logprobs=[v]))
+        return out if per_token else [r.total for r in out]
+
+    def generate(self, prompts, params=None, *, on_token=None):
+        raise NotImplementedError
+
+    def chat(self, messages, params=None, *, on_token=None):
+        raise NotImplementedError
+
+
+def test_contextual_calibration_removes_a_label_prior():
+    labels = ["set", "play_music", "weather_query"]
+    plain = IntentClassifier(BiasedLM(), labels, PromptConfig(shots=0))
+    assert plain.classify("play some music") == "set"
+    calibrated = IntentClassifier(BiasedLM(), labels, PromptConfig(shots=0, calibrate=True))
+    # after "N/A": set -1, the others -6; so set 0, play_music +4, weather_query 0
+    assert calibrated.scores("play some music") == [0.0, 4.0, 0.0]
+    assert calibrated.classify("play some music") == "play_music"
+    assert calibrated.classify("what is the weather query") == "weather_query"
