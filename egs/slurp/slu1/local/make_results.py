@@ -7,6 +7,7 @@ import datetime
 import json
 import os
 import platform
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -81,6 +82,33 @@ def bucket_of(wer: float) -> str:
     return BUCKETS[-1][2]
 
 
+def espnet_training(system: Path) -> str | None:
+    """One line on an ESPnet system's training: size, epochs, wall time, load."""
+    log = system / "train.log"
+    if not log.is_file():
+        return None
+    stamps, epochs = [], 0
+    for line in log.read_text(errors="replace").splitlines():
+        m = re.match(r"\[\S+\] (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)", line)
+        if m:
+            stamps.append(datetime.datetime.fromisoformat(m.group(1)))
+        if "epoch results:" in line:
+            epochs += 1
+    if not stamps or not epochs:
+        return None
+    minutes = (stamps[-1] - stamps[0]).total_seconds() / 60
+    meta = json.loads((system / "model" / "meta.json").read_text()) \
+        if (system / "model" / "meta.json").is_file() else {}
+    params = ""
+    if (system / "model").is_dir():
+        from speechlm.asr.espnet_asr import count_parameters
+
+        params = f"{count_parameters(system / 'model') / 1e6:.2f} M parameters, "
+    return (f"- {system.name}: `{meta.get('config', '?')}`, {params}{epochs} epochs on "
+            f"`{meta.get('train_data', '?')}` in {minutes:.1f} min of training on this "
+            f"machine (log `{log}`)")
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--systems", nargs="+", required=True)
@@ -88,6 +116,7 @@ def main() -> int:
     p.add_argument("--elapsed", default="")
     p.add_argument("--quick", default="false")
     p.add_argument("--out", default="RESULTS.md")
+    p.add_argument("--command", default="./run.sh", help="the run.sh command line of this run")
     args = p.parse_args()
 
     sets_info = json.loads(Path("data/local/sets.json").read_text())
@@ -123,6 +152,11 @@ def main() -> int:
             rescored = f"|{r[0]:.1f}|`{r[1]}`|" if r else "|-|-|"
             lines.append(f"|{Path(system).name}|{s}|"
                          + "|".join(f"{o[k]:.1f}" for k, _ in KINDS) + rescored)
+    trained = [t for t in (espnet_training(Path(sy)) for sy in args.systems) if t]
+    if trained:
+        lines += ["", "ESPnet system (conformer CTC/attention trained here on synthetic speech "
+                  "of LM-text sentences, lattices over a TLG graph with the in-domain trigram):",
+                  *trained]
     lines += ["", "LLM rescoring: tot = first-pass score + llm_scale x LLM log-prob + bonus x "
               "words, swept on dev (icefall-style `wer-summary.txt` per system under "
               "`decode_dev/rescore_llm/`), the best dev setting applied to the other sets.", ""]
@@ -172,8 +206,9 @@ def main() -> int:
         lines += [f"![intent accuracy vs utterance WER]({png.name})", "",
                   "Intent accuracy per utterance-WER bucket of the 1-best (first system, "
                   "test set), per input.", ""]
-    lines += ["## Commands", "", "```", "./run.sh" + (" --quick true" if args.quick == "true"
-                                                     else ""), "```", ""]
+    lines += ["## Commands", "", "This run (each stage skips what is already done, so a run "
+              "resumed with `--stage N` reports only its own time above):", "", "```",
+              args.command, "```", ""]
     Path(args.out).write_text("\n".join(lines) + "\n")
     return 0
 
