@@ -173,7 +173,9 @@ def test_speaker_cmn_travels_with_the_model(recipe, monkeypatch):
     assert (work / "dump" / "dev" / "cmn.yaml").read_text() == \
         (train_dumps[0] / "cmn.yaml").read_text()
 
-    asr = EspnetASR(exp / "model", nbest=1)
+    opts = yaml.safe_load((work / "conf" / "decode.yaml").read_text())  # as stage 6 decoded
+    asr = EspnetASR(exp / "model", beam_size=opts["beam"], ctc_weight=opts["ctc_weight"],
+                    nbest=opts["nbest"])
     raw = dict(kaldiio.load_scp(str(exp / "decode_test" / "feats" / "feats.1.scp")))
     utt2spk = read_data_dir(work / "data" / "test").utt2spk
     means = asr.cmn.with_set_prior(raw.items()).speaker_means(raw.items(), utt2spk)
