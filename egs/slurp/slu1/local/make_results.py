@@ -17,6 +17,7 @@ from speechlm.core.wer import ErrorStats, read_kaldi_text
 KINDS = (("1best", "1-best"), ("mbr", "WCN MBR"), ("nbest", "N-best oracle"),
          ("lattice", "lattice oracle"), ("wcn", "WCN oracle"))
 INPUTS = ("text", "onebest", "nbest", "wcn", "oracle")
+MIN_GAP = 5.0  # points between text and 1-best accuracy before "gap closed" is reported
 BUCKETS = ((0.0, 0.0, "0"), (0.0, 25.0, "(0,25]"), (25.0, 50.0, "(25,50]"),
            (50.0, 1e9, ">50"))
 
@@ -185,8 +186,10 @@ def main() -> int:
                 if not accs:
                     continue
                 gap = "-"
+                # the share is noise when text and 1-best are within a few points (e.g. a
+                # classifier at chance)
                 if all(k in accs for k in ("text", "onebest", "wcn")) and \
-                        accs["text"] > accs["onebest"]:
+                        accs["text"] - accs["onebest"] >= MIN_GAP:
                     share = (accs["wcn"] - accs["onebest"]) / (accs["text"] - accs["onebest"])
                     gap = f"{100 * share:.0f}%"
                     gaps.append((slu_dir.name, Path(system).name, s, share))
@@ -198,14 +201,16 @@ def main() -> int:
                                       utt_wer(Path(system) / f"decode_{s}", Path("data") / s)))
         lines += [""]
     lines += ["Gap closed by WCN = (acc(WCN) - acc(1-best)) / (acc(reference text) - "
-              "acc(1-best)): the share of the 1-best-to-transcript gap that WCN input recovers.",
+              "acc(1-best)): the share of the 1-best-to-transcript gap that WCN input recovers "
+              f"(shown when that gap is at least {MIN_GAP:.0f} points).",
               ""]
     if plot_rows:
         png = Path("accuracy_vs_wer.png")
         plot(plot_rows, png)
         lines += [f"![intent accuracy vs utterance WER]({png.name})", "",
-                  "Intent accuracy per utterance-WER bucket of the 1-best (first system, "
-                  "test set), per input.", ""]
+                  "Intent accuracy per bucket of the utterance's 1-best WER, per input; one "
+                  "panel per SLU model, on the test set of the last system (in `--systems` "
+                  "order) with its predictions; the panel title names it.", ""]
     lines += ["## Commands", "", "This run (each stage skips what is already done, so a run "
               "resumed with `--stage N` reports only its own time above):", "", "```",
               args.command, "```", ""]
@@ -219,7 +224,7 @@ def plot(rows, png: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    # one panel per SLU model, first system, test set if present
+    # one panel per SLU model: the last system with predictions, its test set if present
     chosen = {}
     for slu, system, s, hits_by_input, wers in rows:
         key = slu
