@@ -94,7 +94,7 @@ class EspnetASR:
     def features(self, samples: np.ndarray, speaker_mean: np.ndarray | None = None) -> np.ndarray:
         """(T, num_mel_bins) features of 1-D float samples at ``self.sample_rate``, as the
         model expects them: fbank, then (for a model trained with speaker CMN) minus
-        ``speaker_mean`` or, without one, the utterance's own mean blended with the prior."""
+        ``speaker_mean`` or, without one, the utterance's own mean padded with the prior."""
         return self.normalize(compute_fbank(samples, self.fbank), speaker_mean)
 
     def normalize(self, feats: np.ndarray, speaker_mean: np.ndarray | None = None) -> np.ndarray:
