@@ -221,11 +221,8 @@ def _recognizer(args: argparse.Namespace, d, utts: list[str], job: int):
     # A model trained with speaker CMN gets each speaker's mean over all their utterances
     # (the job holds whole speakers: see _split); speakers too short for a mean of their
     # own (e.g. one utterance each, when utt2spk was made up) are padded with the job's mean.
-    means = {}
-    if asr.cmn is not None:
-        present = [u for u in utts if u in feats]
-        cmn = asr.cmn.with_set_prior((u, feats[u]) for u in present)
-        means = cmn.speaker_means(((u, feats[u]) for u in present), d.utt2spk)
+    means = {} if asr.cmn is None else asr.cmn.speaker_means(
+        ((u, feats[u]) for u in utts if u in feats), d.utt2spk, set_prior=True)
     # An utterance too short for one frame has no features: it decodes to nothing.
     items = ((utt, asr.normalize(feats[utt], means.get(d.utt2spk[utt])) if utt in feats
               else None) for utt in utts)

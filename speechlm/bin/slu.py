@@ -305,9 +305,7 @@ def run_predict(args: argparse.Namespace) -> int:
     done = out / ".done"
     if done.is_file() and done.read_text().strip() == stamp and (out / "utt2intent").is_file():
         print(f"speechlm slu predict: already done ({out}/utt2intent)", file=sys.stderr)
-        hyp = dict(line.split(maxsplit=1) for line in
-                   (out / "utt2intent").read_text(encoding="utf-8").split("\n") if line)
-        hyp = {k: v.strip() for k, v in hyp.items()}
+        hyp = read_utt2intent(out / "utt2intent")
     else:
         clf, _ = load_classifier(args.model_dir)
         hyp = clf.predict(inputs, progress=not args.no_progress)

@@ -70,8 +70,12 @@ class SpeakerCMN:
             / (frame_count + pad)
 
     def speaker_means(self, feats: Iterable[tuple[str, np.ndarray]],
-                      utt2spk: Mapping[str, str]) -> dict[str, np.ndarray]:
-        """Blended mean of each speaker over ``(utt, (T, D) feats)`` pairs.
+                      utt2spk: Mapping[str, str], *,
+                      set_prior: bool = False) -> dict[str, np.ndarray]:
+        """Padded mean of each speaker over ``(utt, (T, D) feats)`` pairs, in one pass.
+
+        With ``set_prior``, short speakers are padded with the mean of all the given
+        utterances (see :meth:`with_set_prior`) instead of the training prior.
 
         Raises:
             KeyError: an utterance without a speaker in ``utt2spk`` (named).
@@ -89,7 +93,11 @@ class SpeakerCMN:
             spk = utt2spk[utt]
             sums[spk] = sums.get(spk, 0.0) + f.sum(axis=0, dtype=np.float64)
             counts[spk] = counts.get(spk, 0) + len(f)
-        return {spk: self.mean_of(sums[spk], counts[spk]) for spk in sums}
+        cmn = self
+        if set_prior:
+            cmn = self._with_prior_of(sum(sums.values(), np.zeros(self.dim)),
+                                      sum(counts.values()))
+        return {spk: cmn.mean_of(sums[spk], counts[spk]) for spk in sums}
 
     def with_set_prior(self, feats: Iterable[tuple[str, np.ndarray]]) -> SpeakerCMN:
         """This CMN with the prior replaced by the mean of a whole set of utterances (itself
@@ -101,7 +109,10 @@ class SpeakerCMN:
         for _, f in feats:
             total += np.asarray(f).sum(axis=0, dtype=np.float64)
             count += len(f)
-        return SpeakerCMN(self.mean_of(total, count), self.prior_frames)
+        return self._with_prior_of(total, count)
+
+    def _with_prior_of(self, frame_sum: np.ndarray, frame_count: int) -> SpeakerCMN:
+        return SpeakerCMN(self.mean_of(frame_sum, frame_count), self.prior_frames)
 
     def apply(self, feats: np.ndarray, mean: np.ndarray | None = None) -> np.ndarray:
         """(T, D) features minus ``mean`` (default: the utterance as its own speaker)."""

@@ -136,5 +136,6 @@ def test_set_prior_pads_short_speakers_with_the_set_mean():
     adapted = cmn.with_set_prior(feats)
     np.testing.assert_allclose(adapted.prior_mean, [6.0, 6.0])  # 6 frames >= 4: its own
     assert adapted.speaker_means(feats, utt2spk)["u0"].tolist() == [6.0, 6.0]
+    assert cmn.speaker_means(feats, utt2spk, set_prior=True)["u0"].tolist() == [6.0, 6.0]
     tiny = cmn.with_set_prior(feats[:1])  # 2 frames: the set mean is padded too
     np.testing.assert_allclose(tiny.prior_mean, [3.0, 3.0])

@@ -128,7 +128,7 @@ def test_slu_config_checks(tmp_path):
         SLUConfig.load(tmp_path / "nope")
 
 
-class BiasedLM(LanguageModel):
+class BiasedLM(KeywordLM):
     """A test double with a label prior: " set" scores -1 after any prompt; a label whose
     word is in the prompt's last line scores -2, others -6. Uncalibrated, " set" always wins."""
 
@@ -139,12 +139,6 @@ class BiasedLM(LanguageModel):
             v = -1.0 if t == " set" else (-2.0 if t.split()[-1] in query else -6.0)
             out.append(ScoreResult(total=v, tokens=[t], token_logprobs=[v]))
         return out if per_token else [r.total for r in out]
-
-    def generate(self, prompts, params=None, *, on_token=None):
-        raise NotImplementedError
-
-    def chat(self, messages, params=None, *, on_token=None):
-        raise NotImplementedError
 
 
 def test_contextual_calibration_removes_a_label_prior():
