@@ -15,22 +15,22 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-_API = ("ASR", "AudioLimits", "AudioRejected", "Rescored", "Transcript", "load_asr",
-        "load_llm", "read_audio_input", "rescore_nbest", "slu")
-__all__ = ["ASR", "AudioLimits", "AudioRejected", "Rescored", "Transcript", "__version__",
-           "load_asr", "load_llm", "read_audio_input", "rescore_nbest", "slu"]
+_API = ("ASR", "AudioLimits", "AudioRejected", "Transcript", "load_asr",
+        "load_llm", "read_audio_input", "rescore_nbest", "rescored_json", "slu")
+__all__ = ["ASR", "AudioLimits", "AudioRejected", "Transcript", "__version__",
+           "load_asr", "load_llm", "read_audio_input", "rescore_nbest", "rescored_json", "slu"]
 
 if TYPE_CHECKING:
     from speechlm.api import (
         ASR,
         AudioLimits,
         AudioRejected,
-        Rescored,
         Transcript,
         load_asr,
         load_llm,
         read_audio_input,
         rescore_nbest,
+        rescored_json,
         slu,
     )
 

@@ -33,7 +33,7 @@ import os
 import re
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -45,8 +45,8 @@ if TYPE_CHECKING:
     from speechlm.lattice import ConfusionNetwork, Lattice
     from speechlm.runtime import LLM
 
-__all__ = ["ASR", "AudioLimits", "AudioRejected", "Rescored", "Transcript", "load_asr",
-           "load_llm", "read_audio_input", "rescore_nbest", "slu"]
+__all__ = ["ASR", "AudioLimits", "AudioRejected", "Transcript", "load_asr", "load_llm",
+           "read_audio_input", "rescore_nbest", "rescored_json", "slu"]
 
 POCKETSPHINX = "pocketsphinx"
 
@@ -268,23 +268,25 @@ class Transcript:
 class ASR:
     """A loaded ASR model; call it on audio to get a :class:`Transcript`.
 
-    Made by :func:`load_asr`. Calls are serialized by a lock (the decoders keep
+    Made by :func:`load_asr`, around the one ``speechlm.asr.Recognizer`` that ``speechlm
+    decode`` and the server also use. Calls are serialized by a lock (the decoders keep
     per-utterance state), so one ``ASR`` can be shared by threads.
 
     Attributes:
         name: ``"pocketsphinx"`` or the model dir's experiment tag.
         sample_rate: the model's rate; input at another rate is resampled.
         has_lattice: whether results carry a lattice and WCN.
+        config: the resolved ``speechlm.asr.DecodeConfig``.
     """
 
-    def __init__(self, name: str, sample_rate: int, decode, *, am_scale: float,
-                 has_lattice: bool, info: dict) -> None:
-        self.name = name
-        self.sample_rate = sample_rate
-        self.has_lattice = has_lattice
-        self.am_scale = am_scale
-        self.info = info
-        self._decode = decode
+    def __init__(self, recognizer) -> None:
+        self.recognizer = recognizer
+        self.config = recognizer.config
+        self.name = recognizer.name
+        self.sample_rate = recognizer.sample_rate
+        self.has_lattice = recognizer.has_lattice
+        self.am_scale = recognizer.am_scale
+        self.info = recognizer.info
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
@@ -305,23 +307,53 @@ class ASR:
         Raises:
             AudioRejected: audio that cannot be transcribed (message says why).
         """
+        return self.transcribe([audio], sample_rate, utts=[utt], wcn=wcn, limits=limits)[0]
+
+    def transcribe(self, audios: list, sample_rate: int | None = None, *,
+                   utts: list[str] | None = None, batch_size: int | None = None,
+                   wcn: bool = True, limits: AudioLimits = AudioLimits()) -> list[Transcript]:
+        """Transcribe several utterances, ``batch_size`` at a time (default: the config's).
+
+        Args:
+            audios: file paths, encoded bytes or sample arrays (all at ``sample_rate``).
+            utts: utterance ids (default ``utt1``, ``utt2``...).
+            batch_size: utterances per recognizer call; backends that batch (padded
+                encoder batches) gain from more, the others decode one at a time.
+
+        Raises:
+            AudioRejected: one input cannot be transcribed (the message names it).
+        """
         from speechlm.data.audio import resample
 
-        samples, rate, channels = read_audio_input(audio, sample_rate, limits)
-        model_samples = resample(samples, rate, self.sample_rate)
-        start = time.perf_counter()
-        with self._lock:
-            hyps, lattice = self._decode(model_samples, utt)
-        cn = None
-        if lattice is not None and wcn:
-            from speechlm.lattice import ConfusionNetwork
-
-            cn = ConfusionNetwork.from_lattice(lattice, am_scale=self.am_scale)
-            cn.utt = utt
-        return Transcript(text=hyps[0].text if hyps else "", nbest=tuple(hyps),
-                          lattice=lattice, wcn=cn, utt=utt, duration=len(samples) / rate,
-                          sample_rate=rate, channels=channels,
-                          decode_s=time.perf_counter() - start, model=self.name)
+        utts = utts or [f"utt{k + 1}" for k in range(len(audios))]
+        if len(utts) != len(audios):
+            raise ValueError(f"{len(audios)} audios but {len(utts)} utterance ids")
+        size = batch_size or self.config.batch_size
+        if size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {size}")
+        inputs = []
+        for utt, audio in zip(utts, audios, strict=True):
+            try:
+                samples, rate, channels = read_audio_input(audio, sample_rate, limits)
+            except AudioRejected as e:
+                if len(audios) == 1:
+                    raise
+                raise AudioRejected(e.code, f"{utt}: {e}") from None
+            inputs.append((utt, samples, rate, channels))
+        out: list[Transcript] = []
+        for k in range(0, len(inputs), size):
+            chunk = inputs[k:k + size]
+            start = time.perf_counter()
+            batch = [(utt, resample(x, rate, self.sample_rate)) for utt, x, rate, _ in chunk]
+            with self._lock:
+                results = self.recognizer.recognize(batch, wcn=wcn)
+            seconds = (time.perf_counter() - start) / len(chunk)
+            for (utt, x, rate, channels), r in zip(chunk, results, strict=True):
+                out.append(Transcript(text=r.text, nbest=tuple(r.hyps), lattice=r.lattice,
+                                      wcn=r.cn, utt=utt, duration=len(x) / rate,
+                                      sample_rate=rate, channels=channels, decode_s=seconds,
+                                      model=self.name))
+        return out
 
 
 def load_asr(model: str | os.PathLike = POCKETSPHINX, graph: str | os.PathLike | None = None,
@@ -337,96 +369,38 @@ def load_asr(model: str | os.PathLike = POCKETSPHINX, graph: str | os.PathLike |
             CTC/attention beam search (N-best only).
         nbest: hypotheses kept per utterance.
         device: torch device of a model dir's network.
-        **options: backend options: for PocketSphinx those of
-            ``speechlm.asr.pocketsphinx_asr.PocketSphinxASR`` (``lm``, ``dictionary``,
-            ``jsgf``, ``lw``...); for a model dir ``beam_size``, ``ctc_weight``,
-            ``penalty`` and, with a graph, ``LatticeDecodeConfig`` fields (``beam``,
-            ``lattice_beam``, ``lm_scale``, ``lm_weight``).
+        **options: any other ``speechlm.asr.DecodeConfig`` field, by the same name as the
+            YAML key and the ``speechlm decode`` flag (``beam``, ``ctc_weight``,
+            ``search_beam``, ``lattice_beam``, ``lm_scale``, ``ps_lm``, ``ps_jsgf``,
+            ``batch_size``...).
 
     Raises:
-        FileNotFoundError / ValueError: a missing or broken model dir or graph.
+        FileNotFoundError / ValueError: a missing or broken model dir or graph, an
+            unknown option.
 
     >>> asr = load_asr("pocketsphinx", nbest=3)                     # doctest: +SKIP
     >>> asr                                                         # doctest: +SKIP
     ASR('pocketsphinx', sample_rate=16000, lattice=True)
     """
+    from speechlm.asr.decode_config import DecodeConfig
+    from speechlm.asr.recognizer import Recognizer
+
     if nbest < 1:
         raise ValueError(f"nbest must be >= 1, got {nbest}")
+    for key in ("backend", "model", "graph", "lattice", "nbest", "device"):
+        if key in options:
+            raise ValueError(f"{key} is set by load_asr's own arguments")
     if str(model) == POCKETSPHINX:
         if graph is not None:
-            raise ValueError("graph is for a model dir; PocketSphinx takes lm/jsgf options")
-        from speechlm.asr.pocketsphinx_asr import PocketSphinxASR
-
-        ps = PocketSphinxASR(nbest=nbest, **options)
-        am_scale = ps.posterior_am_scale
-
-        def decode_ps(samples, utt):
-            # PocketSphinx's live CMN carries its cepstral mean from one utterance into the
-            # next, so a result would depend on what was decoded before (another user's
-            # request, in a server): every utterance starts from the configured mean.
-            ps.decoder.reinit_feat()
-            hyps, lattice = ps(samples, ps.sample_rate, utt=utt)
-            return _consistent_first_score(hyps, lattice, am_scale), lattice
-
-        return ASR(POCKETSPHINX, ps.sample_rate, decode_ps, am_scale=am_scale,
-                   has_lattice=True, info={"backend": "pocketsphinx", "lw": ps.lw})
-    return _load_espnet(Path(model), graph, nbest=nbest, device=device, **options)
-
-
-def _load_espnet(model_dir: Path, graph, *, nbest: int, device: str, **options) -> ASR:
-    from speechlm.asr.espnet_asr import EspnetASR
-
-    search = {k: options.pop(k) for k in ("beam_size", "ctc_weight", "penalty")
-              if k in options}
-    name = model_dir.resolve().parent.name if model_dir.name == "model" else model_dir.name
-    if graph is None:
-        if options:
-            raise ValueError(f"unknown option(s) {', '.join(sorted(options))} for beam "
-                             "search (lattice options need a graph)")
-        beam = int(search.get("beam_size") or 10)
-        asr = EspnetASR(model_dir, nbest=min(nbest, beam), device=device, **search)
-
-        def decode_beam(samples, utt):
-            feats = asr.features(samples)
-            return (asr.decode_features(feats) if len(feats) else []), None
-
-        return ASR(name, asr.sample_rate, decode_beam, am_scale=1.0, has_lattice=False,
-                   info={"backend": "espnet", "search": "beam", **asr.options})
-    from speechlm.asr.ctc_graph import DecodingGraph
-    from speechlm.asr.ctc_lattice import EspnetLatticeASR, LatticeDecodeConfig
-
-    asr = EspnetASR(model_dir, device=device, **search)
-    config = LatticeDecodeConfig.from_dict(
-        {"nbest": max(nbest, 10), "ctc_weight": asr.options["ctc_weight"],
-         "penalty": asr.options["penalty"], **options})
-    lattice_asr = EspnetLatticeASR(asr, DecodingGraph.read(graph), config)
-
-    def decode_lattice(samples, utt):
-        feats = asr.features(samples)
-        if not len(feats):
-            return [], None
-        hyps, lattice = lattice_asr(feats, utt)
-        return hyps[:nbest], lattice
-
-    return ASR(name, asr.sample_rate, decode_lattice, am_scale=1.0 / config.lm_scale,
-               has_lattice=True, info={"backend": "espnet", "search": "lattice",
-                                       **config.__dict__})
-
-
-def _consistent_first_score(hyps: list[Hypothesis], lattice, am_scale: float
-                            ) -> list[Hypothesis]:
-    """PocketSphinx's first hypothesis carries the decoder's own score, on another scale
-    than the lattice paths after it; give it its lattice path's ``am_scale * am + lm``
-    (the decoder's 1-best is the lattice's best path at this scale), so that scores
-    compare when rescoring."""
-    if not hyps or lattice is None or hyps[0].scores:
-        return hyps
-    best = lattice.best_path(am_scale=am_scale)
-    if " ".join(best.words) != hyps[0].text:
-        return hyps
-    first = Hypothesis(hyps[0].text, float(best.tot_score), hyps[0].tokens,
-                       (("am", float(best.am_score)), ("lm", float(best.lm_score))))
-    return [first, *hyps[1:]]
+            raise ValueError("graph is for a model dir; PocketSphinx takes ps_lm/ps_jsgf "
+                             "options")
+        fields = {"backend": "pocketsphinx", "lattice": True}
+    else:
+        fields = {"backend": "espnet", "model": str(model),
+                  "graph": None if graph is None else str(graph), "lattice": graph is not None}
+    config = DecodeConfig.from_dict({**fields, "nbest": nbest, "device": device},
+                                    source="load_asr options", **options)
+    return ASR(Recognizer(config))
 
 
 # ---- LLM -------------------------------------------------------------------------------
@@ -447,50 +421,45 @@ def load_llm(path: str | os.PathLike, **kwargs: Any) -> LLM:
     return LLM.from_pretrained(path, **kwargs)
 
 
-@dataclass(frozen=True)
-class Rescored:
-    """One N-best entry after LLM rescoring (natural-log scores).
-
-    ``tot_score = score + llm_scale * llm_score`` where ``score`` is the ASR's.
-    """
-
-    text: str
-    score: float
-    llm_score: float
-    tot_score: float
-    scores: dict[str, float] = field(default_factory=dict)
-
-    def to_json(self) -> dict:
-        return {"text": self.text, "score": round(self.score, 4),
-                "llm_score": round(self.llm_score, 4), "tot_score": round(self.tot_score, 4)}
-
-
 def rescore_nbest(llm: LLM, hyps: list[Hypothesis] | list[tuple[str, float]], *,
-                  prefix: str | None = None, llm_scale: float = 0.5) -> list[Rescored]:
-    """Re-rank an N-best list by ``score + llm_scale * llm_score`` (LLM through
-    ``LLM.score``, with EOS scored so that short and long texts compare).
+                  prefix: str | None = None, llm_scale: float = 0.5,
+                  length_bonus: float = 0.0) -> list[Hypothesis]:
+    """Re-rank an N-best list by the toolkit's one rescoring formula
+    (``speechlm.llm.rescore.tot_score``: ``score + llm_scale * llm_score + length_bonus *
+    words``), the LLM's log-probability through ``LLM.score`` with EOS scored so that short
+    and long texts compare. ``speechlm rescore`` ranks by the same formula.
 
     Args:
         llm: the runtime's LLM (``load_llm``).
         hyps: ``Hypothesis`` objects or ``(text, score)`` pairs, any order.
         prefix: text the hypotheses continue (a prompt, the previous sentence).
         llm_scale: weight of the LLM's log-probability.
+        length_bonus: added per word.
 
     Returns:
-        The entries sorted best first.
+        Hypotheses best first; ``score`` is the total, the parts ``first_pass`` and ``llm``
+        are in ``scores`` (:func:`rescored_json` gives the HTTP API's form).
 
     Raises:
         ValueError: an empty text, or one over the LLM's context length.
     """
-    pairs = [(h.text, h.score) if isinstance(h, Hypothesis) else (str(h[0]), float(h[1]))
+    from speechlm.llm.rescore import rerank
+
+    given = [h if isinstance(h, Hypothesis) else Hypothesis(str(h[0]), float(h[1]))
              for h in hyps]
-    if not pairs:
+    if not given:
         return []
-    llm_scores = llm.score([t for t, _ in pairs], prefix=prefix,
+    llm_scores = llm.score([h.text for h in given], prefix=prefix,
                            append_eos=bool(getattr(llm, "eos_ids", True)))
-    out = [Rescored(t, s, float(ls), s + llm_scale * float(ls))
-           for (t, s), ls in zip(pairs, llm_scores, strict=True)]
-    return sorted(out, key=lambda r: -r.tot_score)
+    return rerank(given, [float(s) for s in llm_scores], llm_scale=llm_scale,
+                  length_bonus=length_bonus)
+
+
+def rescored_json(h: Hypothesis) -> dict:
+    """``{"text", "score" (first pass), "llm_score", "tot_score"}`` of a rescored hypothesis."""
+    return {"text": h.text, "score": round(float(h.score_of("first_pass", h.score)), 4),
+            "llm_score": round(float(h.score_of("llm", 0.0)), 4),
+            "tot_score": round(float(h.score), 4)}
 
 
 # ---- SLU (hook) ------------------------------------------------------------------------
@@ -529,7 +498,7 @@ def slu(slu_dir: str | os.PathLike, *, input: str = "wcn", **llm_kwargs: Any):
         if input == "nbest":
             text = serialize_nbest([h.text for h in transcript.nbest], config.serialize)
         elif input == "wcn" and transcript.wcn is not None:
-            text = serialize_wcn(transcript.to_json()["wcn"]["bins"], config.serialize)
+            text = serialize_wcn(transcript.wcn, config.serialize)
         return classifier.classify(text, transcript.utt)
 
     return intent_of

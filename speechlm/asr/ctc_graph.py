@@ -24,7 +24,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-EPS = "<eps>"
+from speechlm.core.hypothesis import EPS
+
 BLANK = "<blank>"
 
 

@@ -6,6 +6,12 @@ confusion networks, a CTM and oracle WERs.
     speechlm decode --model-dir exp/asr/model --graph exp/asr/graph --lattice ...
     speechlm decode --backend pocketsphinx --data-dir data/test --out exp/ps/decode_test \
         --lattice [--ps-lm lm.arpa] [--ps-dict words.dic]
+    speechlm decode --config conf/decode.yaml --model-dir exp/asr/model ...  # flags win
+
+Every decode setting is a field of ``speechlm.asr.DecodeConfig``: the YAML keys of
+``--config`` are the flags' names with ``_`` (``ctc_weight: 0.3`` = ``--ctc-weight 0.3``),
+unknown keys are errors. The resolved config is written to OUT/decode_config.yaml, and
+the CLI, the Python API and the server build the same ``speechlm.asr.Recognizer`` from it.
 
 Backends: ``espnet`` (a model dir from ``speechlm train-asr``; joint CTC/attention beam
 search, or with ``--lattice`` a CTC lattice over the ``--graph`` from ``speechlm make-graph``
@@ -23,6 +29,7 @@ dir (utt2spk); speakers with under 3 s of speech, e.g. each utterance its own sp
 utt2spk is missing, are padded with the job's mean. Jobs then hold whole speakers.
 
 Outputs (sorted by utterance id, LC_ALL=C order):
+  OUT/decode_config.yaml  the resolved settings
   OUT/text          utt-id word word ...   (the best hypothesis)
   OUT/nbest.jsonl   {"utt": id, "hyps": [{"text": ..., "score": ...}, ...]}  best first
 With --lattice also:
@@ -38,31 +45,23 @@ With --lattice also:
 from __future__ import annotations
 
 import argparse
-import hashlib
 import os
 import shlex
 import shutil
 import sys
 from pathlib import Path
 
-from tqdm import tqdm
-
 from speechlm.bin import command_main
 from speechlm.bin.decode_outputs import JobWriter as _JobWriter
 from speechlm.bin.decode_outputs import merge_job_outputs
-from speechlm.core.hashing import dir_digest, file_sha256
-from speechlm.data.cmn import split_by_speaker
-from speechlm.data.features import split_utterances
-from speechlm.data.kaldi_dir import read_data_dir, validate_data_dir
 
 MIN_UTTS_PER_JOB = 100
+CONFIG_FILE = "decode_config.yaml"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--backend", choices=("espnet", "pocketsphinx"), default="espnet",
-                        help="espnet: a trained --model-dir; pocketsphinx: general English")
-    parser.add_argument("--model-dir", default=None,
-                        help="model dir (see speechlm train-asr); espnet backend")
+    from speechlm.asr.decode_config import add_config_arguments
+
     parser.add_argument("--data-dir", required=True, help="Kaldi data dir to decode")
     parser.add_argument("--out", required=True, help="output folder")
     parser.add_argument("--nj", type=int, default=1, help="number of parallel jobs")
@@ -70,59 +69,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="run only job J of --nj (1-based); merge with --merge-only")
     parser.add_argument("--merge-only", action="store_true",
                         help="only merge finished job outputs into OUT/text, OUT/nbest.jsonl")
-    parser.add_argument("--beam", type=int, default=None, help="beam size (model dir default)")
-    parser.add_argument("--config", default=None,
-                        help="YAML of decoding options (beam, ctc_weight, penalty, nbest); "
-                             "options given on the command line win")
-    parser.add_argument("--nbest", type=int, default=None,
-                        help="hypotheses kept per utterance (default 1)")
-    parser.add_argument("--ctc-weight", type=float, default=None,
-                        help="CTC weight in joint CTC/attention scoring")
-    parser.add_argument("--penalty", type=float, default=None, help="insertion penalty")
-    parser.add_argument("--device", default="cpu")
-    lat = parser.add_argument_group("lattices (--lattice)")
-    lat.add_argument("--lattice", action="store_true",
-                     help="decode through a lattice; also write lat/, cn.jsonl, ctm, oracle_wer")
-    lat.add_argument("--graph", default=None,
-                     help="decoding graph dir (speechlm make-graph); espnet backend")
-    lat.add_argument("--search-beam", type=float, default=None,
-                     help="lattice decoder beam, natural-log score units (default 16)")
-    lat.add_argument("--lattice-beam", type=float, default=None,
-                     help="keep lattice arcs within this score of the best (default 8)")
-    lat.add_argument("--lm-scale", type=float, default=None,
-                     help="graph (n-gram) weight against acoustics in the search (default 1)")
-    lat.add_argument("--lm-weight", type=float, default=None,
-                     help="n-gram weight in the attention rescoring (default 0)")
-    lat.add_argument("--rescore-nbest", type=int, default=None,
-                     help="lattice paths rescored by the attention decoder (default 10)")
-    ps = parser.add_argument_group("pocketsphinx backend")
-    ps.add_argument("--ps-hmm", default=None, help="acoustic model dir (default: en-us)")
-    ps.add_argument("--ps-lm", default=None, help="ARPA or binary LM (default: en-us)")
-    ps.add_argument("--ps-dict", default=None, help="pronunciation dictionary (default: cmudict)")
-    ps.add_argument("--ps-jsgf", default=None, help="JSGF grammar instead of an n-gram")
-    ps.add_argument("--ps-lw", type=float, default=None, help="LM weight (default 6.5)")
-
-
-CONFIG_KEYS = ("beam", "ctc_weight", "penalty", "nbest", "search_beam", "lattice_beam",
-               "lm_scale", "lm_weight", "rescore_nbest")
-
-
-def _apply_config(args: argparse.Namespace) -> None:
-    """Fill options not given on the command line from ``--config``; nbest defaults to 1."""
-    if args.config:
-        import yaml
-
-        with open(args.config, encoding="utf-8") as f:
-            config = yaml.safe_load(f) or {}
-        unknown = sorted(set(config) - set(CONFIG_KEYS))
-        if unknown:
-            raise ValueError(f"{args.config}: unknown option(s) {', '.join(unknown)}; "
-                             f"known: {', '.join(CONFIG_KEYS)}")
-        for key, value in config.items():
-            if getattr(args, key) is None:
-                setattr(args, key, value)
-    if args.nbest is None:
-        args.nbest = 1
+    add_config_arguments(parser)
 
 
 def _with_speaker_maps(data_dir: Path, out: Path) -> Path:
@@ -168,126 +115,80 @@ def _job_dir(out: Path, nj: int, job: int) -> Path:
     return out / f"split{nj}" / str(job)
 
 
-def _fingerprint(args: argparse.Namespace, utts: list[str]) -> str:
-    """What makes a finished job's output reusable: the model, options, data and utterances."""
-    parts = [file_sha256(Path(args.model_dir) / "model.pth") if args.model_dir else "",
-             dir_digest(args.graph) if args.graph else "", dir_digest(args.data_dir),
-             *(f"{k}={getattr(args, k, None)}" for k in (*CONFIG_KEYS, "backend", "lattice",
-                                                          "ps_hmm", "ps_lm", "ps_dict",
-                                                          "ps_jsgf", "ps_lw")), *utts]
+def _fingerprint(config, data_dir: str, utts: list[str]) -> str:
+    """What makes a finished job's output reusable: the settings and the files they name,
+    the data and the job's utterances."""
+    import hashlib
+
+    from speechlm.core.hashing import dir_digest
+
+    parts = [config.fingerprint(), dir_digest(data_dir), *utts]
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()
 
 
-def _lattice_config(args: argparse.Namespace):
-    from speechlm.asr.ctc_lattice import LatticeDecodeConfig
-
-    options = {"beam": args.search_beam, "lattice_beam": args.lattice_beam,
-               "lm_scale": args.lm_scale, "lm_weight": args.lm_weight,
-               "nbest": args.rescore_nbest, "ctc_weight": args.ctc_weight,
-               "penalty": args.penalty}
-    config = LatticeDecodeConfig.from_dict({k: v for k, v in options.items() if v is not None})
-    # the rescored list must hold at least the N-best asked for
-    if config.nbest < args.nbest:
-        config = LatticeDecodeConfig.from_dict({**config.__dict__, "nbest": args.nbest})
-    return config
-
-
-def _recognizer(args: argparse.Namespace, d, utts: list[str], job: int):
-    """(items, decode, posterior_am_scale) for this job.
-
-    ``items`` yields ``(utt, input)``; ``decode(utt, input)`` returns ``(hypotheses best
-    first, lattice or None)``; ``input`` is None for an utterance with no features.
-    """
-    if args.backend == "pocketsphinx":
-        from speechlm.asr.pocketsphinx_asr import PocketSphinxASR
-        from speechlm.data.features import iter_utterance_audio
-
-        ps = PocketSphinxASR(hmm=args.ps_hmm, lm=args.ps_lm, dictionary=args.ps_dict,
-                             jsgf=args.ps_jsgf, lw=args.ps_lw, nbest=max(args.nbest, 1))
-        return (iter_utterance_audio(d, utts, ps.sample_rate),
-                lambda utt, x: ps(x, utt=utt), ps.posterior_am_scale)
-
-    import kaldiio
-
-    from speechlm.asr.espnet_asr import EspnetASR
-    from speechlm.data.features import compute_feats_for_data_dir, job_file
-
-    asr = EspnetASR(args.model_dir, beam_size=args.beam, ctc_weight=args.ctc_weight,
-                    penalty=args.penalty, nbest=args.nbest, device=args.device)
-    feats_dir = Path(args.out) / "feats"
-    compute_feats_for_data_dir(args.data_dir, feats_dir, asr.fbank, nj=args.nj, job=job,
-                               progress=False, utts=utts)
-    feats = kaldiio.load_scp(str(job_file(feats_dir, "feats.scp", job)))
-    # A model trained with speaker CMN gets each speaker's mean over all their utterances
-    # (the job holds whole speakers: see _split); speakers too short for a mean of their
-    # own (e.g. one utterance each, when utt2spk was made up) are padded with the job's mean.
-    means = {} if asr.cmn is None else asr.cmn.speaker_means(
-        ((u, feats[u]) for u in utts if u in feats), d.utt2spk, set_prior=True)
-    # An utterance too short for one frame has no features: it decodes to nothing.
-    items = ((utt, asr.normalize(feats[utt], means.get(d.utt2spk[utt])) if utt in feats
-              else None) for utt in utts)
-    if not args.lattice:
-        return items, lambda utt, f: ([] if f is None else asr.decode_features(f), None), 1.0
-    from speechlm.asr.ctc_graph import DecodingGraph
-    from speechlm.asr.ctc_lattice import EspnetLatticeASR
-
-    config = _lattice_config(args)
-    lattice_asr = EspnetLatticeASR(asr, DecodingGraph.read(args.graph), config)
-
-    def decode(utt, f):
-        if f is None:
-            return [], None
-        hyps, lattice = lattice_asr(f, utt)
-        return hyps[:args.nbest], lattice
-
-    # lattices keep unscaled scores; the search weighed acoustics by 1 / lm_scale
-    return items, decode, 1.0 / config.lm_scale
-
-
-def _speaker_cmn(args: argparse.Namespace) -> bool:
+def _speaker_cmn(config) -> bool:
     """Whether the model normalises features per speaker (its frontend.yaml says so)."""
-    if args.backend != "espnet":
+    if config.backend != "espnet":
         return False
     from speechlm.asr import model_dir as md
 
-    cmn = md.read_yaml(Path(args.model_dir) / md.FRONTEND).get("cmn") or {}
+    cmn = md.read_yaml(Path(config.model) / md.FRONTEND).get("cmn") or {}
     return cmn.get("type", "none") == "speaker"
 
 
-def _split(args: argparse.Namespace, d, job: int) -> list[str]:
+def _split(config, d, nj: int, job: int) -> list[str]:
     """This job's utterances: whole speakers when the model uses speaker CMN (so each
     speaker's mean is taken over all of their utterances), else Kaldi's contiguous split."""
-    if _speaker_cmn(args):
-        return split_by_speaker(d.utterances, d.utt2spk, args.nj, job)
-    return split_utterances(d.utterances, args.nj, job)
+    from speechlm.data.cmn import split_by_speaker
+    from speechlm.data.features import split_utterances
+
+    if _speaker_cmn(config):
+        return split_by_speaker(d.utterances, d.utt2spk, nj, job)
+    return split_utterances(d.utterances, nj, job)
 
 
-def decode_job(args: argparse.Namespace, job: int) -> None:
-    """Decode job ``job`` of ``args.nj`` into OUT/splitN/J/ (text, nbest.jsonl, lattices)."""
-    out = Path(args.out)
-    d = read_data_dir(args.data_dir)
-    utts = _split(args, d, job)
-    job_dir = _job_dir(out, args.nj, job)
+def _batches(items, size: int):
+    batch = []
+    for item in items:
+        batch.append(item)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def decode_job(config, data_dir: str, out: Path, nj: int, job: int) -> None:
+    """Decode job ``job`` of ``nj`` into OUT/splitN/J/ (text, nbest.jsonl, lattices)."""
+    from tqdm import tqdm
+
+    from speechlm.asr.recognizer import Recognizer
+    from speechlm.data.kaldi_dir import read_data_dir
+
+    d = read_data_dir(data_dir)
+    utts = _split(config, d, nj, job)
+    job_dir = _job_dir(out, nj, job)
     done = job_dir / ".done"
-    stamp = _fingerprint(args, utts)
+    stamp = _fingerprint(config, data_dir, utts)
     if done.is_file() and done.read_text().strip() == stamp:
-        print(f"decode: job {job}/{args.nj} already done ({job_dir})", file=sys.stderr)
+        print(f"decode: job {job}/{nj} already done ({job_dir})", file=sys.stderr)
         return
     import torch
 
     # Parallel jobs share the cores: with every job on all cores, the small matrix ops of
     # beam search spend their time fighting over threads (measured 2.6 s vs 0.02 s per digit).
-    torch.set_num_threads(max(1, (os.cpu_count() or 1) // args.nj))
-    items, decode, am_scale = _recognizer(args, d, utts, job)
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // nj))
+    recognizer = Recognizer(config)
+    items = recognizer.data_dir_inputs(data_dir, d, utts, out, nj=nj, job=job)
 
     job_dir.mkdir(parents=True, exist_ok=True)
     done.unlink(missing_ok=True)
-    writer = _JobWriter(job_dir, lattice=args.lattice, am_scale=am_scale, refs=d.text)
-    with writer:
-        for utt, x in tqdm(items, total=len(utts), desc=f"decode {job}/{args.nj}",
-                           mininterval=2.0):
-            hyps, lattice = decode(utt, x)
-            writer.add(utt, hyps, lattice)
+    with _JobWriter(job_dir, lattice=config.lattice, refs=d.text) as writer, \
+            tqdm(total=len(utts), desc=f"decode {job}/{nj}", mininterval=2.0) as bar:
+        for batch in _batches(items, config.batch_size):
+            for result in recognizer.decode(batch, wcn=config.lattice):
+                writer.add(result)
+            bar.update(len(batch))
     done.write_text(stamp + "\n")
 
 
@@ -300,83 +201,75 @@ def merge_jobs(out: Path, nj: int, *, lattice: bool = False) -> None:
     merge_job_outputs(out, job_dirs, lattice=lattice)
 
 
-def _check_backend(args: argparse.Namespace) -> None:
-    """Options that only make sense together; ValueError names the missing one."""
-    from speechlm.asr.model_dir import check_model_dir
+def _check_inputs(config) -> None:
+    """Files the config names exist and are what they should be (errors name them)."""
+    if config.backend == "espnet":
+        from speechlm.asr.model_dir import check_model_dir
 
-    if args.backend == "espnet":
-        if not args.model_dir:
-            raise ValueError("the espnet backend needs --model-dir")
-        check_model_dir(args.model_dir)
-        if args.lattice:
-            if not args.graph:
-                raise ValueError("--lattice with the espnet backend needs --graph (a graph dir "
-                                 "from speechlm make-graph)")
+        check_model_dir(config.model)
+        if config.lattice:
             from speechlm.asr.ctc_graph import DecodingGraph
 
-            DecodingGraph.read(args.graph)  # fails early naming a missing file
-    elif args.model_dir or args.graph:
-        raise ValueError("--model-dir and --graph are for the espnet backend; pocketsphinx "
-                         "takes --ps-hmm/--ps-lm/--ps-dict/--ps-jsgf")
+            DecodingGraph.read(config.graph)  # fails early naming a missing file
 
 
 def run(args: argparse.Namespace) -> int:
+    from speechlm.asr.decode_config import config_from_args
+
     out = Path(args.out)
-    try:
-        _apply_config(args)
-    except ValueError as e:
-        print(f"decode: {e}", file=sys.stderr)
-        return 2
     if args.nj < 1 or (args.job is not None and not 1 <= args.job <= args.nj):
         print(f"decode: need 1 <= --job <= --nj, got --job {args.job} --nj {args.nj}",
               file=sys.stderr)
         return 2
-    if args.merge_only:
-        merge_jobs(out, args.nj, lattice=args.lattice)
-        return 0
     try:
-        _check_backend(args)
+        config = config_from_args(args)
+    except ValueError as e:
+        print(f"decode: {e}", file=sys.stderr)
+        return 2
+    if args.merge_only:
+        merge_jobs(out, args.nj, lattice=config.lattice)
+        return 0
+    data_dir = args.data_dir
+    try:
+        _check_inputs(config)
         if args.job is None:
-            args.data_dir = str(_with_speaker_maps(Path(args.data_dir), out))
+            from speechlm.data.kaldi_dir import validate_data_dir
+
+            data_dir = str(_with_speaker_maps(Path(data_dir), out))
             # Validate once, up front, so that bad input fails before any long work.
-            validate_data_dir(args.data_dir, check_audio=True, require_text=False)
+            validate_data_dir(data_dir, check_audio=True, require_text=False)
     except ValueError as e:  # ModelDirError, DataDirError: messages name files and utts
         print(f"decode: {e}", file=sys.stderr)
         return 1
     out.mkdir(parents=True, exist_ok=True)
     if args.job is not None:
-        decode_job(args, args.job)
+        decode_job(config, data_dir, out, args.nj, args.job)
         return 0
+    config.write_yaml(out / CONFIG_FILE)
+    from speechlm.data.kaldi_dir import read_data_dir
+
     # Each job process pays ESPnet's ~10 s import: don't split small sets into jobs.
-    d = read_data_dir(args.data_dir)
+    d = read_data_dir(data_dir)
     n_utts = len(d.utterances)
     nj = min(args.nj, max(1, n_utts // MIN_UTTS_PER_JOB))
-    if _speaker_cmn(args):  # jobs hold whole speakers
+    if _speaker_cmn(config):  # jobs hold whole speakers
         nj = min(nj, len(set(d.utt2spk.values())))
     if nj != args.nj:
         print(f"decode: {n_utts} utterances: using {nj} job(s) instead of {args.nj}",
               file=sys.stderr)
-        args.nj = nj
-    if args.nj == 1:
-        decode_job(args, 1)
+    if nj == 1:
+        decode_job(config, data_dir, out, 1, 1)
     else:
         from speechlm.bin.launch import run_local
 
-        argv = [sys.executable, "-m", "speechlm.bin.decode", "--backend", args.backend,
-                "--data-dir", args.data_dir, "--out", args.out, "--nj", str(args.nj),
-                "--job", "JOB", "--nbest", str(args.nbest), "--device", args.device]
-        if args.lattice:
-            argv.append("--lattice")
-        # --config is already applied to args: pass the resolved values, not the file
-        for key in ("model_dir", "graph", *CONFIG_KEYS, "ps_hmm", "ps_lm", "ps_dict",
-                    "ps_jsgf", "ps_lw"):
-            value = getattr(args, key)
-            if value is not None and key != "nbest":
-                argv += ["--" + key.replace("_", "-"), str(value)]
-        rc = run_local(f"JOB=1:{args.nj}", str(out / "log" / "decode.JOB.log"), argv)
+        # the jobs read the resolved settings from the file written above: one list of them
+        argv = [sys.executable, "-m", "speechlm.bin.decode", "--config",
+                str(out / CONFIG_FILE), "--data-dir", data_dir, "--out", str(out),
+                "--nj", str(nj), "--job", "JOB"]
+        rc = run_local(f"JOB=1:{nj}", str(out / "log" / "decode.JOB.log"), argv)
         if rc != 0:
             return rc
-    merge_jobs(out, args.nj, lattice=args.lattice)
+    merge_jobs(out, nj, lattice=config.lattice)
     print(f"decode: {n_utts} utterances -> {out}/text, {out}/nbest.jsonl "
           f"(cmd: {' '.join(shlex.quote(a) for a in sys.argv)})", file=sys.stderr)
     return 0

@@ -13,6 +13,7 @@ import os
 import shutil
 from pathlib import Path
 
+from speechlm.core.nbest_jsonl import nbest_line
 from speechlm.core.wer import ErrorStats
 from speechlm.data.kaldi_dir import c_sorted
 
@@ -33,15 +34,14 @@ class JobWriter:
     Args:
         job_dir: OUT/splitN/J.
         lattice: also write lattices, confusion networks, CTM and oracle counts.
-        am_scale: acoustic scale for posteriors (the backend's search scale).
         refs: utterance -> reference text, for oracle counts (may be empty).
+
+    Results come from ``speechlm.asr.Recognizer`` with their confusion networks built.
     """
 
-    def __init__(self, job_dir: Path, *, lattice: bool, am_scale: float,
-                 refs: dict[str, str]) -> None:
+    def __init__(self, job_dir: Path, *, lattice: bool, refs: dict[str, str]) -> None:
         self.job_dir = Path(job_dir)
         self.lattice = lattice
-        self.am_scale = am_scale
         self.refs = refs
         names = LINE_FILES + (LATTICE_LINE_FILES + ("ctm",) if lattice else ())
         self._paths = {n: self.job_dir / n for n in names}
@@ -67,11 +67,12 @@ class JobWriter:
         for path in self._paths.values():
             os.replace(path.with_name(path.name + ".tmp"), path)
 
-    def add(self, utt: str, hyps: list, lattice) -> None:
-        best = hyps[0].text if hyps else ""
+    def add(self, result) -> None:
+        """Write one ``speechlm.asr.recognizer.Result``."""
+        utt, hyps, lattice, cn = result.utt, result.hyps, result.lattice, result.cn
+        best = result.text
         self._files["text"].write(f"{utt} {best}".rstrip() + "\n")
-        self._files["nbest.jsonl"].write(json.dumps(
-            {"utt": utt, "hyps": [h.to_json() for h in hyps]}, ensure_ascii=False) + "\n")
+        self._files["nbest.jsonl"].write(nbest_line(utt, hyps) + "\n")
         if not self.lattice:
             return
         from speechlm.lattice.confusion_network import ConfusionNetwork
@@ -79,15 +80,14 @@ class JobWriter:
 
         if lattice is not None:
             self._lattices.append(lattice)
-            cn = ConfusionNetwork.from_lattice(lattice, am_scale=self.am_scale)
+            if cn is None:
+                raise ValueError(f"utterance {utt!r}: a lattice without its confusion network")
             mbr = list(cn.mbr_words())
-            cn_json = cn.to_json()
-            cn_json["utt"] = utt
             self._files["ctm"].writelines(line + "\n" for line in cn.ctm_lines())
         else:  # no features, or no path: an empty network
-            cn, mbr, cn_json = None, [], {"utt": utt, "bins": []}
-        self._files["cn.jsonl"].write(json.dumps(
-            {"utt": utt, "bins": cn_json["bins"]}, ensure_ascii=False) + "\n")
+            mbr = []
+        written = ConfusionNetwork(cn.bins if cn is not None else [], utt=utt)
+        self._files["cn.jsonl"].write(written.to_json_line() + "\n")
         self._files["text.mbr"].write(f"{utt} {' '.join(mbr)}".rstrip() + "\n")
         if utt in self.refs:
             ref = self.refs[utt].split()

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+EPS = "<eps>"  # the empty word: a deletion in alignments, lattices and confusion networks
+
 
 @dataclass(frozen=True)
 class Hypothesis:
@@ -23,6 +25,26 @@ class Hypothesis:
     score: float
     tokens: tuple[str, ...] = ()
     scores: tuple[tuple[str, float], ...] = ()
+
+    @property
+    def words(self) -> list[str]:
+        return self.text.split()
+
+    def score_of(self, part: str, default: float | None = None) -> float | None:
+        """The score part ``part`` (``"am"``, ``"llm"``...), ``default`` when absent."""
+        return dict(self.scores).get(part, default)
+
+    @classmethod
+    def from_json(cls, obj: dict) -> Hypothesis:
+        """The inverse of :meth:`to_json`; KeyError/TypeError/ValueError on a bad object."""
+        scores = obj.get("scores") or {}
+        if not isinstance(scores, dict):
+            raise TypeError(f"scores must be an object, got {scores!r}")
+        text = obj["text"]
+        if not isinstance(text, str):
+            raise TypeError(f"text must be a string, got {text!r}")
+        return cls(text, float(obj["score"]),
+                   scores=tuple((str(k), float(v)) for k, v in scores.items()))
 
     def to_json(self) -> dict:
         out = {"text": self.text, "score": round(float(self.score), 4)}

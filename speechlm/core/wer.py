@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 import kaldialign
 
-EPS = "<eps>"
+from speechlm.core.hypothesis import EPS
 
 
 @dataclass

@@ -137,6 +137,10 @@ class ConfusionNetwork:
                 "bins": [[{"word": e.word, "posterior": e.posterior, "start": e.start,
                            "end": e.end} for e in b] for b in self.bins]}
 
+    def to_json_line(self) -> str:
+        """One ``cn.jsonl`` line (no newline): the only writer of that format."""
+        return json.dumps(self.to_json(), ensure_ascii=False)
+
     @classmethod
     def from_json(cls, obj: dict | str) -> ConfusionNetwork:
         if isinstance(obj, str):
@@ -176,7 +180,7 @@ def write_cn_jsonl(path: str | Path, cns: Iterable[ConfusionNetwork]) -> int:
     n = 0
     with open(path, "w", encoding="utf-8") as f:
         for cn in cns:
-            f.write(json.dumps(cn.to_json(), ensure_ascii=False) + "\n")
+            f.write(cn.to_json_line() + "\n")
             n += 1
     return n
 
@@ -188,6 +192,10 @@ def read_cn_jsonl(path: str | Path) -> Iterator[ConfusionNetwork]:
             if not line.strip():
                 continue
             try:
-                yield ConfusionNetwork.from_json(json.loads(line))
-            except ValueError as e:
+                obj = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise ValueError(f"{path}:{lineno}: not JSON: {e}") from None
+            try:
+                yield ConfusionNetwork.from_json(obj)
+            except (ValueError, AttributeError) as e:
                 raise ValueError(f"{path}:{lineno}: {e}") from None

@@ -22,10 +22,11 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from speechlm.core.hypothesis import EPS
+
 if TYPE_CHECKING:
     from speechlm.lattice.nbest import Path
 
-EPS = "<eps>"
 
 
 @dataclass(frozen=True, slots=True)

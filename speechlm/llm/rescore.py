@@ -11,7 +11,11 @@ scores are computed once per hypothesis (one shared-prefix call per utterance); 
 setting of the sweep is then a cheap re-ranking. Results are keyed by setting, as
 ``icefall/decode.py``'s rescorers return them (``"llm_scale_0.3_bonus_0.5"``).
 
->>> hyps = {"u1": [("a b", -1.0), ("a c", -1.2)]}
+This module holds the one rescoring formula (:func:`tot_score`); the Python API
+(``speechlm.rescore_nbest``), the HTTP server and ``speechlm rescore`` all rank by it.
+
+>>> from speechlm.core.hypothesis import Hypothesis
+>>> hyps = {"u1": [Hypothesis("a b", -1.0), Hypothesis("a c", -1.2)]}
 >>> pick_best(hyps, {"u1": [-9.0, -3.0]}, llm_scale=0.5, length_bonus=0.0)
 {'u1': 'a c'}
 """
@@ -26,30 +30,15 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-NBest = dict[str, list[tuple[str, float]]]  # utt -> [(text, first-pass score)], best first
+from speechlm.core.hypothesis import Hypothesis
+from speechlm.core.nbest_jsonl import read_nbest_jsonl
+
+__all__ = ["RescoreConfig", "llm_scores", "pick_best", "read_nbest_jsonl", "rerank",
+           "setting_key", "sweep", "tot_score"]
 
 
 def setting_key(llm_scale: float, length_bonus: float) -> str:
     return f"llm_scale_{llm_scale:g}_bonus_{length_bonus:g}"
-
-
-def read_nbest_jsonl(path: str | os.PathLike, max_hyps: int | None = None) -> NBest:
-    """``{"utt": id, "hyps": [{"text": ..., "score": ...}, ...]}`` lines -> NBest."""
-    out: NBest = {}
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-                hyps = [(str(h["text"]), float(h["score"])) for h in obj["hyps"]]
-                utt = str(obj["utt"])
-            except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
-                raise ValueError(f"{path}:{n}: not an nbest.jsonl line ({e})") from None
-            out[utt] = hyps[:max_hyps] if max_hyps else hyps
-    if not out:
-        raise ValueError(f"{path}: no utterances")
-    return out
 
 
 @dataclass(frozen=True)
@@ -65,7 +54,7 @@ class RescoreConfig:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
 
 
-def llm_scores(llm, nbest: NBest, config: RescoreConfig = RescoreConfig(), *,
+def llm_scores(llm, nbest: dict[str, list[Hypothesis]], config: RescoreConfig = RescoreConfig(), *,
                cache: str | os.PathLike | None = None, progress: bool = True
                ) -> dict[str, list[float]]:
     """LLM log-probability of every hypothesis: utt -> one float per hypothesis.
@@ -100,7 +89,7 @@ def llm_scores(llm, nbest: NBest, config: RescoreConfig = RescoreConfig(), *,
     try:
         for utt in tqdm([u for u in nbest if u not in done], desc="llm rescore",
                         disable=not progress, mininterval=2.0):
-            texts = [t for t, _ in nbest[utt]]
+            texts = [h.text for h in nbest[utt]]
             scores = _score_texts(llm, texts, config, utt)
             done[utt] = scores
             if writer is not None:
@@ -131,19 +120,44 @@ def _score_texts(llm, texts: Sequence[str], config: RescoreConfig, utt: str) -> 
     return scores
 
 
-def pick_best(nbest: dict[str, list[tuple[str, float]]], llm: dict[str, list[float]], *,
+def tot_score(first_pass: float, llm_score: float, words: int, *, llm_scale: float,
+              length_bonus: float) -> float:
+    """The rescoring formula: ``first_pass + llm_scale * llm_score + length_bonus * words``."""
+    return first_pass + llm_scale * llm_score + length_bonus * words
+
+
+def rerank(hyps: Sequence[Hypothesis], llm: Sequence[float], *, llm_scale: float,
+           length_bonus: float = 0.0) -> list[Hypothesis]:
+    """``hyps`` re-ranked by :func:`tot_score`, best first (ties keep the first pass order).
+
+    Each returned hypothesis has ``score`` = the total and score parts ``first_pass`` and
+    ``llm`` beside the first pass's own parts.
+    """
+    if len(hyps) != len(llm):
+        raise ValueError(f"{len(hyps)} hypotheses but {len(llm)} LLM scores")
+    ranked = []
+    for k, (h, lm) in enumerate(zip(hyps, llm, strict=True)):
+        total = tot_score(h.score, lm, len(h.words), llm_scale=llm_scale,
+                          length_bonus=length_bonus)
+        parts = (("first_pass", float(h.score)), ("llm", float(lm)),
+                 *((n, v) for n, v in h.scores if n not in ("first_pass", "llm")))
+        ranked.append((-total, k, Hypothesis(h.text, total, h.tokens, parts)))
+    return [h for _, _, h in sorted(ranked, key=lambda r: (r[0], r[1]))]
+
+
+def pick_best(nbest: dict[str, list[Hypothesis]], llm: dict[str, list[float]], *,
               llm_scale: float, length_bonus: float) -> dict[str, str]:
-    """The best hypothesis of each utterance under one setting."""
+    """The best hypothesis text of each utterance under one setting."""
     best = {}
     for utt, hyps in nbest.items():
-        scored = [(first + llm_scale * lm + length_bonus * len(text.split()), -k, text)
-                  for k, ((text, first), lm) in enumerate(zip(hyps, llm[utt], strict=True))]
-        best[utt] = max(scored)[2] if scored else ""
+        ranked = rerank(hyps, llm[utt], llm_scale=llm_scale, length_bonus=length_bonus)
+        best[utt] = ranked[0].text if ranked else ""
     return best
 
 
-def sweep(nbest: NBest, llm: dict[str, list[float]], llm_scales: Iterable[float],
-          length_bonuses: Iterable[float]) -> dict[str, dict[str, str]]:
+def sweep(nbest: dict[str, list[Hypothesis]], llm: dict[str, list[float]],
+          llm_scales: Iterable[float], length_bonuses: Iterable[float]
+          ) -> dict[str, dict[str, str]]:
     """Every (llm_scale, length_bonus) setting -> utt -> best text, keyed by setting."""
     bonuses = list(length_bonuses)
     return {setting_key(s, b): pick_best(nbest, llm, llm_scale=s, length_bonus=b)

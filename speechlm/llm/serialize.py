@@ -39,12 +39,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from speechlm.core.hypothesis import EPS
+from speechlm.core.nbest_jsonl import read_nbest_jsonl
 from speechlm.data.kaldi_dir import c_sorted, read_table
+from speechlm.lattice import ConfusionNetwork, read_cn_jsonl
 
 logger = logging.getLogger(__name__)
 
 INPUT_KINDS = ("text", "onebest", "nbest", "wcn", "oracle")
-EPS = "<eps>"
 
 
 @dataclass(frozen=True)
@@ -98,31 +100,40 @@ def _posterior(p: float, digits: int) -> str:
     return s[1:] if s.startswith("0.") else s  # ".8" costs a token less than "0.8"
 
 
-def serialize_wcn(bins: Sequence[Sequence[dict]], config: SerializeConfig) -> str:
-    """One line from a confusion network ``[bin][entry]`` (entries ``{"word", "posterior"}``).
+def _word_posteriors(bins: ConfusionNetwork | Sequence[Sequence[dict]]
+                     ) -> list[list[tuple[str, float]]]:
+    if isinstance(bins, ConfusionNetwork):
+        return [[(e.word, e.posterior) for e in b] for b in bins.bins]
+    return [[(e["word"], float(e["posterior"])) for e in b] for b in bins]
+
+
+def serialize_wcn(bins: ConfusionNetwork | Sequence[Sequence[dict]],
+                  config: SerializeConfig) -> str:
+    """One line from a confusion network (or its bins ``[bin][entry]``, entries
+    ``{"word", "posterior"}``, as training data builds them).
 
     Args:
-        bins: bins in time order; each bin's entries in any order (sorted here).
+        bins: a ConfusionNetwork, or bins in time order; entries in any order (sorted here).
         config: threshold, alternatives, posteriors, separator.
 
     Returns:
         The bins' tokens joined by spaces ('' when every bin is a confident deletion).
     """
     out = []
-    for entries in bins:
-        ranked = sorted(entries, key=lambda e: -float(e["posterior"]))
-        kept = [e for e in ranked if float(e["posterior"]) >= config.wcn_threshold] or ranked[:1]
+    for entries in _word_posteriors(bins):
+        ranked = sorted(entries, key=lambda e: -e[1])
+        kept = [e for e in ranked if e[1] >= config.wcn_threshold] or ranked[:1]
         kept = kept[: config.wcn_max_alternatives]
-        if not kept or all(e["word"] == EPS for e in kept):
+        if not kept or all(w == EPS for w, _ in kept):
             continue
         if len(kept) == 1:
-            out.append(kept[0]["word"])
+            out.append(kept[0][0])
             continue
         parts = []
-        for e in kept:
-            word = config.eps_symbol if e["word"] == EPS else e["word"]
+        for w, p in kept:
+            word = config.eps_symbol if w == EPS else w
             if config.wcn_show_posteriors:
-                word += ":" + _posterior(float(e["posterior"]), config.wcn_digits)
+                word += ":" + _posterior(p, config.wcn_digits)
             parts.append(word)
         out.append(config.wcn_separator.join(parts))
     return " ".join(out)
@@ -198,14 +209,10 @@ def _read_jsonl(path: Path, field: str) -> dict[str, dict]:
     return out
 
 
-def _each(rows: dict[str, dict], path: Path, fn) -> dict[str, str]:
-    out = {}
-    for utt, row in rows.items():
-        try:
-            out[utt] = fn(row)
-        except (KeyError, TypeError, ValueError) as e:
-            raise ValueError(f"{path}: utterance {utt!r}: malformed entry ({e!r})") from None
-    return out
+def _existing(path: Path) -> Path:
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist")
+    return path
 
 
 def read_text_file(path: Path) -> dict[str, str]:
@@ -255,12 +262,16 @@ def load_inputs(kind: str, config: SerializeConfig, *, decode_dir: str | Path | 
         if kind == "onebest":
             out = read_text_file(d / "text")
         elif kind == "nbest":
-            rows = _read_jsonl(d / "nbest.jsonl", "hyps")
-            out = _each(rows, d / "nbest.jsonl",
-                        lambda r: serialize_nbest([h["text"] for h in r["hyps"]], config))
+            nbest = read_nbest_jsonl(_existing(d / "nbest.jsonl"))
+            out = {u: serialize_nbest([h.text for h in hyps], config)
+                   for u, hyps in nbest.items()}
         elif kind == "wcn":
-            rows = _read_jsonl(d / "cn.jsonl", "bins")
-            out = _each(rows, d / "cn.jsonl", lambda r: serialize_wcn(r["bins"], config))
+            out = {}
+            path = _existing(d / "cn.jsonl")
+            for cn in read_cn_jsonl(path):
+                if cn.utt in out:
+                    raise ValueError(f"{path}: duplicate utterance {cn.utt!r}")
+                out[cn.utt] = serialize_wcn(cn, config)
         else:
             rows = _read_jsonl(d / "oracle.jsonl", "oracle_text")
             out = {u: " ".join(r["oracle_text"].split()) for u, r in rows.items()}

@@ -29,7 +29,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, RedirectResponse
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from speechlm.api import AudioRejected, rescore_nbest
+from speechlm.api import AudioRejected, rescore_nbest, rescored_json
 from speechlm.serve.state import QueueFull, ServeState
 
 logger = logging.getLogger("speechlm.serve")
@@ -270,7 +270,7 @@ def _add_api_routes(app: FastAPI, state: ServeState) -> None:
             out["nbest"]["hyps"] = out["nbest"]["hyps"][:nbest]
             if rescore and t.nbest:
                 texts = [h for h in t.nbest[:nbest] if h.text.strip()]
-                out["rescored"] = [r.to_json() for r in rescore_nbest(
+                out["rescored"] = [rescored_json(r) for r in rescore_nbest(
                     state.llm, texts, llm_scale=state.config.llm_scale)]
             if state.slu is not None:
                 out["intent"] = state.slu(t)
@@ -295,7 +295,7 @@ def _add_api_routes(app: FastAPI, state: ServeState) -> None:
         def work():
             ranked = rescore_nbest(state.llm, [(h.text, h.score) for h in body.hyps],
                                    prefix=body.prefix, llm_scale=scale)
-            return {"hyps": [r.to_json() for r in ranked], "llm": state.llm_name or "llm",
+            return {"hyps": [rescored_json(r) for r in ranked], "llm": state.llm_name or "llm",
                     "llm_scale": scale, "figures": state.llm_figures()}
 
         try:

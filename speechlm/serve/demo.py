@@ -117,8 +117,9 @@ def transcribe(state: ServeState, audio_path: str | None, model: str, nbest: int
         hyps = [h for h in t.nbest[:nbest] if h.text.strip()]
         ranked = rescore_nbest(state.llm, hyps, prefix=prefix.strip() or None,
                                llm_scale=state.config.llm_scale)
-        rescored_rows = [[i + 1, r.text, round(r.score, 3), round(r.llm_score, 3),
-                          round(r.tot_score, 3)] for i, r in enumerate(ranked)]
+        rescored_rows = [[i + 1, r.text, round(r.score_of("first_pass"), 3),
+                          round(r.score_of("llm"), 3), round(r.score, 3)]
+                         for i, r in enumerate(ranked)]
         rescored_text = ranked[0].text if ranked else ""
     elif state.llm is None:
         rescored_text = "(no LLM loaded: start with --llm DIR)"

@@ -52,8 +52,33 @@ def test_pocketsphinx_lattice_outputs(cards_dir, tmp_path):
 
 
 def test_backend_option_errors(cards_dir, tmp_path, capsys):
-    assert decode.main(["--data-dir", str(cards_dir), "--out", str(tmp_path / "o")]) == 1
-    assert "needs --model-dir" in capsys.readouterr().err
+    # settings that do not fit together are usage errors (exit 2), named
+    assert decode.main(["--data-dir", str(cards_dir), "--out", str(tmp_path / "o")]) == 2
+    assert "needs a model (--model-dir" in capsys.readouterr().err
     assert decode.main(["--backend", "pocketsphinx", "--model-dir", "m", "--data-dir",
-                        str(cards_dir), "--out", str(tmp_path / "o")]) == 1
+                        str(cards_dir), "--out", str(tmp_path / "o")]) == 2
     assert "espnet backend" in capsys.readouterr().err
+
+
+def test_cli_and_api_give_the_same_results(cards_dir, tmp_path):
+    """One recognizer: ``speechlm decode`` and ``speechlm.load_asr`` agree line for line,
+    whatever order the utterances come in, and the resolved config is written."""
+    import yaml
+
+    import speechlm
+
+    out = tmp_path / "dec"
+    assert decode.main(["--backend", "pocketsphinx", "--lattice", "--data-dir",
+                        str(cards_dir), "--out", str(out), "--nbest", "4"]) == 0
+    resolved = yaml.safe_load((out / "decode_config.yaml").read_text())
+    assert resolved["backend"] == "pocketsphinx" and resolved["nbest"] == 4
+    asr = speechlm.load_asr("pocketsphinx", nbest=4)
+    nbest = {json.loads(x)["utt"]: json.loads(x)
+             for x in (out / "nbest.jsonl").read_text().splitlines()}
+    cns = {json.loads(x)["utt"]: json.loads(x)
+           for x in (out / "cn.jsonl").read_text().splitlines()}
+    wavs = dict(line.split() for line in (cards_dir / "wav.scp").read_text().splitlines())
+    for utt in reversed(sorted(wavs)):  # another order than the CLI's
+        t = asr(wavs[utt], utt=utt).to_json()
+        assert t["nbest"] == nbest[utt]
+        assert t["wcn"] == cns[utt]

@@ -6,7 +6,7 @@ def test_decode_config_rejects_unknown_keys_before_any_work(tmp_path, capsys):
     rc = main(["decode", "--model-dir", str(tmp_path / "m"), "--data-dir", str(tmp_path),
                "--out", str(tmp_path / "out"), "--config", str(tmp_path / "decode.yaml")])
     assert rc == 2
-    assert "unknown option(s) beem" in capsys.readouterr().err
+    assert "unknown key(s) beem" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
 
 

@@ -4,6 +4,7 @@ import json
 import pytest
 
 from speechlm.bin import rescore as rescore_cli
+from speechlm.core.hypothesis import Hypothesis
 from speechlm.llm.rescore import (
     RescoreConfig,
     llm_scores,
@@ -33,19 +34,23 @@ def llm():
     return tiny_llm("llama", seed=0)
 
 
+def hyps_of(pairs):
+    return [Hypothesis(t, s) for t, s in pairs]
+
+
 def make_nbest():
     a, b, c, d = WORDS[10:14]
-    return {"u1": [(f"{a} {b}", -1.0), (f"{a} {c}", -1.1), ("", -5.0)],
-            "u2": [(f"{c} {d} {a}", -2.0), (f"{d}", -2.5)]}
+    return {"u1": hyps_of([(f"{a} {b}", -1.0), (f"{a} {c}", -1.1), ("", -5.0)]),
+            "u2": hyps_of([(f"{c} {d} {a}", -2.0), (f"{d}", -2.5)])}
 
 
 def test_scores_are_the_runtimes(llm):
     nbest = make_nbest()
     scores = llm_scores(llm, nbest, progress=False)
     for utt, hyps in nbest.items():
-        texts = [t for t, _ in hyps if t]
+        texts = [h.text for h in hyps if h.text]
         direct = llm.score(texts, append_eos=True)
-        got = [s for (t, _), s in zip(hyps, scores[utt], strict=True) if t]
+        got = [s for h, s in zip(hyps, scores[utt], strict=True) if h.text]
         assert got == pytest.approx(direct, abs=1e-5)
     # the empty hypothesis never beats a scored one on the LLM term
     assert scores["u1"][2] == min(scores["u1"][:2])
@@ -60,7 +65,7 @@ def test_prompt_changes_scores(llm):
 
 
 def test_pick_best_and_sweep():
-    nbest = {"u": [("a b", -1.0), ("a b c d", -1.5)]}
+    nbest = {"u": hyps_of([("a b", -1.0), ("a b c d", -1.5)])}
     lm = {"u": [-4.0, -3.0]}
     assert pick_best(nbest, lm, llm_scale=0.0, length_bonus=0.0) == {"u": "a b"}
     assert pick_best(nbest, lm, llm_scale=1.0, length_bonus=0.0) == {"u": "a b c d"}
@@ -89,7 +94,7 @@ def test_cli_sweeps_and_reports(tmp_path):
     dec.mkdir()
     nbest = make_nbest()
     (dec / "nbest.jsonl").write_text("".join(
-        json.dumps({"utt": u, "hyps": [{"text": t, "score": s} for t, s in hyps]}) + "\n"
+        json.dumps({"utt": u, "hyps": [h.to_json() for h in hyps]}) + "\n"
         for u, hyps in nbest.items()))
     ref = tmp_path / "ref"
     ref.write_text(f"u1 {WORDS[10]} {WORDS[12]}\nu2 {WORDS[12]} {WORDS[13]} {WORDS[10]}\n")

@@ -108,10 +108,10 @@ def test_bad_inputs_name_the_file_and_line(tmp_path):
     with pytest.raises(ValueError, match=r"cn.jsonl:2: not JSON"):
         load_inputs("wcn", SerializeConfig(), decode_dir=tmp_path)
     (tmp_path / "nbest.jsonl").write_text(json.dumps({"utt": "a"}) + "\n")
-    with pytest.raises(ValueError, match=r"nbest.jsonl:1: needs 'utt' and 'hyps'"):
+    with pytest.raises(ValueError, match=r"nbest.jsonl:1: not an nbest.jsonl line"):
         load_inputs("nbest", SerializeConfig(), decode_dir=tmp_path)
     (tmp_path / "cn.jsonl").write_text(json.dumps({"utt": "b", "bins": [[{"word": "a"}]]}))
-    with pytest.raises(ValueError, match=r"cn.jsonl: utterance 'b': malformed entry"):
+    with pytest.raises(ValueError, match=r"cn.jsonl:1: confusion network 'b': bad JSON"):
         load_inputs("wcn", SerializeConfig(), decode_dir=tmp_path)
     with pytest.raises(ValueError, match="needs a data dir"):
         load_inputs("text", SerializeConfig(), decode_dir=tmp_path)

@@ -153,11 +153,12 @@ def test_a_result_does_not_depend_on_earlier_calls(ps_asr, cards):
 
 
 def test_json_forms_are_what_speechlm_decode_writes(ps_asr, cards, tmp_path):
+    from speechlm.asr.recognizer import Result
     from speechlm.bin.decode_outputs import JobWriter
 
     r = ps_asr(cards / "003.wav", utt="003")
-    with JobWriter(tmp_path, lattice=True, am_scale=ps_asr.am_scale, refs={}) as writer:
-        writer.add("003", list(r.nbest), r.lattice)
+    with JobWriter(tmp_path, lattice=True, refs={}) as writer:
+        writer.add(Result("003", list(r.nbest), r.lattice, r.wcn))
     out = r.to_json(lattice=True)
     assert out["nbest"] == json.loads((tmp_path / "nbest.jsonl").read_text())
     assert out["wcn"] == json.loads((tmp_path / "cn.jsonl").read_text())
@@ -196,11 +197,21 @@ def test_rescore_nbest_adds_scaled_llm_scores(tiny):
     ranked = speechlm.rescore_nbest(tiny, hyps, llm_scale=0.3)
     llm = dict(zip([t for t, _ in hyps], tiny.score([t for t, _ in hyps], append_eos=True),
                    strict=True))
+    first = dict(hyps)
     assert {r.text for r in ranked} == {t for t, _ in hyps}
     for r in ranked:
-        assert r.llm_score == pytest.approx(llm[r.text])
-        assert r.tot_score == pytest.approx(r.score + 0.3 * r.llm_score)
-    assert [r.tot_score for r in ranked] == sorted((r.tot_score for r in ranked), reverse=True)
+        assert r.score_of("llm") == pytest.approx(llm[r.text])
+        assert r.score_of("first_pass") == first[r.text]
+        assert r.score == pytest.approx(first[r.text] + 0.3 * llm[r.text])
+        assert speechlm.rescored_json(r)["tot_score"] == pytest.approx(r.score, abs=1e-4)
+    assert [r.score for r in ranked] == sorted((r.score for r in ranked), reverse=True)
+    # the one formula: the CLI's sweep picks the same best hypothesis
+    from speechlm.core.hypothesis import Hypothesis
+    from speechlm.llm.rescore import pick_best
+
+    nbest = {"u": [Hypothesis(t, s) for t, s in hyps]}
+    assert pick_best(nbest, {"u": [llm[t] for t, _ in hyps]}, llm_scale=0.3,
+                     length_bonus=0.0) == {"u": ranked[0].text}
     # with llm_scale 0 the ASR order stays
     assert [r.text for r in speechlm.rescore_nbest(tiny, hyps, llm_scale=0.0)] == \
         [t for t, _ in hyps]

@@ -46,18 +46,21 @@ def main() -> int:
 
     import torch
 
-    from speechlm.asr.ctc_graph import DecodingGraph
-    from speechlm.asr.ctc_lattice import EspnetLatticeASR, LatticeDecodeConfig, ctc_word_lattice
-    from speechlm.asr.espnet_asr import EspnetASR
+    from speechlm.asr.ctc_lattice import ctc_word_lattice
+    from speechlm.asr.decode_config import DecodeConfig
+    from speechlm.asr.recognizer import Recognizer
     from speechlm.data.features import iter_utterance_audio
     from speechlm.data.kaldi_dir import read_data_dir
     from speechlm.lattice import ConfusionNetwork, Lattice
 
     torch.set_num_threads(args.threads)
-    asr = EspnetASR(args.model_dir, beam_size=args.beam, nbest=1)
-    graph = DecodingGraph.read(args.graph)
-    config = LatticeDecodeConfig()
-    lat_asr = EspnetLatticeASR(asr, graph, config)
+    # the recognizer speechlm decode builds, in both of its modes
+    beam_rec = Recognizer(DecodeConfig(model=args.model_dir, beam=args.beam))
+    lat_rec = Recognizer(DecodeConfig(model=args.model_dir, graph=args.graph, lattice=True,
+                                      beam=args.beam))
+    asr = beam_rec.backend.asr
+    lat_asr = lat_rec.backend.lattice_asr
+    graph, config = lat_asr.graph, lat_asr.config
     d = read_data_dir(args.data_dir)
     utts = d.utterances[: args.max_utts]
     feats = [(u, asr.features(x)) for u, x in iter_utterance_audio(d, utts, asr.sample_rate)]
