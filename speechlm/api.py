@@ -399,7 +399,7 @@ def load_asr(model: str | os.PathLike = POCKETSPHINX, graph: str | os.PathLike |
         fields = {"backend": "espnet", "model": str(model),
                   "graph": None if graph is None else str(graph), "lattice": graph is not None}
     config = DecodeConfig.from_dict({**fields, "nbest": nbest, "device": device},
-                                    source="load_asr options", **options)
+                                    source="load_asr options", **options).with_model_defaults()
     return ASR(Recognizer(config))
 
 

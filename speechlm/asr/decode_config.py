@@ -137,6 +137,18 @@ class DecodeConfig:
     def replace(self, **changes: Any) -> DecodeConfig:
         return dataclasses.replace(self, **changes)
 
+    def with_model_defaults(self) -> DecodeConfig:
+        """Settings left None taken from the model dir's ``decode.yaml`` (the config the
+        recipe decoded with, exported by ``speechlm train-asr --decode-config``): what the
+        command line and ``--config`` set wins, the model's defaults come next."""
+        if self.backend != "espnet" or not self.model:
+            return self
+        path = Path(self.model) / "decode.yaml"
+        if not path.is_file():
+            return self
+        values = model_defaults(path)
+        return self.replace(**{k: v for k, v in values.items() if getattr(self, k) is None})
+
     # ---- output ------------------------------------------------------------------------
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -169,6 +181,31 @@ class DecodeConfig:
                 parts.append(file_sha256(weights) if name == "model" and weights.is_file()
                              else dir_digest(p))
         return hashlib.sha256("\n".join(parts).encode()).hexdigest()
+
+
+# What a model dir's decode.yaml may set (``nbest``, kept there for the record, is the
+# caller's choice); ``beam_size`` is the older name of ``beam``.
+MODEL_DEFAULT_KEYS = ("beam", "ctc_weight", "penalty", "search_beam", "lattice_beam",
+                      "lm_scale", "lm_weight", "rescore_nbest")
+
+
+def model_defaults(path: str | os.PathLike) -> dict:
+    """The settings of a model dir's ``decode.yaml``, checked (errors name the file)."""
+    import yaml
+
+    with open(path, encoding="utf-8") as f:
+        values = yaml.safe_load(f) or {}
+    if not isinstance(values, dict):
+        raise ValueError(f"{path}: a decode config is a mapping of key: value")
+    if "beam_size" in values:
+        values["beam"] = values.pop("beam_size")
+    unknown = sorted(set(values) - {*MODEL_DEFAULT_KEYS, "nbest"})
+    if unknown:
+        raise ValueError(f"{path}: unknown key(s) {', '.join(unknown)}; a model dir's "
+                         f"decode.yaml may set {', '.join(MODEL_DEFAULT_KEYS)}, nbest")
+    fields = {f.name: f for f in dataclasses.fields(DecodeConfig)}
+    return {k: _coerce(fields[k], v, str(path)) for k, v in values.items()
+            if k in MODEL_DEFAULT_KEYS and v is not None}
 
 
 def _coerce(f: dataclasses.Field, value: Any, source: str) -> Any:
@@ -224,4 +261,5 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
 def config_from_args(args: argparse.Namespace) -> DecodeConfig:
     """``--config`` YAML, then every flag the command line set."""
     return DecodeConfig.from_yaml(args.config, **{k: getattr(args, k, None)
-                                                  for k in DecodeConfig.keys()})
+                                                  for k in DecodeConfig.keys()}
+                                  ).with_model_defaults()

@@ -49,7 +49,12 @@ class EspnetASR:
         self.fbank = FbankConfig.from_dict(frontend.get("fbank", frontend))
         # per-speaker mean normalisation, when the model was trained with it
         self.cmn = SpeakerCMN.from_dict(frontend.get("cmn"))
-        options = dict(DEFAULT_DECODE, **md.read_yaml(self.model_dir / md.DECODE))
+        # the model dir's decode.yaml speaks DecodeConfig's names (beam = beam_size)
+        exported = md.read_yaml(self.model_dir / md.DECODE)
+        if "beam" in exported:
+            exported["beam_size"] = exported.pop("beam")
+        options = dict(DEFAULT_DECODE, **{k: v for k, v in exported.items()
+                                          if k in DEFAULT_DECODE})
         for key, value in (("beam_size", beam_size), ("ctc_weight", ctc_weight),
                            ("penalty", penalty), ("nbest", nbest)):
             if value is not None:

@@ -85,6 +85,7 @@ class Recognizer:
     """
 
     def __init__(self, config: DecodeConfig) -> None:
+        config = config.with_model_defaults()
         self.config = config
         module, cls = BACKEND_CLASSES[config.backend].split(":")
         self.backend = getattr(importlib.import_module(module), cls)(config)
@@ -171,12 +172,12 @@ class PocketSphinxBackend:
 
 
 def espnet_options(config: DecodeConfig) -> dict:
-    """Beam-search options of an ESPnet model dir: the config's, else the model dir's
-    ``decode.yaml``, else ESPnet's asr.sh defaults; ``nbest`` is capped by the beam."""
-    from speechlm.asr import model_dir as md
+    """Beam-search options of an ESPnet model dir: the config's (after
+    ``DecodeConfig.with_model_defaults``), else ESPnet's asr.sh defaults; ``nbest`` is
+    capped by the beam."""
     from speechlm.asr.espnet_asr import DEFAULT_DECODE
 
-    options = dict(DEFAULT_DECODE, **md.read_yaml(Path(config.model) / md.DECODE))
+    options = dict(DEFAULT_DECODE)
     for key, value in (("beam_size", config.beam), ("ctc_weight", config.ctc_weight),
                        ("penalty", config.penalty)):
         if value is not None:

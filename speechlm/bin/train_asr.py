@@ -97,10 +97,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         default="global_mvn",
                         help="feature normalization in the model: global CMVN stats "
                              "(--cmvn) or per-utterance mean subtraction")
+    parser.add_argument("--decode-config", type=Path, default=None,
+                        help="the recipe's decode YAML (speechlm decode --config); exported "
+                             "as the model dir's decode.yaml, so a plain `speechlm decode "
+                             "--model-dir` decodes as the recipe did")
     parser.add_argument("--ngpu", type=int, default=0)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--espnet-args", default="",
                         help="extra options for espnet2.bin.asr_train, one quoted string")
+
+
+def _decode_defaults(path: Path | None) -> dict:
+    """The model-default keys of a recipe's decode YAML, checked as ``speechlm decode``
+    checks it (unknown keys and bad values name the file)."""
+    if path is None:
+        return {}
+    from speechlm.asr.decode_config import MODEL_DEFAULT_KEYS, DecodeConfig
+
+    config = DecodeConfig.from_yaml(path, model=".")
+    keys = (*MODEL_DEFAULT_KEYS, "nbest")
+    return {k: getattr(config, k) for k in keys if getattr(config, k) is not None}
 
 
 def _feature_cmn(train_feats: Path, valid_feats: Path) -> dict | None:
@@ -198,7 +214,9 @@ def run(args: argparse.Namespace) -> int:
     frontend = {"fbank": fbank.to_dict()}
     if cmn is not None:
         frontend["cmn"] = cmn
-    stamp = f"{file_sha256(averaged)} {file_sha256(cmvn)} {json.dumps(frontend, sort_keys=True)}"
+    decode = _decode_defaults(args.decode_config)
+    stamp = (f"{file_sha256(averaged)} {file_sha256(cmvn)} {json.dumps(frontend, sort_keys=True)}"
+             f" {json.dumps(decode, sort_keys=True)}")
     done = exp / ".export_done"
     if done.is_file() and done.read_text().strip() == stamp and (model_dir / "model.pth").is_file():
         print(f"train-asr: already done: model dir {model_dir}", file=sys.stderr)
@@ -211,7 +229,7 @@ def run(args: argparse.Namespace) -> int:
             "weights": os.path.realpath(averaged)}
     model = export_model_dir(train_config=exp / "config.yaml", weights=averaged,
                              cmvn_stats=cmvn, frontend=frontend,
-                             out_dir=model_dir, meta=meta)
+                             out_dir=model_dir, decode=decode, meta=meta)
     done.write_text(stamp + "\n")
     print(f"train-asr: model dir {model} ({json.dumps(meta)})", file=sys.stderr)
     return 0

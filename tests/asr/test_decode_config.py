@@ -68,3 +68,18 @@ def test_resolved_config_round_trips_and_fingerprints(tmp_path):
     one = c.replace(ps_lm=str(lm)).fingerprint()
     lm.write_text("b")
     assert c.replace(ps_lm=str(lm)).fingerprint() != one
+
+
+def test_model_dir_defaults_come_after_the_callers(tmp_path):
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "decode.yaml").write_text("beam_size: 4\nctc_weight: 0.5\nnbest: 3\n")
+    c = DecodeConfig(model=str(model), ctc_weight=0.2).with_model_defaults()
+    assert (c.beam, c.ctc_weight, c.nbest) == (4, 0.2, 1)  # nbest stays the caller's
+    conf = tmp_path / "d.yaml"
+    conf.write_text("penalty: 1.0\n")
+    c = config_from_args(parse(["--config", str(conf), "--model-dir", str(model)]))
+    assert (c.beam, c.ctc_weight, c.penalty) == (4, 0.5, 1.0)
+    (model / "decode.yaml").write_text("beem: 4\n")
+    with pytest.raises(ValueError, match=r"decode.yaml: unknown key\(s\) beem"):
+        DecodeConfig(model=str(model)).with_model_defaults()

@@ -40,3 +40,16 @@ def test_speaker_cmn_of_train_and_valid_features_must_agree(tmp_path):
         _feature_cmn(train, valid)
     (valid / "cmn.yaml").write_text((train / "cmn.yaml").read_text())
     assert _feature_cmn(train, valid)["type"] == "speaker"
+
+
+def test_decode_config_is_checked_and_exported_as_model_defaults(tmp_path):
+    from speechlm.bin.train_asr import _decode_defaults
+
+    conf = tmp_path / "decode.yaml"
+    conf.write_text("beam: 4\nctc_weight: 0.3\nnbest: 3\nsearch_beam: 12\n")
+    assert _decode_defaults(conf) == {"beam": 4, "ctc_weight": 0.3, "nbest": 3,
+                                      "search_beam": 12.0}
+    assert _decode_defaults(None) == {}
+    conf.write_text("beam_size: 4\n")
+    with pytest.raises(ValueError, match="unknown key"):
+        _decode_defaults(conf)

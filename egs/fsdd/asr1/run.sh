@@ -95,7 +95,8 @@ if [ ${stage} -le 5 ] && [ ${stop_stage} -ge 5 ]; then
   log "Stage 5: ESPnet2 training (${asr_config}) -> ${asr_exp}"
   python -m speechlm.bin.train_asr --train-data "data/${train_sp}" --train-feats "dump/${train_sp}" \
     --valid-data "data/${valid_set}" --valid-feats "dump/${valid_set}" \
-    --config "${asr_config}" --fbank-config "${fbank_config}" --exp "${asr_exp}"
+    --config "${asr_config}" --fbank-config "${fbank_config}" --exp "${asr_exp}" \
+    --decode-config "${decode_config}"
 fi
 
 if [ ${stage} -le 6 ] && [ ${stop_stage} -ge 6 ]; then
