@@ -33,7 +33,8 @@ Outputs (sorted by utterance id, LC_ALL=C order):
   OUT/text          utt-id word word ...   (the best hypothesis)
   OUT/nbest.jsonl   {"utt": id, "hyps": [{"text": ..., "score": ...}, ...]}  best first
 With --lattice also:
-  OUT/lat/lat.J.gz  lattices, Kaldi text form (words as strings), one file per job
+  OUT/lat/lat.J.gz  lattices, Kaldi text CompactLattice form with integer word ids, one
+                    file per job, and OUT/lat/words.txt (their symbol table)
   OUT/cn.jsonl      {"utt": id, "bins": [[{"word": w, "posterior": p, "start": s,
                     "end": e}, ...], ...]}  confusion networks, "<eps>" = deletion
   OUT/text.mbr      the MBR (consensus) 1-best of each confusion network

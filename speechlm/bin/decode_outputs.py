@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from pathlib import Path
 
 from speechlm.core.nbest_jsonl import nbest_line
@@ -134,10 +133,7 @@ def merge_job_outputs(out: Path, job_dirs: list[Path], *, lattice: bool) -> None
                            "--lattice (job outputs are reused only for the same options)")
     for name in LATTICE_LINE_FILES:
         _merge_lines(out, job_dirs, name)
-    lat_dir = out / "lat"
-    lat_dir.mkdir(exist_ok=True)
-    for n, job_dir in enumerate(job_dirs, start=1):
-        shutil.copyfile(job_dir / "lat.gz", lat_dir / f"lat.{n}.gz")
+    write_lattice_dir(out / "lat", [job_dir / "lat.gz" for job_dir in job_dirs])
     ctm: list[tuple[str, float, str]] = []
     for job_dir in job_dirs:
         with open(job_dir / "ctm", encoding="utf-8") as f:
@@ -147,6 +143,26 @@ def merge_job_outputs(out: Path, job_dirs: list[Path], *, lattice: bool) -> None
     (out / "ctm.tmp").write_text("".join(line for _, _, line in ctm), encoding="utf-8")
     os.replace(out / "ctm.tmp", out / "ctm")
     write_oracle_summary(out)
+
+
+def write_lattice_dir(lat_dir: Path, job_lattices: list[Path]) -> None:
+    """OUT/lat/ as Kaldi keeps it: ``lat.N.gz`` (text CompactLattice, integer word ids)
+    plus ``words.txt`` (``<eps>`` = 0, then the words of every job, sorted), so Kaldi's
+    binaries and ``read_kaldi_lattices(path, words=lat/words.txt)`` read them."""
+    from speechlm.core.hypothesis import EPS
+    from speechlm.lattice import read_kaldi_lattices, write_kaldi_lattices
+
+    per_job = [list(read_kaldi_lattices(p)) for p in job_lattices]
+    vocab = sorted({a.word for lats in per_job for lat in lats for a in lat.arcs} - {EPS})
+    table = {EPS: 0, **{w: i for i, w in enumerate(vocab, start=1)}}
+    lat_dir.mkdir(exist_ok=True)
+    tmp = lat_dir / f"words.txt.tmp{os.getpid()}"
+    tmp.write_text("".join(f"{w} {i}\n" for w, i in table.items()), encoding="utf-8")
+    os.replace(tmp, lat_dir / "words.txt")
+    for n, lats in enumerate(per_job, start=1):
+        tmp = lat_dir / f"lat.{n}.tmp{os.getpid()}.gz"  # .gz: the writer compresses
+        write_kaldi_lattices(tmp, lats, words=table)
+        os.replace(tmp, lat_dir / f"lat.{n}.gz")
 
 
 def write_oracle_summary(out: Path) -> dict[str, float] | None:

@@ -82,3 +82,28 @@ def test_cli_and_api_give_the_same_results(cards_dir, tmp_path):
         t = asr(wavs[utt], utt=utt).to_json()
         assert t["nbest"] == nbest[utt]
         assert t["wcn"] == cns[utt]
+
+
+def test_lattices_are_kaldi_readable(cards_dir, tmp_path):
+    """OUT/lat holds integer word ids and words.txt, as Kaldi tools want them."""
+    import gzip
+
+    from speechlm.lattice import read_kaldi_lattices, read_words_txt
+
+    out = tmp_path / "dec"
+    assert decode.main(["--backend", "pocketsphinx", "--lattice", "--data-dir",
+                        str(cards_dir), "--out", str(out)]) == 0
+    words = read_words_txt(out / "lat" / "words.txt")
+    assert words[0] == "<eps>" and len(set(words.values())) == len(words)
+    with gzip.open(out / "lat" / "lat.1.gz", "rt") as f:
+        for line in f:
+            fields = line.split()
+            if len(fields) >= 3 and not line.startswith(("c0", "[")) and fields[0].isdigit():
+                assert fields[2].isdigit(), line  # an integer label, not a word
+    lats = list(read_kaldi_lattices(out / "lat" / "lat.1.gz", words=out / "lat" / "words.txt"))
+    text = dict(line.split(maxsplit=1) for line in (out / "text").read_text().splitlines())
+    assert [lat.utt for lat in lats] == sorted(text)
+    # the same lattices as the job wrote with words as strings
+    job = list(read_kaldi_lattices(out / "split1" / "1" / "lat.gz"))
+    assert [[(a.src, a.dst, a.word) for a in lat.arcs] for lat in lats] == \
+        [[(a.src, a.dst, a.word) for a in lat.arcs] for lat in job]
