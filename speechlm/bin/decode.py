@@ -66,10 +66,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-dir", required=True, help="Kaldi data dir to decode")
     parser.add_argument("--out", required=True, help="output folder")
     parser.add_argument("--nj", type=int, default=1, help="number of parallel jobs")
+    parser.add_argument("--min-utts-per-job", type=int, default=MIN_UTTS_PER_JOB,
+                        help="fewer jobs than --nj when a set is small (each job pays "
+                             "the model's load time)")
     parser.add_argument("--job", type=int, default=None,
                         help="run only job J of --nj (1-based); merge with --merge-only")
     parser.add_argument("--merge-only", action="store_true",
                         help="only merge finished job outputs into OUT/text, OUT/nbest.jsonl")
+    parser.add_argument("--cmd", default="local",
+                        help="job runner, Kaldi style: 'local' (this machine, in parallel), "
+                             "or a run.pl-like command such as the recipe's $decode_cmd "
+                             "('utils/run.pl', 'utils/slurm.pl --mem 2G'), called as "
+                             "CMD JOB=1:N LOG decode ... --job JOB")
     add_config_arguments(parser)
 
 
@@ -252,22 +260,30 @@ def run(args: argparse.Namespace) -> int:
     # Each job process pays ESPnet's ~10 s import: don't split small sets into jobs.
     d = read_data_dir(data_dir)
     n_utts = len(d.utterances)
-    nj = min(args.nj, max(1, n_utts // MIN_UTTS_PER_JOB))
+    nj = min(args.nj, max(1, n_utts // max(1, args.min_utts_per_job)))
     if _speaker_cmn(config):  # jobs hold whole speakers
         nj = min(nj, len(set(d.utt2spk.values())))
     if nj != args.nj:
         print(f"decode: {n_utts} utterances: using {nj} job(s) instead of {args.nj}",
               file=sys.stderr)
-    if nj == 1:
+    if nj == 1 and args.cmd == "local":
         decode_job(config, data_dir, out, 1, 1)
     else:
-        from speechlm.bin.launch import run_local
-
         # the jobs read the resolved settings from the file written above: one list of them
         argv = [sys.executable, "-m", "speechlm.bin.decode", "--config",
                 str(out / CONFIG_FILE), "--data-dir", data_dir, "--out", str(out),
                 "--nj", str(nj), "--job", "JOB"]
-        rc = run_local(f"JOB=1:{nj}", str(out / "log" / "decode.JOB.log"), argv)
+        log = str(out / "log" / "decode.JOB.log")
+        if args.cmd == "local":
+            from speechlm.bin.launch import run_local
+
+            rc = run_local(f"JOB=1:{nj}", log, argv)
+        else:
+            import subprocess
+
+            rc = subprocess.call([*shlex.split(args.cmd), f"JOB=1:{nj}", log, *argv])
+            if rc != 0:
+                print(f"decode: {args.cmd} failed (exit {rc}); see {log}", file=sys.stderr)
         if rc != 0:
             return rc
     merge_jobs(out, nj, lattice=config.lattice)
