@@ -7,7 +7,8 @@ load cost, and the sparse attention backends' captured mass on SmolLM2's real he
   (``slurp/devel.jsonl`` sentences not in ``lm_train_text.txt``) and on the references of
   the HyPoradise utterances used below.
 * N-best rescoring on HyPoradise LibriSpeech 5-best lists (``test_ls_clean``,
-  ``test_ls_other``; ``--utts`` seeded utterances each, first half dev, second half eval).
+  ``test_ls_other``; ``--utts`` seeded utterances each whose reference and hypotheses fit
+  the tiny LM's 64-token context, first half dev, second half eval).
   The lists carry no scores; their order is the first pass's ranking, so
   ``tot_score = -rank + llm_scale * llm_score``; ``llm_scale`` is chosen on the pooled dev
   halves and reported on the eval halves.
@@ -70,12 +71,14 @@ def slurp_heldout(data: Path) -> list[str]:
     return out
 
 
-def hyporadise(data: Path, n: int, seed: int) -> dict[str, list[dict]]:
+def hyporadise(data: Path, n: int, seed: int, fits) -> dict[str, list[dict]]:
+    """``n`` seeded utterances per set whose reference and hypotheses all ``fits``."""
     out = {}
     for name in ("test_ls_clean", "test_ls_other"):
         items = json.loads((data / f"hyporadise_nbest/{name}.json").read_text())
-        items = [it for it in items if it["output"].strip() and len(it["input"]) >= 2]
-        out[name] = random.Random(seed).sample(items, min(n, len(items)))
+        random.Random(seed).shuffle(items)
+        out[name] = [it for it in items if it["output"].strip() and len(it["input"]) >= 2
+                     and all(fits(t) for t in [it["output"], *it["input"]])][:n]
     return out
 
 
@@ -125,7 +128,7 @@ def wer(pairs: list[tuple[str, str]]) -> float:
     stats = ErrorStats()
     for ref, hyp in pairs:
         stats.add(ref.split(), hyp.split())
-    return 100 * stats.wer
+    return stats.wer  # percent
 
 
 def pick(items: list[dict], scores: dict[str, float], scale: float) -> list[tuple[str, str]]:
@@ -214,11 +217,17 @@ def main() -> None:
     slurp = slurp_heldout(data)
     if args.slurp_lines:
         slurp = slurp[: args.slurp_lines]
-    sets = hyporadise(data, args.utts, args.seed)
+    tiny = LLM.from_pretrained(tiny_dir, measure_energy=False)
+
+    def fits(text: str) -> bool:  # the tiny LM's context (64 tokens) limits both models
+        return len(tiny.tokenizer(text, add_special_tokens=False)["input_ids"]) < tiny.max_length
+
+    slurp = [t for t in slurp if fits(t)]
+    sets = hyporadise(data, args.utts, args.seed, fits)
     refs = [it["output"] for v in sets.values() for it in v]
     print(f"data {data}; tiny LM {tiny_dir}; {len(slurp)} held-out SLURP sentences; "
-          f"{len(refs)} HyPoradise utterances; torch threads {torch.get_num_threads()}",
-          flush=True)
+          f"{len(refs)} HyPoradise utterances (all hypotheses within the tiny LM's "
+          f"{tiny.max_length} tokens); torch threads {torch.get_num_threads()}", flush=True)
 
     rss0 = rss_mb()[0]
     t0 = time.perf_counter()
@@ -227,7 +236,6 @@ def main() -> None:
     rss1, peak = rss_mb()
     print(f"SmolLM2 load {load_s:.1f} s; RSS +{rss1 - rss0:.0f} MB after load "
           f"(process {rss1:.0f} MB, peak {peak:.0f} MB)", flush=True)
-    tiny = LLM.from_pretrained(tiny_dir, measure_energy=False)
     n_params = {"smol": sum(p.numel() for p in smol.model.parameters()),
                 "tiny": sum(p.numel() for p in tiny.model.parameters())}
     scorers = [
@@ -256,7 +264,8 @@ def main() -> None:
                  "oracle", "rescored (dev)"], rows))
 
     if not args.skip_attention:
-        words = " ".join(refs).split()[:1000]
+        items = json.loads((data / "hyporadise_nbest/test_ls_clean.json").read_text())
+        words = " ".join(it["output"] for it in items[:200]).split()[:1000]
         print("\nSmolLM2 sparse decode attention on real text (HyPoradise references), "
               "16 new tokens, all 30 layers x 9 heads recorded")
         print(table(["backend", "conf", "context", "steps", "mass mean", "mass min",
