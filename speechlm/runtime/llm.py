@@ -47,11 +47,12 @@ from speechlm.runtime.generate import (  # noqa: E402
     score_sequences,
 )
 from speechlm.runtime.loading import (  # noqa: E402
-    check_model_dir,
     check_vocab,
     context_length,
+    load_model_and_tokenizer,
     parse_device,
     parse_dtype,
+    resolve_model,
 )
 from speechlm.runtime.metrics import CallRecord, RuntimeMetrics  # noqa: E402
 from speechlm.runtime.moe import build_executor  # noqa: E402
@@ -142,9 +143,12 @@ class LLM(LanguageModel):
         moe_offload_conf: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> LLM:
-        """Load a causal LM and its tokenizer from a local directory (never the network).
+        """Load a causal LM and its tokenizer (never from the network).
 
         Args:
+            path: a catalogue name (``"smollm2-135m-instruct"``, see ``speechlm models``),
+                a local transformers directory, or a local ``.gguf`` file (GGUF weights
+                are dequantized to ``dtype``).
             moe_offload: offload the experts of an MoE model (``"fiddler"``,
                 ``"lru_experts"``, ``"cpu_experts"``; see ``speechlm.runtime.moe.offload``):
                 the model is loaded in CPU memory, non-expert weights and the most popular
@@ -154,18 +158,16 @@ class LLM(LanguageModel):
                 ``calibration_text``, ``placement_path``, ...).
 
         Raises:
-            FileNotFoundError: missing directory, config, weights, shards or tokenizer.
+            FileNotFoundError: not a catalogue name and no such path; missing config,
+                weights, shards or tokenizer.
             ValueError: bad config, dtype, device, or a tokenizer/model vocab mismatch;
-                a bad ``moe_offload`` budget or a dense model.
+                a bad ``moe_offload`` budget or a dense model; a catalogue non-LLM.
+            ModelNotInstalled: a catalogue model whose package is missing (pip command).
+            ModelFileError: a partial or corrupt model file (named).
         """
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-
-        path = check_model_dir(path)
+        source = resolve_model(path)
         torch_dtype, dev = parse_dtype(dtype), parse_device(device)
-        tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
-        model = AutoModelForCausalLM.from_pretrained(
-            path, dtype=torch_dtype, local_files_only=True, attn_implementation="sdpa"
-        )
+        model, tokenizer = load_model_and_tokenizer(source, torch_dtype)
         if moe_offload is not None:  # the model stays in CPU memory; the offload places it
             from speechlm.runtime.moe.offload import offload_pretrained
 
