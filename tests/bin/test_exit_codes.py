@@ -128,6 +128,8 @@ def test_a_real_command_with_and_without_debug(tmp_path, capsys):
     assert "missing.txt does not exist" in capsys.readouterr().err
     with pytest.raises(FileNotFoundError, match="missing.txt"):
         main([*argv, "--debug"])
+    with pytest.raises(FileNotFoundError, match="missing.txt"):
+        main(["--debug", *argv])
     with pytest.raises(SystemExit):
         main(["score", "--help"])
     assert "--debug" in capsys.readouterr().out
