@@ -25,6 +25,7 @@ EXTRAS: dict[str, str] = {
     "gradio": "serve",
     "zeus": "energy",
     "peft": "llm",
+    "accelerate": "llm",
 }
 
 
