@@ -2,8 +2,26 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
+
+from speechlm.testing.shared_data import shared_data_root
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _shared_data_env():
+    """Export the shared data root the tests found as ``SPEECHLM_DATA`` (when unset), so
+    the library's own lookup and the recipes and servers tests start as subprocesses read
+    the same copy, also from a worktree or a clone whose ``../shared/data`` is absent."""
+    root = None if os.environ.get("SPEECHLM_DATA") else shared_data_root()
+    if root is None:
+        yield
+        return
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("SPEECHLM_DATA", str(root))
+        yield
 
 
 @pytest.fixture

@@ -66,7 +66,10 @@ class EspnetASR:
         self._speech2text = self._build(device)
 
     def _build(self, device: str):
-        from espnet2.bin.asr_inference import Speech2Text  # heavy import: only when used
+        from speechlm.core.quiet import no_nltk_downloads
+
+        with no_nltk_downloads():  # g2p_en tries nltk.download at import
+            from espnet2.bin.asr_inference import Speech2Text  # heavy import: only when used
 
         config = md.resolved_config(self.model_dir)
         # Speech2Text reads its config from a file; give it one with absolute paths.

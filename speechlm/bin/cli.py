@@ -54,7 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="speechlm",
         description="speechlm: speech recipes, lattices and an LLM second pass.",
-        epilog="Run 'speechlm <command> --help' for the options of one command.",
+        epilog="Run 'speechlm <command> --help' for the options of one command. Every "
+               "command takes --debug (full tracebacks); exit codes: 0 ok, 1 bad input, "
+               "2 bad usage, 3 a bug.",
     )
     sub = parser.add_subparsers(dest="command", metavar="<command>")
     for name, (_, help_text) in COMMANDS.items():
@@ -64,6 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["--debug"]:  # ``speechlm --debug decode ...``: the command takes it
+        argv = [*argv[1:2], "--debug", *argv[2:]]
     parser = build_parser()
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
         if argv and argv[0] not in ("-h", "--help"):

@@ -41,7 +41,7 @@ _TRAIN_OPTIONS = [
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from speechlm.runtime.lm_train import LMTrainConfig
+    from speechlm.llm.lm_train import LMTrainConfig
 
     defaults = LMTrainConfig()
     sub = parser.add_subparsers(dest="action", metavar="<action>", required=True)
@@ -60,7 +60,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     # torch and transformers load only when a command runs, not for --help.
-    from speechlm.runtime.lm_train import LMTrainConfig, train_lm
+    from speechlm.llm.lm_train import LMTrainConfig, train_lm
 
     fields = {f.name for f in dataclasses.fields(LMTrainConfig)}
     config = LMTrainConfig(**{k: v for k, v in vars(args).items() if k in fields})

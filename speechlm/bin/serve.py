@@ -141,7 +141,8 @@ def run(args: argparse.Namespace) -> int:
                 import gradio  # noqa: F401
         except ImportError as e:
             print(f"speechlm serve: {e.name} is not installed; serving needs fastapi, uvicorn, "
-                  "python-multipart and (for the demo) gradio", file=sys.stderr)
+                  "python-multipart and (for the demo) gradio: pip install 'speechlm[serve]'",
+                  file=sys.stderr)
             return 1
         state = build_state(args)
         state.warm_up()  # models load once, before the port opens

@@ -176,7 +176,7 @@ def run(args: argparse.Namespace) -> int:
     else:  # per-utterance mean subtraction: removes each recording's gain and channel
         normalize = ["--normalize", "utterance_mvn", "--normalize_conf", "norm_vars=false"]
     shapes = exp / "shapes"
-    cmd = [sys.executable, "-m", "espnet2.bin.asr_train",
+    cmd = [sys.executable, "-m", "speechlm.core.quiet", "espnet2.bin.asr_train",
            "--config", str(args.config), "--output_dir", str(exp),
            "--ngpu", str(args.ngpu), "--seed", str(args.seed), "--resume", "true",
            "--use_preprocessor", "true", "--token_type", "char",

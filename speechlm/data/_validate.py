@@ -89,29 +89,50 @@ def _check_segments(p: Path, segments: Rows, wav: Rows | None, problems: list[st
             problems.append(f"{p / 'wav.scp'}:{ln}: recording {rec!r} is not used by any segment")
 
 
-def _check_structure(p: Path, require_text: bool, problems: list[str]) -> dict[str, Rows]:
-    required = ["wav.scp", "utt2spk", "spk2utt"] + (["text"] if require_text else [])
+def _speaker_warnings(p: Path) -> list[str]:
+    # decode's rule (speechlm.bin.decode._with_speaker_maps): without utt2spk each
+    # utterance is its own speaker; without spk2utt it is derived from utt2spk.
+    if not (p / "utt2spk").is_file():
+        return [f"{p / 'utt2spk'}: missing: each utterance is taken as its own speaker (as "
+                "decode does); training and per-speaker CMN need real speakers"]
+    if not (p / "spk2utt").is_file():
+        return [f"{p / 'spk2utt'}: missing: derived from utt2spk "
+                "(utils/utt2spk_to_spk2utt.pl), as decode does"]
+    return []
+
+
+def _check_structure(p: Path, require_text: bool, require_speakers: bool,
+                     problems: list[str]) -> dict[str, Rows]:
+    speaker_files = ["utt2spk", "spk2utt"] if require_speakers else []
+    required = ["wav.scp", *speaker_files] + (["text"] if require_text else [])
     problems += [f"{p / n}: missing (required)" for n in required if not (p / n).is_file()]
     names = ["wav.scp", "utt2spk", "spk2utt", "text", "segments", "utt2dur", "feats.scp"]
     names += sorted(f.name for f in p.iterdir() if f.is_file() and is_extra_file(f.name))
     t = {n: _scan(p / n, problems) for n in names if (p / n).is_file()}
 
+    # The utterance list every per-utterance file is checked against: utt2spk, or when
+    # it may be missing, the keys of segments (else wav.scp), as decode makes them.
+    keys_name = "utt2spk"
     utt2spk = t.get("utt2spk")
     if utt2spk is None:
-        return t
-    if "spk2utt" in t:
+        keys_name = "segments" if "segments" in t else "wav.scp"
+        if require_speakers or keys_name not in t:
+            return t
+        utt2spk = t[keys_name]
+    elif "spk2utt" in t:
         _check_speakers(p, utt2spk, t["spk2utt"], problems)
     if "segments" in t:
-        _same_keys(p, "segments", t["segments"], "utt2spk", utt2spk, "utterance", problems)
+        if keys_name != "segments":
+            _same_keys(p, "segments", t["segments"], keys_name, utt2spk, "utterance", problems)
         _check_segments(p, t["segments"], t.get("wav.scp"), problems)
-    elif "wav.scp" in t:
-        _same_keys(p, "wav.scp", t["wav.scp"], "utt2spk", utt2spk, "utterance", problems)
+    elif "wav.scp" in t and keys_name != "wav.scp":
+        _same_keys(p, "wav.scp", t["wav.scp"], keys_name, utt2spk, "utterance", problems)
     if "text" in t:
-        _same_keys(p, "text", t["text"], "utt2spk", utt2spk, "utterance", problems)
+        _same_keys(p, "text", t["text"], keys_name, utt2spk, "utterance", problems)
         problems += [f"{p / 'text'}:{ln}: utterance {utt!r} has no transcript (empty text)"
                      for utt, (ln, v) in t["text"].items() if not v]
     for name in [n for n in t if n == "utt2dur" or n == "feats.scp" or is_extra_file(n)]:
-        _same_keys(p, name, t[name], "utt2spk", utt2spk, "utterance", problems)
+        _same_keys(p, name, t[name], keys_name, utt2spk, "utterance", problems)
     for utt, (ln, v) in t.get("utt2dur", {}).items():
         try:
             ok = float(v) > 0
@@ -162,12 +183,13 @@ def _check_audio(p: Path, wav: Rows, has_segments: bool, expected_sample_rate: i
 
 
 def validate(p: Path, *, check_audio: bool, expected_sample_rate: int | None,
-             require_text: bool) -> None:
+             require_text: bool, require_speakers: bool = True) -> list[str]:
     """See :func:`speechlm.data.kaldi_dir.validate_data_dir`."""
     if not p.is_dir():
         raise DataDirError(str(p), [f"{p}: not a directory"])
     problems: list[str] = []
-    tables = _check_structure(p, require_text, problems)
+    warnings = [] if require_speakers else _speaker_warnings(p)
+    tables = _check_structure(p, require_text, require_speakers, problems)
     if problems:
         where = f"{p} (audio not checked yet)" if check_audio else str(p)
         raise DataDirError(where, problems)
@@ -175,3 +197,4 @@ def validate(p: Path, *, check_audio: bool, expected_sample_rate: int | None,
         _check_audio(p, tables["wav.scp"], "segments" in tables, expected_sample_rate, problems)
     if problems:
         raise DataDirError(str(p), problems)
+    return warnings

@@ -287,7 +287,8 @@ def validate_data_dir(
     check_audio: bool = True,
     expected_sample_rate: int | None = None,
     require_text: bool = True,
-) -> None:
+    require_speakers: bool = True,
+) -> list[str]:
     """Check a data dir the way Kaldi's ``utils/validate_data_dir.sh`` does, and more.
 
     Checks, in order: required files (``wav.scp``, ``utt2spk``, ``spk2utt``, and
@@ -309,6 +310,13 @@ def validate_data_dir(
         check_audio: Open the audio too.
         expected_sample_rate: Required rate in Hz, or ``None`` for "any, but one".
         require_text: Whether ``text`` must exist (not for unlabeled test sets).
+        require_speakers: Whether ``utt2spk`` and ``spk2utt`` must exist. When False,
+            they may be missing, as for ``speechlm decode`` (each utterance its own
+            speaker, ``spk2utt`` derived from ``utt2spk``): a warning each, and the
+            other files are checked against the utterances of ``segments`` or ``wav.scp``.
+
+    Returns:
+        Warnings (one line each, naming the file); empty when there are none.
 
     Raises:
         DataDirError: Listing every problem found, each naming the file, line and
@@ -317,5 +325,6 @@ def validate_data_dir(
     # Lazy import: the checks live in their own module to keep both short.
     from speechlm.data._validate import validate
 
-    validate(Path(path), check_audio=check_audio, expected_sample_rate=expected_sample_rate,
-             require_text=require_text)
+    return validate(Path(path), check_audio=check_audio,
+                    expected_sample_rate=expected_sample_rate, require_text=require_text,
+                    require_speakers=require_speakers)

@@ -10,43 +10,37 @@ True
 
 from __future__ import annotations
 
-import os
+import resource
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
-# Loading is from local directories only; never let a missing file turn into a download.
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+import torch
 
-import resource  # noqa: E402
-import threading  # noqa: E402
-import time  # noqa: E402
-from collections.abc import Sequence  # noqa: E402
-from pathlib import Path  # noqa: E402
-from typing import Any  # noqa: E402
-
-import torch  # noqa: E402
-
-from speechlm.runtime.attention import build_attention  # noqa: E402
-from speechlm.runtime.attention.base import AttentionBackend  # noqa: E402
-from speechlm.runtime.base import (  # noqa: E402
+from speechlm.runtime.attention import build_attention
+from speechlm.runtime.attention.base import AttentionBackend
+from speechlm.runtime.base import (
     Completion,
     LanguageModel,
     OnToken,
     SamplingParams,
     ScoreResult,
 )
-from speechlm.runtime.beam import beam_search  # noqa: E402
-from speechlm.runtime.cache import KV_CACHES  # noqa: E402
-from speechlm.runtime.energy import build_governor  # noqa: E402
-from speechlm.runtime.energy.governor import EnergyGovernor, NullGovernor  # noqa: E402
-from speechlm.runtime.energy.meter import EnergyMeter  # noqa: E402
-from speechlm.runtime.engine import CallStats, Engine  # noqa: E402
-from speechlm.runtime.generate import (  # noqa: E402
+from speechlm.runtime.beam import beam_search
+from speechlm.runtime.cache import KV_CACHES
+from speechlm.runtime.energy import build_governor
+from speechlm.runtime.energy.governor import EnergyGovernor, NullGovernor
+from speechlm.runtime.energy.meter import EnergyMeter
+from speechlm.runtime.engine import CallStats, Engine
+from speechlm.runtime.generate import (
     TextStream,
     hidden_states_of,
     sample_loop,
     score_sequences,
 )
-from speechlm.runtime.loading import (  # noqa: E402
+from speechlm.runtime.loading import (
     check_vocab,
     context_length,
     load_model_and_tokenizer,
@@ -54,9 +48,9 @@ from speechlm.runtime.loading import (  # noqa: E402
     parse_dtype,
     resolve_model,
 )
-from speechlm.runtime.metrics import CallRecord, RuntimeMetrics  # noqa: E402
-from speechlm.runtime.moe import build_executor  # noqa: E402
-from speechlm.runtime.moe.experts import ExpertExecutor, apply_moe_executor  # noqa: E402
+from speechlm.runtime.metrics import CallRecord, RuntimeMetrics
+from speechlm.runtime.moe import build_executor
+from speechlm.runtime.moe.experts import ExpertExecutor, apply_moe_executor
 
 
 class LLM(LanguageModel):
@@ -165,6 +159,8 @@ class LLM(LanguageModel):
             ModelNotInstalled: a catalogue model whose package is missing (pip command).
             ModelFileError: a partial or corrupt model file (named).
         """
+        # local_files_only on every load (load_model_and_tokenizer), not HF_HUB_OFFLINE in
+        # os.environ: the runtime stays local without switching off a user's own downloads.
         source = resolve_model(path)
         torch_dtype, dev = parse_dtype(dtype), parse_device(device)
         model, tokenizer = load_model_and_tokenizer(source, torch_dtype)

@@ -1,6 +1,6 @@
 """``RemoteLLM``: the ``LanguageModel`` interface over an OpenAI-compatible HTTP server.
 
-Works with vLLM, our own ``speechlm.runtime.openai_server``, and (for ``generate`` and
+Works with vLLM, our own ``speechlm.serve.openai_server``, and (for ``generate`` and
 ``chat``) llama.cpp's server and TGI's Messages API:
 
 * ``score`` -> ``POST /completions`` with ``echo=true, logprobs=1, max_tokens=0`` (or 1 if

@@ -5,5 +5,7 @@ the API under ``/v1``, ``/healthz`` and ``/metrics``, the demo under ``/demo``. 
 uvicorn and Gradio are imported only here, never by ``import speechlm``.
 
 Modules: ``state`` (models loaded once, the bounded request queue, counters), ``app``
-(the HTTP API), ``demo`` (the Gradio Blocks).
+(the HTTP API), ``demo`` (the Gradio Blocks), and ``openai_server``: a stdlib
+OpenAI-compatible server over one local ``LLM`` (what ``RemoteLLM`` is tested against; it
+needs none of the serve extras).
 """

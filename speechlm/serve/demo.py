@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from speechlm.api import AudioRejected, Transcript, rescore_nbest
+from speechlm.core.paths import data_dir
 from speechlm.serve.state import ServeState
-from speechlm.testing.shared_data import shared_data_dir
 
 # (file under ../shared/data, what it is): preloaded as examples where present
 EXAMPLES = (
@@ -35,7 +35,7 @@ def example_files() -> list[str]:
     """Paths of the example recordings found in ../shared/data."""
     out = []
     for rel, _ in EXAMPLES:
-        path = shared_data_dir(rel)
+        path = data_dir(rel)
         if path is not None and path.is_file():
             out.append(str(path))
     return out

@@ -3,7 +3,8 @@
 >>> import tempfile
 >>> from speechlm.data.kaldi_dir import validate_data_dir
 >>> d = make_data_dir(tempfile.mkdtemp(), 4)
->>> validate_data_dir(d, expected_sample_rate=16000)
+>>> validate_data_dir(d, expected_sample_rate=16000)  # no problems, no warnings
+[]
 """
 
 from __future__ import annotations

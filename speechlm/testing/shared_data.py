@@ -1,30 +1,38 @@
-"""Where the team's shared datasets live (``../shared/data`` next to a checkout).
+"""The shared datasets for tests: ``speechlm.core.paths`` plus one test-only fallback.
 
-Tests and examples that read real recordings find them here and skip when they are absent.
+Library code (the demo's examples, recipes' Python) uses ``speechlm.core.paths.data_dir``
+directly; tests use this wrapper, which also finds ``shared/data`` beside any *ancestor*
+of the checkout or of the working directory, so a worktree nested in a project directory
+(``<project>/wt/<name>`` beside ``<project>/shared/data``) runs the same tests as the main
+checkout. Tests that need data skip when this returns None.
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
+
+from speechlm.core.paths import checkout_root, data_dir, data_root
+
+
+def shared_data_root() -> Path | None:
+    """``speechlm.core.paths.data_root()``, else the nearest ``shared/data`` beside an
+    ancestor of the checkout or of the working directory; None when there is none."""
+    root = data_root()
+    if root is not None:
+        return root
+    starts = [p for p in (checkout_root(), Path.cwd().resolve()) if p is not None]
+    for start in starts:
+        for parent in start.parents:
+            candidate = parent / "shared" / "data"
+            if candidate.is_dir():
+                return data_root(candidate)  # logs which copy the tests use
+    return None
 
 
 def shared_data_dir(name: str = "") -> Path | None:
-    """``$SPEECHLM_SHARED_DATA/name``, else ``shared/data/name`` beside an ancestor of this
-    checkout or of the working directory, else ``/work/shared/data/name``; None when
-    none exists.
+    """``<shared data root>/name`` when it exists, else None.
 
     >>> shared_data_dir("no-such-corpus") is None
     True
     """
-    candidates = []
-    if os.environ.get("SPEECHLM_SHARED_DATA"):
-        candidates.append(Path(os.environ["SPEECHLM_SHARED_DATA"]))
-    candidates += [p / "shared" / "data" for p in Path(__file__).resolve().parents]
-    candidates += [p / "shared" / "data" for p in Path.cwd().resolve().parents]
-    # where the team's machines keep it, for checkouts made elsewhere (e.g. CI clones)
-    candidates.append(Path("/work/shared/data"))
-    for root in candidates:
-        path = root / name
-        if path.exists():
-            return path
-    return None
+    root = shared_data_root()
+    return None if root is None else data_dir(name, root=root)

@@ -51,5 +51,5 @@ def test_bad_input_is_one_clear_line(text, tmp_path, capsys):
                  *TINY]) == 1
     assert "not empty" in capsys.readouterr().err
     assert main(["lm", "train", "--text", str(text), "--out", str(tmp_path / "o"),
-                 *TINY, "--heads", "3"]) == 1
+                 *TINY, "--heads", "3"]) == 2  # a bad option value: usage
     assert "divisible by num_heads" in capsys.readouterr().err

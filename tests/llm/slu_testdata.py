@@ -78,7 +78,7 @@ def write_decode_dir(root: Path, rows: list[dict]) -> tuple[Path, Path]:
 
 def train_tiny_lm(text: Path, out: Path) -> Path:
     """A 2-layer, 64-wide Llama with a 500-token byte-level BPE and 48 positions."""
-    from speechlm.runtime.lm_train import LMTrainConfig, train_lm
+    from speechlm.llm.lm_train import LMTrainConfig, train_lm
 
     config = LMTrainConfig(vocab_size=500, num_layers=2, hidden_size=64, num_heads=2,
                            context_length=48, epochs=10, lr=0.01, warmup_steps=5,

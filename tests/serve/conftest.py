@@ -29,7 +29,7 @@ def cards_refs() -> dict[str, str]:
 def cards():
     path = shared_data_dir(CARDS)
     if path is None:
-        pytest.skip(f"shared data {CARDS} not found (../shared/data or SPEECHLM_SHARED_DATA)")
+        pytest.skip(f"shared data {CARDS} not found (set SPEECHLM_DATA, or ../shared/data)")
     return path
 
 

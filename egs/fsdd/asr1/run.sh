@@ -12,7 +12,7 @@
 set -euo pipefail
 
 stage=1; stop_stage=100; nj=2
-fsdd=                           # FSDD root; default: ../shared/data/fsdd beside the repo
+fsdd=                           # FSDD root; default: $FSDD_ROOT, $SPEECHLM_DATA/fsdd, ../shared/data/fsdd
 dev_speaker=yweweler            # never trained on: dev = its takes 5-49, test = takes 0-4
 max_index=49                    # use takes 0..max_index only (small subsets for tests)
 test_sets="test test_seen"      # names under data/, or paths of other Kaldi data dirs
@@ -39,10 +39,12 @@ train_sp=train_sp                      # what the model trains on (stage 3)
 [ "${use_synth}" = true ] && train_sp=train_sp_synth
 
 if [ -z "${fsdd}" ]; then
-  for d in "${FSDD_ROOT:-}" ../../../../shared/data/fsdd /work/shared/data/fsdd; do
+  # ../shared/data beside the checkout is a development convenience; SPEECHLM_DATA is the rule
+  for d in "${FSDD_ROOT:-}" "${SPEECHLM_DATA:+${SPEECHLM_DATA}/fsdd}" ../../../../shared/data/fsdd; do
     [ -n "${d}" ] && [ -d "${d}/recordings" ] && { fsdd=${d}; break; }
   done
 fi
+if [ -n "${fsdd}" ]; then log "FSDD: using $(cd "${fsdd}" && pwd)"; fi
 
 # Sets to decode: dev, then each test set, a name under data/ or the path of a data dir.
 eval_names=("${valid_set}"); eval_dirs=("data/${valid_set}")
@@ -53,7 +55,7 @@ done
 
 if [ ${stage} -le 1 ] && [ ${stop_stage} -ge 1 ]; then
   log "Stage 1: Kaldi data dirs -> data/{train,dev,test,test_seen} (dev speaker: ${dev_speaker})"
-  [ -n "${fsdd}" ] || { log "FSDD not found: pass --fsdd DIR or set FSDD_ROOT"; exit 1; }
+  [ -n "${fsdd}" ] || { log "FSDD not found: pass --fsdd DIR, or set FSDD_ROOT or SPEECHLM_DATA"; exit 1; }
   if [ ! -f data/.done_stage1 ] || [ "$(cat data/.done_stage1)" != "${fsdd} ${dev_speaker} ${max_index}" ]; then
     local/data.sh --fsdd "${fsdd}" --dev_speaker "${dev_speaker}" --max_index "${max_index}"
     echo "${fsdd} ${dev_speaker} ${max_index}" > data/.done_stage1

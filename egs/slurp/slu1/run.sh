@@ -14,7 +14,7 @@
 set -euo pipefail
 
 stage=1; stop_stage=100; nj=2
-slurp=; snips=                  # default: ../shared/data/{slurp,snips} beside the repo
+slurp=; snips=                  # default: $SPEECHLM_DATA/{slurp,snips}, ../shared/data/...
 test_jsonl=                     # extra SLURP-form test sets (never trained on)
 quick=false
 use_espnet=true                 # stage 4: the second first-pass system
@@ -35,14 +35,16 @@ cmdline="$0 $*"                 # for RESULTS.md
 . ./path.sh; . ./cmd.sh; . utils/parse_options.sh
 
 log() { echo -e "$(date '+%F %T') (${BASH_SOURCE[1]##*/}:${BASH_LINENO[0]}) $*"; }
+# ../shared/data beside the checkout is a development convenience; SPEECHLM_DATA is the rule
 for name in slurp snips; do
   if [ -z "${!name}" ]; then
-    for d in ../../../../shared/data/${name} /work/shared/data/${name}; do
-      [ -d "${d}" ] && { printf -v "${name}" '%s' "${d}"; break; }
+    for d in "${SPEECHLM_DATA:+${SPEECHLM_DATA}/${name}}" ../../../../shared/data/${name}; do
+      [ -n "${d}" ] && [ -d "${d}" ] && { printf -v "${name}" '%s' "${d}"; break; }
     done
   fi
+  if [ -n "${!name}" ]; then log "${name}: using $(cd "${!name}" && pwd)"; fi
 done
-[ -n "${slurp}" ] || { log "SLURP text not found: pass --slurp DIR"; exit 1; }
+[ -n "${slurp}" ] || { log "SLURP text not found: pass --slurp DIR or set SPEECHLM_DATA"; exit 1; }
 
 if [ "${quick}" = true ]; then
   sizes="--dev_size 40 --test_size 60 --snips_eval_size 20 --asr_train_lines 300 --snips_train_size 300"

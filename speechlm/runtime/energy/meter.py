@@ -36,7 +36,11 @@ class EnergyMeter:
 
                 gpus = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
                 self._monitor = ZeusMonitor(gpu_indices=gpus, approx_instant_energy=False)
-            except Exception as e:  # zeus missing or no readable device: energy stays unknown
+            except ModuleNotFoundError as e:  # zeus is an extra: energy stays unknown
+                log.info("energy meter unavailable: %s is not installed "
+                         "(pip install 'speechlm[energy]')", e.name)
+                self._unavailable = True
+            except Exception as e:  # no readable device: energy stays unknown
                 log.info("energy meter unavailable: %s", e)
                 self._unavailable = True
         return self._monitor

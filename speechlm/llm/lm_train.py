@@ -17,7 +17,7 @@ reported beside it as the floor any real LM must beat.
 >>> LMTrainConfig(hidden_size=130, num_heads=4)
 Traceback (most recent call last):
 ...
-ValueError: hidden_size (130) must be divisible by num_heads (4)
+speechlm.core.errors.UsageError: hidden_size (130) must be divisible by num_heads (4)
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, 
 from tqdm.auto import tqdm
 from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
+from speechlm.core.errors import InputError, UsageError
 from speechlm.core.hashing import file_sha256
 
 logger = logging.getLogger(__name__)
@@ -109,7 +110,7 @@ class LMTrainConfig:
     def __post_init__(self) -> None:
         # 256 byte symbols + 3 specials must fit, or some text would not be encodable.
         if self.vocab_size < 260:
-            raise ValueError(
+            raise UsageError(
                 f"vocab_size must be >= 260 (256 bytes + specials), got {self.vocab_size}"
             )
         for name in (
@@ -121,31 +122,31 @@ class LMTrainConfig:
             "min_frequency",
         ):
             if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+                raise UsageError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.hidden_size % self.num_heads:
-            raise ValueError(
+            raise UsageError(
                 f"hidden_size ({self.hidden_size}) must be divisible by "
                 f"num_heads ({self.num_heads})"
             )
         if (self.hidden_size // self.num_heads) % 2:
-            raise ValueError(
+            raise UsageError(
                 f"head size hidden_size/num_heads = "
                 f"{self.hidden_size // self.num_heads} must be even (RoPE)"
             )
         if self.context_length < 3:
-            raise ValueError(
+            raise UsageError(
                 f"context_length must be >= 3 (BOS, a token, EOS), got {self.context_length}"
             )
         if self.max_steps is not None and self.max_steps < 1:
-            raise ValueError(f"max_steps must be >= 1 or None, got {self.max_steps}")
+            raise UsageError(f"max_steps must be >= 1 or None, got {self.max_steps}")
         if not (self.lr > 0 and math.isfinite(self.lr)):
-            raise ValueError(f"lr must be a positive number, got {self.lr}")
+            raise UsageError(f"lr must be a positive number, got {self.lr}")
         if self.warmup_steps < 0 or self.weight_decay < 0:
-            raise ValueError("warmup_steps and weight_decay must be >= 0")
+            raise UsageError("warmup_steps and weight_decay must be >= 0")
         if not (0.0 < self.holdout_fraction < 1.0):
-            raise ValueError(f"holdout_fraction must be in (0, 1), got {self.holdout_fraction}")
+            raise UsageError(f"holdout_fraction must be in (0, 1), got {self.holdout_fraction}")
         if self.threads is not None and self.threads < 1:
-            raise ValueError(f"threads must be >= 1 or None, got {self.threads}")
+            raise UsageError(f"threads must be >= 1 or None, got {self.threads}")
 
     @property
     def intermediate_size(self) -> int:
@@ -180,7 +181,7 @@ def read_lines(path: str | Path) -> list[str]:
 
     Raises:
         FileNotFoundError: the file does not exist.
-        ValueError: the file has no non-empty line, or is not UTF-8.
+        InputError: the file has no non-empty line, or is not UTF-8.
     """
     path = Path(path)
     if not path.is_file():
@@ -188,11 +189,11 @@ def read_lines(path: str | Path) -> list[str]:
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as e:
-        raise ValueError(f"text file {path} is not UTF-8: {e}") from e
+        raise InputError(f"text file {path} is not UTF-8: {e}") from e
     lines = [" ".join(line.split()) for line in text.splitlines()]
     lines = [line for line in lines if line]
     if not lines:
-        raise ValueError(f"text file {path} has no non-empty lines")
+        raise InputError(f"text file {path} has no non-empty lines")
     return lines
 
 
@@ -204,7 +205,7 @@ def split_heldout(lines: list[str], fraction: float, seed: int) -> tuple[list[st
     """
     distinct = sorted(set(lines))
     if len(distinct) < 2:
-        raise ValueError("need at least 2 distinct lines to hold some out")
+        raise InputError("need at least 2 distinct lines to hold some out")
     n_out = min(len(distinct) - 1, max(1, round(len(distinct) * fraction)))
     held = set(random.Random(seed).sample(distinct, n_out))
     return [s for s in lines if s not in held], [s for s in lines if s in held]
@@ -399,29 +400,29 @@ def prepare_out_dir(out_dir: Path, run_config: dict, overwrite: bool) -> dict | 
         The saved training state to resume from, or None for a fresh start.
 
     Raises:
-        ValueError: DIR holds a finished model, another run, or foreign files, and
+        InputError: DIR holds a finished model, another run, or foreign files, and
             ``overwrite`` is off.
     """
     if out_dir.exists() and not out_dir.is_dir():
-        raise ValueError(f"--out {out_dir} exists and is not a directory")
+        raise InputError(f"--out {out_dir} exists and is not a directory")
     if overwrite:
         for name in OWN_FILES:
             (out_dir / name).unlink(missing_ok=True)
     if not out_dir.exists() or not any(out_dir.iterdir()):
         return None
     if (out_dir / REPORT).exists():
-        raise ValueError(
+        raise InputError(
             f"{out_dir} already holds a finished model ({REPORT}); pass --overwrite to train again"
         )
     if not (out_dir / RUN_CONFIG).exists():
-        raise ValueError(
+        raise InputError(
             f"{out_dir} exists and is not empty (no {RUN_CONFIG} of an "
             f"unfinished run); choose another --out or pass --overwrite"
         )
     saved = json.loads((out_dir / RUN_CONFIG).read_text())
     if saved != run_config:
         diff = sorted(k for k in set(saved) | set(run_config) if saved.get(k) != run_config.get(k))
-        raise ValueError(
+        raise InputError(
             f"{out_dir} holds an unfinished run with different settings "
             f"({', '.join(diff)}); pass the same options to resume, or --overwrite"
         )

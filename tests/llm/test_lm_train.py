@@ -5,8 +5,8 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from speechlm.runtime import lm_train
-from speechlm.runtime.lm_train import (
+from speechlm.llm import lm_train
+from speechlm.llm.lm_train import (
     LMTrainConfig,
     split_heldout,
     train_lm,

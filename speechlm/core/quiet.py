@@ -1,0 +1,68 @@
+"""Stop third-party downloads that speechlm never needs, around the imports that start them.
+
+Importing ESPnet imports ``g2p_en`` (for phoneme tokenizers, which speechlm does not use),
+and ``g2p_en`` calls ``nltk.download`` at import for each NLTK data package it cannot
+find. Offline, each attempt waits on the network and prints an error: seconds per
+process. ``no_nltk_downloads`` turns those calls into a logged no-op for the duration of
+a ``with`` block only, so nothing changes for the rest of the process (an explicit
+``nltk.download`` afterwards works as usual)::
+
+    with no_nltk_downloads():
+        from espnet2.bin.asr_inference import Speech2Text
+
+Subprocesses get the same by running a module through this one::
+
+    python -m speechlm.core.quiet espnet2.bin.asr_train --ngpu 0 ...
+
+>>> with no_nltk_downloads():
+...     pass
+"""
+
+from __future__ import annotations
+
+import logging
+import runpy
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+logger = logging.getLogger(__name__)
+
+
+def _skip_download(info_or_id: object = None, *args: object, **kwargs: object) -> bool:
+    logger.info("NLTK data %r not downloaded (speechlm does not use it; if you do, set "
+                "NLTK_DATA to a directory that holds it)", info_or_id)
+    return False  # what nltk.download returns when a download fails
+
+
+@contextmanager
+def no_nltk_downloads() -> Iterator[None]:
+    """Inside the block, ``nltk.download`` logs and returns False instead of downloading.
+
+    Nothing happens when NLTK is not installed (then nothing can download).
+    """
+    try:
+        import nltk
+    except ImportError:
+        yield
+        return
+    saved = nltk.download
+    nltk.download = _skip_download
+    try:
+        yield
+    finally:
+        nltk.download = saved
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m speechlm.core.quiet MODULE [ARGS...]``: run MODULE as ``__main__``."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0].startswith("-"):
+        raise SystemExit("usage: python -m speechlm.core.quiet MODULE [ARGS...]")
+    sys.argv = argv  # the module sees its own name and arguments, as with python -m
+    with no_nltk_downloads():
+        runpy.run_module(argv[0], run_name="__main__", alter_sys=True)
+
+
+if __name__ == "__main__":
+    main()
