@@ -26,6 +26,11 @@ EXTRAS: dict[str, str] = {
     "zeus": "energy",
     "peft": "llm",
     "accelerate": "llm",
+    "gguf": "models",
+    "faster_whisper": "models",
+    "ctranslate2": "models",
+    "onnxruntime": "models",
+    "piper": "models",
 }
 
 
