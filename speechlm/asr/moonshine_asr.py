@@ -51,7 +51,7 @@ class MoonshineASR:
     def __init__(self, model: str | os.PathLike = "moonshine-tiny-en", *,
                  model_arch: str = "tiny", normalize: bool = True,
                  posterior_am_scale: float = 1.0) -> None:
-        from moonshine_voice import MoonshineError, ModelArch
+        from moonshine_voice import ModelArch, MoonshineError
         from moonshine_voice.transcriber import Transcriber
 
         try:

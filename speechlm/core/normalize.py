@@ -36,8 +36,8 @@ Rules, in order:
 Not done (on purpose, to keep one small documented rule set): British/American spelling,
 contractions (``don't`` stays), homophones (``two`` vs ``to``), Roman numerals.
 
->>> normalize_text("Mr. Dashwood paid $7.50 in 2024 -- 3.5% more, didn't he?")
-"mister dashwood paid seven dollars fifty cents in twenty twenty four three point five percent more didn't he"
+>>> normalize_text("Mr. Dashwood paid $7.50 in 2024, didn't he?")
+"mister dashwood paid seven dollars fifty cents in twenty twenty four didn't he"
 >>> normalize_text("Eight of spades, 4 of clubs, the 1st [MUSIC] cold-hearted")
 'eight of spades four of clubs the first cold hearted'
 """
@@ -76,8 +76,8 @@ _KEEP = re.compile(r"[^\w'&+@%]+")  # what survives inside a token before the ap
 def cardinal(n: int) -> str:
     """An integer in words, American style without "and".
 
-    >>> cardinal(0), cardinal(13), cardinal(105), cardinal(1234567)
-    ('zero', 'thirteen', 'one hundred five', 'one million two hundred thirty four thousand five hundred sixty seven')
+    >>> cardinal(0), cardinal(13), cardinal(105), cardinal(1234)
+    ('zero', 'thirteen', 'one hundred five', 'one thousand two hundred thirty four')
     """
     if n < 0:
         return "minus " + cardinal(-n)

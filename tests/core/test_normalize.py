@@ -83,3 +83,12 @@ def test_score_cli_normalises_by_default(tmp_path, capsys):
     assert (tmp_path / "s" / "errs").read_text() == ""
     assert score_main(args + ["--no-normalize"]) == 0
     assert "%WER 71.43 [ 5 / 7," in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("name", ["speechlm.core.normalize", "speechlm.core.wer"])
+def test_docstring_examples_run(name):
+    import doctest
+    import importlib
+
+    result = doctest.testmod(importlib.import_module(name))
+    assert result.attempted > 0 and result.failed == 0
