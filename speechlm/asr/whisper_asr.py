@@ -52,9 +52,9 @@ from speechlm.lattice.nbest_lattice import concat_lattices, lattice_from_nbest
 
 __all__ = ["POSTERIOR_AM_SCALE", "WhisperASR", "resolve_model_dir", "split_points"]
 
-# Scale on hypothesis log-probabilities for posteriors and WCNs, tuned on FSDD dev speakers
-# (see tools/bench/asr_models.py --tune): Whisper's sequence log-probabilities are sharp,
-# so scaling them down spreads the mass over the alternatives the beam found.
+# Scale on hypothesis log-probabilities for posteriors and WCNs. NOT TUNED YET: a first
+# guess (Whisper's sequence log-probabilities are sharp; scaling them down spreads the mass
+# over the beam's alternatives); `tools/bench/asr_models.py --tune` sweeps it on FSDD dev.
 POSTERIOR_AM_SCALE = 0.5
 WINDOW_S = 30.0  # Whisper's encoder window
 _CTRANSLATE2_FILES = ("model.bin", "config.json", "tokenizer.json", "vocabulary.txt")
@@ -139,7 +139,7 @@ class WhisperASR:
         nbest: Hypotheses returned per segment (at most ``beam_size``).
         beam_size: Beam of the search.
         language: Language code for a multilingual model (None: detected per segment);
-            English-only models ignore it.
+            an English-only model takes only None or ``"en"``.
         device: ``cpu`` or ``cuda``.
         compute_type: CTranslate2 compute type (``int8``, ``float32``, ``float16``...).
         threads: CPU threads of one decode (CTranslate2 ``intra_threads``).
@@ -175,6 +175,8 @@ class WhisperASR:
             raise catalogue.ModelFileError(f"model {str(model)!r}: cannot load {path}/model.bin"
                                            f" with CTranslate2: {e}") from None
         self.model = self._fw.model  # ctranslate2.models.Whisper
+        if language not in (None, "en") and not self.model.is_multilingual:
+            raise ValueError(f"model {str(model)!r} is English-only; language={language!r}")
         self.name = str(model) if str(model) in catalogue.MODELS else path.name
         self.path = path
         self.nbest, self.beam_size = nbest, beam_size

@@ -70,6 +70,8 @@ def test_bad_models_and_audio(asr, tmp_path):
         WhisperASR(partial)  # a truncated model.bin is an error, never another model
     with pytest.raises(ValueError, match="nbest"):
         WhisperASR("whisper-tiny.en", nbest=6, beam_size=5)
+    with pytest.raises(ValueError, match="English-only"):
+        WhisperASR("whisper-tiny.en", language="fr")
     with pytest.raises(ValueError, match="'empty'"):
         asr(np.zeros(0, np.float32), "empty")
     with pytest.raises(ValueError, match="'nan'"):
