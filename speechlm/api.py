@@ -325,6 +325,9 @@ class ASR:
         """
         from speechlm.data.audio import resample
 
+        if isinstance(audios, (str, bytes, os.PathLike, np.ndarray)):
+            raise TypeError("transcribe takes a list of audios; call the ASR itself for one "
+                            "(asr(audio, sample_rate))")
         utts = utts or [f"utt{k + 1}" for k in range(len(audios))]
         if len(utts) != len(audios):
             raise ValueError(f"{len(audios)} audios but {len(utts)} utterance ids")
@@ -356,19 +359,40 @@ class ASR:
         return out
 
 
+def _pretrained_backend(model: str | os.PathLike) -> str | None:
+    """The backend of a catalogue ASR name or a CTranslate2 Whisper dir, else None."""
+    from speechlm.core import catalogue
+
+    if str(model) in catalogue.MODELS:
+        card = catalogue.get(str(model))
+        if card.task != "asr":
+            raise ValueError(f"{model!r} is a {card.task} model of the catalogue, not ASR; "
+                             f"ASR models: {', '.join(catalogue.names('asr'))}")
+        return {"ctranslate2": "whisper", "onnx": "moonshine",
+                "pocketsphinx": POCKETSPHINX}[card.format]
+    path = Path(model)
+    if (path / "model.bin").is_file() and (path / "vocabulary.txt").is_file():
+        return "whisper"
+    return None
+
+
 def load_asr(model: str | os.PathLike = POCKETSPHINX, graph: str | os.PathLike | None = None,
-             *, nbest: int = 5, device: str = "cpu", **options: Any) -> ASR:
+             *, nbest: int | None = None, device: str = "cpu", **options: Any) -> ASR:
     """Load an ASR model once; the returned :class:`ASR` transcribes audio.
 
     Args:
         model: ``"pocketsphinx"`` (general US English from the pip wheel, with lattices),
-            or a recipe model dir (``egs/<corpus>/asr1/exp/<tag>/model``).
+            a pretrained ASR model of the catalogue (``whisper-tiny.en``,
+            ``whisper-base``, ``moonshine-tiny-en``: ``speechlm models``), a user's
+            CTranslate2 Whisper directory (``model.bin`` + ``vocabulary.txt``), or a recipe
+            model dir (``egs/<corpus>/asr1/exp/<tag>/model``).
         graph: for a model dir, its decoding graph dir (``speechlm make-graph``,
             ``exp/<tag>/graph``): decode through a CTC lattice whose N-best is rescored by
             the attention decoder, giving lattice, WCN and CTM. Without it: joint
             CTC/attention beam search (N-best only).
-        nbest: hypotheses kept per utterance.
-        device: torch device of a model dir's network.
+        nbest: hypotheses kept per utterance (default 5; 1 for Moonshine, which gives a
+            1-best only).
+        device: device of the network (``cpu``, ``cuda``).
         **options: any other ``speechlm.asr.DecodeConfig`` field, by the same name as the
             YAML key and the ``speechlm decode`` flag (``beam``, ``ctc_weight``,
             ``search_beam``, ``lattice_beam``, ``lm_scale``, ``ps_lm``, ``ps_jsgf``,
@@ -385,19 +409,26 @@ def load_asr(model: str | os.PathLike = POCKETSPHINX, graph: str | os.PathLike |
     from speechlm.asr.decode_config import DecodeConfig
     from speechlm.asr.recognizer import Recognizer
 
-    if nbest < 1:
+    if nbest is not None and nbest < 1:
         raise ValueError(f"nbest must be >= 1, got {nbest}")
     for key in ("backend", "model", "graph", "lattice", "nbest", "device"):
         if key in options:
             raise ValueError(f"{key} is set by load_asr's own arguments")
-    if str(model) == POCKETSPHINX:
+    backend = _pretrained_backend(model)
+    if str(model) == POCKETSPHINX or backend == POCKETSPHINX:
         if graph is not None:
             raise ValueError("graph is for a model dir; PocketSphinx takes ps_lm/ps_jsgf "
                              "options")
         fields = {"backend": "pocketsphinx", "lattice": True}
+    elif backend is not None:
+        if graph is not None:
+            raise ValueError(f"graph is for a recipe model dir, not {backend} {model!r}")
+        fields = {"backend": backend, "model": str(model), "lattice": True}
     else:
         fields = {"backend": "espnet", "model": str(model),
                   "graph": None if graph is None else str(graph), "lattice": graph is not None}
+    if nbest is None:
+        nbest = 1 if fields["backend"] == "moonshine" else 5
     config = DecodeConfig.from_dict({**fields, "nbest": nbest, "device": device},
                                     source="load_asr options", **options).with_model_defaults()
     return ASR(Recognizer(config))

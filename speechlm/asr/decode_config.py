@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-BACKENDS = ("espnet", "pocketsphinx")
+BACKENDS = ("espnet", "pocketsphinx", "whisper", "moonshine")
 
 
 def _opt(default: Any, help: str, *, group: str = "", aliases: tuple[str, ...] = ()) -> Any:
@@ -43,8 +43,10 @@ class DecodeConfig:
     """
 
     backend: str = _opt("espnet", "ASR backend: " + ", ".join(BACKENDS))
-    model: str | None = _opt(None, "the model: a model dir from `speechlm train-asr` (espnet)",
-                             aliases=("--model-dir",))
+    model: str | None = _opt(None, "the model: a model dir from `speechlm train-asr` "
+                             "(espnet); a catalogue name (`speechlm models`) or a CTranslate2 "
+                             "/ Moonshine dir (whisper, default whisper-tiny.en; moonshine, "
+                             "default moonshine-tiny-en)", aliases=("--model-dir",))
     graph: str | None = _opt(None, "decoding graph dir from `speechlm make-graph` (espnet "
                              "with --lattice)", group="lattice")
     lattice: bool = _opt(False, "decode through a lattice; also write lat/, cn.jsonl, ctm, "
@@ -98,6 +100,18 @@ class DecodeConfig:
         elif self.backend == "pocketsphinx" and (self.model or self.graph):
             raise ValueError("decode config: model and graph are for the espnet backend; "
                              "pocketsphinx takes ps_hmm/ps_lm/ps_dict/ps_jsgf/ps_lw")
+        elif self.backend in ("whisper", "moonshine"):
+            espnet_only = [k for k in ("graph", "ctc_weight", "penalty", "search_beam",
+                                       "lattice_beam", "lm_scale", "lm_weight", "rescore_nbest")
+                           if getattr(self, k) is not None]
+            if espnet_only or ps_set:
+                raise ValueError(f"decode config: {', '.join(espnet_only + ps_set)} are not "
+                                 f"options of the {self.backend} backend (it takes model, "
+                                 "nbest, beam, batch_size, device; its lattice comes from "
+                                 "its N-best)")
+            if self.backend == "moonshine" and self.nbest > 1:
+                raise ValueError("decode config: the moonshine backend gives a 1-best only; "
+                                 f"nbest must be 1, got {self.nbest}")
 
     # ---- construction ------------------------------------------------------------------
     @classmethod

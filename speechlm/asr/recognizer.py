@@ -44,6 +44,8 @@ __all__ = ["BACKEND_CLASSES", "DecodeConfig", "Recognizer", "Result"]
 BACKEND_CLASSES = {
     "espnet": "speechlm.asr.recognizer:EspnetBackend",
     "pocketsphinx": "speechlm.asr.recognizer:PocketSphinxBackend",
+    "whisper": "speechlm.asr.recognizer:WhisperBackend",
+    "moonshine": "speechlm.asr.recognizer:MoonshineBackend",
 }
 
 
@@ -169,6 +171,68 @@ class PocketSphinxBackend:
             self.asr.decoder.reinit_feat()
             out.append(self.asr(x, utt=utt))
         return out
+
+
+class _PretrainedBackend:
+    """A pretrained model of the catalogue (or a user's directory of the same format)
+    decoding whole utterances; its lattice is built from its N-best."""
+
+    has_lattice = True
+    default_model = ""
+
+    def __init__(self, config: DecodeConfig) -> None:
+        self.model = config.model or self.default_model
+        self.asr = self._load(config)
+        self.name = self.asr.name
+        self.sample_rate = self.asr.sample_rate
+        self.am_scale = self.asr.posterior_am_scale
+        self.info = {"model": self.name, "path": str(self.asr.path)}
+
+    def _load(self, config: DecodeConfig):
+        raise NotImplementedError
+
+    def prepare(self, samples: np.ndarray) -> np.ndarray:
+        return samples
+
+    def data_dir_inputs(self, data_dir, d, utts, work_dir, *, nj, job):
+        from speechlm.data.features import iter_utterance_audio
+
+        return iter_utterance_audio(d, utts, self.sample_rate)
+
+    def decode(self, batch):
+        if not batch:
+            return []
+        utts, signals = zip(*batch, strict=True)
+        return self.asr.decode_batch(list(signals), list(utts))
+
+
+class WhisperBackend(_PretrainedBackend):
+    """Whisper through CTranslate2 (``speechlm.asr.whisper_asr``): padded batches through
+    the encoder, beam search with ``nbest`` hypotheses, an N-best lattice."""
+
+    default_model = "whisper-tiny.en"
+
+    def _load(self, config: DecodeConfig):
+        import torch
+
+        from speechlm.asr.whisper_asr import WhisperASR
+
+        beam = max(config.beam or 5, config.nbest)
+        device = "cuda" if config.device.startswith("cuda") else "cpu"
+        return WhisperASR(self.model, nbest=config.nbest, beam_size=beam, device=device,
+                          compute_type="int8" if device == "cpu" else "float16",
+                          threads=torch.get_num_threads())  # decode jobs set it per job
+
+
+class MoonshineBackend(_PretrainedBackend):
+    """Moonshine (``speechlm.asr.moonshine_asr``): a 1-best only."""
+
+    default_model = "moonshine-tiny-en"
+
+    def _load(self, config: DecodeConfig):
+        from speechlm.asr.moonshine_asr import MoonshineASR
+
+        return MoonshineASR(self.model)
 
 
 def espnet_options(config: DecodeConfig) -> dict:

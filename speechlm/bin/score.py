@@ -3,6 +3,11 @@
     speechlm score --ref data/test/text --hyp exp/asr/decode_test/text [--name test]
 
 Prints ``|dataset|Snt|Wrd|Corr|Sub|Del|Ins|Err|S.Err|`` and Kaldi's ``%WER`` line.
+Both texts are normalised first (``--normalize``, on by default: lower case, punctuation
+removed, numbers as words, hyphens split; the rules are in ``speechlm.core.normalize``),
+so that a pretrained recogniser's written output ("7 of clubs.") is scored against
+Kaldi-style references ("seven of clubs"); on references that are already lower-case
+words it changes nothing. ``--no-normalize`` scores the words exactly as written.
 ``--out DIR`` also writes DIR/wer (the %WER line), DIR/result.md (the table) and
 DIR/errs (per-utterance error counts, worst first).
 """
@@ -13,7 +18,7 @@ import sys
 from pathlib import Path
 
 from speechlm.bin import command_main
-from speechlm.core.wer import TABLE_HEADER, read_kaldi_text, score_texts
+from speechlm.core.wer import TABLE_HEADER, normalize_words, read_kaldi_text, score_texts
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -21,6 +26,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--hyp", required=True, help="hypothesis Kaldi text file")
     parser.add_argument("--name", default=None, help="row name (default: the ref's folder)")
     parser.add_argument("--out", default=None, help="also write wer, result.md, errs here")
+    parser.add_argument("--normalize", action=argparse.BooleanOptionalAction, default=True,
+                        help="normalise both texts before scoring (speechlm.core.normalize)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -30,7 +37,11 @@ def run(args: argparse.Namespace) -> int:
             return 1
     try:
         ref, hyp = read_kaldi_text(args.ref), read_kaldi_text(args.hyp)
-        stats = score_texts(ref, hyp, ref_name=args.ref, hyp_name=args.hyp)
+        stats = score_texts(ref, hyp, ref_name=args.ref, hyp_name=args.hyp,
+                            normalize=args.normalize)
+        if args.normalize:  # the errs file shows what was scored
+            ref = {u: normalize_words(w) for u, w in ref.items()}
+            hyp = {u: normalize_words(w) for u, w in hyp.items()}
     except ValueError as e:
         print(f"score: {e}", file=sys.stderr)
         return 1

@@ -31,6 +31,7 @@ EXTRAS: dict[str, str] = {
     "ctranslate2": "models",
     "onnxruntime": "models",
     "piper": "models",
+    "moonshine_voice": "models",
 }
 
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 import kaldialign
 
 from speechlm.core.hypothesis import EPS
+from speechlm.core.normalize import normalize_text
 
 
 @dataclass
@@ -101,13 +102,30 @@ def read_kaldi_text(path: str) -> dict[str, list[str]]:
     return out
 
 
+def normalize_words(words: list[str]) -> list[str]:
+    """Words through :func:`speechlm.core.normalize.normalize_text` (joined, normalised,
+    split again: one written token may become several spoken words or none).
+
+    >>> normalize_words(["Seven", "of", "clubs."])
+    ['seven', 'of', 'clubs']
+    """
+    return normalize_text(" ".join(words)).split()
+
+
 def score_texts(ref: dict[str, list[str]], hyp: dict[str, list[str]],
-                *, ref_name: str = "ref", hyp_name: str = "hyp") -> ErrorStats:
+                *, ref_name: str = "ref", hyp_name: str = "hyp",
+                normalize: bool = False) -> ErrorStats:
     """Align every reference utterance with its hypothesis.
 
     A reference utterance with no hypothesis counts as all deletions (the decoder produced
     nothing); a hypothesis with no reference is an error, since it means the two files
     come from different data.
+
+    With ``normalize`` both sides go through :func:`normalize_words` first (case,
+    punctuation, numbers as words: see ``speechlm.core.normalize``), as they must when a
+    pretrained recogniser's written text (Whisper: "7 of clubs.") meets Kaldi-style
+    references ("seven of clubs"). Off by default here, so library callers count what they
+    pass; ``speechlm score`` turns it on.
 
     Raises:
         ValueError: when ``hyp`` holds utterances that ``ref`` does not, naming a few.
@@ -118,5 +136,8 @@ def score_texts(ref: dict[str, list[str]], hyp: dict[str, list[str]],
                          f"e.g. {', '.join(extra[:3])}")
     stats = ErrorStats()
     for utt in sorted(ref):
-        stats.add(ref[utt], hyp.get(utt, []), utt=utt)
+        r, h = ref[utt], hyp.get(utt, [])
+        if normalize:
+            r, h = normalize_words(r), normalize_words(h)
+        stats.add(r, h, utt=utt)
     return stats

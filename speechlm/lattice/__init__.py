@@ -27,12 +27,15 @@ from speechlm.lattice.confusion_network import (
 from speechlm.lattice.kaldi_io import read_kaldi_lattices, read_words_txt, write_kaldi_lattices
 from speechlm.lattice.lattice import EPS, Arc, Lattice
 from speechlm.lattice.nbest import Path
+from speechlm.lattice.nbest_lattice import concat_lattices, lattice_from_nbest, nbest_posteriors
 from speechlm.lattice.oracle import cn_oracle, edit_distance, lattice_oracle, nbest_oracle
 from speechlm.lattice.plot import plot_confusion_network
 
 __all__ = [
-    "EPS", "Arc", "BinEntry", "ConfusionNetwork", "Lattice", "Path", "cn_oracle", "ctm",
-    "edit_distance", "lattice_oracle", "nbest_oracle", "plot_confusion_network",
+    "EPS", "Arc", "BinEntry", "ConfusionNetwork", "Lattice", "Path", "cn_oracle",
+    "concat_lattices", "ctm",
+    "edit_distance", "lattice_from_nbest", "lattice_oracle", "nbest_oracle",
+    "nbest_posteriors", "plot_confusion_network",
     "read_cn_jsonl", "read_kaldi_lattices", "read_words_txt", "write_cn_jsonl",
     "write_kaldi_lattices",
 ]

@@ -83,3 +83,12 @@ def test_model_dir_defaults_come_after_the_callers(tmp_path):
     (model / "decode.yaml").write_text("beem: 4\n")
     with pytest.raises(ValueError, match=r"decode.yaml: unknown key\(s\) beem"):
         DecodeConfig(model=str(model)).with_model_defaults()
+
+
+def test_pretrained_backends_take_only_their_options():
+    assert DecodeConfig(backend="whisper").model is None  # the backend's default model
+    with pytest.raises(ValueError, match="ctc_weight, ps_lw are not options of the whisper"):
+        DecodeConfig(backend="whisper", ctc_weight=0.3, ps_lw=2.0)
+    with pytest.raises(ValueError, match="moonshine backend gives a 1-best only"):
+        DecodeConfig(backend="moonshine", nbest=3)
+    assert DecodeConfig(backend="moonshine").nbest == 1
