@@ -104,3 +104,13 @@ def test_speaker_cache_keys_on_file_content(speaker_encoder, fsdd_takes, tmp_pat
     a, b = cache.embed([src, copy])
     assert counting.computed == [src]  # same bytes under another path: one computation
     np.testing.assert_array_equal(a, b)
+
+
+def test_load_encoder_cache_defaults_to_the_catalogue_cache_dir(monkeypatch, tmp_path):
+    from speechlm.encoders import load_encoder
+
+    monkeypatch.setenv("SPEECHLM_CACHE", str(tmp_path))
+    enc = load_encoder("resemblyzer", cache=True)
+    assert isinstance(enc, CachedEncoder) and enc.dir == tmp_path / "embeddings" / "resemblyzer"
+    other = load_encoder("resemblyzer", cache=tmp_path / "mine")
+    assert other.dir == tmp_path / "mine" / "resemblyzer" and other.dim == 256
