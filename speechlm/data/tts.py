@@ -587,8 +587,8 @@ def parse_voice(spec: str) -> EspeakVoice | PiperVoice:
                          f"{', '.join(VOICE_KINDS)} (e.g. piper:joe, espeak:en-us+m3)")
     if kind == "piper":
         return PiperVoice(name)
-    voice, _, variant = name.partition("+")
-    return EspeakVoice(voice, variant or None)
+    voice, plus, variant = name.partition("+")
+    return EspeakVoice(voice, variant if plus else None)  # "en-us+" is refused, not dropped
 
 
 def piper_renditions(

@@ -280,6 +280,8 @@ def test_parse_voice_and_bad_specs():
     for bad in ("joe", "kokoro:joe", "piper:", "", "espeak"):
         with pytest.raises(ValueError, match="KIND one of espeak, piper"):
             parse_voice(bad)
+    with pytest.raises(ValueError, match="bad espeak variant"):
+        parse_voice("espeak:en-us+")
     with pytest.raises(ValueError, match="length_scale=9"):
         PiperVoice("joe", length_scale=9)
     assert PiperVoice("/my/voices/en_US-amy-low.onnx").id == "piper-en.US.amy.low"
