@@ -25,7 +25,12 @@ PROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
 # imported by speechlm, installed by a declared dependency of theirs
 TRANSITIVE = {"nltk": "espnet", "pydantic": "fastapi", "starlette": "fastapi", "pil": "matplotlib"}
 # installed by tools/setup.sh, not by pip metadata: espnet's own pins would replace torch
-NOT_FROM_PIP = {"espnet"}
+# and the catalogue's packages whose own dependency lists are wrong or need a compiler
+# (tools/requirements/models.txt marks them "# --no-deps"; `speechlm models info` says so)
+NOT_FROM_PIP = {"espnet"} | {
+    _line.split("==")[0].strip().lower()
+    for _line in (ROOT / "tools" / "requirements" / "models.txt").read_text().splitlines()
+    if "# --no-deps" in _line and not _line.startswith("#")}
 
 
 def _name(requirement: str) -> str:

@@ -1,10 +1,17 @@
-r"""Synthesise a Kaldi data dir with espeak-ng: every text line spoken by N sampled voices.
+r"""Synthesise a Kaldi data dir with espeak-ng and Piper: every text line spoken by each voice.
 
 Each (line, voice) pair becomes one 16-bit mono WAV and one utterance
 ``<prefix>-<voice id>-<line id>`` whose speaker is ``<prefix>-<voice id>``, so utt2spk groups
-by voice. The dir gets wav.scp, text, utt2spk, spk2utt and utt2dur, sorted as with LC_ALL=C.
-Voices are drawn by ``speechlm.data.tts.sample_voices`` (English accents x variants x rate x
-pitch), reproducibly for a seed.
+by voice. The dir gets wav.scp, text, utt2spk, spk2utt, utt2dur and utt2voice (the voice as
+``KIND:NAME``, e.g. ``piper:joe`` or ``espeak:en-us+m3``, to score voice kinds apart), sorted
+as with LC_ALL=C.
+
+Voices: by default --num-voices espeak voices drawn by ``speechlm.data.tts.sample_voices``
+(English accents x variants x rate x pitch), reproducibly for a seed. ``--voices`` lists them
+instead: ``piper:joe`` (a catalogue voice, or a Piper ``.onnx`` path), ``espeak:en-us+m3``,
+and ``espeak:sampled`` for the --num-voices sampled ones. Each Piper voice gives
+--piper-renditions renditions: its own settings, then seeded variations of Piper's length and
+noise scales.
 
 --text takes Kaldi ``utt-id words...`` lines or plain lines (which get ids 0001, 0002...);
 ``--text-format auto`` picks Kaldi when every line starts with a unique id-like token
@@ -16,6 +23,8 @@ the text; with the same hash the run does nothing, otherwise the dir is rewritte
 Example:
   python -m speechlm.bin.synth_data_dir --text digits.txt --num-voices 50 --seed 0 \
       --out data/synth_digits --augment
+  python -m speechlm.bin.synth_data_dir --text digits.txt --voices piper:joe,espeak:sampled \
+      --piper-renditions 4 --num-voices 20 --out data/synth_digits --augment
 """
 
 from __future__ import annotations
@@ -37,14 +46,19 @@ from speechlm.bin import command_main
 from speechlm.data.audio import write_wav
 from speechlm.data.kaldi_dir import KaldiDataDir, write_data_dir
 from speechlm.data.tts import (
-    EspeakSynthesizer,
     EspeakVoice,
+    PiperVoice,
     SynthesisError,
+    Synthesizer,
     augment,
+    check_voice,
+    parse_voice,
+    piper_model_files,
+    piper_renditions,
     sample_voices,
 )
 
-_VERSION = 1  # bump when the output for the same arguments changes
+_VERSION = 2  # bump when the output for the same arguments changes (2: utt2voice, Piper)
 _ID_RE = re.compile(r"^[A-Za-z0-9_.-]+$")  # Kaldi ids that are also safe in file names
 _KALDI_FILES = ("wav.scp", "text", "utt2spk", "spk2utt", "utt2dur")
 
@@ -58,9 +72,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--text-format", choices=("auto", "kaldi", "plain"), default="auto",
         help="'kaldi': lines are 'utt-id words...'; 'plain': whole line is the text",
     )  # fmt: skip
+    parser.add_argument(
+        "--voices", default=None,
+        help="comma-separated KIND:NAME voices, e.g. piper:joe,espeak:en-us+m3,espeak:sampled "
+             "(default: --num-voices sampled espeak voices)",
+    )  # fmt: skip
+    parser.add_argument("--piper-renditions", type=int, default=1,
+                        help="renditions of each Piper voice (varied length/noise scales)")
     parser.add_argument("--num-voices", type=int, default=10,
-                        help="voices sampled (every line is spoken by each, unless "
-                             "--voices-per-line)")
+                        help="espeak voices sampled, without --voices or for espeak:sampled "
+                             "(every line is spoken by each voice, unless --voices-per-line)")
     parser.add_argument("--voices-per-line", type=int, default=0,
                         help="speak each line with only this many voices drawn from the "
                              "--num-voices (seeded per line); 0 = all")
@@ -72,7 +93,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--speaker-prefix", default="synth", help="prefix of speaker ids")
     parser.add_argument(
         "--num-threads", type=int, default=1,
-        help="torch threads for resampling/augmenting; for more speed run several processes",
+        help="torch threads for resampling/augmenting and ONNX Runtime threads for Piper; for "
+             "more speed run several processes",
     )  # fmt: skip
     parser.add_argument(
         "--languages", default=None,
@@ -127,12 +149,56 @@ def _split(value: str | None) -> list[str] | None:
     return None if value is None else [v.strip() for v in value.split(",") if v.strip()]
 
 
-def _write_kaldi_dir(out: Path, rows: list[tuple[str, str, str, str, float]]) -> None:
-    """Write the data dir from (utt, spk, wav, text, duration) rows with the shared writer."""
-    write_data_dir(KaldiDataDir(wav_scp={u: w for u, _, w, _, _ in rows},
-                                utt2spk={u: s for u, s, _, _, _ in rows},
-                                text={u: t for u, _, _, t, _ in rows},
-                                utt2dur={u: d for u, _, _, _, d in rows}), out)
+Voice = EspeakVoice | PiperVoice
+Row = tuple[str, str, str, str, float, str]  # utt, spk, wav, text, duration, voice label
+
+
+def build_voices(args: argparse.Namespace) -> list[Voice]:
+    """The voices ``args`` ask for, each checked (names, model files) before any synthesis.
+
+    Raises:
+        ValueError: a bad or unknown voice (naming it), or a voice listed twice.
+    """
+    variants = _split(args.variants)
+    if variants is not None:
+        variants = [None if v in ("default", "none") else v for v in variants]
+
+    def sampled() -> list[Voice]:
+        return list(sample_voices(args.num_voices, args.seed, languages=_split(args.languages),
+                                  variants=variants))
+
+    specs = _split(args.voices)
+    if specs is None:
+        return sampled()
+    if not specs:
+        raise ValueError("--voices lists no voices")
+    voices: list[Voice] = []
+    for spec in specs:
+        if spec == "espeak:sampled":
+            voices += sampled()
+            continue
+        voice = parse_voice(spec)
+        if isinstance(voice, PiperVoice):
+            piper_model_files(voice.model)  # an unknown voice fails here, listing the known
+            voices += piper_renditions(voice, args.piper_renditions, args.seed)
+        else:
+            check_voice(voice)
+            voices.append(voice)
+    ids = [v.id for v in voices]
+    if len(set(ids)) != len(ids):
+        twice = sorted({i for i in ids if ids.count(i) > 1})
+        raise ValueError(f"--voices gives these voices more than once: {', '.join(twice)}")
+    return voices
+
+
+def _write_kaldi_dir(out: Path, rows: list[Row]) -> None:
+    """Write the data dir from (utt, spk, wav, text, duration, voice) rows with the shared
+    writer."""
+    write_data_dir(KaldiDataDir(wav_scp={r[0]: r[2] for r in rows},
+                                utt2spk={r[0]: r[1] for r in rows},
+                                text={r[0]: r[3] for r in rows},
+                                utt2dur={r[0]: r[4] for r in rows},
+                                extra={"utt2voice": {r[0]: r[5] for r in rows}}), out)
 
 
 def _clean(out: Path, wav_dir: Path, default_wav_dir: bool) -> None:
@@ -145,18 +211,18 @@ def _clean(out: Path, wav_dir: Path, default_wav_dir: bool) -> None:
             wav = Path(line.split(maxsplit=1)[-1])
             if wav.parent == wav_dir.resolve():
                 wav.unlink(missing_ok=True)
-    for name in _KALDI_FILES:
+    for name in (*_KALDI_FILES, "utt2voice"):
         (out / name).unlink(missing_ok=True)
 
 
 def _synthesize_all(
     args: argparse.Namespace,
     entries: list[tuple[str, str]],
-    voices: list[EspeakVoice],
+    voices: list[Voice],
     wav_dir: Path,
-) -> list[tuple[str, str, str, str, float]]:
-    """Write one WAV per (voice, line); returns (utt, spk, wav, text, duration) rows."""
-    synth = EspeakSynthesizer(args.sample_rate)
+) -> list[Row]:
+    """Write one WAV per (voice, line); returns (utt, spk, wav, text, duration, voice) rows."""
+    synth = Synthesizer(args.sample_rate, num_threads=args.num_threads, seed=args.seed)
     rows = []
     per_line = getattr(args, "voices_per_line", 0) or len(voices)
     pairs = [(v_idx, l_idx) for v_idx in range(len(voices)) for l_idx in range(len(entries))]
@@ -177,7 +243,7 @@ def _synthesize_all(
         utt = f"{spk}-{line_id}"
         wav = (wav_dir / f"{utt}.wav").resolve()
         write_wav(wav, samples, sr)
-        rows.append((utt, spk, str(wav), text, len(samples) / sr))
+        rows.append((utt, spk, str(wav), text, len(samples) / sr, voice.label))
         progress.update()
     progress.close()
     return rows
@@ -187,9 +253,9 @@ def run(args: argparse.Namespace) -> int:
     """Write the data dir described by ``args``; returns 0.
 
     Raises:
-        ValueError: empty or malformed text file, unknown voice/variant, bad prefix.
+        ValueError: empty or malformed text file, unknown or bad voice/variant, bad prefix,
+            synthesis failing on a line.
         FileNotFoundError: missing text file.
-        speechlm.data.tts.SynthesisError: espeak failed on a line.
     """
     if not _ID_RE.match(args.speaker_prefix):
         raise ValueError(f"--speaker-prefix {args.speaker_prefix!r} must match [A-Za-z0-9_.-]+")
@@ -197,16 +263,13 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--num-threads must be at least 1, got {args.num_threads}")
     if args.num_voices < 1:
         raise ValueError(f"--num-voices must be at least 1, got {args.num_voices}")
-    if not 0 <= args.voices_per_line <= args.num_voices:
-        raise ValueError(f"--voices-per-line must be in 0..--num-voices ({args.num_voices}), "
-                         f"got {args.voices_per_line}")
+    if args.piper_renditions < 1:
+        raise ValueError(f"--piper-renditions must be at least 1, got {args.piper_renditions}")
     entries = read_text(args.text, args.text_format)
-    variants = _split(args.variants)
-    if variants is not None:
-        variants = [None if v in ("default", "none") else v for v in variants]
-    voices = sample_voices(
-        args.num_voices, args.seed, languages=_split(args.languages), variants=variants
-    )
+    voices = build_voices(args)
+    if not 0 <= args.voices_per_line <= len(voices):
+        raise ValueError(f"--voices-per-line must be in 0..{len(voices)} (the number of "
+                         f"voices), got {args.voices_per_line}")
 
     out: Path = args.out
     wav_dir: Path = args.wav_dir if args.wav_dir is not None else out / "wav"
@@ -234,7 +297,7 @@ def run(args: argparse.Namespace) -> int:
     torch.set_num_threads(args.num_threads)
     try:
         rows = _synthesize_all(args, entries, voices, wav_dir)
-    except SynthesisError as e:  # bad text or voice for espeak: a user error, not a crash
+    except SynthesisError as e:  # bad text or voice: a user error, not a crash
         raise ValueError(str(e)) from e
     finally:
         torch.set_num_threads(threads)

@@ -1,4 +1,4 @@
-"""Speech synthesis with espeak-ng, for extra training audio (spoken digits, SLU sentences).
+"""Speech synthesis with espeak-ng and Piper, for extra training audio (digits, SLU sentences).
 
 espeak-ng comes from the ``espeakng-loader`` wheel, which bundles ``libespeak-ng.so`` and its
 ``espeak-ng-data``, so nothing is installed system-wide. We drive the C API through ctypes:
@@ -9,21 +9,32 @@ espeak is a formant synthesiser: robotic, but intelligible and fast (well under 
 CPU per short word), and its many accents x variants x rates x pitches make cheap speaker
 diversity. ``augment`` adds simple noise and reverberation on top.
 
+Piper (``piper-tts``) is a neural (VITS) synthesiser: one voice per model, natural-sounding,
+~0.3 s of CPU per second of speech. Its voices come from the model catalogue (``piper-joe``)
+or a user's ``.onnx`` file; ``piper_renditions`` varies its length and noise scales so that
+one voice gives several renditions. Voices of both kinds are written ``KIND:NAME``
+(``parse_voice``): ``espeak:en-us+m3``, ``piper:joe``; ``Synthesizer`` speaks either.
+
 >>> synth = EspeakSynthesizer(sample_rate=16000)
 >>> audio, sr = synth.synthesize("seven", EspeakVoice("en-us", "m3", rate_wpm=150))
 >>> audio.dtype, sr
 (dtype('float32'), 16000)
+>>> parse_voice("piper:joe"), parse_voice("espeak:en-us+m3").spec
+(PiperVoice(model='joe', length_scale=None, noise_scale=None, noise_w_scale=None), 'en-us+m3')
 """
 
 from __future__ import annotations
 
 import ctypes
 import functools
+import json
+import os
 import re
 import threading
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -75,6 +86,7 @@ class EspeakVoice:
     'en-gb-scotland_f2_r140_p60_pr50_g0'
     """
 
+    kind: ClassVar[str] = "espeak"
     name: str
     variant: str | None = None
     rate_wpm: int = 175
@@ -101,6 +113,11 @@ class EspeakVoice:
     def spec(self) -> str:
         """The ``name+variant`` string espeak understands."""
         return self.name if self.variant is None else f"{self.name}+{self.variant}"
+
+    @property
+    def label(self) -> str:
+        """``KIND:NAME`` as ``parse_voice`` reads it, without prosody: ``espeak:en-us+m3``."""
+        return f"espeak:{self.spec}"
 
     @property
     def id(self) -> str:
@@ -456,3 +473,263 @@ def augment(
     y = (x + noise).astype(np.float32)
     peak = float(np.abs(y).max())
     return y * (0.99 / peak) if peak > 0.99 else y
+
+
+# --- Piper ----------------------------------------------------------------------------------
+
+VOICE_KINDS = ("espeak", "piper")
+_PIPER_SCALES = {"length_scale": (0.25, 4.0), "noise_scale": (0.0, 2.0),
+                 "noise_w_scale": (0.0, 2.0)}
+
+
+@dataclass(frozen=True)
+class PiperVoice:
+    """One Piper voice model and its synthesis settings (one *rendition* of the voice).
+
+    Args:
+        model: a catalogue voice (``"joe"`` or ``"piper-joe"``), or a user's ``.onnx`` voice
+            file (its ``.onnx.json`` beside it) or a dir holding exactly one.
+        length_scale: phoneme durations x this (> 1 is slower); None: the model's own setting
+            (its config's ``inference``; 1.0 for joe).
+        noise_scale: generator noise (voice quality variation); None: the model's (0.667).
+        noise_w_scale: phoneme-duration noise (rhythm variation); None: the model's (0.8).
+
+    >>> PiperVoice("joe").id, PiperVoice("joe", 1.1, 0.5, 0.7).id
+    ('piper-joe', 'piper-joe_l1.10_n0.50_w0.70')
+    """
+
+    kind: ClassVar[str] = "piper"
+    model: str = "joe"
+    length_scale: float | None = None
+    noise_scale: float | None = None
+    noise_w_scale: float | None = None
+
+    def __post_init__(self) -> None:
+        if not self.model or "," in self.model:
+            raise ValueError(f"bad piper voice model {self.model!r}")
+        for field, (lo, hi) in _PIPER_SCALES.items():
+            value = getattr(self, field)
+            if value is not None and not lo <= value <= hi:
+                raise ValueError(f"PiperVoice.{field}={value} is outside [{lo}, {hi}]")
+
+    @property
+    def label(self) -> str:
+        """``piper:joe``: the voice without its settings."""
+        return f"piper:{self.model}"
+
+    @property
+    def id(self) -> str:
+        """Filename-safe id: ``piper-<name>`` plus ``_l<length>_n<noise>_w<noise_w>`` if set.
+
+        The name is the model's with every character outside ``[A-Za-z0-9.]`` made ``.``, so
+        ``-`` only ever follows a whole id and ``<id>-<utt>`` ids stay grouped by voice.
+        """
+        is_path = "/" in self.model or self.model.endswith(".onnx")
+        name = Path(self.model).name.removesuffix(".onnx") if is_path else \
+            self.model.removeprefix("piper-")
+        name = re.sub(r"[^A-Za-z0-9.]", ".", name)
+        scales = (self.length_scale, self.noise_scale, self.noise_w_scale)
+        if all(v is None for v in scales):
+            return f"piper-{name}"
+        parts = ("d" if v is None else f"{v:.2f}" for v in scales)
+        return f"piper-{name}_" + "_".join(f"{k}{v}" for k, v in zip("lnw", parts, strict=True))
+
+
+def piper_voices() -> list[str]:
+    """Names of the catalogue's Piper voices, as ``parse_voice`` takes them (``joe``)."""
+    from speechlm.core import catalogue
+
+    return [n.removeprefix("piper-") for n in catalogue.names("tts") if n.startswith("piper-")]
+
+
+def piper_model_files(model: str) -> tuple[Path, Path]:
+    """``(onnx file, json config)`` of a Piper voice (catalogue name, file or dir).
+
+    Raises:
+        ValueError: neither a catalogue voice nor an existing path (lists the voices).
+        speechlm.core.catalogue.ModelNotInstalled: the voice's package is missing.
+        FileNotFoundError: the config beside a user's ``.onnx`` is missing.
+    """
+    from speechlm.core import catalogue
+
+    name = model if model.startswith("piper-") else f"piper-{model}"
+    if name in catalogue.MODELS and not os.path.exists(model):
+        card = catalogue.get(name)
+        root = catalogue.locate(name)
+        return root / card.extra["onnx"], root / card.extra["config"]
+    path = Path(model)
+    if path.is_dir():
+        onnx = sorted(path.glob("*.onnx"))
+        if len(onnx) != 1:
+            raise ValueError(f"piper voice dir {path} must hold one .onnx file, found "
+                             f"{[p.name for p in onnx]}")
+        path = onnx[0]
+    if not path.is_file():
+        raise ValueError(f"unknown piper voice {model!r}: not a catalogue voice "
+                         f"({', '.join(piper_voices())}) nor an .onnx file or dir")
+    config = path.with_name(path.name + ".json")
+    if not config.is_file():
+        raise FileNotFoundError(f"piper voice {path}: its config {config} is missing")
+    return path, config
+
+
+def parse_voice(spec: str) -> EspeakVoice | PiperVoice:
+    """Read a ``KIND:NAME`` voice: ``piper:joe``, ``espeak:en-us``, ``espeak:en-us+m3``.
+
+    Espeak voices get the default prosody (175 wpm, pitch 50); names are checked on use.
+
+    Raises:
+        ValueError: no or unknown kind (the message lists the kinds), or an empty name.
+    """
+    kind, sep, name = spec.strip().partition(":")
+    if not sep or kind not in VOICE_KINDS or not name:
+        raise ValueError(f"bad voice {spec!r}: expected KIND:NAME with KIND one of "
+                         f"{', '.join(VOICE_KINDS)} (e.g. piper:joe, espeak:en-us+m3)")
+    if kind == "piper":
+        return PiperVoice(name)
+    voice, plus, variant = name.partition("+")
+    return EspeakVoice(voice, variant if plus else None)  # "en-us+" is refused, not dropped
+
+
+def piper_renditions(
+    voice: PiperVoice,
+    n: int,
+    seed: int,
+    *,
+    length_range: tuple[float, float] = (0.85, 1.2),
+    noise_range: tuple[float, float] = (0.4, 0.9),
+    noise_w_range: tuple[float, float] = (0.5, 1.0),
+) -> list[PiperVoice]:
+    """``voice`` itself and ``n - 1`` variations of its scales (two decimals), reproducibly.
+
+    The ranges stay near Piper's defaults (1.0, 0.667, 0.8), where speech stays clear: slower
+    or faster by up to ~20%, flatter or livelier.
+
+    Raises:
+        ValueError: ``n < 1`` or ranges too narrow for ``n`` distinct renditions.
+    """
+    if n < 1:
+        raise ValueError(f"need at least one rendition, got {n}")
+    rng = np.random.default_rng([seed, zlib.crc32(voice.model.encode())])
+    out, seen = [voice], {voice.id}
+    for _ in range(100 * n):
+        if len(out) == n:
+            return out
+        ls, ns, nw = (round(float(rng.uniform(*r)), 2)
+                      for r in (length_range, noise_range, noise_w_range))
+        v = PiperVoice(voice.model, ls, ns, nw)
+        if v.id not in seen:
+            seen.add(v.id)
+            out.append(v)
+    raise ValueError(f"could not draw {n} distinct renditions of {voice.label} from the ranges")
+
+
+class PiperSynthesizer:
+    """Text to speech with one Piper voice model, resampled to ``sample_rate``.
+
+    Piper's VITS graph draws its noise inside ONNX Runtime, which seeds it only when the
+    session is made, from a process-wide seed (``onnxruntime.set_seed``; there is no
+    per-session one). We set it to ``seed`` just before, so a fresh process making the same
+    calls in the same order gives the same audio (as with espeak); one call repeated later
+    differs a little.
+
+    Args:
+        model: see ``PiperVoice.model``.
+        sample_rate: output rate in Hz; Piper medium voices produce 22050 Hz.
+        num_threads: ONNX Runtime threads (its default, one per core, only spins on shared
+            cores).
+        seed: see above.
+        lead_silence: seconds of silence put before the speech. Piper starts speaking within
+            5 ms (espeak after ~50 ms); so abrupt an onset made Whisper tiny drop the first word
+            of a fast rendition, which 0.15 s of silence fixed.
+    """
+
+    def __init__(self, model: str = "joe", sample_rate: int = 16000, *, num_threads: int = 1,
+                 seed: int = 0, lead_silence: float = 0.15) -> None:
+        import onnxruntime
+        from piper import PiperVoice as _Piper
+        from piper.config import PiperConfig
+
+        if sample_rate <= 0 or lead_silence < 0:
+            raise ValueError(f"need sample_rate > 0 and lead_silence >= 0, got {sample_rate} "
+                             f"and {lead_silence}")
+        self.lead_silence = lead_silence
+        onnx, config = self._files = piper_model_files(model)
+        self.model, self.sample_rate = model, sample_rate
+        opts = onnxruntime.SessionOptions()
+        opts.intra_op_num_threads = opts.inter_op_num_threads = num_threads
+        onnxruntime.set_seed(seed)
+        # PiperVoice.load does the same, but gives no way to set threads.
+        self._voice = _Piper(
+            config=PiperConfig.from_dict(json.loads(config.read_text(encoding="utf-8"))),
+            session=onnxruntime.InferenceSession(str(onnx), sess_options=opts,
+                                                 providers=["CPUExecutionProvider"]))
+        self._lock = threading.Lock()  # one run at a time keeps the noise sequence ordered
+        self._resample = None
+        if sample_rate != self.native_sample_rate:
+            self._resample = torchaudio.transforms.Resample(self.native_sample_rate, sample_rate)
+
+    @property
+    def native_sample_rate(self) -> int:
+        """The model's own output rate (22050 Hz for medium voices)."""
+        return int(self._voice.config.sample_rate)
+
+    def synthesize(self, text: str, voice: PiperVoice) -> tuple[np.ndarray, int]:
+        """Speak ``text``; returns ``(samples, sample_rate)``, float32 mono in [-1, 1].
+
+        Piper speaks each sentence separately; they are joined without a pause. Each is
+        normalised to a 0.9 peak, leaving headroom for the resampler's ringing.
+
+        Raises:
+            ValueError: ``voice`` is of another model than this synthesiser's.
+            SynthesisError: Piper gave no audio (e.g. empty text).
+        """
+        from piper import SynthesisConfig
+
+        if voice.model != self.model and piper_model_files(voice.model) != self._files:
+            raise ValueError(f"voice {voice.id} is not of this synthesiser's model {self.model!r}")
+        cfg = SynthesisConfig(length_scale=voice.length_scale, noise_scale=voice.noise_scale,
+                              noise_w_scale=voice.noise_w_scale, volume=0.9)
+        with self._lock:
+            chunks = [c.audio_float_array for c in self._voice.synthesize(text, syn_config=cfg)]
+        if not any(c.any() for c in chunks):
+            raise SynthesisError(f"piper gave no audio for text {text!r} with voice {voice.id}")
+        lead = np.zeros(round(self.lead_silence * self.native_sample_rate), np.float32)
+        samples = np.concatenate([lead, *chunks])
+        if self._resample is not None:
+            with torch.no_grad():
+                samples = self._resample(torch.from_numpy(samples)).numpy()
+            np.clip(samples, -1.0, 1.0, out=samples)
+        return samples.astype(np.float32, copy=False), self.sample_rate
+
+
+class Synthesizer:
+    """Speaks with voices of any kind: espeak through the shared engine, each Piper model
+    loaded once on first use.
+
+    Args:
+        sample_rate: output rate in Hz.
+        num_threads: ONNX Runtime threads per Piper model.
+        seed: seed of Piper's noise (see ``PiperSynthesizer``).
+
+    >>> synth = Synthesizer(16000)
+    >>> synth.synthesize("seven", parse_voice("espeak:en-us"))[1]
+    16000
+    """
+
+    def __init__(self, sample_rate: int = 16000, *, num_threads: int = 1, seed: int = 0) -> None:
+        self.espeak = EspeakSynthesizer(sample_rate)
+        self.sample_rate, self.num_threads, self.seed = sample_rate, num_threads, seed
+        self._piper: dict[str, PiperSynthesizer] = {}  # by PiperVoice.model
+
+    def synthesize(self, text: str, voice: EspeakVoice | PiperVoice) -> tuple[np.ndarray, int]:
+        """``(samples, sample_rate)`` as the voice kind's synthesiser gives them."""
+        if isinstance(voice, EspeakVoice):
+            return self.espeak.synthesize(text, voice)
+        if not isinstance(voice, PiperVoice):
+            raise TypeError(f"not a voice: {voice!r} (kinds: {', '.join(VOICE_KINDS)})")
+        if voice.model not in self._piper:
+            self._piper[voice.model] = PiperSynthesizer(voice.model, self.sample_rate,
+                                                        num_threads=self.num_threads,
+                                                        seed=self.seed)
+        return self._piper[voice.model].synthesize(text, voice)

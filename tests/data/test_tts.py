@@ -1,5 +1,6 @@
-"""Tests for espeak-ng synthesis (speechlm.data.tts) and the synth_data_dir CLI."""
+"""Tests for espeak-ng and Piper synthesis (speechlm.data.tts) and the synth_data_dir CLI."""
 
+import re
 import subprocess
 import sys
 import threading
@@ -10,13 +11,20 @@ import pytest
 import soundfile as sf
 
 from speechlm.bin import synth_data_dir
+from speechlm.core import catalogue
+from speechlm.data.kaldi_dir import validate_data_dir
 from speechlm.data.tts import (
     EspeakSynthesizer,
     EspeakVoice,
+    PiperSynthesizer,
+    PiperVoice,
     SynthesisError,
+    Synthesizer,
     augment,
     list_english_voices,
     list_variants,
+    parse_voice,
+    piper_renditions,
     sample_voices,
 )
 
@@ -243,3 +251,165 @@ def test_pocketsphinx_understands_seven(synth):
     decoder.process_raw((audio * 32767).astype(np.int16).tobytes(), full_utt=True)
     decoder.end_utt()
     assert decoder.hyp() is not None and decoder.hyp().hypstr == "seven"
+
+
+# --- Piper and voice specs -------------------------------------------------------------------
+
+needs_piper = pytest.mark.skipif(not catalogue.installed("piper-joe"),
+                                 reason=catalogue.get("piper-joe").pip_command)
+QUIET = {"noise_scale": 0.0, "noise_w_scale": 0.0}  # no noise: the same audio every call
+
+
+@pytest.fixture(scope="module")
+def piper():
+    if not catalogue.installed("piper-joe"):
+        pytest.skip(catalogue.get("piper-joe").pip_command)
+    return PiperSynthesizer("joe", sample_rate=16000)
+
+
+def _words(text: str) -> list[str]:
+    return re.sub(r"[^a-z0-9' ]+", " ", text.lower()).split()
+
+
+def test_parse_voice_and_bad_specs():
+    assert parse_voice("piper:joe") == PiperVoice("joe")
+    assert parse_voice("espeak:en-us+m3") == EspeakVoice("en-us", "m3")
+    assert parse_voice(" espeak:en-gb-scotland ") == EspeakVoice("en-gb-scotland")
+    assert parse_voice("piper:joe").label == "piper:joe"
+    assert EspeakVoice("en-us", "m3", rate_wpm=150).label == "espeak:en-us+m3"
+    for bad in ("joe", "kokoro:joe", "piper:", "", "espeak"):
+        with pytest.raises(ValueError, match="KIND one of espeak, piper"):
+            parse_voice(bad)
+    with pytest.raises(ValueError, match="bad espeak variant"):
+        parse_voice("espeak:en-us+")
+    with pytest.raises(ValueError, match="length_scale=9"):
+        PiperVoice("joe", length_scale=9)
+    assert PiperVoice("/my/voices/en_US-amy-low.onnx").id == "piper-en.US.amy.low"
+    assert PiperVoice("piper-joe", 1.1, None, 0.7).id == "piper-joe_l1.10_nd_w0.70"
+
+
+def test_piper_renditions_are_reproducible_and_distinct():
+    r = piper_renditions(PiperVoice("joe"), 5, seed=1)
+    assert r == piper_renditions(PiperVoice("joe"), 5, seed=1) != piper_renditions(
+        PiperVoice("joe"), 5, seed=2)
+    assert r[0] == PiperVoice("joe") and len({v.id for v in r}) == 5
+    assert all(0.85 <= v.length_scale <= 1.2 and 0.4 <= v.noise_scale <= 0.9 for v in r[1:])
+    with pytest.raises(ValueError, match="distinct renditions"):
+        piper_renditions(PiperVoice("joe"), 3, 0, length_range=(1, 1), noise_range=(0.5, 0.5),
+                         noise_w_range=(0.5, 0.5))
+
+
+@needs_piper
+def test_piper_resamples_to_the_requested_rate(piper):
+    voice = PiperVoice("joe", **QUIET)
+    native = PiperSynthesizer("joe", sample_rate=22050, lead_silence=0)
+    assert native.native_sample_rate == 22050
+    x22, sr22 = native.synthesize("seven eight", voice)
+    x16, sr16 = piper.synthesize("seven eight", voice)
+    assert (sr22, sr16) == (22050, 16000)
+    assert x16.dtype == np.float32 and np.abs(x16).max() <= 1.0
+    # The 16 kHz output is the native audio after 0.15 s of silence, resampled.
+    import torch
+    import torchaudio
+
+    padded = np.concatenate([np.zeros(round(0.15 * 22050), np.float32), x22])
+    ref = torchaudio.functional.resample(torch.from_numpy(padded), 22050, 16000).numpy()
+    assert len(x16) == len(ref) and np.abs(x16[:2300]).max() < 1e-3
+    np.testing.assert_allclose(x16, np.clip(ref, -1, 1), atol=1e-5)
+
+
+@needs_piper
+def test_piper_length_scale_and_voice_checks(piper):
+    slow, _ = piper.synthesize("turn on the lights", PiperVoice("joe", 1.2, **QUIET))
+    fast, _ = piper.synthesize("turn on the lights", PiperVoice("joe", 0.85, **QUIET))
+    assert len(slow) > 1.25 * (len(fast) - 2400)  # lead silence aside, ~1.2/0.85 as long
+    with pytest.raises(SynthesisError, match="piper-joe"):
+        piper.synthesize("", PiperVoice("joe"))
+    with pytest.raises(ValueError, match=r"not a catalogue voice \(joe\)"):
+        Synthesizer().synthesize("seven", parse_voice("piper:nosuchvoice"))
+
+
+@needs_piper
+def test_piper_speech_is_read_back_by_whisper(piper):
+    """Whisper tiny.en transcribes the Piper sentence word for word."""
+    fw = pytest.importorskip("faster_whisper")
+    if not catalogue.installed("whisper-tiny.en"):
+        pytest.skip(catalogue.get("whisper-tiny.en").pip_command)
+    model = fw.WhisperModel(str(catalogue.locate("whisper-tiny.en")), device="cpu",
+                            compute_type="int8", cpu_threads=1)
+    text = "Please turn off the kitchen lights at seven."
+    audio, sr = piper.synthesize(text, PiperVoice("joe"))
+    assert sr == 16000
+    segments, _ = model.transcribe(audio, language="en", beam_size=1)
+    heard = " ".join(s.text for s in segments)
+    assert _words(heard.replace("7", "seven")) == _words(text), heard
+
+
+@needs_piper
+def test_cli_piper_and_espeak_voices(tmp_path):
+    text = tmp_path / "text"
+    text.write_text("utt_a seven\nutt_b turn on the lights\n")
+    out = tmp_path / "data"
+    args = ["--text", str(text), "--out", str(out), "--voices", "piper:joe,espeak:en-us+m3",
+            "--piper-renditions", "2", "--augment", "--sample-rate", "8000"]
+    assert synth_data_dir.main(args) == 0
+    validate_data_dir(out)
+    utt2voice, utt2spk = _read_table(out / "utt2voice"), _read_table(out / "utt2spk")
+    assert set(utt2voice) == set(utt2spk) and len(utt2spk) == 6
+    assert sorted(utt2voice.values()) == ["espeak:en-us+m3"] * 2 + ["piper:joe"] * 4
+    spks = sorted(set(utt2spk.values()))
+    assert spks[0] == "synth-en-us_m3_r175_p50_pr50_g0" and spks[1] == "synth-piper-joe"
+    assert spks[2].startswith("synth-piper-joe_l")
+    for wav in _read_table(out / "wav.scp").values():
+        assert sf.info(wav).samplerate == 8000
+    stamp = (out / "wav.scp").stat().st_mtime_ns
+    assert synth_data_dir.main(args) == 0  # complete: nothing to do
+    assert (out / "wav.scp").stat().st_mtime_ns == stamp
+
+
+def test_cli_sampled_espeak_voices_beside_named_ones(tmp_path):
+    text = tmp_path / "text"
+    text.write_text("seven\n")
+    out = tmp_path / "data"
+    args = ["--text", str(text), "--out", str(out), "--num-voices", "2", "--seed", "3",
+            "--voices", "espeak:sampled,espeak:en-029+f4"]
+    assert synth_data_dir.main(args) == 0
+    sampled = {f"synth-{v.id}" for v in sample_voices(2, 3)}
+    spks = set(_read_table(out / "utt2spk").values())
+    assert spks == sampled | {"synth-en-029_f4_r175_p50_pr50_g0"}
+    assert "espeak:en-029+f4" in _read_table(out / "utt2voice").values()
+
+
+def test_cli_bad_voice_specs(tmp_path, capsys):
+    text = tmp_path / "ok.txt"
+    text.write_text("seven\n")
+    base = ["--text", str(text), "--out", str(tmp_path / "data")]
+    assert synth_data_dir.main(base + ["--voices", "joe"]) == 1
+    assert "KIND one of espeak, piper" in capsys.readouterr().err
+    assert synth_data_dir.main(base + ["--voices", "espeak:en-xx"]) == 1
+    assert "en-xx" in capsys.readouterr().err
+    assert synth_data_dir.main(base + ["--voices", "espeak:en-us,espeak:en-us"]) == 1
+    assert "more than once" in capsys.readouterr().err
+    assert synth_data_dir.main(base + ["--voices", ","]) == 1
+    assert "no voices" in capsys.readouterr().err
+    if catalogue.installed("piper-joe"):
+        assert synth_data_dir.main(base + ["--voices", "piper:nosuch"]) == 1
+        assert "(joe)" in capsys.readouterr().err
+    assert not (tmp_path / "data" / "wav").exists()  # nothing written before the check
+
+
+@needs_piper
+@pytest.mark.slow
+def test_cli_piper_is_reproducible_across_processes(tmp_path):
+    text = tmp_path / "text"
+    text.write_text("seven\nturn off the heating\n")
+    repo = Path(__file__).resolve().parents[2]
+    for name in ("a", "b"):
+        cmd = [sys.executable, "-m", "speechlm.bin.synth_data_dir", "--text", str(text),
+               "--voices", "piper:joe", "--piper-renditions", "2", "--out", str(tmp_path / name)]
+        subprocess.run(cmd, cwd=repo, check=True, capture_output=True)
+    wavs = sorted(p.name for p in (tmp_path / "a" / "wav").iterdir())
+    assert len(wavs) == 4
+    for wav in wavs:
+        assert (tmp_path / "a" / "wav" / wav).read_bytes() == (
+            tmp_path / "b" / "wav" / wav).read_bytes()
