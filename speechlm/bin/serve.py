@@ -7,8 +7,11 @@
 ``/metrics``, OpenAPI at ``/openapi.json`` and ``/docs``) and the demo (``/demo/``); ``api``
 or ``demo`` serves one of them. ASR models: PocketSphinx English always (unless
 ``--no-pocketsphinx``), plus a recipe model dir with ``--model-dir`` (with ``--graph`` it
-decodes through lattices and gives WCNs). Models are loaded once, before the port opens.
-``--port 0`` picks a free port; the URL is printed on stdout either way.
+decodes through lattices and gives WCNs). Decoding runs in ``--max-concurrency`` worker
+processes, each loading the models once, before the port opens; the server process stays
+free for health checks, metrics and 429s. ``--port 0`` picks a free port; the URL is
+printed on stdout either way. On SIGTERM the server stops accepting, cancels queued
+decodes, gives running ones ``--drain-seconds``, then kills the workers and exits.
 
 There is no authentication: keep the default 127.0.0.1 unless a proxy in front adds it.
 """
@@ -49,12 +52,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-seconds", type=float, default=30.0,
                         help="longest audio (422 above)")
     parser.add_argument("--max-concurrency", type=int, default=1,
-                        help="requests decoding at once")
+                        help="requests decoding at once (decode worker processes)")
     parser.add_argument("--max-waiting", type=int, default=8,
                         help="requests queued beyond those (429 above)")
     parser.add_argument("--max-nbest", type=int, default=10, help="largest N-best asked for")
     parser.add_argument("--llm-scale", type=float, default=0.5,
                         help="default LLM weight in rescoring")
+    parser.add_argument("--drain-seconds", type=float, default=10.0,
+                        help="on SIGTERM, how long running decodes may finish before their "
+                             "workers are killed")
+    parser.add_argument("--decode-in-threads", action="store_true",
+                        help="decode on threads of the server process (no worker processes: "
+                             "less memory, but a decode stalls health checks)")
 
 
 def build_state(args: argparse.Namespace):
@@ -74,7 +83,8 @@ def build_state(args: argparse.Namespace):
     config = ServeConfig(models=tuple(models), max_upload_bytes=int(args.max_upload_mb * 2**20),
                          max_seconds=args.max_seconds, max_concurrency=args.max_concurrency,
                          max_waiting=args.max_waiting, max_nbest=args.max_nbest,
-                         llm_scale=args.llm_scale)
+                         llm_scale=args.llm_scale, drain_seconds=args.drain_seconds,
+                         decode_processes=not args.decode_in_threads)
     llm = llm_name = slu = None
     if args.llm:
         from speechlm.api import load_llm
@@ -124,6 +134,22 @@ def _exit_on_signal(signum, frame):
     raise SystemExit(128 + signum)
 
 
+def _server(app, state):
+    """A uvicorn server that, as it starts shutting down, stops the decode queue: queued
+    decodes are cancelled at once, running ones get ``drain_seconds``; so a SIGTERM ends
+    the process in about ``drain_seconds`` however long the decodes would have run."""
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        async def shutdown(self, sockets=None):
+            state.begin_close()  # returns at once; runs in the event loop, not a handler
+            await super().shutdown(sockets)
+
+    grace = state.config.drain_seconds + 2.0  # the answers of cancelled requests go out
+    return Server(uvicorn.Config(app, log_level="warning", access_log=False,
+                                 timeout_graceful_shutdown=grace))
+
+
 def run(args: argparse.Namespace) -> int:
     if args.port != 0 and not 1 <= args.port <= 65535:
         raise ValueError(f"--port must be 0..65535, got {args.port}")
@@ -132,11 +158,12 @@ def run(args: argparse.Namespace) -> int:
     atexit.register(_remove_tree, tmp)  # again at exit, after threads that were still writing
     os.environ["GRADIO_TEMP_DIR"] = tmp
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    state = None
     try:
         try:
             import fastapi  # noqa: F401
             import multipart  # noqa: F401  (python-multipart: FastAPI's form parser)
-            import uvicorn
+            import uvicorn  # noqa: F401
             if args.what != "api":
                 import gradio  # noqa: F401
         except ImportError as e:
@@ -151,13 +178,14 @@ def run(args: argparse.Namespace) -> int:
         paths = {"all": "/demo/ and /v1/ (docs: /docs)", "api": "/v1/ (docs: /docs)",
                  "demo": "/demo/"}[args.what]
         print(f"speechlm serve: http://{host}:{port} {paths}; temp dir {tmp}", flush=True)
-        server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
+        server = _server(app, state)
         # uvicorn shuts down gracefully on SIGTERM, then re-raises it under the handler it
         # found: make that an exit that runs the cleanup below, not the default kill.
         signal.signal(signal.SIGTERM, _exit_on_signal)
         server.run(sockets=[sock])
-        state.close()
     finally:
+        if state is not None:
+            state.close()
         _remove_tree(tmp)
     return 0
 
