@@ -59,6 +59,16 @@ class Arc:
         return self.am_score + self.lm_score
 
 
+def max_states(num_arcs: int, num_finals: int) -> int:
+    """Most states a lattice with these arcs may declare: every state an arc or final weight
+    can touch, plus slack for isolated ones. Readers refuse more (memory follows input).
+
+    >>> max_states(3, 1)
+    1032
+    """
+    return 2 * num_arcs + num_finals + 1 + 1024
+
+
 class Lattice:
     """An acyclic word lattice of one utterance, axes ``[state][arc]``.
 
@@ -102,6 +112,13 @@ class Lattice:
         arcs = list(arcs)
         if num_states is None:
             num_states = 1 + max([start, *finals, *(a.src for a in arcs), *(a.dst for a in arcs)])
+        # Per-state arrays are sized by num_states: refuse a count no lattice of these arcs
+        # needs (a reader's state 5e7 or "num_states": 1e8 took GBs before failing).
+        limit = max_states(len(arcs), len(finals))
+        if num_states > limit:
+            raise ValueError(f"{self._where()}: {num_states} states for {len(arcs)} arcs and "
+                             f"{len(finals)} final states (at most {limit}); number the "
+                             "states densely")
         self.num_states = num_states
         self.start = start
         self.finals = {int(s): (float(w[0]), float(w[1])) for s, w in finals.items()}
@@ -492,7 +509,25 @@ class Lattice:
                         tuple(int(t) for t in d.get("tids", ())))
                     for d in obj["arcs"]]
             finals = {int(s): (float(am), float(lm)) for s, am, lm in obj["finals"]}
-            return cls(arcs, finals, obj.get("state_times"), start=int(obj.get("start", 0)),
-                       utt=utt, num_states=obj.get("num_states"))
+            start = int(obj.get("start", 0))
+            times, num_states = obj.get("state_times"), obj.get("num_states")
+            if num_states is not None:
+                num_states = int(num_states)
+                if num_states > max_states(len(arcs), len(finals)):  # before any allocation
+                    raise ValueError(f"lattice {utt!r}: num_states {num_states} for "
+                                     f"{len(arcs)} arcs and {len(finals)} final states")
+            else:  # ids with gaps and no count: number them densely, times with them
+                ids = sorted({start, *finals, *(a.src for a in arcs), *(a.dst for a in arcs)})
+                if ids and ids[-1] != len(ids) - 1:
+                    if times is not None and len(times) != ids[-1] + 1:
+                        raise ValueError(f"lattice {utt!r}: {len(times)} state times for "
+                                         f"state ids up to {ids[-1]}")
+                    rank = {s: i for i, s in enumerate(ids)}
+                    arcs = [Arc(rank[a.src], rank[a.dst], a.word, a.am_score, a.lm_score,
+                                a.start, a.end, a.tids) for a in arcs]
+                    finals = {rank[s]: w for s, w in finals.items()}
+                    times = None if times is None else [times[s] for s in ids]
+                    start = rank[start]
+            return cls(arcs, finals, times, start=start, utt=utt, num_states=num_states)
         except (KeyError, TypeError) as e:
             raise ValueError(f"lattice {utt!r}: bad JSON lattice: {e!r}") from e
