@@ -229,7 +229,7 @@ def create_app(state: ServeState, *, demo: Any = None, api: bool = True) -> Fast
     @app.get("/metrics", response_class=PlainTextResponse,
              summary="Prometheus counters: requests, latency, the LLM runtime's")
     async def metrics():
-        text = state.metrics.prometheus_text(state.queue_depth)
+        text = state.metrics.prometheus_text(state.queue_depth, state.worker_pids())
         if state.llm is not None:
             text += state.llm.metrics.prometheus_text()
         return PlainTextResponse(text, media_type="text/plain; version=0.0.4")

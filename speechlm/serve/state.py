@@ -111,7 +111,7 @@ class ServeMetrics:
             self.audio_seconds += audio_s
             self.decode_seconds += decode_s
 
-    def prometheus_text(self, queue_depth: int) -> str:
+    def prometheus_text(self, queue_depth: int, worker_pids: list[int] = ()) -> str:
         lines = ["# HELP speechlm_serve_requests_total HTTP requests by endpoint and status.",
                  "# TYPE speechlm_serve_requests_total counter"]
         with self._lock:
@@ -140,6 +140,16 @@ class ServeMetrics:
             lines += ["# HELP speechlm_serve_resident_memory_bytes Resident set size now.",
                       "# TYPE speechlm_serve_resident_memory_bytes gauge",
                       f"speechlm_serve_resident_memory_bytes {rss}"]
+        if worker_pids:
+            sizes = [resident_bytes(p) for p in worker_pids]
+            lines += ["# HELP speechlm_serve_worker_resident_memory_bytes Resident set size of "
+                      "the decode worker processes, summed.",
+                      "# TYPE speechlm_serve_worker_resident_memory_bytes gauge",
+                      f"speechlm_serve_worker_resident_memory_bytes "
+                      f"{sum(x for x in sizes if x is not None)}",
+                      "# HELP speechlm_serve_workers Live decode worker processes.",
+                      "# TYPE speechlm_serve_workers gauge",
+                      f"speechlm_serve_workers {len(worker_pids)}"]
         return "\n".join(lines) + "\n"
 
 
@@ -234,6 +244,9 @@ class ServeState:
     @property
     def queue_depth(self) -> int:
         return self._depth
+
+    def worker_pids(self) -> list[int]:
+        return self._workers.pids() if self._workers is not None else []
 
     @contextmanager
     def slot(self) -> Iterator[None]:

@@ -175,6 +175,10 @@ class WorkerPool:
                 self._queue.remove(job)
                 future.cancel()
 
+    def pids(self) -> list[int]:
+        """Process ids of the live workers (for their memory in /metrics)."""
+        return [w.proc.pid for w in self._workers if w.proc is not None]
+
     def queued(self) -> int:
         with self._cond:
             return len(self._queue)
