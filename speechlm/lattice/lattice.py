@@ -60,8 +60,10 @@ class Arc:
 
 
 def max_states(num_arcs: int, num_finals: int) -> int:
-    """Most states a lattice with these arcs may declare: every state an arc or final weight
-    can touch, plus slack for isolated ones. Readers refuse more (memory follows input).
+    """Most states a reader accepts for these arcs without per-state data in the input:
+    every state an arc or final weight can touch, plus slack for isolated ones. Per-state
+    arrays are sized by the count, so a bigger one (a JSON ``"num_states": 1e8``) would
+    take memory no input paid for.
 
     >>> max_states(3, 1)
     1032
@@ -112,13 +114,6 @@ class Lattice:
         arcs = list(arcs)
         if num_states is None:
             num_states = 1 + max([start, *finals, *(a.src for a in arcs), *(a.dst for a in arcs)])
-        # Per-state arrays are sized by num_states: refuse a count no lattice of these arcs
-        # needs (a reader's state 5e7 or "num_states": 1e8 took GBs before failing).
-        limit = max_states(len(arcs), len(finals))
-        if num_states > limit:
-            raise ValueError(f"{self._where()}: {num_states} states for {len(arcs)} arcs and "
-                             f"{len(finals)} final states (at most {limit}); number the "
-                             "states densely")
         self.num_states = num_states
         self.start = start
         self.finals = {int(s): (float(w[0]), float(w[1])) for s, w in finals.items()}
@@ -513,9 +508,12 @@ class Lattice:
             times, num_states = obj.get("state_times"), obj.get("num_states")
             if num_states is not None:
                 num_states = int(num_states)
-                if num_states > max_states(len(arcs), len(finals)):  # before any allocation
+                limit = max_states(len(arcs), len(finals))
+                # before any allocation; state times as long as the count pay for it
+                if num_states > limit and (times is None or len(times) != num_states):
                     raise ValueError(f"lattice {utt!r}: num_states {num_states} for "
-                                     f"{len(arcs)} arcs and {len(finals)} final states")
+                                     f"{len(arcs)} arcs and {len(finals)} final states "
+                                     f"(at most {limit} without state_times)")
             else:  # ids with gaps and no count: number them densely, times with them
                 ids = sorted({start, *finals, *(a.src for a in arcs), *(a.dst for a in arcs)})
                 if ids and ids[-1] != len(ids) - 1:
