@@ -13,7 +13,13 @@ free for health checks, metrics and 429s. ``--port 0`` picks a free port; the UR
 printed on stdout either way. On SIGTERM the server stops accepting, cancels queued
 decodes, gives running ones ``--drain-seconds``, then kills the workers and exits.
 
-There is no authentication: keep the default 127.0.0.1 unless a proxy in front adds it.
+Security: by default there is no authentication and the server listens on 127.0.0.1 only,
+answering only requests whose ``Host`` is a loopback name or the bound address (so a web
+page cannot reach it through DNS rebinding). ``--api-key`` (or ``SPEECHLM_API_KEY``) makes
+``/v1/*`` require the key; the demo, ``/healthz``, ``/metrics`` and ``/docs`` stay open,
+so put a proxy with its own authentication in front before binding anything but loopback
+(the server warns when it is asked to). Request bodies must arrive within
+``--body-timeout`` seconds; demo uploads in flight are limited to ``--max-uploads``.
 """
 from __future__ import annotations
 
@@ -61,14 +67,35 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--drain-seconds", type=float, default=10.0,
                         help="on SIGTERM, how long running decodes may finish before their "
                              "workers are killed")
+    parser.add_argument("--allowed-hosts", default=None,
+                        help="comma-separated Host names answered (default: localhost, "
+                             "127.0.0.1, ::1 and --host); '*' answers any")
+    parser.add_argument("--api-key", default=os.environ.get("SPEECHLM_API_KEY"),
+                        help="require this key for /v1/* (Authorization: Bearer KEY or "
+                             "X-API-Key); default $SPEECHLM_API_KEY, else none")
+    parser.add_argument("--body-timeout", type=float, default=30.0,
+                        help="seconds a request body may take to arrive (408 after)")
+    parser.add_argument("--max-uploads", type=int, default=4,
+                        help="demo uploads in flight at once (429 above)")
     parser.add_argument("--decode-in-threads", action="store_true",
                         help="decode on threads of the server process (no worker processes: "
                              "less memory, but a decode stalls health checks)")
 
 
+LOOPBACK = ("localhost", "127.0.0.1", "::1")
+
+
+def allowed_hosts(args: argparse.Namespace) -> tuple[str, ...] | None:
+    """The Host names the server answers: loopback names and the bound address."""
+    if args.allowed_hosts is not None:
+        names = tuple(h.strip().lower() for h in args.allowed_hosts.split(",") if h.strip())
+        return None if "*" in names else names
+    return tuple(dict.fromkeys((*LOOPBACK, args.host.lower())))
+
+
 def build_state(args: argparse.Namespace):
     from speechlm.api import POCKETSPHINX
-    from speechlm.serve.state import ModelSpec, ServeConfig, ServeState
+    from speechlm.serve.state import GuardConfig, ModelSpec, ServeConfig, ServeState
 
     models = [] if args.no_pocketsphinx else [ModelSpec(POCKETSPHINX)]  # the default first
     if args.model_dir:
@@ -84,7 +111,11 @@ def build_state(args: argparse.Namespace):
                          max_seconds=args.max_seconds, max_concurrency=args.max_concurrency,
                          max_waiting=args.max_waiting, max_nbest=args.max_nbest,
                          llm_scale=args.llm_scale, drain_seconds=args.drain_seconds,
-                         decode_processes=not args.decode_in_threads)
+                         decode_processes=not args.decode_in_threads,
+                         guard=GuardConfig(allowed_hosts=allowed_hosts(args),
+                                           api_key=args.api_key or None,
+                                           body_timeout_s=args.body_timeout,
+                                           max_uploads=args.max_uploads))
     llm = llm_name = slu = None
     if args.llm:
         from speechlm.api import load_llm
@@ -153,6 +184,11 @@ def _server(app, state):
 def run(args: argparse.Namespace) -> int:
     if args.port != 0 and not 1 <= args.port <= 65535:
         raise ValueError(f"--port must be 0..65535, got {args.port}")
+    if args.host.lower() not in LOOPBACK:
+        print(f"speechlm serve: warning: listening on {args.host}, beyond this machine; "
+              + ("only /v1/* needs the API key; " if args.api_key else "there is no "
+                 "authentication; ") + "put a proxy with authentication in front",
+              file=sys.stderr)
     # Gradio keeps uploads and recordings in its own temp dir: make it ours, remove it on exit.
     tmp = tempfile.mkdtemp(prefix="speechlm-serve-")
     atexit.register(_remove_tree, tmp)  # again at exit, after threads that were still writing

@@ -34,6 +34,7 @@ from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from speechlm.api import AudioRejected, rescore_nbest
+from speechlm.serve.guard import Guard
 from speechlm.serve.state import QueueFull, ServeState
 from speechlm.serve.workers import Cancelled, PoolClosed
 
@@ -142,6 +143,8 @@ def _error(status: int, code: str, message: str, headers: dict | None = None) ->
 
 _ERRORS = {
     413: {"model": ErrorResponse, "description": "upload over the size limit"},
+    401: {"model": ErrorResponse, "description": "API key missing or wrong (with --api-key)"},
+    408: {"model": ErrorResponse, "description": "the body did not arrive in time"},
     422: {"model": ErrorResponse, "description": "bad request or audio (message says why)"},
     429: {"model": ErrorResponse, "description": "queue full; retry later"},
     503: {"model": ErrorResponse, "description": "the server is stopping"},
@@ -216,6 +219,8 @@ def create_app(state: ServeState, *, demo: Any = None, api: bool = True) -> Fast
 
     if api:
         _add_api_routes(app, state)
+    # outermost: Host, API key and upload checks before anything reads the body
+    app.add_middleware(Guard, config=state.config.guard, on_reject=state.metrics.reject)
 
     @app.get("/healthz", response_model=Health, summary="Liveness and what is loaded")
     async def healthz():

@@ -34,6 +34,37 @@ class ModelSpec:
 
 
 @dataclass(frozen=True)
+class GuardConfig:
+    """Request checks applied by ``guard.Guard`` before the app reads a body.
+
+    Args:
+        allowed_hosts: ``Host`` names (without port) answered; None answers any (an app
+            embedded behind a proxy that checks them). ``speechlm serve`` passes the
+            loopback names and the bound address.
+        api_key: required for ``/v1/*`` when set.
+        body_timeout_s: a request body must arrive within this many seconds of the
+            request's start (408 after).
+        max_uploads: demo uploads in flight at once (429 above).
+    """
+
+    allowed_hosts: tuple[str, ...] | None = None
+    api_key: str | None = None
+    body_timeout_s: float = 30.0
+    max_uploads: int = 4
+
+    def __repr__(self) -> str:  # never print the key
+        return (f"GuardConfig(allowed_hosts={self.allowed_hosts}, api_key="
+                f"{'set' if self.api_key else None}, body_timeout_s={self.body_timeout_s}, "
+                f"max_uploads={self.max_uploads})")
+
+    def __post_init__(self) -> None:
+        if self.body_timeout_s <= 0 or self.max_uploads < 1:
+            raise ValueError("need body_timeout_s > 0 and max_uploads >= 1")
+        if self.api_key is not None and len(self.api_key) < 16:
+            raise ValueError("an API key needs at least 16 characters")
+
+
+@dataclass(frozen=True)
 class ServeConfig:
     """Limits and defaults of the server.
 
@@ -51,6 +82,7 @@ class ServeConfig:
             server process (an ASR object put in by a caller, as tests do).
         drain_seconds: on shutdown, running decodes get this long before their workers
             are killed; queued ones are cancelled at once.
+        guard: Host allow-list, API key, body deadline, demo upload limit (``guard.py``).
     """
 
     models: tuple[ModelSpec, ...] = (ModelSpec(POCKETSPHINX),)
@@ -62,6 +94,7 @@ class ServeConfig:
     llm_scale: float = 0.5
     decode_processes: bool = True
     drain_seconds: float = 10.0
+    guard: GuardConfig = field(default_factory=GuardConfig)
 
     def __post_init__(self) -> None:
         if not self.models:
