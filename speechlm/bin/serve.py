@@ -7,10 +7,19 @@
 ``/metrics``, OpenAPI at ``/openapi.json`` and ``/docs``) and the demo (``/demo/``); ``api``
 or ``demo`` serves one of them. ASR models: PocketSphinx English always (unless
 ``--no-pocketsphinx``), plus a recipe model dir with ``--model-dir`` (with ``--graph`` it
-decodes through lattices and gives WCNs). Models are loaded once, before the port opens.
-``--port 0`` picks a free port; the URL is printed on stdout either way.
+decodes through lattices and gives WCNs). Decoding runs in ``--max-concurrency`` worker
+processes, each loading the models once, before the port opens; the server process stays
+free for health checks, metrics and 429s. ``--port 0`` picks a free port; the URL is
+printed on stdout either way. On SIGTERM the server stops accepting, cancels queued
+decodes, gives running ones ``--drain-seconds``, then kills the workers and exits.
 
-There is no authentication: keep the default 127.0.0.1 unless a proxy in front adds it.
+Security: by default there is no authentication and the server listens on 127.0.0.1 only,
+answering only requests whose ``Host`` is a loopback name or the bound address (so a web
+page cannot reach it through DNS rebinding). ``--api-key`` (or ``SPEECHLM_API_KEY``) makes
+``/v1/*`` require the key; the demo, ``/healthz``, ``/metrics`` and ``/docs`` stay open,
+so put a proxy with its own authentication in front before binding anything but loopback
+(the server warns when it is asked to). Request bodies must arrive within
+``--body-timeout`` seconds; demo uploads in flight are limited to ``--max-uploads``.
 """
 from __future__ import annotations
 
@@ -49,17 +58,44 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-seconds", type=float, default=30.0,
                         help="longest audio (422 above)")
     parser.add_argument("--max-concurrency", type=int, default=1,
-                        help="requests decoding at once")
+                        help="requests decoding at once (decode worker processes)")
     parser.add_argument("--max-waiting", type=int, default=8,
                         help="requests queued beyond those (429 above)")
     parser.add_argument("--max-nbest", type=int, default=10, help="largest N-best asked for")
     parser.add_argument("--llm-scale", type=float, default=0.5,
                         help="default LLM weight in rescoring")
+    parser.add_argument("--drain-seconds", type=float, default=10.0,
+                        help="on SIGTERM, how long running decodes may finish before their "
+                             "workers are killed")
+    parser.add_argument("--allowed-hosts", default=None,
+                        help="comma-separated Host names answered (default: localhost, "
+                             "127.0.0.1, ::1 and --host); '*' answers any")
+    parser.add_argument("--api-key", default=os.environ.get("SPEECHLM_API_KEY"),
+                        help="require this key for /v1/* (Authorization: Bearer KEY or "
+                             "X-API-Key); default $SPEECHLM_API_KEY, else none")
+    parser.add_argument("--body-timeout", type=float, default=30.0,
+                        help="seconds a request body may take to arrive (408 after)")
+    parser.add_argument("--max-uploads", type=int, default=4,
+                        help="demo uploads in flight at once (429 above)")
+    parser.add_argument("--decode-in-threads", action="store_true",
+                        help="decode on threads of the server process (no worker processes: "
+                             "less memory, but a decode stalls health checks)")
+
+
+LOOPBACK = ("localhost", "127.0.0.1", "::1")
+
+
+def allowed_hosts(args: argparse.Namespace) -> tuple[str, ...] | None:
+    """The Host names the server answers: loopback names and the bound address."""
+    if args.allowed_hosts is not None:
+        names = tuple(h.strip().lower() for h in args.allowed_hosts.split(",") if h.strip())
+        return None if "*" in names else names
+    return tuple(dict.fromkeys((*LOOPBACK, args.host.lower())))
 
 
 def build_state(args: argparse.Namespace):
     from speechlm.api import POCKETSPHINX
-    from speechlm.serve.state import ModelSpec, ServeConfig, ServeState
+    from speechlm.serve.state import GuardConfig, ModelSpec, ServeConfig, ServeState
 
     models = [] if args.no_pocketsphinx else [ModelSpec(POCKETSPHINX)]  # the default first
     if args.model_dir:
@@ -74,7 +110,12 @@ def build_state(args: argparse.Namespace):
     config = ServeConfig(models=tuple(models), max_upload_bytes=int(args.max_upload_mb * 2**20),
                          max_seconds=args.max_seconds, max_concurrency=args.max_concurrency,
                          max_waiting=args.max_waiting, max_nbest=args.max_nbest,
-                         llm_scale=args.llm_scale)
+                         llm_scale=args.llm_scale, drain_seconds=args.drain_seconds,
+                         decode_processes=not args.decode_in_threads,
+                         guard=GuardConfig(allowed_hosts=allowed_hosts(args),
+                                           api_key=args.api_key or None,
+                                           body_timeout_s=args.body_timeout,
+                                           max_uploads=args.max_uploads))
     llm = llm_name = slu = None
     if args.llm:
         from speechlm.api import load_llm
@@ -124,19 +165,41 @@ def _exit_on_signal(signum, frame):
     raise SystemExit(128 + signum)
 
 
+def _server(app, state):
+    """A uvicorn server that, as it starts shutting down, stops the decode queue: queued
+    decodes are cancelled at once, running ones get ``drain_seconds``; so a SIGTERM ends
+    the process in about ``drain_seconds`` however long the decodes would have run."""
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        async def shutdown(self, sockets=None):
+            state.begin_close()  # returns at once; runs in the event loop, not a handler
+            await super().shutdown(sockets)
+
+    grace = state.config.drain_seconds + 2.0  # the answers of cancelled requests go out
+    return Server(uvicorn.Config(app, log_level="warning", access_log=False,
+                                 timeout_graceful_shutdown=grace))
+
+
 def run(args: argparse.Namespace) -> int:
     if args.port != 0 and not 1 <= args.port <= 65535:
         raise ValueError(f"--port must be 0..65535, got {args.port}")
+    if args.host.lower() not in LOOPBACK:
+        print(f"speechlm serve: warning: listening on {args.host}, beyond this machine; "
+              + ("only /v1/* needs the API key; " if args.api_key else "there is no "
+                 "authentication; ") + "put a proxy with authentication in front",
+              file=sys.stderr)
     # Gradio keeps uploads and recordings in its own temp dir: make it ours, remove it on exit.
     tmp = tempfile.mkdtemp(prefix="speechlm-serve-")
     atexit.register(_remove_tree, tmp)  # again at exit, after threads that were still writing
     os.environ["GRADIO_TEMP_DIR"] = tmp
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    state = None
     try:
         try:
             import fastapi  # noqa: F401
             import multipart  # noqa: F401  (python-multipart: FastAPI's form parser)
-            import uvicorn
+            import uvicorn  # noqa: F401
             if args.what != "api":
                 import gradio  # noqa: F401
         except ImportError as e:
@@ -152,13 +215,14 @@ def run(args: argparse.Namespace) -> int:
         paths = {"all": "/demo/ and /v1/ (docs: /docs)", "api": "/v1/ (docs: /docs)",
                  "demo": "/demo/"}[args.what]
         print(f"speechlm serve: http://{host}:{port} {paths}; temp dir {tmp}", flush=True)
-        server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
+        server = _server(app, state)
         # uvicorn shuts down gracefully on SIGTERM, then re-raises it under the handler it
         # found: make that an exit that runs the cleanup below, not the default kill.
         signal.signal(signal.SIGTERM, _exit_on_signal)
         server.run(sockets=[sock])
-        state.close()
     finally:
+        if state is not None:
+            state.close()
         _remove_tree(tmp)
     return 0
 

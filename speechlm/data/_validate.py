@@ -12,7 +12,13 @@ from concurrent.futures import ThreadPoolExecutor
 from itertools import pairwise
 from pathlib import Path
 
-from speechlm.data.audio import AudioError, audio_info, is_pipe
+from speechlm.data.audio import (
+    DEFAULT_COMMAND_LIMITS,
+    AudioError,
+    CommandLimits,
+    audio_info,
+    is_pipe,
+)
 from speechlm.data.kaldi_dir import (
     DataDirError,
     c_order,
@@ -145,13 +151,13 @@ def _check_structure(p: Path, require_text: bool, require_speakers: bool,
 
 
 def _check_audio(p: Path, wav: Rows, has_segments: bool, expected_sample_rate: int | None,
-                 problems: list[str]) -> None:
+                 problems: list[str], commands: CommandLimits) -> None:
     label = "recording" if has_segments else "utterance"
 
     def probe(item):
         rec, (ln, entry) = item
         try:
-            return rec, ln, entry, audio_info(entry, rec), None
+            return rec, ln, entry, audio_info(entry, rec, commands=commands), None
         except AudioError as e:
             return rec, ln, entry, None, e
 
@@ -183,8 +189,11 @@ def _check_audio(p: Path, wav: Rows, has_segments: bool, expected_sample_rate: i
 
 
 def validate(p: Path, *, check_audio: bool, expected_sample_rate: int | None,
-             require_text: bool, require_speakers: bool = True) -> list[str]:
-    """See :func:`speechlm.data.kaldi_dir.validate_data_dir`."""
+             require_text: bool, require_speakers: bool = True,
+             commands: CommandLimits = DEFAULT_COMMAND_LIMITS) -> list[str]:
+    """See :func:`speechlm.data.kaldi_dir.validate_data_dir`. ``commands`` says whether
+    piped ``wav.scp`` entries may run (they are shell commands) and their timeout and
+    output cap; with ``allow=False`` each one is reported as a problem."""
     if not p.is_dir():
         raise DataDirError(str(p), [f"{p}: not a directory"])
     problems: list[str] = []
@@ -194,7 +203,8 @@ def validate(p: Path, *, check_audio: bool, expected_sample_rate: int | None,
         where = f"{p} (audio not checked yet)" if check_audio else str(p)
         raise DataDirError(where, problems)
     if check_audio:
-        _check_audio(p, tables["wav.scp"], "segments" in tables, expected_sample_rate, problems)
+        _check_audio(p, tables["wav.scp"], "segments" in tables, expected_sample_rate, problems,
+                     commands)
     if problems:
         raise DataDirError(str(p), problems)
     return warnings

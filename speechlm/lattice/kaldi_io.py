@@ -146,6 +146,16 @@ class _Parser:
                                 tids=(ilabel,) if ilabel else ()))
         if start is None:
             raise self.fail(lines[0][0] if lines else 0, "empty lattice: no lines")
+        # Kaldi state ids need not be dense: number them 0..n-1 in their own order, so
+        # memory follows the lines read, never the largest id (a line naming state 5e7
+        # would otherwise size every per-state array at 5e7).
+        ids = sorted({start, *finals, *(a.src for a in arcs), *(a.dst for a in arcs)})
+        if ids[-1] != len(ids) - 1:
+            rank = {s: i for i, s in enumerate(ids)}
+            arcs = [Arc(rank[a.src], rank[a.dst], a.word, a.am_score, a.lm_score,
+                        tids=a.tids) for a in arcs]
+            finals = {rank[s]: w for s, w in finals.items()}
+            start = rank[start]
         try:
             lat = Lattice(arcs, finals, start=start, utt=self.utt)
         except ValueError as e:
@@ -242,11 +252,24 @@ def read_kaldi_lattices(path: str | Path, words: WordTable = None,
         frame_shift: Seconds per frame.
 
     Yields:
-        One :class:`Lattice` per utterance, in file order.
+        One :class:`Lattice` per utterance, in file order. States are renumbered densely
+        (in their order) where the file's ids have gaps.
+
+    Raises:
+        ValueError: a malformed or cut-off file (the last line without its newline).
     """
     table = _id_to_word(words)
-    with _open(path, "r") as f:
-        text = f.read()
+    try:
+        with _open(path, "r") as f:
+            text = f.read()
+    except (EOFError, OSError, UnicodeDecodeError) as e:  # a cut-off .gz, binary bytes
+        raise ValueError(f"{path}: cannot read the lattice archive ({e})") from None
+    if text and not text.endswith("\n"):
+        # every writer ends lines with a newline: the last line was cut off (a killed job,
+        # a full disk); "3 4 w 1,2" cut to "3" would otherwise read as a final state
+        lineno = text.count("\n") + 1
+        raise ValueError(f"{path}:{lineno}: the file ends in the middle of a line (cut off?): "
+                         f"{text.rsplit(chr(10), 1)[-1][:80]!r}")
     for key, lines in _split(text, None):
         if key is None:
             raise ValueError(f"{path}:{lines[0][0]}: lattice without an utterance header")

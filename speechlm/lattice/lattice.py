@@ -60,6 +60,18 @@ class Arc:
         return self.am_score + self.lm_score
 
 
+def max_states(num_arcs: int, num_finals: int) -> int:
+    """Most states a reader accepts for these arcs without per-state data in the input:
+    every state an arc or final weight can touch, plus slack for isolated ones. Per-state
+    arrays are sized by the count, so a bigger one (a JSON ``"num_states": 1e8``) would
+    take memory no input paid for.
+
+    >>> max_states(3, 1)
+    1032
+    """
+    return 2 * num_arcs + num_finals + 1 + 1024
+
+
 class Lattice:
     """An acyclic word lattice of one utterance, axes ``[state][arc]``.
 
@@ -493,7 +505,28 @@ class Lattice:
                         tuple(int(t) for t in d.get("tids", ())))
                     for d in obj["arcs"]]
             finals = {int(s): (float(am), float(lm)) for s, am, lm in obj["finals"]}
-            return cls(arcs, finals, obj.get("state_times"), start=int(obj.get("start", 0)),
-                       utt=utt, num_states=obj.get("num_states"))
+            start = int(obj.get("start", 0))
+            times, num_states = obj.get("state_times"), obj.get("num_states")
+            if num_states is not None:
+                num_states = int(num_states)
+                limit = max_states(len(arcs), len(finals))
+                # before any allocation; state times as long as the count pay for it
+                if num_states > limit and (times is None or len(times) != num_states):
+                    raise ValueError(f"lattice {utt!r}: num_states {num_states} for "
+                                     f"{len(arcs)} arcs and {len(finals)} final states "
+                                     f"(at most {limit} without state_times)")
+            else:  # ids with gaps and no count: number them densely, times with them
+                ids = sorted({start, *finals, *(a.src for a in arcs), *(a.dst for a in arcs)})
+                if ids and ids[-1] != len(ids) - 1:
+                    if times is not None and len(times) != ids[-1] + 1:
+                        raise ValueError(f"lattice {utt!r}: {len(times)} state times for "
+                                         f"state ids up to {ids[-1]}")
+                    rank = {s: i for i, s in enumerate(ids)}
+                    arcs = [Arc(rank[a.src], rank[a.dst], a.word, a.am_score, a.lm_score,
+                                a.start, a.end, a.tids) for a in arcs]
+                    finals = {rank[s]: w for s, w in finals.items()}
+                    times = None if times is None else [times[s] for s in ids]
+                    start = rank[start]
+            return cls(arcs, finals, times, start=start, utt=utt, num_states=num_states)
         except (KeyError, TypeError) as e:
             raise ValueError(f"lattice {utt!r}: bad JSON lattice: {e!r}") from e

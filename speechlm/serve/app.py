@@ -7,9 +7,13 @@
     GET  /healthz         models offered/loaded, LLM, queue depth
     GET  /metrics         request counters + the runtime's counters (Prometheus text)
 
-Every error is JSON ``{"error": {"code", "message"}}`` with a 4xx status (5xx only for a
-bug, without a stack trace). Uploads are read into memory up to ``max_upload_bytes`` and
-decoded from there: nothing from a request is written to or read from the file system.
+Every error is JSON ``{"error": {"code", "message"}}`` with a 4xx status (503 while the
+server stops, 500 only for a bug, without a stack trace). A request takes its place in the
+bounded queue before its body is read (429 when there is none); decoding runs in worker
+processes, so health checks, metrics and 429s stay fast while decoders work, and a client
+that disconnects has its queued or running decode cancelled. Upload bodies are read
+through starlette's form parser (which spools parts over 1 MB to a temporary file that it
+deletes after the request) up to ``max_upload_bytes``, then passed to a worker as bytes.
 
 >>> from speechlm.serve.state import ServeState
 >>> app = create_app(ServeState())
@@ -30,7 +34,9 @@ from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from speechlm.api import AudioRejected, rescore_nbest, rescored_json
+from speechlm.serve.guard import Guard
 from speechlm.serve.state import QueueFull, ServeState
+from speechlm.serve.workers import Cancelled, PoolClosed
 
 logger = logging.getLogger("speechlm.serve")
 
@@ -137,8 +143,11 @@ def _error(status: int, code: str, message: str, headers: dict | None = None) ->
 
 _ERRORS = {
     413: {"model": ErrorResponse, "description": "upload over the size limit"},
+    401: {"model": ErrorResponse, "description": "API key missing or wrong (with --api-key)"},
+    408: {"model": ErrorResponse, "description": "the body did not arrive in time"},
     422: {"model": ErrorResponse, "description": "bad request or audio (message says why)"},
     429: {"model": ErrorResponse, "description": "queue full; retry later"},
+    503: {"model": ErrorResponse, "description": "the server is stopping"},
 }
 
 
@@ -174,6 +183,13 @@ def create_app(state: ServeState, *, demo: Any = None, api: bool = True) -> Fast
                 response = _error(413, "too_large", f"request body over {cap} bytes")
                 state.metrics.observe(path, 413, time.perf_counter() - start)
                 return response
+            try:  # a place in the queue before the body is read: a full server reads nothing
+                with state.slot():
+                    response = await call_next(request)
+            except QueueFull as e:
+                response = _error(429, "queue_full", str(e), {"Retry-After": "1"})
+            state.metrics.observe(path, response.status_code, time.perf_counter() - start)
+            return response
         response = await call_next(request)
         if path in _ENDPOINTS:
             state.metrics.observe(path, response.status_code, time.perf_counter() - start)
@@ -203,6 +219,8 @@ def create_app(state: ServeState, *, demo: Any = None, api: bool = True) -> Fast
 
     if api:
         _add_api_routes(app, state)
+    # outermost: Host, API key and upload checks before anything reads the body
+    app.add_middleware(Guard, config=state.config.guard, on_reject=state.metrics.reject)
 
     @app.get("/healthz", response_model=Health, summary="Liveness and what is loaded")
     async def healthz():
@@ -216,7 +234,7 @@ def create_app(state: ServeState, *, demo: Any = None, api: bool = True) -> Fast
     @app.get("/metrics", response_class=PlainTextResponse,
              summary="Prometheus counters: requests, latency, the LLM runtime's")
     async def metrics():
-        text = state.metrics.prometheus_text(state.queue_depth)
+        text = state.metrics.prometheus_text(state.queue_depth, state.worker_pids())
         if state.llm is not None:
             text += state.llm.metrics.prometheus_text()
         return PlainTextResponse(text, media_type="text/plain; version=0.0.4")
@@ -243,6 +261,7 @@ def _add_api_routes(app: FastAPI, state: ServeState) -> None:
               response_model_exclude_none=False, responses=_ERRORS,
               summary="Transcribe one audio file")
     async def transcribe(
+        request: Request,
         file: Annotated[UploadFile, File(description="WAV, FLAC, OGG or MP3; mono unless "
                                                      "mix_channels")],
         model: Annotated[str | None, Form(description="ASR model name (see /healthz)",
@@ -262,10 +281,7 @@ def _add_api_routes(app: FastAPI, state: ServeState) -> None:
         data = await _read_upload(file, limit)
         limits = state.config.limits(mix_channels)
 
-        def work():
-            asr = state.asr(model)
-            t = asr(data, utt=utt, wcn=wcn, limits=limits)
-            state.metrics.decoded(t.duration, t.decode_s)
+        def after(t):  # LLM work on the server's threads, after the decode
             out = t.to_json(nbest=True, wcn=wcn, lattice=lattice)
             out["nbest"]["hyps"] = out["nbest"]["hyps"][:nbest]
             if rescore and t.nbest:
@@ -277,13 +293,18 @@ def _add_api_routes(app: FastAPI, state: ServeState) -> None:
             return out
 
         try:
-            return await _run(state, work)
+            t = await _wait(request, state, state.transcribe(model, data, utt=utt, wcn=wcn,
+                                                             limits=limits))
+            state.metrics.decoded(t.duration, t.decode_s)
+            if rescore or state.slu is not None:
+                return await asyncio.wrap_future(state.run_in_thread(after, t))
+            return after(t)
         except AudioRejected as e:
             return _error(422, e.code, str(e))
         except ValueError as e:  # the decoder or the LLM refused this input
             return _error(422, "undecodable", str(e))
-        except QueueFull as e:
-            return _error(429, "queue_full", str(e), {"Retry-After": "1"})
+        except (Cancelled, PoolClosed) as e:
+            return _error(503, "unavailable", str(e))
 
     @app.post("/v1/rescore", response_model=RescoreResponse, responses=_ERRORS,
               summary="Re-rank an N-best list with the LLM")
@@ -299,11 +320,9 @@ def _add_api_routes(app: FastAPI, state: ServeState) -> None:
                     "llm_scale": scale, "figures": state.llm_figures()}
 
         try:
-            return await _run(state, work)
+            return await asyncio.wrap_future(state.run_in_thread(work))
         except ValueError as e:  # empty after tokenizing, over the context length
             return _error(422, "invalid_text", str(e))
-        except QueueFull as e:
-            return _error(429, "queue_full", str(e), {"Retry-After": "1"})
 
 
 
@@ -323,6 +342,26 @@ async def _read_upload(file: UploadFile, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-async def _run(state: ServeState, fn):
-    """``fn()`` on the server's worker threads through the bounded queue."""
-    return await asyncio.wrap_future(state.submit(fn))
+async def _wait(request: Request, state: ServeState, future):
+    """The decode's result; cancels it when the client disconnects or the handler is
+    cancelled, so nobody's abandoned request keeps a worker busy."""
+    wrapped = asyncio.wrap_future(future)
+    wrapped.add_done_callback(lambda f: f.cancelled() or f.exception())  # seen, if unused
+    # the body has been read: what the server receives next is the client's disconnect
+    gone = asyncio.ensure_future(request.receive())
+    try:
+        await asyncio.wait({wrapped, gone}, return_when=asyncio.FIRST_COMPLETED)
+        if not wrapped.done() and gone.result().get("type") != "http.disconnect":
+            await asyncio.wait({wrapped})  # not a disconnect after all: just wait
+        if wrapped.done():
+            if future.cancelled():  # dropped from the queue: the server is stopping
+                raise Cancelled("the server is stopping")
+            return wrapped.result()
+        state.metrics.reject("client_gone")
+        state.cancel(future)
+        raise Cancelled("the client went away")
+    except asyncio.CancelledError:
+        state.cancel(future)
+        raise
+    finally:
+        gone.cancel()

@@ -1,16 +1,20 @@
 """What the API and the demo share: models loaded once, a bounded queue, counters.
 
-No FastAPI or Gradio here, so this part is testable on its own.
+Decoding runs in worker processes (``workers.py``) unless ``decode_processes=False``, so
+the server process stays free to answer health checks, metrics and 429s while decoders
+work. No FastAPI or Gradio here, so this part is testable on its own.
 """
 from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from speechlm.api import ASR, POCKETSPHINX, AudioLimits, load_asr
+from speechlm.api import POCKETSPHINX, AudioLimits, load_asr
 from speechlm.runtime.metrics import LATENCY_BUCKETS, Histogram
 
 
@@ -30,6 +34,37 @@ class ModelSpec:
 
 
 @dataclass(frozen=True)
+class GuardConfig:
+    """Request checks applied by ``guard.Guard`` before the app reads a body.
+
+    Args:
+        allowed_hosts: ``Host`` names (without port) answered; None answers any (an app
+            embedded behind a proxy that checks them). ``speechlm serve`` passes the
+            loopback names and the bound address.
+        api_key: required for ``/v1/*`` when set.
+        body_timeout_s: a request body must arrive within this many seconds of the
+            request's start (408 after).
+        max_uploads: demo uploads in flight at once (429 above).
+    """
+
+    allowed_hosts: tuple[str, ...] | None = None
+    api_key: str | None = None
+    body_timeout_s: float = 30.0
+    max_uploads: int = 4
+
+    def __repr__(self) -> str:  # never print the key
+        return (f"GuardConfig(allowed_hosts={self.allowed_hosts}, api_key="
+                f"{'set' if self.api_key else None}, body_timeout_s={self.body_timeout_s}, "
+                f"max_uploads={self.max_uploads})")
+
+    def __post_init__(self) -> None:
+        if self.body_timeout_s <= 0 or self.max_uploads < 1:
+            raise ValueError("need body_timeout_s > 0 and max_uploads >= 1")
+        if self.api_key is not None and len(self.api_key) < 16:
+            raise ValueError("an API key needs at least 16 characters")
+
+
+@dataclass(frozen=True)
 class ServeConfig:
     """Limits and defaults of the server.
 
@@ -37,11 +72,17 @@ class ServeConfig:
         models: ASR models offered; the first is the default.
         max_upload_bytes: larger request bodies get 413 before they are read.
         max_seconds: longer audio gets 422.
-        max_concurrency: requests decoding at once (threads; each model decodes one
-            utterance at a time anyway).
-        max_waiting: requests queued behind those; more get 429.
+        max_concurrency: requests decoding at once: the number of decode worker
+            processes (or threads without ``decode_processes``).
+        max_waiting: requests queued behind those; more get 429 (before the body is read).
         max_nbest: largest ``nbest`` a request may ask for (models keep this many).
         llm_scale: default weight of the LLM log-probability in rescoring.
+        decode_processes: decode in worker processes that each load the models once (the
+            server stays responsive during a decode); False decodes on threads of the
+            server process (an ASR object put in by a caller, as tests do).
+        drain_seconds: on shutdown, running decodes get this long before their workers
+            are killed; queued ones are cancelled at once.
+        guard: Host allow-list, API key, body deadline, demo upload limit (``guard.py``).
     """
 
     models: tuple[ModelSpec, ...] = (ModelSpec(POCKETSPHINX),)
@@ -51,6 +92,9 @@ class ServeConfig:
     max_waiting: int = 8
     max_nbest: int = 10
     llm_scale: float = 0.5
+    decode_processes: bool = True
+    drain_seconds: float = 10.0
+    guard: GuardConfig = field(default_factory=GuardConfig)
 
     def __post_init__(self) -> None:
         if not self.models:
@@ -62,6 +106,8 @@ class ServeConfig:
             raise ValueError("need max_concurrency >= 1 and max_waiting >= 0")
         if self.max_nbest < 1 or self.max_upload_bytes < 1024 or self.max_seconds <= 0:
             raise ValueError("need max_nbest >= 1, max_upload_bytes >= 1024, max_seconds > 0")
+        if self.drain_seconds < 0:
+            raise ValueError(f"need drain_seconds >= 0, got {self.drain_seconds}")
 
     def limits(self, mix_channels: bool) -> AudioLimits:
         return AudioLimits(max_seconds=self.max_seconds, max_bytes=self.max_upload_bytes,
@@ -98,7 +144,7 @@ class ServeMetrics:
             self.audio_seconds += audio_s
             self.decode_seconds += decode_s
 
-    def prometheus_text(self, queue_depth: int) -> str:
+    def prometheus_text(self, queue_depth: int, worker_pids: list[int] = ()) -> str:
         lines = ["# HELP speechlm_serve_requests_total HTTP requests by endpoint and status.",
                  "# TYPE speechlm_serve_requests_total counter"]
         with self._lock:
@@ -127,6 +173,16 @@ class ServeMetrics:
             lines += ["# HELP speechlm_serve_resident_memory_bytes Resident set size now.",
                       "# TYPE speechlm_serve_resident_memory_bytes gauge",
                       f"speechlm_serve_resident_memory_bytes {rss}"]
+        if worker_pids:
+            sizes = [resident_bytes(p) for p in worker_pids]
+            lines += ["# HELP speechlm_serve_worker_resident_memory_bytes Resident set size of "
+                      "the decode worker processes, summed.",
+                      "# TYPE speechlm_serve_worker_resident_memory_bytes gauge",
+                      f"speechlm_serve_worker_resident_memory_bytes "
+                      f"{sum(x for x in sizes if x is not None)}",
+                      "# HELP speechlm_serve_workers Live decode worker processes.",
+                      "# TYPE speechlm_serve_workers gauge",
+                      f"speechlm_serve_workers {len(worker_pids)}"]
         return "\n".join(lines) + "\n"
 
 
@@ -144,7 +200,7 @@ def resident_bytes(pid: int | str = "self") -> int | None:
 
 @dataclass
 class ServeState:
-    """Models (each loaded once, on first use or by ``warm_up``), the LLM, the queue.
+    """Models (each loaded once, by ``warm_up`` or on first use), the LLM, the queue.
 
     Args:
         config: limits and the offered models.
@@ -160,11 +216,19 @@ class ServeState:
 
     def __post_init__(self) -> None:
         self.metrics = ServeMetrics()
-        self._asr: dict[str, ASR] = {}
+        self._asr: dict[str, Any] = {}  # name -> ASR (threads) or RemoteASR (processes)
         self._load_locks = {m.name: threading.Lock() for m in self.config.models}
         self._specs = {m.name: m for m in self.config.models}
+        # LLM work (rescoring, SLU) and, without worker processes, decoding
         self._pool = ThreadPoolExecutor(self.config.max_concurrency,
                                         thread_name_prefix="speechlm-serve")
+        self._workers = None
+        if self.config.decode_processes:
+            from speechlm.serve.workers import WorkerPool
+
+            self._workers = WorkerPool({m.name: (m.model, m.graph) for m in self.config.models},
+                                       nbest=self.config.max_nbest,
+                                       processes=self.config.max_concurrency)
         self._slots = threading.BoundedSemaphore(self.config.max_concurrency
                                                  + self.config.max_waiting)
         self._depth = 0
@@ -176,10 +240,13 @@ class ServeState:
         return list(self._specs)
 
     def is_loaded(self, name: str) -> bool:
-        return name in self._asr
+        if name in self._asr:
+            return True
+        return self._workers is not None and self._workers.started and name in self._workers.info
 
-    def asr(self, name: str | None = None) -> ASR:
-        """The named model (default: the first), loaded at most once.
+    def asr(self, name: str | None = None):
+        """The named model (default: the first), loaded at most once: an ``ASR``, or with
+        worker processes a ``RemoteASR`` (same call, decoded in a worker).
 
         Raises:
             KeyError: a name the server does not offer.
@@ -190,10 +257,17 @@ class ServeState:
         if name not in self._asr:
             with self._load_locks[name]:
                 if name not in self._asr:
-                    spec = self._specs[name]
-                    self._asr[name] = load_asr(spec.model, spec.graph,
-                                               nbest=self.config.max_nbest)
+                    self._asr[name] = self._load(name)
         return self._asr[name]
+
+    def _load(self, name: str):
+        if self._workers is not None:
+            from speechlm.serve.workers import RemoteASR
+
+            self._workers.start()  # every worker loads every model, once
+            return RemoteASR(self._workers, self._workers.info[name])
+        spec = self._specs[name]
+        return load_asr(spec.model, spec.graph, nbest=self.config.max_nbest)
 
     def warm_up(self) -> None:
         """Load every offered model now (so the first request does not pay for it)."""
@@ -204,8 +278,20 @@ class ServeState:
     def queue_depth(self) -> int:
         return self._depth
 
-    def submit(self, fn, *args, **kwargs) -> Future:
-        """Run ``fn`` on the worker threads, or raise :class:`QueueFull` at once."""
+    def worker_pids(self) -> list[int]:
+        return self._workers.pids() if self._workers is not None else []
+
+    @contextmanager
+    def slot(self) -> Iterator[None]:
+        """Hold one of the ``max_concurrency + max_waiting`` places for a request, or raise
+        :class:`QueueFull` at once (the app takes it before reading the body)."""
+        self._acquire()
+        try:
+            yield
+        finally:
+            self._release()
+
+    def _acquire(self) -> None:
         if not self._slots.acquire(blocking=False):
             self.metrics.reject("queue_full")
             raise QueueFull(f"{self.config.max_concurrency + self.config.max_waiting} "
@@ -213,17 +299,40 @@ class ServeState:
         with self._depth_lock:
             self._depth += 1
 
-        def release(_):
-            with self._depth_lock:
-                self._depth -= 1
-            self._slots.release()
+    def _release(self, _future: Future | None = None) -> None:
+        with self._depth_lock:
+            self._depth -= 1
+        self._slots.release()
 
+    def transcribe(self, model: str | None, audio: Any, **kwargs: Any) -> Future:
+        """Decode ``audio`` with the named model (``ASR.__call__``'s keyword arguments);
+        the future gives the ``Transcript``. Cancel it with :meth:`cancel`."""
+        asr = self.asr(model)
+        if self._workers is not None:
+            return self._workers.submit(asr.name, audio, **kwargs)
+        return self._pool.submit(asr, audio, **kwargs)
+
+    def cancel(self, future: Future) -> None:
+        """Drop a queued decode or stop a running one (its client went away)."""
+        if self._workers is not None:
+            self._workers.cancel(future)
+        else:
+            future.cancel()  # a thread cannot be stopped; a queued job can
+
+    def run_in_thread(self, fn, *args, **kwargs) -> Future:
+        """``fn`` on the server's threads (LLM work), inside a slot the caller holds."""
+        return self._pool.submit(fn, *args, **kwargs)
+
+    def submit(self, fn, *args, **kwargs) -> Future:
+        """Run ``fn`` on the server's threads in a slot of its own, or raise
+        :class:`QueueFull` at once."""
+        self._acquire()
         try:
             future = self._pool.submit(fn, *args, **kwargs)
         except BaseException:
-            release(None)
+            self._release()
             raise
-        future.add_done_callback(release)
+        future.add_done_callback(self._release)
         return future
 
     def llm_figures(self) -> dict[str, Any]:
@@ -243,5 +352,14 @@ class ServeState:
                        prompt_tokens=rec.prompt_tokens)
         return out
 
+    def begin_close(self) -> None:
+        """Stop taking decodes: queued ones are cancelled now, running ones get
+        ``drain_seconds``. Returns at once (called from the event loop on SIGTERM)."""
+        if self._workers is not None:
+            self._workers.begin_close(self.config.drain_seconds)
+
     def close(self) -> None:
+        """Stop everything within about ``drain_seconds``."""
+        if self._workers is not None:
+            self._workers.close(self.config.drain_seconds)
         self._pool.shutdown(wait=False, cancel_futures=True)

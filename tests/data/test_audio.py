@@ -92,3 +92,57 @@ def test_expected_sample_rate_mismatch(tmp_path):
     with pytest.raises(AudioError, match="8000 Hz, expected 16000 Hz") as e:
         read_audio(str(path), utt="u3", expected_sample_rate=16000)
     assert "u3" in str(e.value)
+
+
+def _group_alive(marker: str) -> bool:
+    """Whether a process whose command line contains ``marker`` still runs (Linux)."""
+    import os
+
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                if marker.encode() in f.read():
+                    return True
+        except OSError:
+            continue
+    return False
+
+
+def test_a_hanging_command_is_killed_by_the_timeout():
+    from speechlm.data.audio import CommandLimits
+
+    # a pipeline: the timeout must kill the sleep too, not only the shell
+    entry = "sleep 100.0123 | cat |"
+    with pytest.raises(AudioError) as e:
+        read_audio(entry, utt="slow1", commands=CommandLimits(timeout_s=0.5))
+    msg = str(e.value)
+    assert "slow1" in msg and entry in msg and "within 0.5 s" in msg
+    assert not _group_alive("100.0123")
+
+
+def test_a_flood_is_stopped_by_the_output_cap_with_bounded_memory():
+    import resource
+
+    from speechlm.data.audio import CommandLimits
+
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    entry = "head -c 1500000000 /dev/zero |"
+    with pytest.raises(AudioError) as e:
+        read_audio(entry, utt="big1", commands=CommandLimits(max_bytes=20 << 20))
+    grown_mib = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+    msg = str(e.value)
+    assert "big1" in msg and entry in msg and f"more than {20 << 20} bytes" in msg
+    assert grown_mib < 200, f"peak memory grew by {grown_mib:.0f} MiB reading a 1.5 GB flood"
+    assert not _group_alive("1500000000")
+
+
+def test_commands_can_be_refused(tmp_path):
+    from speechlm.data.audio import CommandLimits
+
+    path = make_wav(tmp_path / "a.wav", 0.2, 16000)
+    marker = tmp_path / "ran"
+    entry = f"touch {marker}; cat {path} |"
+    with pytest.raises(AudioError, match="u7.*commands are refused"):
+        audio_info(entry, "u7", commands=CommandLimits(allow=False))
+    assert not marker.exists()
+    assert audio_info(entry, "u7")[0] == 16000 and marker.exists()  # allowed by default

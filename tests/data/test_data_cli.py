@@ -60,3 +60,26 @@ def test_speed_perturb_cli(tmp_path, capsys):
     assert len(out.utterances) == 6
     assert {u.split("-")[0] for u in out.utterances} == {"sp0.9", "sp1.1", "spk0", "spk1"}
     assert validate_data_dir.main([str(dst)]) == 0
+
+
+def test_validate_no_commands_reports_them_and_runs_none(tmp_path, capsys):
+    d = make_data_dir(tmp_path / "d", 2)
+    marker = tmp_path / "ran"
+    lines = (d / "wav.scp").read_text().splitlines()
+    utt, path = lines[0].split(maxsplit=1)
+    lines[0] = f"{utt} touch {marker}; cat {path} |"
+    (d / "wav.scp").write_text("\n".join(lines) + "\n")
+    assert validate_data_dir.main([str(d), "--no-commands"]) == 1
+    err = capsys.readouterr().err
+    assert "wav.scp:1:" in err and utt in err and "commands are refused" in err
+    assert not marker.exists()
+    assert validate_data_dir.main([str(d)]) == 0 and marker.exists()
+
+
+def test_validate_help_says_commands_are_executed(capsys):
+    import pytest
+
+    with pytest.raises(SystemExit):
+        validate_data_dir.main(["--help"])
+    out = capsys.readouterr().out
+    assert "RUNS them" in out and "--no-commands" in out and "--command-timeout" in out

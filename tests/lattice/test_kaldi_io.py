@@ -199,3 +199,67 @@ def test_words_txt_symbol_table_and_path_to_hypothesis(tmp_path):
     (tmp_path / "bad.txt").write_text("one 3\ntwo x\n")
     with pytest.raises(ValueError, match="bad.txt:2"):
         read_words_txt(tmp_path / "bad.txt")
+
+
+def _peak_growth_mib(fn) -> float:
+    """Growth of this process's peak resident memory (MiB) while ``fn`` runs."""
+    import resource
+
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    fn()
+    return (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+
+
+def test_a_huge_state_id_is_renumbered_with_bounded_memory(tmp_path):
+    """Two lines naming state 50,000,000 used to size every per-state array at 5e7 (GBs)."""
+    from speechlm.lattice.kaldi_io import lattice_from_kaldi_text
+
+    path = tmp_path / "huge.lat"
+    path.write_text("u1\n0\t50000000\t7\t1,2\n50000000\n\n")
+    out = []
+    grown = _peak_growth_mib(lambda: out.extend(read_kaldi_lattices(path)))
+    assert grown < 50, f"peak memory grew by {grown:.0f} MiB"
+    (lat,) = out
+    assert lat.num_states == 2 and lat.finals == {1: (0.0, 0.0)}
+    assert [(a.src, a.dst, a.word) for a in lat.arcs] == [(0, 1, "7")]
+    # renumbering keeps the order of the ids: a dense lattice is read unchanged
+    gappy = lattice_from_kaldi_text("0 10 a 1,0\n0 5 b 2,0\n5 10 c 0,0\n10\n")
+    assert [(a.src, a.dst) for a in gappy.arcs] == [(0, 2), (0, 1), (1, 2)]
+
+
+def test_json_state_counts_far_beyond_the_arcs_are_refused_with_bounded_memory():
+    arcs = [{"src": 0, "dst": 1, "word": "a", "am_score": -1.0, "lm_score": 0.0,
+             "start": 0.0, "end": 0.1}]
+    obj = {"utt": "u9", "num_states": 100_000_000, "start": 0, "finals": [[1, 0.0, 0.0]],
+           "arcs": arcs}
+    errors = []
+
+    def read():
+        with pytest.raises(ValueError, match="u9.*num_states 100000000") as e:
+            Lattice.from_json(obj)
+        errors.append(e)
+
+    assert _peak_growth_mib(read) < 50 and errors
+    # a count backed by as many state times is what the writer gives a pruned lattice
+    many = Lattice.from_json({**obj, "num_states": 3000, "state_times": [0.0] * 3000})
+    assert many.num_states == 3000 and Lattice.from_json(many.to_json()) == many
+    # ids with gaps and no count are numbered densely, their times with them
+    sparse = {"utt": "u9", "start": 0, "finals": [[70_000_000, 0.0, 0.0]],
+              "arcs": [{**arcs[0], "dst": 70_000_000}]}
+    lat = Lattice.from_json(sparse)
+    assert lat.num_states == 2 and lat.finals == {1: (0.0, 0.0)}
+    assert Lattice.from_json(lat.to_json()) == lat
+
+
+def test_a_cut_off_last_line_is_an_error_not_a_final_state(tmp_path):
+    path = tmp_path / "cut.lat"
+    path.write_text("u1\n0\t1\t7\t1,2\n1\t2\t8\t1,2\n2\t3")  # "2 3 9 1,2" cut to "2 3"
+    with pytest.raises(ValueError, match=r"cut.lat:4: the file ends in the middle"):
+        list(read_kaldi_lattices(path))
+    path.write_text("u1\n0\t1\t7\t1,2\n1\t2\t8\t1,2\n2")  # cut to "2": looked like a final
+    with pytest.raises(ValueError, match="cut off"):
+        list(read_kaldi_lattices(path))
+    gz = tmp_path / "cut.lat.gz"
+    gz.write_bytes(gzip.compress(b"u1\n0\t1\t7\t1,2\n1\n\n")[:-12])  # a truncated stream
+    with pytest.raises(ValueError, match="cut.lat.gz: cannot read"):
+        list(read_kaldi_lattices(gz))

@@ -8,9 +8,9 @@ import pytest
 
 @pytest.fixture(scope="module")
 def state(ps_asr, tiny):
-    from speechlm.serve.state import ServeState
+    from speechlm.serve.state import ServeConfig, ServeState
 
-    s = ServeState(llm=tiny, llm_name="tiny")
+    s = ServeState(ServeConfig(decode_processes=False), llm=tiny, llm_name="tiny")
     s._asr["pocketsphinx"] = ps_asr  # loaded once for the session
     yield s
     s.close()

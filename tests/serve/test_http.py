@@ -25,7 +25,8 @@ pytest.importorskip("multipart")  # python-multipart: FastAPI's form parser
 def make_state(ps_asr, llm=None, **config):
     from speechlm.serve.state import ServeConfig, ServeState
 
-    state = ServeState(ServeConfig(**config), llm=llm, llm_name="tiny" if llm else None)
+    state = ServeState(ServeConfig(decode_processes=False, **config), llm=llm,
+                       llm_name="tiny" if llm else None)
     state._asr["pocketsphinx"] = ps_asr  # the session's model: loaded once for all tests
     return state
 

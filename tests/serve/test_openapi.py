@@ -25,7 +25,8 @@ def api_schema(ps_asr, tiny):
     from speechlm.serve.app import create_app
     from speechlm.serve.state import ServeConfig, ServeState
 
-    state = ServeState(ServeConfig(max_seconds=20.0), llm=tiny, llm_name="tiny")
+    state = ServeState(ServeConfig(max_seconds=20.0, decode_processes=False), llm=tiny,
+                       llm_name="tiny")
     state._asr["pocketsphinx"] = ps_asr  # loaded once for the session
     app = create_app(state)
     yield schemathesis.openapi.from_asgi("/openapi.json", app)

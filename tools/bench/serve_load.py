@@ -8,8 +8,10 @@ Without ``--url`` it starts ``speechlm serve api --port 0`` (PocketSphinx; pass
 requests, a wall-clock cap, loopback URLs only. Requests go from ``--concurrency`` client
 threads to ``POST /v1/transcribe``, cycling over the audio files (default: the cards
 samples in ../shared/data). After ``--warmup`` requests, the server's resident memory is
-read from ``/metrics`` every ``--requests / 10`` requests; "flat memory" means the last
-reading is within a few MB of the first.
+read from ``/metrics`` every ``--requests / 10`` requests (the server process plus its
+decode workers); "flat memory" means the last reading is within a few MB of the first.
+While the load runs, a probe thread times ``GET /healthz`` every 0.25 s: its p50/max show
+whether the server stays responsive under full load.
 """
 from __future__ import annotations
 
@@ -41,12 +43,14 @@ def multipart(data: bytes, name: str, fields: dict[str, str]) -> tuple[bytes, st
 
 
 def server_rss(host: str, port: int) -> int | None:
+    """Resident memory of the server and its decode workers (bytes), from /metrics."""
     conn = http.client.HTTPConnection(host, port, timeout=10)
     conn.request("GET", "/metrics")
     text = conn.getresponse().read().decode()
     conn.close()
-    m = re.search(r"^speechlm_serve_resident_memory_bytes (\d+)", text, re.M)
-    return int(m.group(1)) if m else None
+    sizes = [int(m) for m in re.findall(r"^speechlm_serve_(?:worker_)?resident_memory_bytes "
+                                        r"(\d+)", text, re.M)]
+    return sum(sizes) if sizes else None
 
 
 def start_server(extra: list[str]) -> tuple[subprocess.Popen, str]:
@@ -108,6 +112,7 @@ def main() -> int:
 
     lock = threading.Lock()
     latencies: list[float] = []
+    codes: list[int] = []
     statuses: dict[int, int] = {}
     rss: list[tuple[int, int]] = []
     counter = {"next": 0}
@@ -139,6 +144,7 @@ def main() -> int:
             if i >= args.warmup:
                 with lock:
                     latencies.append(dt)
+                    codes.append(status)
                     statuses[status] = statuses.get(status, 0) + 1
                 j = i - args.warmup
                 if j % sample_every == 0 or j == args.requests - 1:
@@ -148,20 +154,42 @@ def main() -> int:
                             rss.append((j, value))
         conn.close()
 
+    health: list[float] = []
+    done = threading.Event()
+
+    def probe():  # how fast the server answers a health check under this load
+        while not done.wait(0.25):
+            t0 = time.perf_counter()
+            try:
+                conn = http.client.HTTPConnection(host, port, timeout=30)
+                conn.request("GET", "/healthz")
+                conn.getresponse().read()
+                conn.close()
+                health.append(time.perf_counter() - t0)
+            except (OSError, http.client.HTTPException):
+                health.append(float("inf"))
+
+    rss_before = server_rss(host, port)
     load_before = os.getloadavg()
     t_start = time.perf_counter()
     threads = [threading.Thread(target=worker) for _ in range(args.concurrency)]
+    prober = threading.Thread(target=probe)
+    prober.start()
     for t in threads:
         t.start()
     for t in threads:
         t.join()
     wall = time.perf_counter() - t_start
+    done.set()
+    prober.join()
     load_after = os.getloadavg()
+    rss_after = server_rss(host, port)
     if proc is not None:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=60)
 
     lat = sorted(latencies)
+    ok = [dt for dt, st in zip(latencies, codes, strict=True) if st == 200]
 
     def pct(q: float) -> float:
         return lat[min(len(lat) - 1, int(q * len(lat)))] if lat else float("nan")
@@ -173,7 +201,13 @@ def main() -> int:
         "requests_per_s": round(len(lat) / wall, 2) if wall else None,
         "p50_s": round(pct(0.50), 3), "p95_s": round(pct(0.95), 3),
         "max_s": round(lat[-1], 3) if lat else None, "statuses": statuses,
-        "errors": sum(n for s, n in statuses.items() if s != 200),
+        "share_429": round(statuses.get(429, 0) / len(lat), 3) if lat else None,
+        "p50_s_200": round(sorted(ok)[len(ok) // 2], 3) if ok else None,
+        "errors": sum(n for s, n in statuses.items() if s not in (200, 429)),
+        "healthz_p50_s": round(sorted(health)[len(health) // 2], 4) if health else None,
+        "healthz_max_s": round(max(health), 4) if health else None,
+        "rss_mb_before": round(rss_before / 2**20, 1) if rss_before else None,
+        "rss_mb_after": round(rss_after / 2**20, 1) if rss_after else None,
         "rss_mb_first": round(rss[0][1] / 2**20, 1) if rss else None,
         "rss_mb_last": round(rss[-1][1] / 2**20, 1) if rss else None,
         "rss_mb_samples": [round(v / 2**20, 1) for _, v in rss],
