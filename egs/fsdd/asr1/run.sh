@@ -31,7 +31,7 @@ help_message="usage: $0 [--stage N] [--stop_stage N] [--nj N] [--fsdd DIR] [--te
 
 . ./path.sh; . ./cmd.sh; . utils/parse_options.sh
 
-log() { echo -e "$(date '+%F %T') (${BASH_SOURCE[1]##*/}:${BASH_LINENO[0]}) $*"; }
+. utils/log.sh  # log, stage_log (stage times in the log)
 [ -n "${asr_tag}" ] || asr_tag=$(basename "${asr_config}" .yaml)
 asr_exp=exp/asr_${asr_tag}
 valid_set=dev
@@ -54,7 +54,7 @@ for t in ${test_sets}; do
 done
 
 if [ ${stage} -le 1 ] && [ ${stop_stage} -ge 1 ]; then
-  log "Stage 1: Kaldi data dirs -> data/{train,dev,test,test_seen} (dev speaker: ${dev_speaker})"
+  stage_log 1 "Kaldi data dirs -> data/{train,dev,test,test_seen} (dev speaker: ${dev_speaker})"
   [ -n "${fsdd}" ] || { log "FSDD not found: pass --fsdd DIR, or set FSDD_ROOT or SPEECHLM_DATA"; exit 1; }
   if [ ! -f data/.done_stage1 ] || [ "$(cat data/.done_stage1)" != "${fsdd} ${dev_speaker} ${max_index}" ]; then
     local/data.sh --fsdd "${fsdd}" --dev_speaker "${dev_speaker}" --max_index "${max_index}"
@@ -66,14 +66,14 @@ if [ ${stage} -le 1 ] && [ ${stop_stage} -ge 1 ]; then
 fi
 
 if [ ${stage} -le 2 ] && [ ${stop_stage} -ge 2 ] && [ "${use_synth}" = true ]; then
-  log "Stage 2: espeak-ng digits, ${synth_voices} voices with noise/reverb -> data/synth"
+  stage_log 2 "espeak-ng digits, ${synth_voices} voices with noise/reverb -> data/synth"
   python local/digit_prompts.py > data/synth_prompts.txt
   python -m speechlm.bin.synth_data_dir --text data/synth_prompts.txt \
     --num-voices "${synth_voices}" --seed 0 --augment --out data/synth
 fi
 
 if [ ${stage} -le 3 ] && [ ${stop_stage} -ge 3 ]; then
-  log "Stage 3: speed (${speed_perturb_factors}) and volume (${volume_range:-none}) perturbation -> data/train_sp"
+  stage_log 3 "speed (${speed_perturb_factors}) and volume (${volume_range:-none}) perturbation -> data/train_sp"
   # shellcheck disable=SC2086
   python -m speechlm.bin.speed_perturb --src data/train --dst data/train_sp \
     --factors ${speed_perturb_factors} ${volume_range:+--volume-range ${volume_range}}
@@ -84,7 +84,7 @@ if [ ${stage} -le 3 ] && [ ${stop_stage} -ge 3 ]; then
 fi
 
 if [ ${stage} -le 4 ] && [ ${stop_stage} -ge 4 ]; then
-  log "Stage 4: fbank (${fbank_config}, CMN: ${cmn}) -> dump/<set>, global CMVN of ${train_sp}"
+  stage_log 4 "fbank (${fbank_config}, CMN: ${cmn}) -> dump/<set>, global CMVN of ${train_sp}"
   python -m speechlm.bin.compute_fbank --data-dir "data/${train_sp}" --out-dir "dump/${train_sp}" \
     --config "${fbank_config}" --nj "${nj}" --cmvn-out "dump/${train_sp}/cmvn.npz" --cmn "${cmn}"
   # dev is normalised with the training features' prior (dump/<train>/cmn.yaml)
@@ -94,7 +94,7 @@ if [ ${stage} -le 4 ] && [ ${stop_stage} -ge 4 ]; then
 fi
 
 if [ ${stage} -le 5 ] && [ ${stop_stage} -ge 5 ]; then
-  log "Stage 5: ESPnet2 training (${asr_config}) -> ${asr_exp}"
+  stage_log 5 "ESPnet2 training (${asr_config}) -> ${asr_exp}"
   python -m speechlm.bin.train_asr --train-data "data/${train_sp}" --train-feats "dump/${train_sp}" \
     --valid-data "data/${valid_set}" --valid-feats "dump/${valid_set}" \
     --config "${asr_config}" --fbank-config "${fbank_config}" --exp "${asr_exp}" \
@@ -102,27 +102,29 @@ if [ ${stage} -le 5 ] && [ ${stop_stage} -ge 5 ]; then
 fi
 
 if [ ${stage} -le 6 ] && [ ${stop_stage} -ge 6 ]; then
-  log "Stage 6: decoding ${eval_names[*]} with ${asr_exp}/model"
+  stage_log 6 "decoding ${eval_names[*]} with ${asr_exp}/model"
   for i in "${!eval_names[@]}"; do
-    python -m speechlm.bin.decode --model-dir "${asr_exp}/model" --data-dir "${eval_dirs[$i]}" \
+    python -m speechlm.bin.decode --cmd "${decode_cmd}" \
+      --model-dir "${asr_exp}/model" --data-dir "${eval_dirs[$i]}" \
       --out "${asr_exp}/decode_${eval_names[$i]}" --nj "${nj}" --config "${decode_config}"
   done
 fi
 
 if [ ${stage} -le 7 ] && [ ${stop_stage} -ge 7 ]; then
-  log "Stage 7: lattice decoding ${eval_names[*]} (graph: ${asr_exp}/graph)"
+  stage_log 7 "lattice decoding ${eval_names[*]} (graph: ${asr_exp}/graph)"
   # The graph's lexicon and n-gram come from the training transcripts only.
   python -m speechlm.bin.make_graph --model-dir "${asr_exp}/model" --text data/train/text \
     --order "${lm_order}" --out "${asr_exp}/graph"
   for i in "${!eval_names[@]}"; do
-    python -m speechlm.bin.decode --model-dir "${asr_exp}/model" --graph "${asr_exp}/graph" \
+    python -m speechlm.bin.decode --cmd "${decode_cmd}" \
+      --model-dir "${asr_exp}/model" --graph "${asr_exp}/graph" \
       --lattice --data-dir "${eval_dirs[$i]}" --out "${asr_exp}/decode_lattice_${eval_names[$i]}" \
       --nj "${nj}" --config "${lattice_config}"
   done
 fi
 
 if [ ${stage} -le 8 ] && [ ${stop_stage} -ge 8 ]; then
-  log "Stage 8: scoring -> ${asr_exp}/RESULTS.md"
+  stage_log 8 "scoring -> ${asr_exp}/RESULTS.md"
   python local/make_results.py --exp "${asr_exp}" --config "${asr_config}" \
     --sets "${eval_names[@]}" --dirs "${eval_dirs[@]}" --dev-speaker "${dev_speaker}" \
     --use-synth "${use_synth}" --speed-perturb "${speed_perturb_factors}" \

@@ -34,7 +34,7 @@ help_message="usage: $0 [--stage N] [--stop_stage N] [--nj N] [--quick true] [--
 cmdline="$0 $*"                 # for RESULTS.md
 . ./path.sh; . ./cmd.sh; . utils/parse_options.sh
 
-log() { echo -e "$(date '+%F %T') (${BASH_SOURCE[1]##*/}:${BASH_LINENO[0]}) $*"; }
+. utils/log.sh  # log, stage_log (stage times in the log)
 # ../shared/data beside the checkout is a development convenience; SPEECHLM_DATA is the rule
 for name in slurp snips; do
   if [ -z "${!name}" ]; then
@@ -63,7 +63,7 @@ for t in ${test_jsonl}; do eval_sets+=" test_$(basename "${t}" .jsonl | tr -c 'A
 [ -n "${snips}" ] && eval_sets+=" snips_dev snips_test"
 
 if [ ${stage} -le 1 ] && [ ${stop_stage} -ge 1 ]; then
-  log "Stage 1: SLU splits (by sentence) and synthetic speech -> data/{${eval_sets// /,}}"
+  stage_log 1 "SLU splits (by sentence) and synthetic speech -> data/{${eval_sets// /,}}"
   # shellcheck disable=SC2086
   python local/prepare_slu.py --slurp "${slurp}" ${snips:+--snips "${snips}"} --out data/local \
     ${sizes} ${test_jsonl:+--test_jsonl ${test_jsonl}}
@@ -79,7 +79,7 @@ if [ ${stage} -le 1 ] && [ ${stop_stage} -ge 1 ]; then
 fi
 
 if [ ${stage} -le 2 ] && [ ${stop_stage} -ge 2 ]; then
-  log "Stage 2: word trigram (first passes) and the embedded LLM, from data/local/lm_text.txt"
+  stage_log 2 "word trigram (first passes) and the embedded LLM, from data/local/lm_text.txt"
   mkdir -p data/lang
   [ -f data/lang/lm.arpa ] && [ data/lang/lm.arpa -nt data/local/lm_text.txt ] || \
     python local/make_lm.py --text data/local/lm_text.txt --order 3 --out data/lang/lm.arpa
@@ -94,16 +94,17 @@ or open('exp/llm/.opts').read() != sys.argv[1])" "${lm_opts}" 2>/dev/null; then
 fi
 
 if [ ${stage} -le 3 ] && [ ${stop_stage} -ge 3 ]; then
-  log "Stage 3: PocketSphinx (en-us acoustic model, in-domain trigram) with lattices"
+  stage_log 3 "PocketSphinx (en-us acoustic model, in-domain trigram) with lattices"
   for s in ${eval_sets}; do
-    python -m speechlm.bin.decode --backend pocketsphinx --lattice --ps-lm data/lang/lm.arpa \
+    python -m speechlm.bin.decode --cmd "${decode_cmd}" \
+      --backend pocketsphinx --lattice --ps-lm data/lang/lm.arpa \
       ${ps_lw:+--ps-lw ${ps_lw}} --nbest 10 --data-dir "data/${s}" --out "exp/pocketsphinx/decode_${s}" \
       --nj "${nj}"
   done
 fi
 
 if [ ${stage} -le 4 ] && [ ${stop_stage} -ge 4 ] && [ "${use_espnet}" = true ]; then
-  log "Stage 4: ESPnet system on synthetic speech of the LM text -> ${asr_exp}"
+  stage_log 4 "ESPnet system on synthetic speech of the LM text -> ${asr_exp}"
   python -m speechlm.bin.synth_data_dir --text data/local/asr_train.text --text-format kaldi \
     --num-voices 40 --voices-per-line 1 --seed 100 --augment --speaker-prefix asrtrain \
     --out data/asr_train
@@ -117,7 +118,8 @@ if [ ${stage} -le 4 ] && [ ${stop_stage} -ge 4 ] && [ "${use_espnet}" = true ]; 
   python -m speechlm.bin.make_graph --model-dir "${asr_exp}/model" --text data/local/lm_text.txt \
     --plain-text --arpa data/lang/lm.arpa --out "${asr_exp}/graph"
   for s in ${eval_sets}; do
-    python -m speechlm.bin.decode --model-dir "${asr_exp}/model" --graph "${asr_exp}/graph" \
+    python -m speechlm.bin.decode --cmd "${decode_cmd}" \
+      --model-dir "${asr_exp}/model" --graph "${asr_exp}/graph" \
       --lattice --config conf/decode_lattice.yaml ${lattice_opts} --data-dir "data/${s}" \
       --out "${asr_exp}/decode_${s}" --nj "${nj}"
   done
@@ -127,7 +129,7 @@ systems=exp/pocketsphinx
 [ "${use_espnet}" = true ] && systems+=" ${asr_exp}"
 
 if [ ${stage} -le 5 ] && [ ${stop_stage} -ge 5 ]; then
-  log "Stage 5: LLM N-best rescoring (sweep on dev, best setting applied to the test sets)"
+  stage_log 5 "LLM N-best rescoring (sweep on dev, best setting applied to the test sets)"
   for sys in ${systems}; do
     python -m speechlm.bin.rescore --decode-dir "${sys}/decode_dev" --llm exp/llm \
       --out "${sys}/decode_dev/rescore_llm" --llm-scales "${llm_scales}" \
@@ -146,7 +148,7 @@ if [ ${stage} -le 5 ] && [ ${stop_stage} -ge 5 ]; then
 fi
 
 if [ ${stage} -le 6 ] && [ ${stop_stage} -ge 6 ]; then
-  log "Stage 6: intent classification (${slu_modes}) from ${slu_inputs}"
+  stage_log 6 "intent classification (${slu_modes}) from ${slu_inputs}"
   for mode in ${slu_modes}; do
     for corpus in slurp snips; do
       train=data/local/slu_train.jsonl; sets="dev test"
@@ -179,7 +181,7 @@ if [ ${stage} -le 6 ] && [ ${stop_stage} -ge 6 ]; then
 fi
 
 if [ ${stage} -le 7 ] && [ ${stop_stage} -ge 7 ]; then
-  log "Stage 7: RESULTS.md"
+  stage_log 7 "RESULTS.md"
   python local/make_results.py --systems ${systems} --sets ${eval_sets} --elapsed "${SECONDS}" \
     --quick "${quick}" --command "${cmdline}"
   cat RESULTS.md
