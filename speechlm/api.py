@@ -235,6 +235,20 @@ class Transcript:
         """CTM lines ``utt 1 start dur word confidence`` of the WCN's MBR words ([] without)."""
         return self.wcn.ctm_lines() if self.wcn is not None else []
 
+    def word_times(self) -> list[tuple[str, float, float]]:
+        """``(word, start s, end s)`` of each word of ``text``, from the lattice's best path
+        or else the CTM, whichever spells ``text``; ``[]`` when neither does (beam search
+        has no times; an attention-rescored 1-best may not be a lattice path)."""
+        words = self.text.split()
+        if self.lattice is not None:
+            path = self.lattice.best_path()
+            if list(path.words) == words:
+                return list(zip(path.words, path.starts, path.ends, strict=True))
+        ctm = [line.split() for line in self.ctm]
+        if [c[4] for c in ctm] == words:
+            return [(c[4], float(c[2]), float(c[2]) + float(c[3])) for c in ctm]
+        return []
+
     def word_confidences(self) -> list[tuple[str, float | None]]:
         """``(word, posterior)`` of each word of ``text``: its WCN bin posterior where the
         WCN's MBR words spell the same text, else None (beam search has no posteriors)."""

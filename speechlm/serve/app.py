@@ -3,6 +3,9 @@
     POST /v1/transcribe   multipart: file (audio), model, nbest, wcn, lattice, rescore,
                           mix_channels, utt -> 1-best, N-best (an nbest.jsonl line), WCN
                           (a cn.jsonl line), CTM lines, optional lattice and LLM rescoring
+    POST /v1/audio/transcriptions  OpenAI-compatible: file, model (a served name or
+                          whisper-1 for the default), response_format json | text |
+                          verbose_json (word timestamps); errors in OpenAI's shape
     POST /v1/rescore      JSON: {"hyps": [{"text", "score"}], "prefix"?, "llm_scale"?}
     GET  /healthz         models offered/loaded, LLM, queue depth
     GET  /metrics         request counters + the runtime's counters (Prometheus text)
@@ -18,7 +21,7 @@ deletes after the request) up to ``max_upload_bytes``, then passed to a worker a
 >>> from speechlm.serve.state import ServeState
 >>> app = create_app(ServeState())
 >>> sorted(p for p in app.openapi()["paths"])
-['/healthz', '/metrics', '/v1/rescore', '/v1/transcribe']
+['/healthz', '/metrics', '/v1/audio/transcriptions', '/v1/rescore', '/v1/transcribe']
 """
 # No ``from __future__ import annotations``: FastAPI reads the route signatures at run time,
 # and the form limits come from the config inside ``create_app``.
@@ -148,6 +151,17 @@ _ERRORS = {
     422: {"model": ErrorResponse, "description": "bad request or audio (message says why)"},
     429: {"model": ErrorResponse, "description": "queue full; retry later"},
     503: {"model": ErrorResponse, "description": "the server is stopping"},
+}
+
+
+# /v1/audio/transcriptions answers in OpenAI's shapes: errors carry type and param too
+_OPENAI_RESPONSES = {
+    200: {"description": "json: {text}; text: the text; verbose_json: text, duration, words "
+                         "with start/end, segments",
+          "content": {"application/json": {"schema": {"type": "object"}},
+                      "text/plain": {"schema": {"type": "string"}}}},
+    400: {"model": ErrorResponse, "description": "unsupported response_format, or not audio"},
+    404: {"model": ErrorResponse, "description": "the model is not served"},
 }
 
 
@@ -306,6 +320,56 @@ def _add_api_routes(app: FastAPI, state: ServeState) -> None:
         except (Cancelled, PoolClosed) as e:
             return _error(503, "unavailable", str(e))
 
+    @app.post("/v1/audio/transcriptions", summary="OpenAI-compatible transcription",
+              responses={**_ERRORS, **_OPENAI_RESPONSES})
+    async def openai_transcriptions(
+        request: Request,
+        file: Annotated[UploadFile, File(description="WAV, FLAC, OGG or MP3")],
+        model: Annotated[str, Form(description="a served model name (see /healthz); "
+                                   "'whisper-1' means the default model", max_length=64)],
+        response_format: Annotated[str, Form()] = "json",
+        language: Annotated[str | None, Form(max_length=16)] = None,
+        prompt: Annotated[str | None, Form(max_length=1000)] = None,
+        temperature: Annotated[float, Form(ge=0, le=1)] = 0.0,
+    ):
+        # OpenAI's error shape, so that its clients report our messages
+        def refuse(status: int, code: str, message: str, param: str | None = None):
+            return JSONResponse({"error": {"message": message, "type": "invalid_request_error",
+                                           "param": param, "code": code}}, status_code=status)
+
+        if response_format not in ("json", "text", "verbose_json"):
+            return refuse(400, "unsupported_format", f"response_format {response_format!r} "
+                          "is not supported; use json, text or verbose_json", "response_format")
+        if model != "whisper-1" and model not in state.model_names:
+            return refuse(404, "model_not_found", f"model {model!r} is not served; served: "
+                          f"{', '.join(state.model_names)} (or whisper-1 for the default)",
+                          "model")
+        # language/prompt/temperature are accepted for compatibility: our decoders are
+        # beam searches (temperature 0) and take no text prompt; the language is the model's
+        del language, prompt, temperature
+        data = await _read_upload(file, limit)
+        try:
+            t = await _wait(request, state, state.transcribe(
+                None if model == "whisper-1" else model, data, utt="utt", wcn=True,
+                limits=state.config.limits(False)))
+        except AudioRejected as e:
+            return refuse(400, e.code, str(e), "file")
+        except ValueError as e:
+            return refuse(400, "undecodable", str(e), "file")
+        except (Cancelled, PoolClosed) as e:
+            return refuse(503, "unavailable", str(e))
+        state.metrics.decoded(t.duration, t.decode_s)
+        if response_format == "text":
+            return PlainTextResponse(t.text + "\n")
+        if response_format == "json":
+            return {"text": t.text}
+        words = [{"word": w, "start": round(a, 3), "end": round(b, 3)}
+                 for w, a, b in t.word_times()]
+        return {"task": "transcribe", "language": "english", "duration": round(t.duration, 3),
+                "text": t.text, "words": words,
+                "segments": [{"id": 0, "start": 0.0, "end": round(t.duration, 3),
+                              "text": t.text}]}
+
     @app.post("/v1/rescore", response_model=RescoreResponse, responses=_ERRORS,
               summary="Re-rank an N-best list with the LLM")
     async def rescore(body: RescoreRequest):
@@ -326,7 +390,8 @@ def _add_api_routes(app: FastAPI, state: ServeState) -> None:
 
 
 
-_ENDPOINTS = {"/v1/transcribe", "/v1/rescore", "/healthz", "/metrics"}
+_ENDPOINTS = {"/v1/transcribe", "/v1/audio/transcriptions", "/v1/rescore", "/healthz",
+              "/metrics"}
 
 
 async def _read_upload(file: UploadFile, limit: int) -> bytes:

@@ -260,3 +260,33 @@ def _multipart(data: bytes) -> tuple[bytes, str]:
             f"filename=\"a.wav\"\r\nContent-Type: audio/wav\r\n\r\n").encode() + data \
         + f"\r\n--{boundary}--\r\n".encode()
     return body, f"multipart/form-data; boundary={boundary}"
+
+
+def test_openai_audio_transcriptions(client, cards):
+    """POST /v1/audio/transcriptions answers as OpenAI's endpoint does, for its clients."""
+    wav = (cards / "001.wav").read_bytes()
+
+    def post(**form):
+        return client.post("/v1/audio/transcriptions",
+                           files={"file": ("001.wav", wav, "audio/wav")}, data=form)
+
+    r = post(model="whisper-1")
+    assert r.status_code == 200 and r.json() == {"text": "ten of clubs"}, r.text
+    r = post(model="pocketsphinx", response_format="text")
+    assert r.status_code == 200 and r.text == "ten of clubs\n"
+    out = post(model="pocketsphinx", response_format="verbose_json").json()
+    assert out["text"] == "ten of clubs" and out["duration"] > 0.5
+    assert [w["word"] for w in out["words"]] == ["ten", "of", "clubs"]
+    starts = [w["start"] for w in out["words"]]
+    assert starts == sorted(starts) and all(w["end"] > w["start"] for w in out["words"])
+    assert out["words"][-1]["end"] <= out["duration"] + 0.05
+    for form, status, param in (({"model": "nope"}, 404, "model"),
+                                ({"model": "whisper-1", "response_format": "srt"}, 400,
+                                 "response_format")):
+        r = post(**form)
+        assert r.status_code == status and r.json()["error"]["param"] == param, r.text
+    r = client.post("/v1/audio/transcriptions", data={"model": "whisper-1"})
+    assert r.status_code == 422  # no file
+    r = client.post("/v1/audio/transcriptions", files={"file": ("x.wav", b"RIFF", "audio/wav")},
+                    data={"model": "whisper-1"})
+    assert r.status_code == 400 and r.json()["error"]["param"] == "file", r.text

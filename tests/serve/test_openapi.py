@@ -38,7 +38,8 @@ def test_api_conforms_to_its_spec(api_schema):
     # under the pytest here: its from_fixture fails on Function._nodeid).
     operations = [op.ok() for op in api_schema.get_all_operations()]
     assert {f"{op.method.upper()} {op.path}" for op in operations} == {
-        "POST /v1/transcribe", "POST /v1/rescore", "GET /healthz", "GET /metrics"}
+        "POST /v1/transcribe", "POST /v1/audio/transcriptions", "POST /v1/rescore",
+        "GET /healthz", "GET /metrics"}
     for op in operations:
         @given(case=op.as_strategy())
         @settings(max_examples=12, deadline=None, derandomize=True, database=None,
