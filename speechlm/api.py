@@ -451,16 +451,24 @@ def load_asr(model: str | os.PathLike = POCKETSPHINX, graph: str | os.PathLike |
 # ---- LLM -------------------------------------------------------------------------------
 def load_llm(path: str | os.PathLike, **kwargs: Any) -> LLM:
     """The runtime's :class:`speechlm.runtime.LLM` from a local checkpoint dir (never the
-    network), e.g. the embedded LM ``speechlm lm train`` writes.
+    network), e.g. the embedded LM ``speechlm lm train`` writes, a catalogue LLM
+    (``smollm2-135m-instruct``), or an OpenAI-compatible server's base URL (vLLM, ``speechlm
+    serve``'s OpenAI server): then a ``speechlm.runtime.RemoteLLM`` with the same
+    ``score``/``generate``.
 
     Args:
-        path: a transformers checkpoint directory.
-        **kwargs: ``LLM.from_pretrained`` options (``dtype``, ``device``, ``attention``...).
+        path: a transformers checkpoint directory, a catalogue name or an ``http(s)://`` URL.
+        **kwargs: ``LLM.from_pretrained`` options (``dtype``, ``device``, ``attention``...);
+            for a URL, ``RemoteLLM``'s (``model``, ``api_key``, ``timeout``...).
 
     >>> llm = load_llm("exp/lm")                                       # doctest: +SKIP
     >>> llm.score(["ten of clubs", "ten of clothes"])                  # doctest: +SKIP
     [-14.2, -19.8]
     """
+    if str(path).startswith(("http://", "https://")):
+        from speechlm.runtime.remote import RemoteLLM
+
+        return RemoteLLM(str(path), **kwargs)
     from speechlm.runtime import LLM
 
     return LLM.from_pretrained(path, **kwargs)

@@ -51,7 +51,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-pocketsphinx", action="store_true",
                         help="do not offer PocketSphinx English")
     parser.add_argument("--llm", default=None,
-                        help="LLM checkpoint dir for rescoring (e.g. from speechlm lm train)")
+                        help="LLM for rescoring: a checkpoint dir (e.g. from speechlm lm "
+                             "train) or a catalogue name (smollm2-135m-instruct)")
+    parser.add_argument("--llm-url", default=None,
+                        help="instead of --llm: an OpenAI-compatible server (vLLM...) base "
+                             "URL, e.g. http://gpu:8000/v1; every LLM call goes there")
+    parser.add_argument("--llm-model", default=None, help="the model name on --llm-url")
+    parser.add_argument("--asr", action="append", default=[], metavar="NAME|DIR",
+                        help="a pretrained ASR model offered too: a catalogue name "
+                             "(whisper-tiny.en, whisper-base, moonshine-tiny-en) or a "
+                             "CTranslate2 Whisper dir; repeatable")
     parser.add_argument("--slu", default=None, help="SLU model dir (speechlm.slu), optional")
     parser.add_argument("--max-upload-mb", type=float, default=10.0,
                         help="largest upload (413 above)")
@@ -105,6 +114,8 @@ def build_state(args: argparse.Namespace):
         models.append(ModelSpec(name, str(model_dir), args.graph))
     elif args.graph:
         raise ValueError("--graph goes with --model-dir")
+    for asr in args.asr:
+        models.append(ModelSpec(Path(asr).name if os.sep in asr else asr, asr))
     if not models:
         raise ValueError("no ASR model: give --model-dir or leave PocketSphinx on")
     config = ServeConfig(models=tuple(models), max_upload_bytes=int(args.max_upload_mb * 2**20),
@@ -117,10 +128,16 @@ def build_state(args: argparse.Namespace):
                                            body_timeout_s=args.body_timeout,
                                            max_uploads=args.max_uploads))
     llm = llm_name = slu = None
+    if args.llm and args.llm_url:
+        raise ValueError("give --llm or --llm-url, not both")
     if args.llm:
         from speechlm.api import load_llm
 
         llm, llm_name = load_llm(args.llm), Path(args.llm).name
+    elif args.llm_url:
+        from speechlm.api import load_llm
+
+        llm, llm_name = load_llm(args.llm_url, model=args.llm_model), args.llm_model or "remote"
     if args.slu:
         from speechlm.api import slu as load_slu
 
