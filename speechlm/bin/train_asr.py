@@ -32,6 +32,7 @@ import yaml
 
 from speechlm.asr.model_dir import export_model_dir
 from speechlm.bin import command_main
+from speechlm.core.errors import UsageError
 from speechlm.core.hashing import file_sha256
 
 SPACE = "<space>"
@@ -101,7 +102,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="the recipe's decode YAML (speechlm decode --config); exported "
                              "as the model dir's decode.yaml, so a plain `speechlm decode "
                              "--model-dir` decodes as the recipe did")
-    parser.add_argument("--ngpu", type=int, default=0)
+    parser.add_argument("--ngpu", type=int, default=0,
+                        help="GPUs; with more than one ESPnet trains data-parallel, one "
+                             "process per GPU (DDP, NCCL)")
+    parser.add_argument("--cpu-procs", type=int, default=1,
+                        help="without GPUs: data-parallel training processes on the CPU "
+                             "(DDP over gloo, started by torch.distributed.run)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--espnet-args", default="",
                         help="extra options for espnet2.bin.asr_train, one quoted string")
@@ -176,7 +182,17 @@ def run(args: argparse.Namespace) -> int:
     else:  # per-utterance mean subtraction: removes each recording's gain and channel
         normalize = ["--normalize", "utterance_mvn", "--normalize_conf", "norm_vars=false"]
     shapes = exp / "shapes"
-    cmd = [sys.executable, "-m", "speechlm.core.quiet", "espnet2.bin.asr_train",
+    if args.cpu_procs < 1 or (args.cpu_procs > 1 and args.ngpu > 0):
+        raise UsageError(f"--cpu-procs {args.cpu_procs}: give a number >= 1, and more than "
+                         "one only without GPUs (--ngpu 0)")
+    # CPU DDP: torch.distributed.run sets RANK/WORLD_SIZE/MASTER_* for each process, and
+    # ESPnet, told not to spawn processes itself, joins them over gloo.
+    launcher = ([sys.executable, "-m", "torch.distributed.run", "--standalone",
+                 "--nproc-per-node", str(args.cpu_procs), "-m"] if args.cpu_procs > 1
+                else [sys.executable, "-m"])
+    ddp = (["--multiprocessing_distributed", "false", "--dist_backend", "gloo"]
+           if args.cpu_procs > 1 else [])
+    cmd = [*launcher, "speechlm.core.quiet", "espnet2.bin.asr_train", *ddp,
            "--config", str(args.config), "--output_dir", str(exp),
            "--ngpu", str(args.ngpu), "--seed", str(args.seed), "--resume", "true",
            "--use_preprocessor", "true", "--token_type", "char",

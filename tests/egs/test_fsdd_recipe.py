@@ -189,3 +189,25 @@ def test_speaker_cmn_travels_with_the_model(recipe, monkeypatch):
     utt = sorted(raw)[0]
     alone = asr.normalize(raw[utt])
     assert not np.allclose(alone, asr.normalize(raw[utt], means[utt2spk[utt]]))
+
+
+def test_two_process_ddp_training_on_the_cpu(recipe, tmp_path):
+    """train-asr --cpu-procs 2: ESPnet's trainer joins two processes over gloo (DDP)."""
+    work, _, _ = recipe
+    exp = tmp_path / "exp_ddp"
+    config = tmp_path / "train_ddp.yaml"
+    conf = (work / "conf" / "tuning" / "train_asr_tiny.yaml").read_text()
+    config.write_text(conf.replace("max_epoch: 2", "max_epoch: 1"))
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+               OMP_NUM_THREADS="1")
+    r = subprocess.run(
+        [sys.executable, "-m", "speechlm.bin.train_asr", "--train-data", "data/dev",
+         "--train-feats", "dump/dev", "--valid-data", "data/dev", "--valid-feats", "dump/dev",
+         "--config", str(config), "--fbank-config", "conf/fbank.yaml", "--exp", str(exp),
+         "--cmvn", str(next(work.glob("dump/*/cmvn.npz"))), "--cpu-procs", "2"],
+        cwd=work, env=env, capture_output=True, text=True, timeout=900)
+    log = (exp / "train.log").read_text() if (exp / "train.log").is_file() else ""
+    assert r.returncode == 0, r.stderr[-2000:] + log[-3000:]
+    assert "gloo" in (exp / "run.sh").read_text()
+    assert ":0/2]" in log, log[-3000:]  # ESPnet logs "[host:rank/world]" from rank 0
+    assert (exp / "model" / "model.pth").is_file()

@@ -12,6 +12,8 @@
 set -euo pipefail
 
 stage=1; stop_stage=100; nj=2
+ngpu=0                          # GPUs for training (ESPnet DDP over them when more than one)
+cpu_procs=1                     # without GPUs: data-parallel training processes (DDP, gloo)
 fsdd=                           # FSDD root; default: $FSDD_ROOT, $SPEECHLM_DATA/fsdd, ../shared/data/fsdd
 dev_speaker=yweweler            # never trained on: dev = its takes 5-49, test = takes 0-4
 max_index=49                    # use takes 0..max_index only (small subsets for tests)
@@ -98,7 +100,7 @@ if [ ${stage} -le 5 ] && [ ${stop_stage} -ge 5 ]; then
   python -m speechlm.bin.train_asr --train-data "data/${train_sp}" --train-feats "dump/${train_sp}" \
     --valid-data "data/${valid_set}" --valid-feats "dump/${valid_set}" \
     --config "${asr_config}" --fbank-config "${fbank_config}" --exp "${asr_exp}" \
-    --decode-config "${decode_config}"
+    --decode-config "${decode_config}" --ngpu "${ngpu}" --cpu-procs "${cpu_procs}"
 fi
 
 if [ ${stage} -le 6 ] && [ ${stop_stage} -ge 6 ]; then
