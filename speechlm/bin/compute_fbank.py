@@ -60,6 +60,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cmn-prior-frames", type=float, default=DEFAULT_PRIOR_FRAMES,
                         help="weight of the global-mean prior, in frames (default %(default)s)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--cmd", default="local",
+                        help="how the --nj jobs run: local (in parallel here) or a Kaldi "
+                             "launcher, e.g. utils/run.pl or 'utils/slurm.pl --mem 2G'")
 
 
 def _load_config(path: str | None) -> FbankConfig:
@@ -87,10 +90,19 @@ def run(args: argparse.Namespace) -> int:
     if args.cmn == "none" and args.cmn_from:
         raise SystemExit("--cmn-from needs --cmn speaker")
     raw = out / "raw" if args.cmn == "speaker" else out
-    jobs = [args.job] if args.job is not None else range(1, args.nj + 1)
-    for job in jobs:
-        compute_feats_for_data_dir(args.data_dir, raw, config, nj=args.nj, job=job,
+    if args.job is not None or (args.nj == 1 and args.cmd == "local"):
+        compute_feats_for_data_dir(args.data_dir, raw, config, nj=args.nj, job=args.job or 1,
                                    progress=not args.no_progress)
+    else:  # the jobs in parallel, each its own process (finished ones return at once)
+        from speechlm.bin.launch import run_jobs
+
+        argv = [sys.executable, "-m", "speechlm.bin.compute_fbank", "--data-dir",
+                str(args.data_dir), "--out-dir", str(out), "--config", str(out / "fbank.yaml"),
+                "--cmn", args.cmn, "--nj", str(args.nj), "--job", "JOB", "--no-progress"]
+        rc = run_jobs(args.cmd, args.nj, str(out / "log" / "fbank.JOB.log"), argv,
+                      what="compute-fbank")
+        if rc != 0:
+            return rc
     if args.job is not None:
         return 0  # the run without --job merges (and normalises)
     merge_feats_jobs(raw, args.nj)

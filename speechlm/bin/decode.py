@@ -274,16 +274,9 @@ def run(args: argparse.Namespace) -> int:
                 str(out / CONFIG_FILE), "--data-dir", data_dir, "--out", str(out),
                 "--nj", str(nj), "--job", "JOB"]
         log = str(out / "log" / "decode.JOB.log")
-        if args.cmd == "local":
-            from speechlm.bin.launch import run_local
+        from speechlm.bin.launch import run_jobs
 
-            rc = run_local(f"JOB=1:{nj}", log, argv)
-        else:
-            import subprocess
-
-            rc = subprocess.call([*shlex.split(args.cmd), f"JOB=1:{nj}", log, *argv])
-            if rc != 0:
-                print(f"decode: {args.cmd} failed (exit {rc}); see {log}", file=sys.stderr)
+        rc = run_jobs(args.cmd, nj, log, argv, what="decode")
         if rc != 0:
             return rc
     merge_jobs(out, nj, lattice=config.lattice)

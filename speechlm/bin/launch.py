@@ -169,6 +169,21 @@ def run_local(spec: str, log_template: str, command: list[str], max_parallel: in
     return 0
 
 
+def run_jobs(cmd: str, nj: int, log_template: str, command: list[str], *, what: str) -> int:
+    """Jobs ``JOB=1:nj`` of ``command`` (``JOB`` in it and in ``log_template`` is the job
+    number) through ``cmd``: ``local`` (:func:`run_local`) or a Kaldi-style launcher such
+    as ``utils/run.pl`` or ``utils/slurm.pl --mem 4G``. Returns the exit code; on failure
+    says which command failed and where its logs are, prefixed with ``what``."""
+    if cmd == "local":
+        return run_local(f"JOB=1:{nj}", log_template, command)
+    import shlex
+
+    rc = subprocess.call([*shlex.split(cmd), f"JOB=1:{nj}", log_template, *command])
+    if rc != 0:
+        print(f"{what}: {cmd} failed (exit {rc}); see {log_template}", file=sys.stderr)
+    return rc
+
+
 def _kill_jobs(running: dict[int, subprocess.Popen]) -> None:
     for proc in list(running.values()):
         try:

@@ -83,3 +83,21 @@ def test_validate_help_says_commands_are_executed(capsys):
         validate_data_dir.main(["--help"])
     out = capsys.readouterr().out
     assert "RUNS them" in out and "--no-commands" in out and "--command-timeout" in out
+
+
+def test_compute_fbank_jobs_run_in_parallel_through_cmd(tmp_path):
+    """--nj 3 through utils/run.pl: one process per job, logs per job, the same features."""
+    import numpy as np
+
+    d = make_data_dir(tmp_path / "d", 6)
+    one, three = tmp_path / "one", tmp_path / "three"
+    assert compute_fbank.main(["--data-dir", str(d), "--out-dir", str(one),
+                               "--no-progress"]) == 0
+    assert compute_fbank.main(["--data-dir", str(d), "--out-dir", str(three), "--nj", "3",
+                               "--cmd", str(REPO / "tools" / "kaldi_utils" / "run.pl"),
+                               "--no-progress"]) == 0
+    assert sorted(p.name for p in (three / "log").glob("fbank.*.log")) == \
+        ["fbank.1.log", "fbank.2.log", "fbank.3.log"]
+    a = dict(kaldiio.load_scp(str(one / "feats.scp")))
+    b = dict(kaldiio.load_scp(str(three / "feats.scp")))
+    assert list(a) == list(b) and all(np.array_equal(a[u], b[u]) for u in a)

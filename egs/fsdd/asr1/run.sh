@@ -87,10 +87,10 @@ fi
 
 if [ ${stage} -le 4 ] && [ ${stop_stage} -ge 4 ]; then
   stage_log 4 "fbank (${fbank_config}, CMN: ${cmn}) -> dump/<set>, global CMVN of ${train_sp}"
-  python -m speechlm.bin.compute_fbank --data-dir "data/${train_sp}" --out-dir "dump/${train_sp}" \
+  python -m speechlm.bin.compute_fbank --cmd "${train_cmd}" --data-dir "data/${train_sp}" --out-dir "dump/${train_sp}" \
     --config "${fbank_config}" --nj "${nj}" --cmvn-out "dump/${train_sp}/cmvn.npz" --cmn "${cmn}"
   # dev is normalised with the training features' prior (dump/<train>/cmn.yaml)
-  python -m speechlm.bin.compute_fbank --data-dir "data/${valid_set}" --out-dir "dump/${valid_set}" \
+  python -m speechlm.bin.compute_fbank --cmd "${train_cmd}" --data-dir "data/${valid_set}" --out-dir "dump/${valid_set}" \
     --config "${fbank_config}" --nj "${nj}" --cmn "${cmn}" \
     $([ "${cmn}" = speaker ] && echo --cmn-from "dump/${train_sp}/cmn.yaml")
 fi

@@ -111,7 +111,7 @@ if [ ${stage} -le 4 ] && [ ${stop_stage} -ge 4 ] && [ "${use_espnet}" = true ]; 
     --num-voices 40 --voices-per-line 1 --seed 100 --augment --speaker-prefix asrtrain \
     --out data/asr_train
   for s in asr_train dev; do
-    python -m speechlm.bin.compute_fbank --data-dir "data/${s}" --out-dir "dump/${s}" \
+    python -m speechlm.bin.compute_fbank --cmd "${train_cmd}" --data-dir "data/${s}" --out-dir "dump/${s}" \
       --config conf/fbank.yaml --nj "${nj}" $([ "${s}" = asr_train ] && echo --cmvn-out dump/asr_train/cmvn.npz)
   done
   python -m speechlm.bin.train_asr --train-data data/asr_train --train-feats dump/asr_train \
