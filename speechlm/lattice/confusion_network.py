@@ -147,10 +147,22 @@ class ConfusionNetwork:
             obj = json.loads(obj)
         utt = obj.get("utt")
         try:
-            return cls([[(d["word"], d["posterior"], d["start"], d["end"]) for d in b]
-                        for b in obj["bins"]], utt=utt)
+            cn = cls([[(d["word"], d["posterior"], d["start"], d["end"]) for d in b]
+                      for b in obj["bins"]], utt=utt)
         except (KeyError, TypeError) as e:
             raise ValueError(f"confusion network {utt!r}: bad JSON: {e!r}") from e
+        import math
+
+        for k, b in enumerate(cn.bins):
+            for e in b:
+                if not (0.0 <= e.posterior <= 1.0 + 1e-4) or not math.isfinite(e.start + e.end):
+                    raise ValueError(f"confusion network {utt!r}: bin {k}: word {e.word!r} has "
+                                     f"posterior {e.posterior} (must be in [0, 1]) or "
+                                     f"non-finite times ({e.start}, {e.end})")
+                if "\n" in e.word or "\r" in e.word:
+                    raise ValueError(f"confusion network {utt!r}: bin {k}: a word contains a "
+                                     "line break")
+        return cn
 
     def to_lattice(self) -> Lattice:
         """The network as a lattice: one state per bin boundary, one arc per entry with

@@ -25,6 +25,8 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
+import pickle
 import random
 import time
 from collections import Counter
@@ -428,7 +430,13 @@ def prepare_out_dir(out_dir: Path, run_config: dict, overwrite: bool) -> dict | 
         )
     if not (out_dir / STATE).exists():
         return None  # killed before the first epoch ended: nothing to resume
-    return torch.load(out_dir / STATE, map_location="cpu", weights_only=False)
+    try:
+        return torch.load(out_dir / STATE, map_location="cpu", weights_only=False)
+    except (RuntimeError, EOFError, OSError, pickle.UnpicklingError) as e:
+        raise InputError(
+            f"{out_dir / STATE}: cannot read the saved training state ({e}); it is cut off "
+            f"or corrupt: delete it to restart the unfinished run, or pass --overwrite"
+        ) from None
 
 
 def train_lm(
@@ -569,8 +577,9 @@ def _train(
                 "history": history,
                 "seconds": elapsed_before + time.monotonic() - started,
             },
-            out_dir / STATE,
+            out_dir / f".{STATE}.tmp",
         )
+        os.replace(out_dir / f".{STATE}.tmp", out_dir / STATE)  # a kill never leaves half a file
     bar.close()
 
     model.save_pretrained(out_dir)

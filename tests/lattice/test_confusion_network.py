@@ -126,3 +126,20 @@ def test_ctm_with_confidences():
 def test_check_catches_bad_bins():
     with pytest.raises(ValueError, match="bin 1"):
         ConfusionNetwork([[("a", 1.0, 0, 1)], [("b", 0.5, 1, 2)]], utt="x").check()
+
+
+@pytest.mark.parametrize("entry, match", [
+    ({"word": "a", "posterior": float("nan"), "start": 0, "end": 1}, "posterior nan"),
+    ({"word": "a", "posterior": 1.5, "start": 0, "end": 1}, "posterior 1.5"),
+    ({"word": "a", "posterior": 0.5, "start": 0, "end": float("inf")}, "non-finite times"),
+    ({"word": "a\nb", "posterior": 0.5, "start": 0, "end": 1}, "line break"),
+])
+def test_cn_jsonl_reader_refuses_bad_entries_naming_the_line(tmp_path, entry, match):
+    from speechlm.lattice import read_cn_jsonl
+
+    good = {"utt": "u1", "bins": [[{"word": "x", "posterior": 1.0, "start": 0, "end": 1}]]}
+    path = tmp_path / "cn.jsonl"
+    path.write_text(json.dumps(good) + "\n" + json.dumps({"utt": "u2", "bins": [[entry]]})
+                    + "\n")
+    with pytest.raises(ValueError, match=rf"cn.jsonl:2: confusion network 'u2'.*{match}"):
+        list(read_cn_jsonl(path))

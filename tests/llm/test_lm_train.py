@@ -202,6 +202,14 @@ def test_killed_run_resumes_to_the_same_model(tmp_path, monkeypatch):
     monkeypatch.setattr(lm_train, "perplexity", real)
     with pytest.raises(ValueError, match="different settings.*epochs"):
         train_lm(text, tmp_path / "killed", LMTrainConfig(**{**TINY, "epochs": 3}))
+    state = tmp_path / "killed" / "train_state.pt"
+    saved = state.read_bytes()
+    state.write_bytes(saved[: len(saved) // 2])  # a state file cut off (disk full, old code)
+    with pytest.raises(ValueError, match="train_state.pt: cannot read the saved training "
+                                        "state.*cut off or corrupt"):
+        train_lm(text, tmp_path / "killed", config, progress=False)
+    state.write_bytes(saved)
+    assert not list((tmp_path / "killed").glob(".*.tmp"))  # saves go through a renamed tmp
     resumed = train_lm(text, tmp_path / "killed", config, progress=False)
     assert resumed.steps == full.steps
     assert resumed.heldout_perplexity == pytest.approx(full.heldout_perplexity, rel=1e-5)
