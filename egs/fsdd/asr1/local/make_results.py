@@ -136,8 +136,20 @@ WER (%) of the attention-rescored 1-best, of the MBR (consensus) 1-best of the w
 confusion network, and the oracles (best path in the lattice, in the N-best, through the WCN).
 
 """ + lattice_table
+    text += resolved_configs(args.exp, args.sets[0])
     (args.exp / "RESULTS.md").write_text(text)
     return 0
+
+
+def resolved_configs(exp: Path, first_set: str) -> str:
+    """The decode settings as `speechlm decode` resolved them (OUT/decode_config.yaml)."""
+    out = ""
+    for kind in ("decode", "decode_lattice"):
+        path = exp / f"{kind}_{first_set}" / "decode_config.yaml"
+        if path.is_file():
+            out += f"\n`{path}` (every set of this stage decodes with it):\n\n```yaml\n"
+            out += path.read_text().rstrip() + "\n```\n"
+    return "\n### Resolved decode configs\n" + out if out else ""
 
 
 if __name__ == "__main__":
