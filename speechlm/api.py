@@ -449,7 +449,10 @@ def load_asr(model: str | os.PathLike = POCKETSPHINX, graph: str | os.PathLike |
 
 
 # ---- LLM -------------------------------------------------------------------------------
-def load_llm(path: str | os.PathLike, **kwargs: Any) -> LLM:
+DEFAULT_LLM = "smollm2-135m-instruct"
+
+
+def load_llm(path: str | os.PathLike = DEFAULT_LLM, **kwargs: Any) -> LLM:
     """The runtime's :class:`speechlm.runtime.LLM` from a local checkpoint dir (never the
     network), e.g. the embedded LM ``speechlm lm train`` writes, a catalogue LLM
     (``smollm2-135m-instruct``), or an OpenAI-compatible server's base URL (vLLM, ``speechlm
@@ -457,7 +460,8 @@ def load_llm(path: str | os.PathLike, **kwargs: Any) -> LLM:
     ``score``/``generate``.
 
     Args:
-        path: a transformers checkpoint directory, a catalogue name or an ``http(s)://`` URL.
+        path: a transformers checkpoint directory, a catalogue name (default: SmolLM2-135M-
+            Instruct, installed by ``tools/setup.sh``) or an ``http(s)://`` URL.
         **kwargs: ``LLM.from_pretrained`` options (``dtype``, ``device``, ``attention``...);
             for a URL, ``RemoteLLM``'s (``model``, ``api_key``, ``timeout``...).
 

@@ -37,7 +37,9 @@ def _floats(text: str, name: str) -> list[float]:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--decode-dir", required=True, help="holds nbest.jsonl")
     parser.add_argument("--out", required=True)
-    parser.add_argument("--llm", default=None, help="local Hugging Face model dir")
+    parser.add_argument("--llm", default=None,
+                        help="local Hugging Face model dir or a catalogue LLM "
+                             "(smollm2-135m-instruct)")
     parser.add_argument("--llm-url", default=None, help="OpenAI-compatible server base URL")
     parser.add_argument("--llm-model", default=None, help="model name on that server")
     parser.add_argument("--llm-scales", default="0 0.1 0.2 0.3 0.5 0.7 1.0")

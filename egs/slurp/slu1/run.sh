@@ -29,6 +29,8 @@ icl_opts="--calibrate"
 slu_inputs="text onebest nbest wcn oracle"
 llm_scales="0 0.05 0.1 0.2 0.3 0.5 0.7 1.0 1.5 2.0 3.0"
 length_bonuses="0 0.5 1 2 3"
+llm=exp/llm                     # stage 5's LLM: the embedded LM of stage 2, or a catalogue
+                                # LLM (smollm2-135m-instruct) or any local checkpoint dir
 llm_url=                        # an OpenAI-compatible server (vLLM...) for the rescoring LLM of
 llm_model=                      # stage 5, e.g. http://gpu:8000/v1; default: the embedded exp/llm
 help_message="usage: $0 [--stage N] [--stop_stage N] [--nj N] [--quick true] [--test_jsonl 'a.jsonl ...']"
@@ -132,7 +134,7 @@ systems=exp/pocketsphinx
 
 if [ ${stage} -le 5 ] && [ ${stop_stage} -ge 5 ]; then
   stage_log 5 "LLM N-best rescoring (sweep on dev, best setting applied to the test sets)"
-  llm_opts="--llm exp/llm"
+  llm_opts="--llm ${llm}"
   [ -z "${llm_url}" ] || llm_opts="--llm-url ${llm_url} ${llm_model:+--llm-model ${llm_model}}"
   for sys in ${systems}; do
     python -m speechlm.bin.rescore --decode-dir "${sys}/decode_dev" ${llm_opts} \
