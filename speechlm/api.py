@@ -325,7 +325,8 @@ class ASR:
 
     def transcribe(self, audios: list, sample_rate: int | None = None, *,
                    utts: list[str] | None = None, batch_size: int | None = None,
-                   wcn: bool = True, limits: AudioLimits = AudioLimits()) -> list[Transcript]:
+                   wcn: bool = True, limits: AudioLimits = AudioLimits(),
+                   errors: str = "raise") -> list:
         """Transcribe several utterances, ``batch_size`` at a time (default: the config's).
 
         Args:
@@ -333,10 +334,18 @@ class ASR:
             utts: utterance ids (default ``utt1``, ``utt2``...).
             batch_size: utterances per recognizer call; backends that batch (padded
                 encoder batches) gain from more, the others decode one at a time.
+            errors: ``"raise"``: an input that cannot be transcribed raises; ``"return"``:
+                its :class:`AudioRejected` takes its place in the list and the others are
+                transcribed (a server's batch of requests).
+
+        Returns:
+            One :class:`Transcript` per input, in order (or its ``AudioRejected``).
 
         Raises:
             AudioRejected: one input cannot be transcribed (the message names it).
         """
+        if errors not in ("raise", "return"):
+            raise ValueError(f"errors must be 'raise' or 'return', got {errors!r}")
         from speechlm.data.audio import resample
 
         if isinstance(audios, (str, bytes, os.PathLike, np.ndarray)):
@@ -349,15 +358,19 @@ class ASR:
         if size < 1:
             raise ValueError(f"batch_size must be >= 1, got {size}")
         inputs = []
-        for utt, audio in zip(utts, audios, strict=True):
+        rejected: dict[int, AudioRejected] = {}
+        for k, (utt, audio) in enumerate(zip(utts, audios, strict=True)):
             try:
                 samples, rate, channels = read_audio_input(audio, sample_rate, limits)
             except AudioRejected as e:
+                if errors == "return":
+                    rejected[k] = e
+                    continue
                 if len(audios) == 1:
                     raise
                 raise AudioRejected(e.code, f"{utt}: {e}") from None
             inputs.append((utt, samples, rate, channels))
-        out: list[Transcript] = []
+        out: list = []
         for k in range(0, len(inputs), size):
             chunk = inputs[k:k + size]
             start = time.perf_counter()
@@ -370,6 +383,8 @@ class ASR:
                                       wcn=r.cn, utt=utt, duration=len(x) / rate,
                                       sample_rate=rate, channels=channels, decode_s=seconds,
                                       model=self.name))
+        for k in sorted(rejected):  # back in their places
+            out.insert(k, rejected[k])
         return out
 
 

@@ -70,6 +70,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="requests decoding at once (decode worker processes)")
     parser.add_argument("--max-waiting", type=int, default=8,
                         help="requests queued beyond those (429 above)")
+    parser.add_argument("--max-batch", type=int, default=1,
+                        help="queued requests a decode worker takes at once, decoded as one "
+                             "padded batch where the backend batches (Whisper; for GPUs)")
     parser.add_argument("--max-nbest", type=int, default=10, help="largest N-best asked for")
     parser.add_argument("--llm-scale", type=float, default=0.5,
                         help="default LLM weight in rescoring")
@@ -120,7 +123,8 @@ def build_state(args: argparse.Namespace):
         raise ValueError("no ASR model: give --model-dir or leave PocketSphinx on")
     config = ServeConfig(models=tuple(models), max_upload_bytes=int(args.max_upload_mb * 2**20),
                          max_seconds=args.max_seconds, max_concurrency=args.max_concurrency,
-                         max_waiting=args.max_waiting, max_nbest=args.max_nbest,
+                         max_waiting=args.max_waiting, max_batch=args.max_batch,
+                         max_nbest=args.max_nbest,
                          llm_scale=args.llm_scale, drain_seconds=args.drain_seconds,
                          decode_processes=not args.decode_in_threads,
                          guard=GuardConfig(allowed_hosts=allowed_hosts(args),

@@ -75,6 +75,9 @@ class ServeConfig:
         max_concurrency: requests decoding at once: the number of decode worker
             processes (or threads without ``decode_processes``).
         max_waiting: requests queued behind those; more get 429 (before the body is read).
+        max_batch: requests a decode worker takes at once (dynamic batching of queued
+            requests for the same model and options; for backends with padded batches,
+            e.g. Whisper on a GPU). 1: one at a time.
         max_nbest: largest ``nbest`` a request may ask for (models keep this many).
         llm_scale: default weight of the LLM log-probability in rescoring.
         decode_processes: decode in worker processes that each load the models once (the
@@ -90,6 +93,7 @@ class ServeConfig:
     max_seconds: float = 30.0
     max_concurrency: int = 1
     max_waiting: int = 8
+    max_batch: int = 1
     max_nbest: int = 10
     llm_scale: float = 0.5
     decode_processes: bool = True
@@ -102,8 +106,8 @@ class ServeConfig:
         names = [m.name for m in self.models]
         if len(set(names)) != len(names):
             raise ValueError(f"model names must be unique, got {names}")
-        if self.max_concurrency < 1 or self.max_waiting < 0:
-            raise ValueError("need max_concurrency >= 1 and max_waiting >= 0")
+        if self.max_concurrency < 1 or self.max_waiting < 0 or self.max_batch < 1:
+            raise ValueError("need max_concurrency >= 1, max_waiting >= 0, max_batch >= 1")
         if self.max_nbest < 1 or self.max_upload_bytes < 1024 or self.max_seconds <= 0:
             raise ValueError("need max_nbest >= 1, max_upload_bytes >= 1024, max_seconds > 0")
         if self.drain_seconds < 0:
@@ -228,7 +232,8 @@ class ServeState:
 
             self._workers = WorkerPool({m.name: (m.model, m.graph) for m in self.config.models},
                                        nbest=self.config.max_nbest,
-                                       processes=self.config.max_concurrency)
+                                       processes=self.config.max_concurrency,
+                                       max_batch=self.config.max_batch)
         self._slots = threading.BoundedSemaphore(self.config.max_concurrency
                                                  + self.config.max_waiting)
         self._depth = 0

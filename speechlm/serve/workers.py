@@ -84,18 +84,32 @@ def _worker_main(conn, models: dict[str, tuple[str, str | None]], nbest: int,
     conn.send(("ready", [ModelInfo(n, a.sample_rate, a.has_lattice) for n, a in asrs.items()]))
     while True:
         try:
-            name, audio, kwargs = conn.recv()
+            name, items = conn.recv()  # [(audio, kwargs)]: one request, or a batch of them
         except (EOFError, OSError):  # the server closed the pipe: stop
             return
-        try:
-            reply: tuple = ("ok", asrs[name](audio, **kwargs))
-        except AudioRejected as e:
-            reply = ("rejected", e.code, str(e))
-        except ValueError as e:  # the decoder refused this input
-            reply = ("value_error", str(e))
-        except Exception:
-            reply = ("error", traceback.format_exc())
-        conn.send(reply)
+        conn.send(_decode_items(asrs[name], items))
+
+
+def _decode_items(asr, items: list[tuple[Any, dict]]) -> list[tuple]:
+    """One reply per item. A batch (items share every option but ``utt``) goes through one
+    ``ASR.transcribe`` call, so backends with padded batches decode it together; audio that
+    is rejected is answered alone and does not fail its neighbours."""
+    try:
+        if len(items) == 1:
+            audio, kwargs = items[0]
+            return [("ok", asr(audio, **kwargs))]
+        options = {k: v for k, v in items[0][1].items() if k != "utt"}
+        outs = asr.transcribe([a for a, _ in items], options.pop("sample_rate", None),
+                              utts=[kw.get("utt", "utt") for _, kw in items],
+                              batch_size=len(items), errors="return", **options)
+        return [("ok", o) if not isinstance(o, AudioRejected) else ("rejected", o.code, str(o))
+                for o in outs]
+    except AudioRejected as e:
+        return [("rejected", e.code, str(e))] * len(items)
+    except ValueError as e:  # the decoder refused this input
+        return [("value_error", str(e))] * len(items)
+    except Exception:
+        return [("error", traceback.format_exc())] * len(items)
 
 
 class WorkerPool:
@@ -104,14 +118,21 @@ class WorkerPool:
     Args:
         models: served name -> ``(model, graph)``, the arguments of ``speechlm.load_asr``.
         nbest: hypotheses kept per utterance.
-        processes: worker processes, each decoding one utterance at a time.
+        processes: worker processes.
+        max_batch: requests a worker takes at once (dynamic batching): when it becomes free
+            it takes the oldest queued request and up to ``max_batch - 1`` more queued ones
+            for the same model with the same options, decoded in one call.
         start_timeout: seconds a worker may take to load its models.
     """
 
     def __init__(self, models: dict[str, tuple[str, str | None]], *, nbest: int,
-                 processes: int, start_timeout: float = 300.0) -> None:
+                 processes: int, max_batch: int = 1, start_timeout: float = 300.0) -> None:
         if processes < 1:
             raise ValueError(f"need processes >= 1, got {processes}")
+        if max_batch < 1:
+            raise ValueError(f"need max_batch >= 1, got {max_batch}")
+        self.max_batch = max_batch
+        self.batch_sizes: collections.Counter[int] = collections.Counter()  # for /metrics
         self.models = dict(models)
         self.nbest = nbest
         self.processes = processes
@@ -207,11 +228,25 @@ class WorkerPool:
         with self._cond:
             self._jobs.pop(future, None)
 
-    def _next_job(self) -> _Job | None:
+    def _next_jobs(self) -> list[_Job] | None:
+        """The oldest queued job and up to ``max_batch - 1`` queued ones like it; None when
+        the pool closes."""
         with self._cond:
             while not self._queue and not self._closing:
                 self._cond.wait()
-            return None if self._closing else self._queue.popleft()
+            if self._closing:
+                return None
+            first = self._queue.popleft()
+            jobs = [first]
+            options = {k: v for k, v in first.kwargs.items() if k != "utt"}
+            for job in list(self._queue):
+                if len(jobs) >= self.max_batch:
+                    break
+                if job.model == first.model and \
+                        {k: v for k, v in job.kwargs.items() if k != "utt"} == options:
+                    self._queue.remove(job)
+                    jobs.append(job)
+            return jobs
 
     def _past_deadline(self) -> bool:
         return self._kill_at is not None and time.monotonic() >= self._kill_at
@@ -241,11 +276,13 @@ class _Worker(threading.Thread):
                 if self.proc is None and not self.pool._closing and not self._spawn():
                     return
                 self.ready.set()
-                job = self.pool._next_job()
-                if job is None:
+                jobs = self.pool._next_jobs()
+                if jobs is None:
                     return
-                if job.future.set_running_or_notify_cancel():
-                    self._run(job)
+                jobs = [j for j in jobs if j.future.set_running_or_notify_cancel()]
+                if jobs:
+                    self.pool.batch_sizes[len(jobs)] += 1
+                    self._run(jobs)
         finally:
             self.ready.set()
             self._stop()
@@ -277,33 +314,39 @@ class _Worker(threading.Thread):
         self.proc, self.conn = proc, parent
         return True
 
-    def _run(self, job: _Job) -> None:
+    def _run(self, jobs: list[_Job]) -> None:
+        def fail(error: Exception) -> None:
+            for job in jobs:
+                if not job.future.done():
+                    job.future.set_exception(error)
+
         try:
-            self.conn.send((job.model, job.audio, job.kwargs))
+            self.conn.send((jobs[0].model, [(job.audio, job.kwargs) for job in jobs]))
         except (OSError, ValueError) as e:  # a dead worker's pipe, or unpicklable input
             self._restart()
-            job.future.set_exception(WorkerDied(f"could not hand the job to a worker: {e}"))
+            fail(WorkerDied(f"could not hand the job to a worker: {e}"))
             return
         while True:
             ready = wait([self.conn, self.proc.sentinel], timeout=POLL_S)
             if self.conn in ready:
                 try:
-                    reply = self.conn.recv()
+                    replies = self.conn.recv()
                 except (EOFError, OSError):
-                    reply = None
-                if reply is not None:
-                    _deliver(job.future, reply)
+                    replies = None
+                if replies is not None:
+                    for job, reply in zip(jobs, replies, strict=True):
+                        _deliver(job.future, reply)
                     return
             if ready:  # the pipe closed or the process ended without a reply
                 code = self.proc.exitcode
                 self._restart()
-                job.future.set_exception(WorkerDied(f"the decode worker died (exit code "
-                                                    f"{code}); the job was not finished"))
+                fail(WorkerDied(f"the decode worker died (exit code {code}); the job was "
+                                "not finished"))
                 return
-            if job.cancelled.is_set() or self.pool._past_deadline():
+            # a batch is stopped only when no client is left waiting for it
+            if all(job.cancelled.is_set() for job in jobs) or self.pool._past_deadline():
                 self._restart()  # the only way to stop a decoder in native code
-                job.future.set_exception(Cancelled("stopped: the client went away or the "
-                                                   "server is stopping"))
+                fail(Cancelled("stopped: the client went away or the server is stopping"))
                 return
 
     def _restart(self) -> None:

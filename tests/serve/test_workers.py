@@ -177,3 +177,35 @@ def test_server_answers_during_a_long_decode_and_stops_within_its_drain_bound(ca
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_queued_requests_are_decoded_as_one_batch(cards, ps_asr):
+    """max_batch 4: requests queued behind a running one go to the worker together, each
+    gets its own result (a rejected one does not fail its neighbours)."""
+    from speechlm.api import AudioRejected
+    from speechlm.serve.workers import WorkerPool
+
+    pool = WorkerPool({"pocketsphinx": ("pocketsphinx", None)}, nbest=5, processes=1,
+                      max_batch=4)
+    pool.start()
+    try:
+        busy = pool.submit("pocketsphinx", noise(6), sample_rate=16000)
+        deadline = time.monotonic() + 30
+        while not busy.running() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        names = ["001", "002", "bad", "003", "004"]
+        futures = [pool.submit("pocketsphinx", b"RIFF junk" if n == "bad" else
+                               (cards / f"{n}.wav").read_bytes(), utt=n) for n in names]
+        busy.result(120)
+        for n, f in zip(names, futures, strict=True):
+            if n == "bad":
+                with pytest.raises(AudioRejected):
+                    f.result(120)
+                continue
+            t = f.result(120)
+            here = ps_asr(cards / f"{n}.wav", utt=n)
+            assert (t.utt, t.text, [h.text for h in t.nbest]) == \
+                (n, here.text, [h.text for h in here.nbest])
+        assert pool.batch_sizes[4] == 1 and pool.batch_sizes[1] == 2, pool.batch_sizes
+    finally:
+        pool.close(1)
