@@ -74,7 +74,7 @@ def interleaved(fns: dict, device, rounds: int) -> dict[str, list[float]]:
     _sync(device)
     times: dict[str, list[float]] = {name: [] for name in names}
     for r in range(rounds):
-        for name in names[r % len(names):] + names[: r % len(names)]:
+        for name in names[r % len(names) :] + names[: r % len(names)]:
             start = time.perf_counter()
             fns[name]()
             _sync(device)
@@ -171,7 +171,9 @@ def bench_one(b, t, case, index_s, pages_s, args, device, pbar):
     first = tactic_select(q, k, index, p=args.p[0], scale=scale, impl=args.impl)
     top_k = quest_top_k_for(q, k, pages, first.counts.float().mean().item(), scale)
     selectors[f"quest_k{top_k}"] = (
-        lambda: quest_select(q, k, pages, top_k=top_k, scale=scale), quest_bytes, pages_s
+        lambda: quest_select(q, k, pages, top_k=top_k, scale=scale),
+        quest_bytes,
+        pages_s,
     )
     sels = {name: fn() for name, (fn, _, _) in selectors.items()}
     fns = {"dense_gqa": dense_gqa, "dense_stacked": dense_stacked}
