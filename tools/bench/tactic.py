@@ -11,9 +11,10 @@ read and selected on its own. For each batch size and context:
   ``stacked`` = the ``R`` query heads of each KV group stacked as ``R`` query rows
   against that group's keys (``q (B, G, R, D)`` vs ``k (B, G, T, D)``): same output,
   and the strongest dense baseline on a CPU. Speed-ups are against ``stacked``;
-* Tactic at each P: selection (centroid ranking, exact head, fit, walk, union, token
-  list) and attention over the selection timed separately; true captured mass against
-  dense (mean and 5th percentile over heads);
+* Tactic at each P, with each ``--index-methods`` index (``tactic``: Lloyd k-means,
+  ``tactic2l``: ``build_index(method="two_level")``): selection (centroid ranking,
+  exact head, fit, walk, union, token list) and attention over the selection timed
+  separately; true captured mass against dense (mean and 5th percentile over heads);
 * Quest-style: ``top_k`` pages of 16 calibrated so its mean tokens read per KV head
   match Tactic's at the first P (equal average budget), timed the same way.
 
@@ -105,25 +106,31 @@ def _rows_of(x, b: int):
     return x.repeat(b, *([1] * (x.dim() - 1)))
 
 
+TAG = {"lloyd": "tactic", "two_level": "tactic2l"}  # method column per index method
+
+
 def make_case(t, args, device, dtype):
     """Row-0 data of one context, its k-means index and page bounds (each built once, timed)."""
     q, k, v = make_batch(1, t, mix=DEFAULT_MIX, r=H // G, d=D, seed=args.seed, dtype=dtype)
     q, k, v = q.to(device), k.to(device), v.to(device)
-    start = time.perf_counter()
-    index = build_index(k[:, :, : t - args.recent], cluster_size=args.cluster_size,
-                        iters=args.iters)  # fmt: skip
-    _sync(device)
-    index_s = time.perf_counter() - start
+    indexes, index_s = {}, {}
+    for method in args.index_methods:
+        start = time.perf_counter()
+        indexes[method] = build_index(k[:, :, : t - args.recent], method=method,
+                                      cluster_size=args.cluster_size, iters=args.iters)  # fmt: skip
+        _sync(device)
+        index_s[method] = time.perf_counter() - start
     start = time.perf_counter()
     pages = build_pages(k[:, :, : t - args.recent], page_size=16)
     _sync(device)
-    return (q, k, v, index, pages), index_s, time.perf_counter() - start
+    return (q, k, v, indexes, pages), index_s, time.perf_counter() - start
 
 
 def bench_one(b, t, case, index_s, pages_s, args, device, pbar):
-    q1, k1, v1, index1, pages1 = case
+    q1, k1, v1, indexes1, pages1 = case
     q, k, v = _rows_of(q1, b), _rows_of(k1, b), _rows_of(v1, b)
-    index = type(index1)(*(_rows_of(x, b) for x in index1[:-1]), index1.n_tokens)
+    indexes = {m: type(i)(*(_rows_of(x, b) for x in i[:-1]), i.n_tokens)
+               for m, i in indexes1.items()}  # fmt: skip
     pages = type(pages1)(_rows_of(pages1.kmin, b), _rows_of(pages1.kmax, b),
                          pages1.page_size, pages1.n_tokens)  # fmt: skip
     e = k.element_size()
@@ -144,9 +151,8 @@ def bench_one(b, t, case, index_s, pages_s, args, device, pbar):
         raise RuntimeError(f"stacked and enable_gqa dense SDPA differ by {gap:.2e}")
     dense_bytes = 2 * b * G * t * D * e
     probs = dense_probs(q, k, None, scale)  # (B, H, T): the truth for captured mass
-    c = index.centroids.shape[2]
 
-    def tactic_bytes(sel):
+    def tactic_bytes(sel, c):
         # centroids + sizes/offsets, exact head + two sampled segments per query head
         # (upper bound: heads of a group read their own rows), recent keys, perm slots
         n_exact = max(16, int(0.015 * n)) + 2 * 32
@@ -162,13 +168,15 @@ def bench_one(b, t, case, index_s, pages_s, args, device, pbar):
 
     pbar.set_postfix_str(f"B={b} T={t}: selections")
     selectors = {
-        f"tactic_p{p}": (
-            lambda p=p: tactic_select(q, k, index, p=p, scale=scale, impl=args.impl),
-            tactic_bytes, index_s,
+        f"{TAG[m]}_p{p}": (
+            lambda p=p, i=i: tactic_select(q, k, i, p=p, scale=scale, impl=args.impl),
+            lambda sel, c=i.centroids.shape[2]: tactic_bytes(sel, c), index_s[m],
         )
+        for m, i in indexes.items()
         for p in args.p
     }  # fmt: skip
-    first = tactic_select(q, k, index, p=args.p[0], scale=scale, impl=args.impl)
+    first_index = indexes[args.index_methods[0]]
+    first = tactic_select(q, k, first_index, p=args.p[0], scale=scale, impl=args.impl)
     top_k = quest_top_k_for(q, k, pages, first.counts.float().mean().item(), scale)
     selectors[f"quest_k{top_k}"] = (
         lambda: quest_select(q, k, pages, top_k=top_k, scale=scale),
@@ -270,6 +278,8 @@ def main() -> None:
     ap.add_argument("--p", type=float, nargs="+", default=[0.9, 0.75])
     ap.add_argument("--cluster-size", type=int, default=16)
     ap.add_argument("--iters", type=int, default=10, help="k-means iterations")
+    ap.add_argument("--index-methods", nargs="+", default=["lloyd", "two_level"],
+                    choices=list(TAG), help="build_index methods")  # fmt: skip
     ap.add_argument("--recent", type=int, default=64, help="dense recent tokens")
     ap.add_argument("--rounds", type=int, default=7, help="interleaved timing rounds")
     ap.add_argument("--amortise", type=int, default=256,
@@ -299,7 +309,8 @@ def main() -> None:
         for t in args.contexts:
             pbar.set_postfix_str(f"T={t}: k-means index")
             case, index_s, pages_s = make_case(t, args, device, dtype)
-            print(f"T={t}: k-means index {index_s:.2f} s, Quest pages {pages_s:.3f} s "
+            built = ", ".join(f"{m} {s:.2f} s" for m, s in index_s.items())
+            print(f"T={t}: k-means index {built}; Quest pages {pages_s:.3f} s "
                   "(one row, one layer)", flush=True)  # fmt: skip
             for b in args.batches:
                 rows += bench_one(b, t, case, index_s, pages_s, args, device, pbar)
@@ -311,10 +322,11 @@ def main() -> None:
     (args.out / "tactic.tsv").write_text("\n".join(lines) + "\n")
     plot(rows, args.out / "tactic.png")
     print(f"load average after: {os.getloadavg()}")
-    goal = [r for r in rows if r["context"] == 32768 and r["method"] == "tactic_p0.9"]
+    goal = [r for r in rows if r["context"] == 32768 and r["method"].endswith("_p0.9")
+            and not r["method"].startswith("quest")]  # fmt: skip
     for r in goal:
         ok = r["x_amort"] >= 3 and r["mass_mean"] >= 0.88
-        print(f"goal @32K B={r['batch']}: {r['x_stacked']:.2f}x stacked dense "
+        print(f"goal @32K B={r['batch']} {r['method']}: {r['x_stacked']:.2f}x stacked dense "
               f"[{r['x_lo']:.2f}-{r['x_hi']:.2f}], {r['x_amort']:.2f}x with the index "
               f"amortised over {args.amortise} steps, mean mass {r['mass_mean']:.3f} -> "
               f"{'met' if ok else 'NOT met'} (>= 3x, >= 0.88)")  # fmt: skip
