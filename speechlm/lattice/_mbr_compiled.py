@@ -12,14 +12,16 @@ the tests compare against; ``mbr._acc_stats`` uses this one when numba is instal
 
 from __future__ import annotations
 
+import importlib.util
+
 import numpy as np
 
-try:
-    import numba
-except ImportError:  # optional: the numpy pass is used instead
-    numba = None
-
-HAS_NUMBA = numba is not None
+# numba is optional (the numpy pass is used without it) and imported on first use only:
+# importing it costs ~0.5 s, compiling (first call in a process; then cached on disk
+# beside this file) ~1 s, so lattices too small to gain from it never load it.
+HAS_NUMBA = importlib.util.find_spec("numba") is not None
+MIN_CELLS = 200_000  # arcs x (Q + 1) from which mbr._acc_stats uses the compiled pass
+_kernels = None
 
 
 def _forward_level(src, word, post, ad, r, c, l0r, delta, rows, choice):
@@ -82,9 +84,14 @@ def _backward(src, dst, word, post, tb, te, times, choice, bd, vocab):
     return gamma, tau_b, tau_e
 
 
-if HAS_NUMBA:
-    _forward_level_c = numba.njit(cache=True)(_forward_level)
-    _backward_c = numba.njit(cache=True)(_backward)
+def _compiled():
+    """``(forward_level, backward)`` compiled by numba (once per process)."""
+    global _kernels
+    if _kernels is None:
+        import numba
+
+        _kernels = (numba.njit(cache=True)(_forward_level), numba.njit(cache=True)(_backward))
+    return _kernels
 
 
 def arc_posteriors(g) -> list[np.ndarray]:
@@ -129,6 +136,7 @@ def acc_stats(g, r: np.ndarray, delta: float):
     order), so the expected costs, and the ties the choices break, are bit for bit the
     reference's. Backward: one compiled loop over all arcs.
     """
+    forward_level, backward = _compiled()
     per_level, (src, dst, word, post, tb, te) = flat_levels(g)
     r = np.ascontiguousarray(r, dtype=np.int64)
     q_len = len(r)
@@ -140,15 +148,15 @@ def acc_stats(g, r: np.ndarray, delta: float):
     at = 0
     for s_l, w_l, p_l, starts, ends in per_level:
         rows = np.empty((len(s_l), q_len + 1))
-        _forward_level_c(s_l, w_l, p_l, ad, r, c, l0r, delta, rows, choice[at : at + len(s_l)])
+        forward_level(s_l, w_l, p_l, ad, r, c, l0r, delta, rows, choice[at : at + len(s_l)])
         ad[ends] = np.add.reduceat(rows, starts, axis=0)
         at += len(s_l)
     expected = float(ad[g.num_states - 1, q_len])
     bd = np.zeros((g.num_states, q_len + 1))
     bd[g.num_states - 1, q_len] = 1.0
     times = np.asarray(g.times, dtype=np.float64)
-    gamma, tau_b, tau_e = _backward_c(src, dst, word, post, tb, te, times, choice, bd,
-                                      len(g.vocab))  # fmt: skip
+    gamma, tau_b, tau_e = backward(src, dst, word, post, tb, te, times, choice, bd,
+                                   len(g.vocab))  # fmt: skip
     # Positions deleted before the first arc (line 29 of Fig. 5), as in the numpy pass.
     lead = np.cumsum(bd[0, 1:][::-1])[::-1]  # (Q,)
     gamma[1:, 0] += lead
