@@ -13,7 +13,7 @@ import pytest
 from speechlm.lattice import ConfusionNetwork, Lattice, _mbr_compiled, mbr
 from speechlm.testing.lattice import lattice_from_text, toy_ctc_decode
 
-pytest.importorskip("numba")
+needs_numba = pytest.mark.skipif(not _mbr_compiled.HAS_NUMBA, reason="numba is not installed")
 
 ROUNDING = 1e-10  # gamma / times: sums in another order
 
@@ -39,6 +39,7 @@ CASES = [
 ]
 
 
+@needs_numba
 @pytest.mark.parametrize("frames,beam,seed,no_eps", CASES)
 def test_compiled_pass_equals_numpy_pass(frames, beam, seed, no_eps):
     g, r = _graph_and_hyp(_toy(frames, beam, seed, no_eps))
@@ -55,6 +56,7 @@ def test_compiled_pass_equals_numpy_pass(frames, beam, seed, no_eps):
     np.testing.assert_allclose(got[0], want[0], rtol=0, atol=ROUNDING)
 
 
+@needs_numba
 def test_confusion_network_is_the_same_with_either_pass(monkeypatch):
     lat = _toy(40, 8.0, 4, False)
     monkeypatch.setattr(_mbr_compiled, "MIN_CELLS", 0)  # compiled even for a small lattice
@@ -71,9 +73,25 @@ def test_confusion_network_is_the_same_with_either_pass(monkeypatch):
                 assert abs(ge[key] - we[key]) <= tol, (key, ge, we)
 
 
+@needs_numba
 def test_hand_built_lattice():
     lat = lattice_from_text("0 1 a 1.0\n0 1 b 2.0\n1 2 c 0.5\n1 2 <eps> 1.5\n2")
     g, r = _graph_and_hyp(lat)
     want, got = mbr._acc_stats_numpy(g, r), _mbr_compiled.acc_stats(g, r, mbr.DELTA)
     assert got[3] == want[3]
     np.testing.assert_allclose(got[0], want[0], rtol=0, atol=ROUNDING)
+
+
+@pytest.mark.parametrize("frames,beam,seed,no_eps", CASES)
+def test_graph_levels_are_longest_path_depths(frames, beam, seed, no_eps):
+    """``_Graph`` levels (now one relaxation per arc) = the per-state formula they replace."""
+    g = mbr._Graph(_toy(frames, beam, seed, no_eps), 1.0, 1.0)
+    depth = np.zeros(g.num_states, dtype=np.int64)
+    for n in range(1, g.num_states):  # states are topologically numbered
+        depth[n] = depth[g.src[g.dst == n]].max() + 1
+    got = np.full(g.num_states, -1)
+    got[0] = 0
+    for i, (k, _, ends) in enumerate(g.levels):
+        assert (depth[g.dst[k]] == i + 1).all()
+        got[ends] = i + 1
+    np.testing.assert_array_equal(got, depth)
