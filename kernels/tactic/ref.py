@@ -44,6 +44,7 @@ from __future__ import annotations
 import math
 from typing import NamedTuple
 
+import numpy as np
 import torch
 
 NEG_INF = float("-inf")
@@ -93,10 +94,13 @@ class Selection(NamedTuple):
 # ---------------------------------------------------------------------------------------
 def _assign(x: torch.Tensor, c: torch.Tensor, chunk: int = 8192) -> torch.Tensor:
     """Nearest centroid of each row: (N, D), (C, D) -> (N,) by argmax(2 x.c - |c|^2)."""
-    c2 = (c * c).sum(-1)  # (C,)
+    # argmax(x.c - |c|^2 / 2) = argmax(2 x.c - |c|^2) exactly (halving and doubling are
+    # exact in binary floating point), computed in place: one pass over the (chunk, C)
+    # scores instead of three; at 32K tokens those passes cost as much as the matmul.
+    half_c2 = (c * c).sum(-1) * 0.5  # (C,)
     out = torch.empty(x.shape[0], dtype=torch.long, device=x.device)
     for s in range(0, x.shape[0], chunk):  # chunks keep the (N, C) scores small
-        out[s : s + chunk] = (2 * x[s : s + chunk] @ c.T - c2).argmax(-1)
+        out[s : s + chunk] = (x[s : s + chunk] @ c.T).sub_(half_c2).argmax(-1)
     return out
 
 
@@ -130,6 +134,44 @@ def kmeans(
     return c, labels
 
 
+def kmeans_two_level(
+    x: torch.Tensor, n_clusters: int, iters: int, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """k-means in two levels (as an IVF index is built): ``~sqrt(C)`` coarse clusters over
+    all points, then each coarse cluster split by its own k-means into a share of the
+    ``C`` fine clusters proportional to its size (at least 1).
+
+    A point is compared with ``~sqrt(C)`` coarse centroids and the fine centroids of its
+    coarse cluster only: ``~2 sqrt(C)`` distances per point and iteration instead of
+    ``C`` (Lloyd's), e.g. ~90 instead of 2048 at 32K keys and 16 per cluster. Fine
+    clusters never straddle coarse ones, so the clustering is coarser than Lloyd's at
+    equal ``C``; the captured mass it leads to is measured, not assumed.
+
+    Returns:
+        ``(centroids (C', D), labels (N,))`` with ``C' <= C + sqrt(C)`` (the rounding up
+        of small coarse clusters); labels index the centroids.
+    """
+    n = x.shape[0]
+    c1 = min(n, max(1, round(math.sqrt(n_clusters))))
+    if c1 <= 1 or n_clusters <= c1:
+        return kmeans(x, n_clusters, iters, generator)
+    _, coarse = kmeans(x, c1, iters, generator)
+    members = torch.sort(coarse, stable=True).indices
+    counts = torch.bincount(coarse, minlength=c1).tolist()
+    cents, labels, start, base = [], torch.empty_like(coarse), 0, 0
+    for n_j in counts:
+        if n_j == 0:
+            continue
+        idx = members[start : start + n_j]
+        start += n_j
+        f_j = min(n_j, max(1, (n_j * n_clusters) // n))
+        cen, lab = kmeans(x[idx], f_j, iters, generator)
+        cents.append(cen)
+        labels[idx] = lab + base
+        base += f_j
+    return torch.cat(cents), labels
+
+
 def build_index(
     keys: torch.Tensor,
     key_valid: torch.Tensor | None = None,
@@ -137,6 +179,7 @@ def build_index(
     cluster_size: int = 16,
     iters: int = 10,
     seed: int = 0,
+    method: str = "lloyd",
 ) -> ClusterIndex:
     """k-means index of ``keys`` per ``(b, g)``.
 
@@ -146,26 +189,32 @@ def build_index(
         cluster_size: average valid tokens per cluster (C = ceil(valid / cluster_size)).
         iters: Lloyd iterations.
         seed: seed of the init draw (same seed -> same index).
+        method: ``"lloyd"`` (``kmeans``: every point against every centroid, ~N^2 D / 16
+            per iteration) or ``"two_level"`` (``kmeans_two_level``: ~2 sqrt(N / 16)
+            centroids per point; minutes -> seconds at 32K keys on a CPU).
     """
+    if method not in ("lloyd", "two_level"):
+        raise ValueError(f"method must be 'lloyd' or 'two_level', got {method!r}")
+    fit = kmeans if method == "lloyd" else kmeans_two_level
     b, g, n, d = keys.shape
     valid = (
         torch.ones(b, n, dtype=torch.bool, device=keys.device) if key_valid is None else key_valid
     )
-    n_valid = valid.sum(-1)  # (B,)
-    c_max = max(1, math.ceil(int(n_valid.max()) / cluster_size))
     gen = torch.Generator().manual_seed(seed)
-    centroids = keys.new_zeros(b, g, c_max, d, dtype=torch.float32)
-    labels = torch.full((b, g, n), c_max, dtype=torch.long, device=keys.device)
+    fits = {}  # (bi, gi) -> (valid positions, centroids, labels)
     for bi in range(b):
         pos = valid[bi].nonzero().squeeze(-1)  # (Nv,)
         if pos.numel() == 0:
             continue
         c_b = max(1, math.ceil(pos.numel() / cluster_size))
         for gi in range(g):
-            x = keys[bi, gi, pos].float()
-            cen, lab = kmeans(x, c_b, iters, gen)
-            centroids[bi, gi, :c_b] = cen
-            labels[bi, gi, pos] = lab
+            fits[bi, gi] = (pos, *fit(keys[bi, gi, pos].float(), c_b, iters, gen))
+    c_max = max([1] + [cen.shape[0] for _, cen, _ in fits.values()])
+    centroids = keys.new_zeros(b, g, c_max, d, dtype=torch.float32)
+    labels = torch.full((b, g, n), c_max, dtype=torch.long, device=keys.device)
+    for (bi, gi), (pos, cen, lab) in fits.items():
+        centroids[bi, gi, : cen.shape[0]] = cen
+        labels[bi, gi, pos] = lab
     # cluster-sorted token list; label c_max (padding / no cluster) sorts last
     perm = torch.sort(labels, dim=-1, stable=True).indices  # (B, G, N)
     sizes = torch.zeros(b, g, c_max + 1, dtype=torch.long, device=keys.device)
@@ -205,6 +254,18 @@ def _tokens_at(
     slot = start + pos - cum_start.gather(-1, rank)
     slot = slot.clamp(0, perm.shape[-1] - 1)
     return take_rows(perm[..., None], slot)[..., 0]
+
+
+def _argsort_desc(x: torch.Tensor) -> torch.Tensor:
+    """Indices sorting the last axis in descending order.
+
+    On the CPU numpy's introsort is ~5x faster than ``torch.argsort`` on these short
+    rows (a few thousand clusters); the sorted values are the same, only exactly tied
+    scores may come out in another order.
+    """
+    if x.device.type != "cpu":
+        return x.argsort(-1, descending=True)
+    return torch.from_numpy(np.argsort(-x.detach().numpy(), axis=-1))
 
 
 def take_rows(x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
@@ -310,7 +371,7 @@ def tactic_select(
     # a. rank clusters per query head
     cs = (scores_fn or centroid_scores)(q, index.centroids, scale).view(b, g, r, c)
     cs = cs.masked_fill(index.sizes[:, :, None, :] == 0, NEG_INF)  # empty clusters last
-    order = cs.argsort(-1, descending=True)  # (B, G, R, C)
+    order = _argsort_desc(cs)  # (B, G, R, C)
     sizes_sorted = index.sizes[:, :, None, :].expand(b, g, r, c).gather(-1, order)
     cum_end = sizes_sorted.cumsum(-1)
     cum_start = cum_end - sizes_sorted

@@ -70,7 +70,8 @@ def test_sparse_scores_use_the_sparse_path(family):
     assert a.token_ids[:1] == b.token_ids[:1]  # prefill is dense: first token identical
 
 
-def test_runtime_step_equals_kernel_reference():
+@pytest.mark.parametrize("index_method", ["lloyd", "two_level"])
+def test_runtime_step_equals_kernel_reference(index_method):
     """The backend's decode output is exactly the kernel reference on the cache it saw."""
     from speechlm_kernels.tactic import build_index, tactic_decode
 
@@ -83,11 +84,11 @@ def test_runtime_step_equals_kernel_reference():
                 seen["args"] = (query[:, :, 0].clone(), key.clone(), value.clone(), out.clone())
             return out, w
 
-    backend = Capture(p=0.6, cluster_size=4, min_tokens=4, refresh=1000)
+    backend = Capture(p=0.6, cluster_size=4, min_tokens=4, refresh=1000, index_method=index_method)
     llm = tiny_llm("llama", attention=backend)
     llm.generate(PROMPTS[0], SamplingParams(max_tokens=2))  # one decode step
     q, k, v, out = seen["args"]
-    index = build_index(k[:, :, :-1], cluster_size=4)
+    index = build_index(k[:, :, :-1], cluster_size=4, method=index_method)
     want, _ = tactic_decode(q, k, v, index, p=0.6, impl="ref")
     torch.testing.assert_close(out[:, 0], want, atol=1e-6, rtol=1e-6)
 
@@ -137,6 +138,8 @@ def test_conf_errors_and_refusals():
         TacticBackend(p=0.0)
     with pytest.raises(ValueError, match="mode must be"):
         TacticBackend(mode="topk")
+    with pytest.raises(ValueError, match="index_method must be"):
+        TacticBackend(index_method="faiss")
     with pytest.raises(ValueError, match="top_k must be"):
         QuestBackend(top_k=0)
     reasons = TacticBackend().validate(tiny_config("mistral"))

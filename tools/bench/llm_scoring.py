@@ -1,17 +1,34 @@
-"""N-best scoring throughput: the runtime vs one transformers forward per hypothesis.
+"""N-best scoring throughput: the runtime vs plain transformers, the strongest way first.
 
-100 utterances x 10 hypotheses, each utterance's hypotheses sharing one prompt. The
-runtime runs the prompt once, forks its KV cache to the batch and scores the 10
-hypotheses in one padded forward; the baseline runs prompt + hypothesis through the
-model for every hypothesis. Both run here, in one process, on the same weights.
+100 utterances x 10 hypotheses, each utterance's hypotheses sharing one prompt. Methods,
+all on the same weights in one process:
 
-    .venv/bin/python tools/bench/llm_scoring.py [--utts 100] [--nbest 10] [--threads 2]
+* ``runtime``: ``LLM.score(hyps, prefix=prompt)``: the prompt runs once, its KV cache is
+  forked to the batch, the hypotheses run in one right-padded forward and the output
+  layer is applied only at the positions that score a token;
+* ``hf_cache``: what a careful transformers user writes: the prompt once
+  (``DynamicCache``), ``batch_repeat_interleave(N)`` of that cache, one right-padded
+  forward of all hypotheses with ``logits_to_keep`` = the longest hypothesis (the prompt's
+  logits are never computed), ``log_softmax`` and gather;
+* ``hf_cache_head``: the same, but the base model's hidden states go through the output
+  layer only at the scored positions (no logits for padding): the strongest baseline;
+* ``naive``: prompt + hypothesis through the model once per hypothesis (the loop the
+  runtime first replaced; ``--no-naive`` skips it).
+
+Timing is interleaved per utterance (the order of the methods rotates), one torch thread
+by default, in one process; the load average is printed. Speed-ups are given as the
+median over ``--blocks`` blocks of utterances of (baseline time / runtime time) with the
+blocks' min-max. Scores are checked against each other (max abs difference printed).
+
+    python tools/bench/llm_scoring.py [--utts 100] [--nbest 10] [--threads 1]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import random
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -36,6 +53,47 @@ def naive_scores(model, tok, prompt: str, hyps: list[str]) -> list[float]:
     return out
 
 
+def hf_cache_scores(model, tok, prompt: str, hyps: list[str], head_at_targets: bool):
+    """Prompt once, its cache repeated to the N hypotheses, one padded forward."""
+    import inspect
+
+    from transformers import DynamicCache
+
+    dev = model.device
+    # transformers >= 5.2x names the argument ``cache`` (``past_key_values`` deprecated)
+    ckw = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+    ctx = tok(prompt)["input_ids"]
+    seqs = [tok(h, add_special_tokens=False)["input_ids"] for h in hyps]
+    n, p = len(seqs), len(ctx)
+    lens = torch.tensor([len(s) for s in seqs])
+    t = int(lens.max())
+    with torch.inference_mode():
+        cache = DynamicCache(config=model.config)
+        out = model(input_ids=torch.tensor([ctx], device=dev), use_cache=True,
+                    logits_to_keep=1, **{ckw: cache})  # fmt: skip
+        first = torch.log_softmax(out.logits[0, -1].float(), -1)  # (V,)
+        cache.batch_repeat_interleave(n)
+        ids = torch.full((n, t), tok.pad_token_id, dtype=torch.long)
+        for r, s in enumerate(seqs):
+            ids[r, : len(s)] = torch.tensor(s)
+        text = (torch.arange(t)[None] < lens[:, None]).long()
+        mask = torch.cat([torch.ones(n, p, dtype=torch.long), text], 1).to(dev)
+        pos = (p + torch.arange(t))[None].expand(n, t).to(dev)
+        ids = ids.to(dev)
+        # position j of row r predicts token j + 1; only j < len - 1 score something
+        rows, cols = (torch.arange(t - 1)[None] < (lens - 1)[:, None]).nonzero(as_tuple=True)
+        targets = ids[rows, cols + 1]
+        kw = dict(input_ids=ids, attention_mask=mask, position_ids=pos, **{ckw: cache})
+        if head_at_targets:
+            hidden = model.model(**kw, use_cache=True).last_hidden_state  # (N, T, d)
+            logits = model.lm_head(hidden[rows, cols]).float()  # (M, V)
+        else:
+            logits = model(**kw, use_cache=True, logits_to_keep=t).logits[rows, cols].float()
+        picked = torch.log_softmax(logits, -1).gather(-1, targets[:, None])[:, 0]
+        scores = first[ids[:, 0]] + torch.zeros(n).index_add_(0, rows, picked)
+    return scores.tolist()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -43,7 +101,9 @@ def main() -> None:
     ap.add_argument("--utts", type=int, default=100)
     ap.add_argument("--nbest", type=int, default=10)
     ap.add_argument("--prompt-words", type=int, default=48)
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=1, help="torch threads (2 shared cores)")
+    ap.add_argument("--blocks", type=int, default=10, help="utterance blocks for the spread")
+    ap.add_argument("--no-naive", action="store_true", help="skip the per-hypothesis loop")
     ap.add_argument("--kv-cache", default="contiguous")
     ap.add_argument("--device", default="cpu")
     args = ap.parse_args()
@@ -51,10 +111,9 @@ def main() -> None:
 
     from speechlm.runtime import LLM
 
-    base, tok, config = bench_model(seed=0)
-    mine, _, _ = bench_model(seed=0)
-    base, mine = base.to(args.device), mine.to(args.device)
-    llm = LLM(mine, tok, kv_cache=args.kv_cache, measure_energy=False)
+    model, tok, config = bench_model(seed=0)
+    model = model.to(args.device)
+    llm = LLM(model, tok, kv_cache=args.kv_cache, measure_energy=False)
     rng = random.Random(0)
     data = []
     for _ in range(args.utts):
@@ -65,28 +124,41 @@ def main() -> None:
     print(describe(config))
     print(
         f"{args.utts} utterances x {args.nbest} hypotheses, prompt {args.prompt_words + 4} words, "
-        f"hypotheses 8-16 words; kv_cache={args.kv_cache}; device {args.device}"
+        f"hypotheses 8-16 words; kv_cache={args.kv_cache}; device {args.device}; "
+        f"load average {os.getloadavg()} on {os.cpu_count()} CPUs"
     )
+    methods = {
+        "runtime": lambda pr, hy: llm.score(hy, prefix=pr, batch_size=16),
+        "hf_cache": lambda pr, hy: hf_cache_scores(model, tok, pr, hy, head_at_targets=False),
+        "hf_cache_head": lambda pr, hy: hf_cache_scores(model, tok, pr, hy, True),
+    }
+    if not args.no_naive:
+        methods["naive"] = lambda pr, hy: naive_scores(model, tok, pr, hy)
+    names = list(methods)
+    for fn in methods.values():  # warm-up (first-call allocations, lazy imports)
+        fn(*data[0])
 
-    # warm-up both paths (first-call allocations, lazy imports)
-    naive_scores(base, tok, *data[0])
-    llm.score(data[0][1], prefix=data[0][0])
+    secs = {m: [0.0] * args.utts for m in names}
+    scores = {m: [] for m in names}
+    for u, (prompt, hyps) in enumerate(data):
+        for m in names[u % len(names) :] + names[: u % len(names)]:
+            start = time.perf_counter()
+            scores[m].append(methods[m](prompt, hyps))
+            secs[m][u] = time.perf_counter() - start
 
-    # Interleaved per utterance, so both sides see the same machine load.
-    naive_s = runtime_s = 0.0
-    ref, got = [], []
-    for prompt, hyps in data:
-        t = time.perf_counter()
-        ref.append(naive_scores(base, tok, prompt, hyps))
-        naive_s += time.perf_counter() - t
-        t = time.perf_counter()
-        got.append(llm.score(hyps, prefix=prompt, batch_size=16))
-        runtime_s += time.perf_counter() - t
-
-    err = max(abs(a - b) for r, g in zip(ref, got, strict=True) for a, b in zip(r, g, strict=True))
-    print(f"naive loop (1 forward / hypothesis): {n / naive_s:8.1f} hyp/s  ({naive_s:.2f} s)")
-    print(f"speechlm runtime (shared prefix)   : {n / runtime_s:8.1f} hyp/s  ({runtime_s:.2f} s)")
-    print(f"speed-up: {naive_s / runtime_s:.2f}x (goal >= 5x); max |score diff| = {err:.2e}")
+    blocks = [range(i, args.utts, args.blocks) for i in range(args.blocks)]
+    print(f"load average after {os.getloadavg()}")
+    print(f"{'method':14s} {'hyp/s':>8s} {'ms/utt':>8s}  runtime speed-up: median [min-max] "
+          f"over {args.blocks} blocks; max |score - runtime|")  # fmt: skip
+    for m in names:
+        total = sum(secs[m])
+        ratios = [sum(secs[m][i] for i in blk) / sum(secs["runtime"][i] for i in blk)
+                  for blk in blocks]  # fmt: skip
+        err = max(abs(a - b) for r, g in zip(scores[m], scores["runtime"], strict=True)
+                  for a, b in zip(r, g, strict=True))  # fmt: skip
+        print(f"{m:14s} {n / total:8.1f} {1e3 * total / args.utts:8.1f}  "
+              f"{statistics.median(ratios):.2f}x [{min(ratios):.2f}-{max(ratios):.2f}]  "
+              f"{err:.1e}")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -5,7 +5,9 @@ graph of ``speechlm.testing.lattice`` with growing utterance length and lattice 
 For each lattice we time every stage an utterance goes through: reading the Kaldi text
 (I/O), epsilon removal, arc posteriors (OpenFst forward-backward), and the WCN by lattice
 MBR, split into its parts (graph arrays, initial best path, forward-backward MBR passes),
-then writing the WCN as JSON. The WCN runs on the raw (epsilon) lattice and on the
+then writing the WCN as JSON; ``numpy_passes_ms`` times the numpy MBR pass
+(``mbr._acc_stats_numpy``, the reference) on the same hypotheses next to the pass in use
+(compiled when numba is installed). The WCN runs on the raw (epsilon) lattice and on the
 epsilon-free one (``remove_epsilons(beam=lattice_beam)``).
 
     OMP_NUM_THREADS=1 python tools/bench/wcn.py    # table + tools/bench/wcn.png
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 
 import numpy as np
@@ -39,19 +42,22 @@ def mbr_parts(lat: Lattice) -> dict[str, float]:
     wid = {w: i for i, w in enumerate(g.vocab)}
     best, t_best = timed(lat.best_path)
     hyp = [wid[w] for w in best.words]
-    t_passes, it = 0.0, 0
+    t_passes, t_numpy, it = 0.0, 0.0, 0
     while True:
         it += 1
         r = mbr_mod._normalize_eps(hyp)
         (gamma, *_), t = timed(mbr_mod._acc_stats, g, r)
         t_passes += t
+        _, t = timed(mbr_mod._acc_stats_numpy, g, r)  # the numpy reference, same r
+        t_numpy += t
         top = gamma[1:].argmax(axis=1)
         cur = gamma[1:][np.arange(len(r)), r]
         new = np.where(cur >= gamma[1:][np.arange(len(r)), top], r, top)
         if np.array_equal(new, r) or it >= 100:
             break
         hyp = new.tolist()
-    return {"graph": t_graph, "best": t_best, "passes": t_passes, "iters": it, "Q": len(r)}
+    return {"graph": t_graph, "best": t_best, "passes": t_passes, "numpy": t_numpy,
+            "iters": it, "Q": len(r)}  # fmt: skip
 
 
 def run(frames: list[int], beams: list[float], seed: int) -> list[dict]:
@@ -97,12 +103,21 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--png", default="tools/bench/wcn.png")
     args = p.parse_args()
+    if mbr_mod._mbr_compiled.HAS_NUMBA:  # one-time cost, reported apart
+        t = time.perf_counter()
+        d = toy_ctc_decode(12, seed=args.seed)
+        lat = Lattice.from_kaldi_text(d.raw_text, utt="w", words=d.words, frame_shift=0.04)
+        g = mbr_mod._Graph(lat, 1.0, 1.0)
+        mbr_mod._mbr_compiled.acc_stats(g, mbr_mod._normalize_eps([1]), mbr_mod.DELTA)
+        print(f"one-time: numba import + compile (or disk-cache load) of the MBR pass "
+              f"{time.perf_counter() - t:.2f} s wall")  # fmt: skip
     rows = run(args.frames, args.beams, args.seed)
     head = (
         "frames beam lattice   arcs states | read_ms rmeps_ms post_ms | wcn_ms = graph_ms"
-        " best_ms passes_ms (iters x Q) | write_ms"
+        " best_ms passes_ms (iters x Q) | write_ms | numpy_passes_ms"
     )
-    print("CPU ms per utterance (process time, one thread)")
+    print(f"CPU ms per utterance (process time, one thread); compiled MBR pass: "
+          f"{mbr_mod._mbr_compiled.HAS_NUMBA}; load average {os.getloadavg()}")  # fmt: skip
     print(head)
     print("-" * len(head))
     for r in rows:
@@ -111,7 +126,7 @@ def main() -> None:
             f"{r['states']:6d} | {1e3 * r['read']:7.1f} {1e3 * r['rmeps']:8.1f} "
             f"{1e3 * r['post']:7.1f} | {1e3 * r['wcn']:6.1f} = {1e3 * r['graph']:8.1f} "
             f"{1e3 * r['best']:7.1f} {1e3 * r['passes']:9.1f} ({r['iters']} x {r['Q']:3d}) "
-            f"| {1e3 * r['write']:8.2f}"
+            f"| {1e3 * r['write']:8.2f} | {1e3 * r['numpy']:9.1f}"
         )
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
