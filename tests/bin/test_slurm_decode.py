@@ -11,7 +11,7 @@ import pytest
 
 from speechlm.testing.shared_data import shared_data_dir
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]  # ~60 s: run with -m slow
 REPO = Path(__file__).resolve().parents[2]
 CARDS = shared_data_dir("english_speech_samples/pocketsphinx_cards")
 
