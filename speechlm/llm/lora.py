@@ -174,7 +174,6 @@ def train_lora(lm_dir: str | Path, examples: Sequence[Example], labels: Sequence
     Returns:
         ``{"examples", "steps", "train_seconds", "final_loss", "trainable_params"}``.
     """
-    from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from speechlm.runtime.loading import check_model_dir, context_length
@@ -194,45 +193,60 @@ def train_lora(lm_dir: str | Path, examples: Sequence[Example], labels: Sequence
         base = AutoModelForCausalLM.from_pretrained(lm_dir, local_files_only=True,
                                                     dtype=torch.float32)
         items = _encode(pairs, tokenizer, context_length(base.config), prompt, labels)
-        lora = LoraConfig(r=config.rank, lora_alpha=config.alpha, lora_dropout=config.dropout,
-                          target_modules=list(config.target_modules), task_type="CAUSAL_LM")
-        model = get_peft_model(base, lora)
-        trainable = [p for p in model.parameters() if p.requires_grad]
-        optimizer = torch.optim.AdamW(trainable, lr=config.lr, weight_decay=0.0)
-        steps_per_epoch = math.ceil(len(items) / config.batch_size)
-        total = steps_per_epoch * config.epochs
-        warmup = max(1, total // 20)
         pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-        rng = random.Random(config.seed)
-        model.train()
-        bar = tqdm(total=total, disable=not progress, unit="step", desc="lora")
-        step, recent = 0, []
-        for _ in range(config.epochs):
-            order = list(range(len(items)))
-            rng.shuffle(order)
-            for b in range(0, len(order), config.batch_size):
-                lr = config.lr * min(1.0, (step + 1) / warmup)
-                lr *= 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * step / total))
-                for g in optimizer.param_groups:
-                    g["lr"] = lr
-                loss = _loss(model, *_batch([items[i] for i in order[b:b + config.batch_size]],
-                                            pad))
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(trainable, 1.0)
-                optimizer.step()
-                optimizer.zero_grad(set_to_none=True)
-                step += 1
-                recent = [*recent[-(steps_per_epoch - 1):], loss.item()]
-                bar.update(1)
-                bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
-        bar.close()
+        model, stats = fit_lora(base, items, config, pad, progress=progress)
         model.save_pretrained(out_dir)
         seconds = time.monotonic() - started
     finally:
         torch.set_num_threads(old_threads)
-    return {"examples": len(items), "steps": step, "train_seconds": round(seconds, 1),
-            "final_loss": sum(recent) / max(len(recent), 1),
-            "trainable_params": sum(p.numel() for p in trainable)}
+    return {**stats, "train_seconds": round(seconds, 1)}
+
+
+def fit_lora(base: Any, items: Sequence[tuple[list[int], list[int]]], config: LoRAConfig,
+             pad_id: int, *, progress: bool = True, desc: str = "lora") -> tuple[Any, dict]:
+    """Train a LoRA adapter on ``base`` (a transformers causal LM) over ``(prompt ids,
+    target ids)`` pairs, the loss on the target tokens only (linear warmup over 5% of the
+    steps, cosine decay to 10%, gradient clipping at 1). The adapter's initialisation
+    draws from torch's RNG: seed it before loading ``base``. Returns the peft model (in
+    training mode) and ``{"examples", "steps", "final_loss", "trainable_params"}``."""
+    from peft import LoraConfig, get_peft_model
+
+    if not items:
+        raise ValueError("no training examples")
+    lora = LoraConfig(r=config.rank, lora_alpha=config.alpha, lora_dropout=config.dropout,
+                      target_modules=list(config.target_modules), task_type="CAUSAL_LM")
+    model = get_peft_model(base, lora)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, lr=config.lr, weight_decay=0.0)
+    steps_per_epoch = math.ceil(len(items) / config.batch_size)
+    total = steps_per_epoch * config.epochs
+    warmup = max(1, total // 20)
+    rng = random.Random(config.seed)
+    model.train()
+    bar = tqdm(total=total, disable=not progress, unit="step", desc=desc)
+    step, recent = 0, []
+    for _ in range(config.epochs):
+        order = list(range(len(items)))
+        rng.shuffle(order)
+        for b in range(0, len(order), config.batch_size):
+            lr = config.lr * min(1.0, (step + 1) / warmup)
+            lr *= 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * step / total))
+            for g in optimizer.param_groups:
+                g["lr"] = lr
+            loss = _loss(model, *_batch([items[i] for i in order[b:b + config.batch_size]],
+                                        pad_id))
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(trainable, 1.0)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            step += 1
+            recent = [*recent[-(steps_per_epoch - 1):], loss.item()]
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
+    bar.close()
+    return model, {"examples": len(items), "steps": step,
+                   "final_loss": sum(recent) / max(len(recent), 1),
+                   "trainable_params": sum(p.numel() for p in trainable)}
 
 
 def load_lora_llm(lm_dir: str | Path, adapter_dir: str | Path, **llm_kwargs: Any):
