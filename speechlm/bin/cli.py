@@ -40,6 +40,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
            "train the embedded default LM (small Llama + BPE) from a text file"),
     "slu": ("speechlm.bin.slu",
             "intent classification (LoRA or in-context) from text, 1-best, N-best, WCN, oracle"),
+    "paralin": ("speechlm.bin.paralin",
+                "ParalinGPT on dialogue CSVs: sentiment + response, serialized multitask"),
     "serve": ("speechlm.bin.serve",
               "HTTP API (/v1/transcribe, /v1/rescore) and Gradio demo on 127.0.0.1"),
 }

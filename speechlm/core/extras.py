@@ -26,6 +26,8 @@ EXTRAS: dict[str, str] = {
     "zeus": "energy",
     "peft": "llm",
     "accelerate": "llm",
+    "sklearn": "llm",
+    "sacrebleu": "llm",
     "gguf": "models",
     "faster_whisper": "models",
     "ctranslate2": "models",

@@ -250,19 +250,16 @@ def fit_lora(base: Any, items: Sequence[tuple[list[int], list[int]]], config: Lo
 
 
 def load_lora_llm(lm_dir: str | Path, adapter_dir: str | Path, **llm_kwargs: Any):
-    """The runtime ``LLM`` of ``lm_dir`` with the adapter merged into its weights."""
+    """The runtime ``LLM`` of ``lm_dir`` (a checkpoint dir, a catalogue name or a .gguf
+    file) with the adapter merged into its weights."""
     from peft import PeftModel
-    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from speechlm.runtime import LLM
-    from speechlm.runtime.loading import check_model_dir
+    from speechlm.runtime.loading import load_model_and_tokenizer, resolve_model
 
-    lm_dir = check_model_dir(lm_dir)
     adapter_dir = Path(adapter_dir)
     if not (adapter_dir / "adapter_config.json").is_file():
         raise FileNotFoundError(f"{adapter_dir}/adapter_config.json does not exist")
-    tokenizer = AutoTokenizer.from_pretrained(lm_dir, local_files_only=True)
-    base = AutoModelForCausalLM.from_pretrained(lm_dir, local_files_only=True,
-                                                dtype=torch.float32, attn_implementation="sdpa")
+    base, tokenizer = load_model_and_tokenizer(resolve_model(lm_dir), torch.float32)
     model = PeftModel.from_pretrained(base, adapter_dir).merge_and_unload()
     return LLM(model, tokenizer, **llm_kwargs)

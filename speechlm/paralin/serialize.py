@@ -1,0 +1,103 @@
+"""ParalinGPT's serialized multitask format: the prompt a window becomes, the target the model
+writes, and the parser that reads a generation back.
+
+Prompt (one line per turn, oldest first; the current turn last)::
+
+    <turn> Monica: you're going out with him? <sentiment> neutral
+    <turn> Rachel: yes, tonight!
+    <cur_sentiment>
+
+Each context turn may carry its sentiment (``with_context_sentiment``: the paper gives the
+history's paralinguistic labels); the current turn's is what the model predicts. Target,
+in the paper's order (each conditioned on the previous)::
+
+    <cur_sentiment> positive <resp_sentiment> negative <response> Monica: oh no
+
+The tags are plain text (no new tokens), so the base model's tokenizer and weights stay as
+they are and the LoRA adapter learns the format. Speech embeddings, when used, go before a
+turn's text as a prefix of embedding vectors (``speechlm.paralin`` model code), never as text.
+
+A prompt longer than the token budget loses its oldest context turns first
+(:func:`fit_prompt` counts how often).
+
+>>> target_text("positive", "negative", "Monica: oh no")
+'<cur_sentiment> positive <resp_sentiment> negative <response> Monica: oh no'
+>>> parse_target(target_text("positive", "negative", "Monica: oh no"))
+('positive', 'negative', 'Monica: oh no')
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from speechlm.paralin.meld import SENTIMENTS, Turn, Window
+
+CUR, RESP, RESPONSE, TURN, SENT = ("<cur_sentiment>", "<resp_sentiment>", "<response>",
+                                   "<turn>", "<sentiment>")
+
+
+@dataclass(frozen=True)
+class FormatConfig:
+    """What a prompt shows.
+
+    Args:
+        with_context: include the previous turns (False: the current turn only).
+        with_context_sentiment: give each context turn's sentiment label.
+        with_speaker: prefix each turn with its speaker's name.
+    """
+
+    with_context: bool = True
+    with_context_sentiment: bool = True
+    with_speaker: bool = True
+
+
+def turn_line(turn: Turn, config: FormatConfig, *, label: bool) -> str:
+    who = f"{turn.speaker}: " if config.with_speaker else ""
+    line = f"{TURN} {who}{turn.text}"
+    return f"{line} {SENT} {turn.sentiment}" if label else line
+
+
+def prompt_text(window: Window, config: FormatConfig = FormatConfig(), *,
+                drop_oldest: int = 0) -> str:
+    """The prompt of ``window`` with its ``drop_oldest`` oldest context turns left out."""
+    context = window.context[drop_oldest:] if config.with_context else ()
+    lines = [turn_line(t, config, label=config.with_context_sentiment) for t in context]
+    lines.append(turn_line(window.current, config, label=False))
+    return "\n".join(lines) + "\n"
+
+
+def response_text(window: Window, config: FormatConfig = FormatConfig()) -> str:
+    who = f"{window.response.speaker}: " if config.with_speaker else ""
+    return f"{who}{window.response.text}"
+
+
+def target_text(cur: str, resp: str, response: str) -> str:
+    return f"{CUR} {cur} {RESP} {resp} {RESPONSE} {response}"
+
+
+def parse_target(text: str) -> tuple[str | None, str | None, str]:
+    """``(current sentiment, response sentiment, response)`` from a generation; a label
+    that is missing or not a sentiment is None (counted as wrong by the scorer)."""
+    def label_after(tag: str, rest: str) -> str | None:
+        if tag not in rest:
+            return None
+        words = rest.split(tag, 1)[1].split()
+        return words[0] if words and words[0] in SENTIMENTS else None
+
+    cur = label_after(CUR, text)
+    resp = label_after(RESP, text)
+    response = text.split(RESPONSE, 1)[1].strip() if RESPONSE in text else ""
+    return cur, resp, response
+
+
+def fit_prompt(window: Window, config: FormatConfig, count_tokens: Callable[[str], int],
+               budget: int) -> tuple[str, int]:
+    """The prompt within ``budget`` tokens, dropping the oldest context turns first;
+    returns ``(prompt, turns dropped)``. The current turn is never dropped (a prompt over
+    budget without context is returned as is: the caller's tokenizer cuts it)."""
+    n = len(window.context) if config.with_context else 0
+    for drop in range(n + 1):
+        text = prompt_text(window, config, drop_oldest=drop)
+        if count_tokens(text) <= budget:
+            return text, drop
+    return text, n
