@@ -39,11 +39,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     t.add_argument("--batch-size", type=int, default=8)
     t.add_argument("--threads", type=int, default=None)
     t.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    c = sub.add_parser("check", help="read a CSV: dialogues, windows, label counts")
+    c.add_argument("--csv", required=True)
     e = sub.add_parser("eval", help="predict and score a CSV")
     e.add_argument("--model", required=True, help="model dir from `paralin train`")
     e.add_argument("--csv", required=True, help="MELD-form CSV to evaluate")
     e.add_argument("--out", required=True)
     e.add_argument("--max-new-tokens", type=int, default=40)
+    c.add_argument("--context", type=int, default=3, help="previous turns shown")
     for p in (t, e):
         p.add_argument("--context", type=int, default=3, help="previous turns shown")
         p.add_argument("--max-windows", type=int, default=None,
@@ -66,6 +69,18 @@ def _windows(args: argparse.Namespace):
 def run(args: argparse.Namespace) -> int:
     from speechlm.core.errors import InputError
 
+    if args.action == "check":
+        from collections import Counter
+
+        from speechlm.paralin.meld import build_windows, read_meld_csv
+
+        dialogues = read_meld_csv(args.csv)
+        turns = [t for d in dialogues for t in d]
+        print(json.dumps({"csv": args.csv, "dialogues": len(dialogues), "turns": len(turns),
+                          "windows": len(build_windows(dialogues, args.context)),
+                          "sentiment": dict(Counter(t.sentiment for t in turns)),
+                          "emotion": dict(Counter(t.emotion for t in turns))}))
+        return 0
     if args.action == "train":
         from speechlm.llm.lora import LoRAConfig
         from speechlm.paralin.model import META, train
