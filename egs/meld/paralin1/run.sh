@@ -33,8 +33,8 @@ if [ -z "${meld}" ]; then
 fi
 [ -n "${meld}" ] || { log "MELD CSVs not found: pass --meld DIR or set SPEECHLM_DATA"; exit 1; }
 log "MELD: using $(cd "${meld}" && pwd)"
-if [ "${quick}" = true ]; then train_windows=120; eval_windows=40; exp=exp_quick
-else train_windows=1500; eval_windows=300; exp=exp; fi
+if [ "${quick}" = true ]; then train_windows=120; eval_windows=40; exp=exp/quick
+else train_windows=1500; eval_windows=300; exp=exp/full; fi
 sets="dev"; [ -z "${test_csv}" ] || sets+=" test"
 csv_of() { if [ "$1" = dev ]; then echo "${meld}/dev_sent_emo.csv"; else echo "${test_csv}"; fi; }
 common="--context ${context} --no-progress"
