@@ -1,7 +1,7 @@
 """Serve the HTTP API and the Gradio demo (one process, loopback by default).
 
     speechlm serve [all|api|demo] [--port 7860] [--model-dir exp/asr/model --graph exp/asr/graph]
-                   [--llm exp/lm] [--max-seconds 30] [--max-upload-mb 10]
+                   [--llm auto|none|NAME|DIR] [--max-seconds 30] [--max-upload-mb 10]
 
 ``all`` (the default) serves the API (``/v1/transcribe``, ``/v1/rescore``, ``/healthz``,
 ``/metrics``, OpenAPI at ``/openapi.json`` and ``/docs``) and the demo (``/demo/``); ``api``
@@ -50,9 +50,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="name of --model-dir in requests (default: the exp tag)")
     parser.add_argument("--no-pocketsphinx", action="store_true",
                         help="do not offer PocketSphinx English")
-    parser.add_argument("--llm", default=None,
+    parser.add_argument("--llm", default="auto",
                         help="LLM for rescoring: a checkpoint dir (e.g. from speechlm lm "
-                             "train) or a catalogue name (smollm2-135m-instruct)")
+                             "train), a catalogue name, 'none', or 'auto' (default: "
+                             "smollm2-135m-instruct when its package is installed, else none)")
     parser.add_argument("--llm-url", default=None,
                         help="instead of --llm: an OpenAI-compatible server (vLLM...) base "
                              "URL, e.g. http://gpu:8000/v1; every LLM call goes there")
@@ -105,6 +106,27 @@ def allowed_hosts(args: argparse.Namespace) -> tuple[str, ...] | None:
     return tuple(dict.fromkeys((*LOOPBACK, args.host.lower())))
 
 
+def resolve_llm(args: argparse.Namespace) -> str | None:
+    """The LLM to load from ``--llm``: ``auto`` is the catalogue's default LLM when its
+    package is installed (a line on stderr says which, or how to get it), else none."""
+    if args.llm not in ("auto", "none", None) and args.llm_url:
+        raise ValueError("give --llm or --llm-url, not both")
+    if args.llm in ("none", None) or (args.llm == "auto" and args.llm_url):
+        return None
+    if args.llm != "auto":
+        return args.llm
+    from speechlm.api import DEFAULT_LLM
+    from speechlm.core.catalogue import MODELS, installed
+
+    if installed(DEFAULT_LLM):
+        print(f"speechlm serve: LLM {DEFAULT_LLM} (the default; --llm none for no LLM)",
+              file=sys.stderr, flush=True)
+        return DEFAULT_LLM
+    print(f"speechlm serve: no LLM (the default {DEFAULT_LLM} is not installed: "
+          f"{MODELS[DEFAULT_LLM].pip_command})", file=sys.stderr, flush=True)
+    return None
+
+
 def build_state(args: argparse.Namespace):
     from speechlm.api import POCKETSPHINX
     from speechlm.serve.state import GuardConfig, ModelSpec, ServeConfig, ServeState
@@ -132,12 +154,14 @@ def build_state(args: argparse.Namespace):
                                            body_timeout_s=args.body_timeout,
                                            max_uploads=args.max_uploads))
     llm = llm_name = slu = None
-    if args.llm and args.llm_url:
-        raise ValueError("give --llm or --llm-url, not both")
-    if args.llm:
+    llm_arg = resolve_llm(args)
+    if llm_arg:
         from speechlm.api import load_llm
 
-        llm, llm_name = load_llm(args.llm), Path(args.llm).name
+        t0 = time.perf_counter()
+        llm, llm_name = load_llm(llm_arg), Path(llm_arg).name
+        print(f"speechlm serve: LLM {llm_name} loaded in {time.perf_counter() - t0:.1f} s",
+              file=sys.stderr, flush=True)
     elif args.llm_url:
         from speechlm.api import load_llm
 

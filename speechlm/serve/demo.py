@@ -122,7 +122,7 @@ def transcribe(state: ServeState, audio_path: str | None, model: str, nbest: int
                          for i, r in enumerate(ranked)]
         rescored_text = ranked[0].text if ranked else ""
     elif state.llm is None:
-        rescored_text = "(no LLM loaded: start with --llm DIR)"
+        rescored_text = "(no LLM loaded: start with --llm NAME|DIR)"
     intent = "(no SLU model loaded: start with --slu DIR)"
     if state.slu is not None:
         intent = str(state.slu(t))

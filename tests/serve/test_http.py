@@ -212,7 +212,8 @@ def test_health_and_metrics(client, cards):
 def test_speechlm_serve_on_a_loopback_port(cards):
     pytest.importorskip("uvicorn")
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "speechlm.bin.serve", "api", "--port", "0"],
+    proc = subprocess.Popen([sys.executable, "-m", "speechlm.bin.serve", "api", "--port", "0",
+                             "--llm", "none"],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     try:
         line = _wait_for_line(proc, "speechlm serve: http://", 60)

@@ -39,7 +39,7 @@ def test_whisper_decodes_through_the_server_state(cards):
 
     if not catalogue.installed("whisper-tiny.en"):
         pytest.skip("whisper-tiny.en not installed")
-    state = build_state(parse("--asr", "whisper-tiny.en", "--no-pocketsphinx",
+    state = build_state(parse("--asr", "whisper-tiny.en", "--no-pocketsphinx", "--llm", "none",
                               "--decode-in-threads"))
     try:
         t = state.transcribe("whisper-tiny.en", (cards / "003.wav").read_bytes()).result(120)
@@ -47,3 +47,22 @@ def test_whisper_decodes_through_the_server_state(cards):
         assert [w for w, _, _ in t.word_times()] == ["seven", "of", "clubs"]
     finally:
         state.close()
+
+
+def test_the_default_llm_is_the_catalogue_one_when_installed(monkeypatch, capsys):
+    from speechlm.api import DEFAULT_LLM
+    from speechlm.bin.serve import resolve_llm
+    from speechlm.core import catalogue
+
+    monkeypatch.setattr(catalogue, "installed", lambda name: name == DEFAULT_LLM)
+    assert resolve_llm(parse()) == DEFAULT_LLM
+    assert "the default" in capsys.readouterr().err
+    monkeypatch.setattr(catalogue, "installed", lambda name: False)
+    assert resolve_llm(parse()) is None
+    assert catalogue.MODELS[DEFAULT_LLM].pip_command in capsys.readouterr().err
+    # explicit choices win; a URL replaces the default; none means none
+    assert resolve_llm(parse("--llm", "exp/lm")) == "exp/lm"
+    assert resolve_llm(parse("--llm-url", "http://127.0.0.1:9/v1")) is None
+    assert resolve_llm(parse("--llm", "none")) is None
+    with pytest.raises(ValueError, match="--llm or --llm-url"):
+        resolve_llm(parse("--llm", "exp/lm", "--llm-url", "http://127.0.0.1:9/v1"))

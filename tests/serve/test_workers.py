@@ -115,8 +115,9 @@ def test_server_answers_during_a_long_decode_and_stops_within_its_drain_bound(ca
     pytest.importorskip("uvicorn")
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "speechlm.bin.serve", "api", "--port", "0", "--max-seconds",
-         "60", "--max-concurrency", "1", "--max-waiting", "1", "--drain-seconds", "1"],
+        [sys.executable, "-m", "speechlm.bin.serve", "api", "--port", "0", "--llm", "none",
+         "--max-seconds", "60", "--max-concurrency", "1", "--max-waiting", "1",
+         "--drain-seconds", "1"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     try:
         port = None

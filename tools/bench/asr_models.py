@@ -10,11 +10,17 @@ own (RSS after loading, and the peak over the run).
 
 Data: (a) ``english_speech_samples``: the PocketSphinx cards and LibriVox samples, the
 JFK clip and "go forward" (12 files, 48 s); (b) FSDD speaker ``yweweler`` (not used by
-the fsdd recipe), takes 0-9 of each digit (100 files, 8 kHz resampled to 16 kHz).
+the fsdd recipe), takes 0-9 of each digit (100 files, 8 kHz resampled to 16 kHz);
+(c) SLURP sentences (the last ``--slurp`` of ``slurp/devel.jsonl``, 40 by default) spoken
+by espeak-ng voices (``slurp_espeak``, the voice rotating over four en-us variants) and by
+the Piper voice (``slurp_piper``), clean, synthesized once by the parent process. An ESPnet
+model dir (``--espnet DIR``, e.g. ``egs/slurp/slu1/exp/<tag>/model``, with
+``--espnet-graph`` for lattices) joins the table as one more model.
 
     python tools/bench/asr_models.py                  # table + tools/bench/asr_models.png
     python tools/bench/asr_models.py --models whisper-tiny.en --png /tmp/a.png
     python tools/bench/asr_models.py --tune           # posterior_am_scale on FSDD dev
+    python tools/bench/asr_models.py --espnet egs/slurp/slu1/exp/asr_espnet/model
 
 ``--tune`` decodes takes 10-19 of every digit by the four other FSDD speakers (dev, 400
 files; ``--dev-takes`` changes how many) with a Whisper model and, for each scale, builds
@@ -72,9 +78,44 @@ def fsdd(speakers: list[str], takes: range) -> list[tuple[str, np.ndarray, list[
             for spk in speakers for d in range(10) for i in takes]
 
 
+SLURP_ESPEAK_VOICES = ["espeak:en-us", "espeak:en-us+m3", "espeak:en-us+f2", "espeak:en-us+m5"]
+
+
+def synth_slurp(n: int, out: str) -> None:
+    """Speak the last ``n`` SLURP devel sentences with espeak-ng and Piper into ``out``
+    (an .npz of float32 arrays at 16 kHz, keys ``<set>/<utt>``, and their texts)."""
+    from speechlm.data.tts import Synthesizer, parse_voice
+    from speechlm.testing.shared_data import shared_data_dir
+
+    lines = (shared_data_dir("slurp") / "devel.jsonl").read_text().splitlines()[-n:]
+    sentences = [(str(json.loads(x)["slurp_id"]), json.loads(x)["sentence"]) for x in lines]
+    synth = Synthesizer(16000)
+    arrays, texts = {}, {}
+    for i, (sid, text) in enumerate(sentences):
+        for set_name, voice in (("slurp_espeak", SLURP_ESPEAK_VOICES[i % 4]),
+                                ("slurp_piper", "piper:joe")):
+            key = f"{set_name}/slurp{sid}_{i}"
+            arrays[key] = synth.synthesize(text, parse_voice(voice))[0]
+            texts[key] = text
+    np.savez(out, texts=json.dumps(texts), **arrays)
+
+
+def slurp_sets(path: str) -> dict[str, list]:
+    data = np.load(path)
+    texts = json.loads(str(data["texts"]))
+    sets: dict[str, list] = {}
+    for key, text in texts.items():
+        set_name, utt = key.split("/")
+        sets.setdefault(set_name, []).append((utt, data[key], text.split()))
+    return sets
+
+
 def datasets() -> dict[str, list]:
-    return {"english_samples": english_samples(), "fsdd_yweweler": fsdd(["yweweler"],
+    sets = {"english_samples": english_samples(), "fsdd_yweweler": fsdd(["yweweler"],
                                                                         range(10))}
+    if os.environ.get("SPEECHLM_BENCH_SLURP"):
+        sets.update(slurp_sets(os.environ["SPEECHLM_BENCH_SLURP"]))
+    return sets
 
 
 # -------------------------------------------------------------------------- models
@@ -102,7 +143,22 @@ def load_backend(name: str):
                 return ps(x, 16000, utt=utt)
 
         return _Sphinx()
-    raise SystemExit(f"unknown model {name!r}; known: {', '.join(MODELS)}")
+    if name.startswith("espnet:"):
+        from speechlm.api import load_asr
+
+        model_dir, _, graph = name[len("espnet:"):].partition(",")
+        asr = load_asr(model_dir, graph=graph or None)
+        recognizer = asr.recognizer
+
+        class _ESPnet:  # the recipe model, through the one Recognizer
+            posterior_am_scale = recognizer.am_scale
+
+            def __call__(self, x, utt):
+                result = recognizer.recognize([(utt, x)], wcn=False)[0]
+                return result.hyps, result.lattice
+
+        return _ESPnet()
+    raise SystemExit(f"unknown model {name!r}; known: {', '.join(MODELS)}, espnet:DIR[,GRAPH]")
 
 
 def rss_mb() -> float:
@@ -277,6 +333,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--tune", action="store_true", help="tune posterior_am_scale on FSDD dev")
     p.add_argument("--tune-model", default="whisper-tiny.en")
     p.add_argument("--dev-takes", type=int, default=10)
+    p.add_argument("--slurp", type=int, default=40,
+                   help="SLURP sentences spoken per voice kind (0: no SLURP sets)")
+    p.add_argument("--espnet", default=None, help="also a recipe ESPnet model dir")
+    p.add_argument("--espnet-graph", default=None, help="its graph dir (lattices)")
     p.add_argument("--child", default=None, help=argparse.SUPPRESS)
     p.add_argument("--child-out", default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -286,8 +346,18 @@ def main(argv: list[str] | None = None) -> None:
         return tune(args.tune_model, args.dev_takes)
     rows = []
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    models = args.models.split(",")
+    if args.espnet:
+        models.append(f"espnet:{args.espnet}" + (f",{args.espnet_graph}"
+                                                 if args.espnet_graph else ""))
     with tempfile.TemporaryDirectory() as tmp:
-        for name in args.models.split(","):
+        if args.slurp > 0:
+            t0 = time.perf_counter()
+            env["SPEECHLM_BENCH_SLURP"] = os.path.join(tmp, "slurp.npz")
+            synth_slurp(args.slurp, env["SPEECHLM_BENCH_SLURP"])
+            print(f"synthesized {2 * args.slurp} SLURP utterances in "
+                  f"{time.perf_counter() - t0:.0f} s", flush=True)
+        for name in models:
             out = os.path.join(tmp, f"{name}.json")
             subprocess.run([sys.executable, __file__, "--child", name, "--child-out", out],
                            check=True, env=env)

@@ -55,6 +55,8 @@ def server_rss(host: str, port: int) -> int | None:
 
 def start_server(extra: list[str]) -> tuple[subprocess.Popen, str]:
     env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+    if not any(a.startswith("--llm") for a in extra):
+        extra = [*extra, "--llm", "none"]  # decoding load only, as the README's figures
     proc = subprocess.Popen([sys.executable, "-m", "speechlm.bin.serve", "api", "--port", "0",
                              *extra], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True, env=env)
