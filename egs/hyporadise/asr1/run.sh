@@ -1,0 +1,108 @@
+#!/usr/bin/env bash
+# egs/hyporadise/asr1/run.sh: second pass on HyPoradise LibriSpeech 5-best lists (no
+# first-pass scores: the list order is used as a rank prior) with SmolLM2-135M-Instruct,
+# MiniLM and mpnet: LM rescoring, prompting (zero-shot, k-shot, task-activating), GER
+# (select / guarded free, zero-shot and LoRA) and discriminative MWER scorers.
+#
+#   ./run.sh --quick true          # small documented subsets, every method (see RESULTS.md)
+#   ./run.sh                       # larger subsets
+#   ./run.sh --stage 3 --lanes llm # one lane only (run the two lanes side by side)
+#
+# Splits (speechlm.llm.second_pass.nbest: speakers from utterance ids, else contiguous
+# blocks of 50 since these files have no ids): training = first speaker-half of
+# test-clean (@1); tuning = first half of test-other (@1); report = second half of
+# test-other (@2) and of test-clean (@2, one fold of a cross-fit: trained on @1).
+# Stages: 1 check the files, 2 train (MWER scorers, GER LoRA), 3 run every method,
+# 4 RESULTS.md + plot.
+set -euo pipefail
+
+stage=1; stop_stage=100
+data=                                # default: $SPEECHLM_DATA/hyporadise_nbest, ../shared/data/...
+quick=false
+lanes="llm train"                    # stage 2/3 lanes: llm (prompting, GER), train (MWER, LoRA)
+llm=smollm2-135m-instruct
+help_message="usage: $0 [--stage N] [--stop_stage N] [--quick true] [--lanes 'llm train']"
+
+. ./path.sh; . ./cmd.sh; . utils/parse_options.sh
+. utils/log.sh
+
+if [ -z "${data}" ]; then
+  for d in "${SPEECHLM_DATA:+${SPEECHLM_DATA}/hyporadise_nbest}" ../../../../shared/data/hyporadise_nbest; do
+    [ -n "${d}" ] && [ -f "${d}/test_ls_other.json" ] && { data=${d}; break; }
+  done
+fi
+[ -n "${data}" ] || { log "N-best files not found: pass --data DIR or set SPEECHLM_DATA"; exit 1; }
+clean=${data}/test_ls_clean.json; other=${data}/test_ls_other.json
+if [ "${quick}" = true ]; then exp=exp/quick; ndev=30; neval=50; ntrain=200; ntrain_llm=60
+else exp=exp/full; ndev=150; neval=300; ntrain=1200; ntrain_llm=300; fi
+dev="${other}@1:${ndev}"; evals="${other}@2:${neval} ${clean}@2:${neval}"
+train="${clean}@1:${ntrain}"; train_llm="${clean}@1:${ntrain_llm}"
+rescore="python -m speechlm.bin.cli rescore --threads 1"
+mkdir -p ${exp}
+has_lane() { [[ " ${lanes} " == *" $1 "* ]]; }
+# run a method into exp/<tag> unless its result.json is there (resumable)
+method() { local tag=$1; shift
+  [ -f ${exp}/${tag}/result.json ] && { log "${tag}: done"; return 0; }
+  log "${tag}"; mkdir -p ${exp}/${tag}
+  ${rescore} "$@" --dev "${dev}" --nbest ${evals} --out ${exp}/${tag} 2> ${exp}/${tag}/log.txt \
+    || { tail -3 ${exp}/${tag}/log.txt; return 1; }
+  grep -E "WER" ${exp}/${tag}/log.txt || true; }
+train() { local dir=$1; shift
+  [ -f ${dir}/mwer.json ] || [ -f ${dir}/ger_lora.json ] && { log "${dir}: trained"; return 0; }
+  log "train ${dir}"; mkdir -p ${dir}
+  ${rescore} train "$@" --out ${dir} 2> ${dir}.log \
+    || { tail -3 ${dir}.log; return 1; }; }
+
+if [ ${stage} -le 1 ] && [ ${stop_stage} -ge 1 ]; then
+  log "Stage 1: read the N-best files (notes on bad input), splits: dev ${dev}, eval ${evals}"
+  python - "${clean}" "${other}" <<'PY'
+import sys
+from speechlm.llm.second_pass.nbest import read_nbest, split_by_speaker
+for f in sys.argv[1:]:
+    items, notes = read_nbest(f)
+    a, b = split_by_speaker(items)
+    print(f"{f}: {len(items)} utterances, {len(notes)} notes; halves {len(a)} / {len(b)}")
+    for n in notes[:5]:
+        print("  ", n)
+PY
+fi
+
+if [ ${stage} -le 2 ] && [ ${stop_stage} -ge 2 ] && has_lane train; then
+  log "Stage 2: train MWER scorers and likelihood baselines on ${train}"
+  train ${exp}/models/mwer_minilm_mean --method mwer --model minilm-l6 --pooling mean --train "${train}" --epochs 2
+  train ${exp}/models/mwer_minilm_attention --method mwer --model minilm-l6 --pooling attention --train "${train}" --epochs 2
+  train ${exp}/models/mwer_minilm_mean_frozen --method mwer --model minilm-l6 --pooling mean --freeze --train "${train}" --epochs 2
+  train ${exp}/models/mwer_mpnet_mean --method mwer --model mpnet-base --pooling mean --train "${train_llm}"
+  train ${exp}/models/mwer_smollm2_prob --method mwer --model ${llm} --pooling prob --train "${train_llm}"
+  train ${exp}/models/mwer_smollm2_mean --method mwer --model ${llm} --pooling mean --train "${train_llm}"
+  train ${exp}/models/mwer_smollm2_last --method mwer --model ${llm} --pooling last --train "${train_llm}"
+  train ${exp}/models/lik_smollm2_prob --method mwer --model ${llm} --pooling prob --objective likelihood --train "${train_llm}"
+  train ${exp}/models/ger_lora --method ger-lora --llm ${llm} --train "${train_llm}"
+fi
+
+if [ ${stage} -le 3 ] && [ ${stop_stage} -ge 3 ]; then
+  log "Stage 3: every method, tuned on ${dev}"
+  if has_lane train; then
+    for m in mwer_minilm_mean mwer_minilm_attention mwer_minilm_mean_frozen mwer_mpnet_mean \
+             mwer_smollm2_prob mwer_smollm2_mean mwer_smollm2_last lik_smollm2_prob; do
+      method ${m} --method mwer --model ${exp}/models/${m}
+    done
+    method ger-select_lora --method ger-select --llm ${llm} --adapter ${exp}/models/ger_lora
+    method ger-free_lora --method ger-free --llm ${llm} --adapter ${exp}/models/ger_lora
+  fi
+  if has_lane llm; then
+    method lm --method lm --llm ${llm}
+    method lm_norm --method lm_norm --llm ${llm}
+    method prompt --method prompt --llm ${llm}
+    method prompt_3shot_random --method prompt --llm ${llm} --train "${train}" --shots 3
+    method prompt_3shot_similar --method prompt --llm ${llm} --train "${train}" --shots 3 --demos similar
+    method tap_3shot_similar --method tap --llm ${llm} --train "${train}" --shots 3 --demos similar
+    method ger-select --method ger-select --llm ${llm}
+    method ger-free --method ger-free --llm ${llm}
+  fi
+fi
+
+if [ ${stage} -le 4 ] && [ ${stop_stage} -ge 4 ]; then
+  log "Stage 4: ${exp}/RESULTS.md and RESULTS.png"
+  python local/make_results.py ${exp} "$0 $*"
+fi
