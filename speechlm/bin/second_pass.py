@@ -96,7 +96,9 @@ def run_second_pass(args: argparse.Namespace) -> int:
             if not args.llm:
                 raise UsageError("--adapter needs --llm (its base model)")
             llm = load_lora_llm(args.llm, args.adapter)
-            extra = {"adapter": args.adapter}
+            stats = Path(args.adapter) / "ger_lora.json"
+            extra = {"adapter": args.adapter,
+                     "train": json.loads(stats.read_text()) if stats.is_file() else {}}
         else:
             from speechlm.bin.rescore import _load_llm
 

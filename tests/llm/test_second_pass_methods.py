@@ -111,3 +111,13 @@ def test_method_config_refuses_unknown_values():
     with pytest.raises(ValueError, match="demos must be"):
         M.MethodConfig("prompt", shots=2, demos="nearest")
     assert M.MethodConfig("tap", shots=3, demos="similar").key == "tap_3shot_similar"
+
+
+def test_python_api_runs_the_same_switch(llm):
+    import speechlm
+
+    got = speechlm.rescore({"a": list(ITEMS[0].hyps)}, "lm", llm=llm, llm_scale=0.7)
+    want = M.choose(ITEMS[:1], M.score(llm, ITEMS[:1], M.MethodConfig("lm")), 0.7)
+    assert got == want
+    assert speechlm.rescore(["x y", "x z"], "ger-free", llm=llm, threshold=0.0)["utt"] in (
+        "x y", "x z")

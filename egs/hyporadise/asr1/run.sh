@@ -33,8 +33,10 @@ if [ -z "${data}" ]; then
 fi
 [ -n "${data}" ] || { log "N-best files not found: pass --data DIR or set SPEECHLM_DATA"; exit 1; }
 clean=${data}/test_ls_clean.json; other=${data}/test_ls_other.json
-if [ "${quick}" = true ]; then exp=exp/quick; ndev=30; neval=50; ntrain=200; ntrain_llm=60
-else exp=exp/full; ndev=150; neval=300; ntrain=1200; ntrain_llm=300; fi
+if [ "${quick}" = true ]; then exp=exp/quick; ndev=30; neval=50; ntrain=120; ntrain_llm=40; epochs=1
+  smollm2_pools="prob mean"
+else exp=exp/full; ndev=150; neval=300; ntrain=1200; ntrain_llm=300; epochs=2
+  smollm2_pools="prob mean last attention"; fi
 dev="${other}@1:${ndev}"; evals="${other}@2:${neval} ${clean}@2:${neval}"
 train="${clean}@1:${ntrain}"; train_llm="${clean}@1:${ntrain_llm}"
 rescore="python -m speechlm.bin.cli rescore --threads 1"
@@ -69,13 +71,14 @@ fi
 
 if [ ${stage} -le 2 ] && [ ${stop_stage} -ge 2 ] && has_lane train; then
   log "Stage 2: train MWER scorers and likelihood baselines on ${train}"
-  train ${exp}/models/mwer_minilm_mean --method mwer --model minilm-l6 --pooling mean --train "${train}" --epochs 2
-  train ${exp}/models/mwer_minilm_attention --method mwer --model minilm-l6 --pooling attention --train "${train}" --epochs 2
-  train ${exp}/models/mwer_minilm_mean_frozen --method mwer --model minilm-l6 --pooling mean --freeze --train "${train}" --epochs 2
+  for p in mean attention; do
+    train ${exp}/models/mwer_minilm_${p} --method mwer --model minilm-l6 --pooling ${p} --train "${train}" --epochs ${epochs}
+  done
+  train ${exp}/models/mwer_minilm_mean_frozen --method mwer --model minilm-l6 --pooling mean --freeze --train "${train}" --epochs ${epochs}
   train ${exp}/models/mwer_mpnet_mean --method mwer --model mpnet-base --pooling mean --train "${train_llm}"
-  train ${exp}/models/mwer_smollm2_prob --method mwer --model ${llm} --pooling prob --train "${train_llm}"
-  train ${exp}/models/mwer_smollm2_mean --method mwer --model ${llm} --pooling mean --train "${train_llm}"
-  train ${exp}/models/mwer_smollm2_last --method mwer --model ${llm} --pooling last --train "${train_llm}"
+  for p in ${smollm2_pools}; do
+    train ${exp}/models/mwer_smollm2_${p} --method mwer --model ${llm} --pooling ${p} --train "${train_llm}"
+  done
   train ${exp}/models/lik_smollm2_prob --method mwer --model ${llm} --pooling prob --objective likelihood --train "${train_llm}"
   train ${exp}/models/ger_lora --method ger-lora --llm ${llm} --train "${train_llm}"
 fi
@@ -84,7 +87,7 @@ if [ ${stage} -le 3 ] && [ ${stop_stage} -ge 3 ]; then
   log "Stage 3: every method, tuned on ${dev}"
   if has_lane train; then
     for m in mwer_minilm_mean mwer_minilm_attention mwer_minilm_mean_frozen mwer_mpnet_mean \
-             mwer_smollm2_prob mwer_smollm2_mean mwer_smollm2_last lik_smollm2_prob; do
+             $(for p in ${smollm2_pools}; do echo mwer_smollm2_${p}; done) lik_smollm2_prob; do
       method ${m} --method mwer --model ${exp}/models/${m}
     done
     method ger-select_lora --method ger-select --llm ${llm} --adapter ${exp}/models/ger_lora
