@@ -6,7 +6,8 @@
 #
 #   ./run.sh --quick true          # small documented subsets, every method (see RESULTS.md)
 #   ./run.sh                       # larger subsets
-#   ./run.sh --stage 3 --lanes llm # one lane only (run the two lanes side by side)
+#   ./run.sh --stage 2 --lanes train &  ./run.sh --stage 3 --lanes llm1 &  ./run.sh --stage 3 --lanes llm2
+#                                  # three processes side by side, then ./run.sh --stage 4
 #
 # Splits (speechlm.llm.second_pass.nbest: speakers from utterance ids, else contiguous
 # blocks of 50 since these files have no ids): training = first speaker-half of
@@ -19,9 +20,10 @@ set -euo pipefail
 stage=1; stop_stage=100
 data=                                # default: $SPEECHLM_DATA/hyporadise_nbest, ../shared/data/...
 quick=false
-lanes="llm train"                    # stage 2/3 lanes: llm (prompting, GER), train (MWER, LoRA)
+lanes="llm1 llm2 train"              # stage 2/3 lanes (run them side by side as separate
+                                     # processes): llm1/llm2 (prompting, GER), train (MWER, LoRA)
 llm=smollm2-135m-instruct
-help_message="usage: $0 [--stage N] [--stop_stage N] [--quick true] [--lanes 'llm train']"
+help_message="usage: $0 [--stage N] [--stop_stage N] [--quick true] [--lanes 'llm1 llm2 train']"
 
 . ./path.sh; . ./cmd.sh; . utils/parse_options.sh
 . utils/log.sh
@@ -33,7 +35,7 @@ if [ -z "${data}" ]; then
 fi
 [ -n "${data}" ] || { log "N-best files not found: pass --data DIR or set SPEECHLM_DATA"; exit 1; }
 clean=${data}/test_ls_clean.json; other=${data}/test_ls_other.json
-if [ "${quick}" = true ]; then exp=exp/quick; ndev=30; neval=50; ntrain=120; ntrain_llm=40; epochs=1
+if [ "${quick}" = true ]; then exp=exp/quick; ndev=20; neval=30; ntrain=80; ntrain_llm=24; epochs=1
   smollm2_pools="prob mean"
 else exp=exp/full; ndev=150; neval=300; ntrain=1200; ntrain_llm=300; epochs=2
   smollm2_pools="prob mean last attention"; fi
@@ -93,11 +95,13 @@ if [ ${stage} -le 3 ] && [ ${stop_stage} -ge 3 ]; then
     method ger-select_lora --method ger-select --llm ${llm} --adapter ${exp}/models/ger_lora
     method ger-free_lora --method ger-free --llm ${llm} --adapter ${exp}/models/ger_lora
   fi
-  if has_lane llm; then
+  if has_lane llm1; then
     method lm --method lm --llm ${llm}
     method lm_norm --method lm_norm --llm ${llm}
     method prompt --method prompt --llm ${llm}
     method prompt_3shot_random --method prompt --llm ${llm} --train "${train}" --shots 3
+  fi
+  if has_lane llm2; then
     method prompt_3shot_similar --method prompt --llm ${llm} --train "${train}" --shots 3 --demos similar
     method tap_3shot_similar --method tap --llm ${llm} --train "${train}" --shots 3 --demos similar
     method ger-select --method ger-select --llm ${llm}
