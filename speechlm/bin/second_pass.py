@@ -75,9 +75,14 @@ def run_second_pass(args: argparse.Namespace) -> int:
     if not args.dev or not args.nbest:
         raise UsageError("--method needs --dev (tuning set) and --nbest (eval sets)")
     notes: list = []
-    dev = load_set(args.dev, notes)
-    evals = [load_set(s, notes) for s in args.nbest]
-    train = load_set(args.train, notes).items if args.train else []
+    refs = None
+    if args.ref:  # references of nbest.jsonl sets (a Kaldi text)
+        from speechlm.core.wer import read_kaldi_text
+
+        refs = {u: " ".join(w) for u, w in read_kaldi_text(args.ref).items()}
+    dev = load_set(args.dev, notes, refs=refs)
+    evals = [load_set(s, notes, refs=refs) for s in args.nbest]
+    train = load_set(args.train, notes, refs=refs).items if args.train else []
     config = MethodConfig(args.method, shots=args.shots, demos=args.demos)
     llm = scorer = encoder = None
     extra: dict = {}

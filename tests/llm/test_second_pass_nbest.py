@@ -118,3 +118,20 @@ def test_folds_are_disjoint_and_cover_everything():
     fs = folds(_items(utts), 2)
     spk = [{speaker_of(i.utt) for i in f} for f in fs]
     assert not spk[0] & spk[1] and sum(len(f) for f in fs) == len(utts)
+
+
+def test_reads_our_own_nbest_jsonl_with_first_pass_scores_and_kaldi_refs(tmp_path):
+    from speechlm.core.hypothesis import Hypothesis
+    from speechlm.core.nbest_jsonl import write_nbest_jsonl
+    from speechlm.llm.second_pass.run import load_set
+
+    d = tmp_path / "decode_dev"
+    d.mkdir()
+    write_nbest_jsonl(d / "nbest.jsonl", {"u1": [Hypothesis("seven", -1.5),
+                                                 Hypothesis("seven", -2.0),
+                                                 Hypothesis("eleven", -3.25)]})
+    notes = []
+    s = load_set(str(d), notes, refs={"u1": "eleven"})
+    assert s.name == "decode_dev" and s.items[0].ref == "eleven"
+    assert s.items[0].hyps == ("seven", "eleven") and s.items[0].first_pass == (-1.5, -3.25)
+    assert [n.kind for n in notes] == ["duplicate"]

@@ -5,6 +5,10 @@ utterance, each with ``input`` (the N-best, best first) and ``output`` (the refe
 
     [{"instruction": "...", "input": ["hyp 1", "hyp 2", ...], "output": "reference"}, ...]
 
+The toolkit's own ``nbest.jsonl`` (``speechlm decode``: ``{"utt", "hyps": [{"text",
+"score"}]}``) is read too, its scores becoming the first-pass scores; its references come
+from a Kaldi text (``refs``).
+
 Optional fields are read where present: an utterance id (``id``, ``utt_id``, ``utt`` or
 ``key``) and first-pass scores (``scores`` or ``am_score``: one natural-log float per
 hypothesis, higher is better). Without ids, utterances are named ``<file stem>-<index>``.
@@ -116,9 +120,12 @@ def _utt_of(obj: object, path: Path | str, index: int) -> str:
     return f"{Path(path).stem}-{index:05d}"
 
 
-def read_nbest(path: str | os.PathLike, max_hyps: int | None = None
-               ) -> tuple[list[NbestItem], list[Note]]:
+def read_nbest(path: str | os.PathLike, max_hyps: int | None = None,
+               refs: dict[str, str] | None = None) -> tuple[list[NbestItem], list[Note]]:
     """Read a HyPoradise-form file: the utterances (file order) and the notes on bad input.
+
+    ``refs`` (utt -> reference) fills in references the file does not hold (an
+    ``nbest.jsonl`` has none).
 
     Raises:
         FileNotFoundError: no such file.
@@ -129,7 +136,22 @@ def read_nbest(path: str | os.PathLike, max_hyps: int | None = None
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such N-best file")
     data = _loads(_decode(path, path.read_bytes()), path)
+    if isinstance(data, list):
+        data = [_from_nbest_jsonl(o) for o in data]
+        if refs:
+            data = [{**o, "output": refs.get(_utt_of(o, path, i), o.get("output"))}
+                    if isinstance(o, dict) else o for i, o in enumerate(data)]
     return parse_nbest(data, path, max_hyps)
+
+
+def _from_nbest_jsonl(obj: object) -> object:
+    """An ``nbest.jsonl`` line as a HyPoradise-form object (other objects unchanged)."""
+    if not (isinstance(obj, dict) and "hyps" in obj and "input" not in obj
+            and isinstance(obj["hyps"], list)):
+        return obj
+    hyps = [h for h in obj["hyps"] if isinstance(h, dict)]
+    return {"id": obj.get("utt"), "input": [h.get("text") for h in hyps],
+            "scores": [h.get("score") for h in hyps], "output": obj.get("ref")}
 
 
 def parse_nbest(data: Sequence, path: str | os.PathLike = "<input>",

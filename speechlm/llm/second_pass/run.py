@@ -38,14 +38,19 @@ class EvalSet:
     items: list[NbestItem]
 
 
-def load_set(spec: str, notes: list[Note] | None = None, *, block: int = 50) -> EvalSet:
-    """The utterances of a set spec (see the module doc); its name is ``<stem>[_h<half>]``."""
+def load_set(spec: str, notes: list[Note] | None = None, *, block: int = 50,
+             refs: dict[str, str] | None = None) -> EvalSet:
+    """The utterances of a set spec (see the module doc); its name is ``<stem>[_h<half>]``
+    (a decode dir's ``nbest.jsonl`` is named after its dir). ``refs``: references by utt
+    for files without them."""
     m = _SPEC.match(spec)
     path = Path(m.group("path"))
-    items, found = read_nbest(path)
+    if path.is_dir():
+        path = path / "nbest.jsonl"
+    items, found = read_nbest(path, refs=refs)
     if notes is not None:
         notes.extend(found)
-    name = path.stem
+    name = path.parent.name if path.name == "nbest.jsonl" else path.stem
     if m.group("half"):
         items = split_by_speaker(items, block=block)[int(m.group("half")) - 1]
         name += f"_h{m.group('half')}"
