@@ -121,3 +121,15 @@ def test_python_api_runs_the_same_switch(llm):
     assert got == want
     assert speechlm.rescore(["x y", "x z"], "ger-free", llm=llm, threshold=0.0)["utt"] in (
         "x y", "x z")
+
+
+def test_task_activating_prompt_puts_the_models_answers_before_the_task(llm):
+    from speechlm.llm.second_pass.prompt import ACTIVATION_QUESTIONS, activation_turns
+
+    turns = activation_turns(llm, max_tokens=4)
+    assert [t["role"] for t in turns] == ["user", "assistant"] * len(ACTIVATION_QUESTIONS)
+    assert [t["content"] for t in turns[::2]] == list(ACTIVATION_QUESTIONS)
+    builder = PromptBuilder(llm.tokenizer, activation=turns)
+    chat = builder.rescore(["he is here"], tap=True)
+    assert chat[: len(turns)] == turns and "he is here" in chat[-1]["content"]
+    assert builder.rescore(["he is here"])[0]["role"] == "user"  # no activation without tap
