@@ -157,3 +157,19 @@ def test_likelihood_objective_raises_the_reference_probability():
     before = scorer.costs(["the man said good one"])[0]
     train_scorer(scorer, _toy_nbests(12), progress=False)
     assert scorer.costs(["the man said good one"])[0] < before - 1.0
+
+
+@pytest.mark.parametrize("pooling", ["prob", "mean"])
+def test_causal_lora_scorer_dir_round_trips(tmp_path, pooling):
+    model, tok = _tiny_causal()
+    model.save_pretrained(tmp_path / "lm")
+    tok.save_pretrained(tmp_path / "lm")
+    cfg = MwerConfig(model=str(tmp_path / "lm"), kind="causal", pooling=pooling, lr=1e-2,
+                     lora_rank=4)
+    scorer = build_scorer(cfg)
+    train_scorer(scorer, _toy_nbests(8), progress=False)
+    save_scorer(scorer, tmp_path / "s")
+    again = load_scorer(tmp_path / "s")
+    assert (tmp_path / "s" / "adapter" / "adapter_config.json").is_file()
+    assert again.costs(["the man said good one"]) == pytest.approx(
+        scorer.costs(["the man said good one"]), abs=1e-4)
