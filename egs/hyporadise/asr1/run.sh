@@ -6,24 +6,23 @@
 #
 #   ./run.sh --quick true          # small documented subsets, every method (see RESULTS.md)
 #   ./run.sh                       # larger subsets
-#   ./run.sh --stage 2 --lanes train &  ./run.sh --stage 3 --lanes llm1 &  ./run.sh --stage 3 --lanes llm2
-#                                  # three processes side by side, then ./run.sh --stage 4
+#   for l in llm1 llm2 llm3 bi causal gerlora; do ./run.sh --stage 3 --stop_stage 3 --lanes $l & done; wait
+#   ./run.sh --stage 4             # lanes side by side (2 cores: about 2 h for --quick)
 #
 # Splits (speechlm.llm.second_pass.nbest: speakers from utterance ids, else contiguous
 # blocks of 50 since these files have no ids): training = first speaker-half of
 # test-clean (@1); tuning = first half of test-other (@1); report = second half of
 # test-other (@2) and of test-clean (@2, one fold of a cross-fit: trained on @1).
-# Stages: 1 check the files, 2 train (MWER scorers, GER LoRA), 3 run every method,
+# Stages: 1 check the files, 3 train (MWER scorers, GER LoRA) and run every method,
 # 4 RESULTS.md + plot.
 set -euo pipefail
 
 stage=1; stop_stage=100
 data=                                # default: $SPEECHLM_DATA/hyporadise_nbest, ../shared/data/...
 quick=false
-lanes="llm1 llm2 train"              # stage 2/3 lanes (run them side by side as separate
-                                     # processes): llm1/llm2 (prompting, GER), train (MWER, LoRA)
+lanes="llm1 llm2 llm3 bi causal gerlora"  # stage 3 lanes, see below
 llm=smollm2-135m-instruct
-help_message="usage: $0 [--stage N] [--stop_stage N] [--quick true] [--lanes 'llm1 llm2 train']"
+help_message="usage: $0 [--stage N] [--stop_stage N] [--quick true] [--lanes 'llm1 llm2 llm3 bi causal gerlora']"
 
 . ./path.sh; . ./cmd.sh; . utils/parse_options.sh
 . utils/log.sh
@@ -44,18 +43,22 @@ train="${clean}@1:${ntrain}"; train_llm="${clean}@1:${ntrain_llm}"
 rescore="python -m speechlm.bin.cli rescore --threads 1"
 mkdir -p ${exp}
 has_lane() { [[ " ${lanes} " == *" $1 "* ]]; }
-# run a method into exp/<tag> unless its result.json is there (resumable)
-method() { local tag=$1; shift
+# method LANE TAG ARGS: run a method into exp/TAG when LANE is chosen, unless its
+# result.json is there (resumable) or another lane holds its dir (mkdir is the lock)
+method() { local lane=$1 tag=$2; shift 2
+  has_lane ${lane} || return 0
   [ -f ${exp}/${tag}/result.json ] && { log "${tag}: done"; return 0; }
-  log "${tag}"; mkdir -p ${exp}/${tag}
+  mkdir ${exp}/${tag} 2>/dev/null || { log "${tag}: running in another lane (rm -r ${exp}/${tag} if not)"; return 0; }
+  log "${tag}"
   ${rescore} "$@" --dev "${dev}" --nbest ${evals} --out ${exp}/${tag} 2> ${exp}/${tag}/log.txt \
-    || { tail -3 ${exp}/${tag}/log.txt; return 1; }
+    || { tail -3 ${exp}/${tag}/log.txt; rm -r ${exp}/${tag}; return 1; }
   grep -E "WER" ${exp}/${tag}/log.txt || true; }
-train() { local dir=$1; shift
+# train LANE DIR ARGS: fit a scorer / adapter into DIR unless it is there
+train() { local lane=$1 dir=$2; shift 2
+  has_lane ${lane} || return 0
   [ -f ${dir}/mwer.json ] || [ -f ${dir}/ger_lora.json ] && { log "${dir}: trained"; return 0; }
   log "train ${dir}"; mkdir -p ${dir}
-  ${rescore} train "$@" --out ${dir} 2> ${dir}.log \
-    || { tail -3 ${dir}.log; return 1; }; }
+  ${rescore} train "$@" --out ${dir} 2> ${dir}.log || { tail -3 ${dir}.log; return 1; }; }
 
 if [ ${stage} -le 1 ] && [ ${stop_stage} -ge 1 ]; then
   log "Stage 1: read the N-best files (notes on bad input), splits: dev ${dev}, eval ${evals}"
@@ -71,42 +74,37 @@ for f in sys.argv[1:]:
 PY
 fi
 
-if [ ${stage} -le 2 ] && [ ${stop_stage} -ge 2 ] && has_lane train; then
-  log "Stage 2: train MWER scorers and likelihood baselines on ${train}"
-  for p in mean attention; do
-    train ${exp}/models/mwer_minilm_${p} --method mwer --model minilm-l6 --pooling ${p} --train "${train}" --epochs ${epochs}
-  done
-  train ${exp}/models/mwer_minilm_mean_frozen --method mwer --model minilm-l6 --pooling mean --freeze --train "${train}" --epochs ${epochs}
-  train ${exp}/models/mwer_mpnet_mean --method mwer --model mpnet-base --pooling mean --train "${train_llm}"
-  for p in ${smollm2_pools}; do
-    train ${exp}/models/mwer_smollm2_${p} --method mwer --model ${llm} --pooling ${p} --train "${train_llm}"
-  done
-  train ${exp}/models/lik_smollm2_prob --method mwer --model ${llm} --pooling prob --objective likelihood --train "${train_llm}"
-  train ${exp}/models/ger_lora --method ger-lora --llm ${llm} --train "${train_llm}"
-fi
-
+# Lanes (run side by side as separate processes; each method trains then runs):
+#   llm1: LM and prompt rescoring    llm2: k-shot similar + task-activating prompting
+#   llm3: zero-shot GER              bi: MWER MiniLM / mpnet
+#   causal: MWER SmolLM2 + likelihood baseline    gerlora: GER LoRA
 if [ ${stage} -le 3 ] && [ ${stop_stage} -ge 3 ]; then
-  log "Stage 3: every method, tuned on ${dev}"
-  if has_lane train; then
-    for m in mwer_minilm_mean mwer_minilm_attention mwer_minilm_mean_frozen mwer_mpnet_mean \
-             $(for p in ${smollm2_pools}; do echo mwer_smollm2_${p}; done) lik_smollm2_prob; do
-      method ${m} --method mwer --model ${exp}/models/${m}
-    done
-    method ger-select_lora --method ger-select --llm ${llm} --adapter ${exp}/models/ger_lora
-    method ger-free_lora --method ger-free --llm ${llm} --adapter ${exp}/models/ger_lora
-  fi
-  if has_lane llm1; then
-    method lm --method lm --llm ${llm}
-    method lm_norm --method lm_norm --llm ${llm}
-    method prompt --method prompt --llm ${llm}
-    method prompt_3shot_random --method prompt --llm ${llm} --train "${train}" --shots 3
-  fi
-  if has_lane llm2; then
-    method prompt_3shot_similar --method prompt --llm ${llm} --train "${train}" --shots 3 --demos similar
-    method tap_3shot_similar --method tap --llm ${llm} --train "${train}" --shots 3 --demos similar
-    method ger-select --method ger-select --llm ${llm}
-    method ger-free --method ger-free --llm ${llm}
-  fi
+  log "Stage 2-3: train and run every method (lanes: ${lanes}), tuned on ${dev}"
+  method llm1 lm --method lm --llm ${llm}
+  method llm1 lm_norm --method lm_norm --llm ${llm}
+  method llm1 prompt --method prompt --llm ${llm}
+  method llm2 prompt_3shot_similar --method prompt --llm ${llm} --train "${train}" --shots 3 --demos similar
+  method llm2 tap_3shot_similar --method tap --llm ${llm} --train "${train}" --shots 3 --demos similar
+  method llm3 ger-select --method ger-select --llm ${llm}
+  method llm3 ger-free --method ger-free --llm ${llm}
+  for p in mean attention; do
+    train bi ${exp}/models/mwer_minilm_${p} --method mwer --model minilm-l6 --pooling ${p} --train "${train}" --epochs ${epochs}
+  done
+  train bi ${exp}/models/mwer_minilm_mean_frozen --method mwer --model minilm-l6 --pooling mean --freeze --train "${train}" --epochs ${epochs}
+  train bi ${exp}/models/mwer_mpnet_mean --method mwer --model mpnet-base --pooling mean --train "${train_llm}"
+  for m in mwer_minilm_mean mwer_minilm_attention mwer_minilm_mean_frozen mwer_mpnet_mean; do
+    method bi ${m} --method mwer --model ${exp}/models/${m}
+  done
+  for p in ${smollm2_pools}; do
+    train causal ${exp}/models/mwer_smollm2_${p} --method mwer --model ${llm} --pooling ${p} --train "${train_llm}"
+    method causal mwer_smollm2_${p} --method mwer --model ${exp}/models/mwer_smollm2_${p}
+  done
+  train causal ${exp}/models/lik_smollm2_prob --method mwer --model ${llm} --pooling prob --objective likelihood --train "${train_llm}"
+  method causal lik_smollm2_prob --method mwer --model ${exp}/models/lik_smollm2_prob
+  train gerlora ${exp}/models/ger_lora --method ger-lora --llm ${llm} --train "${train_llm}"
+  method gerlora ger-select_lora --method ger-select --llm ${llm} --adapter ${exp}/models/ger_lora
+  method gerlora ger-free_lora --method ger-free --llm ${llm} --adapter ${exp}/models/ger_lora
+  method llm1 prompt_3shot_random --method prompt --llm ${llm} --train "${train}" --shots 3
 fi
 
 if [ ${stage} -le 4 ] && [ ${stop_stage} -ge 4 ]; then
