@@ -44,7 +44,8 @@ __all__ = ["METHODS", "Correction", "DemoPool", "MethodConfig", "Scored", "choos
            "guard", "normalize_output", "score", "tune_scale", "tune_threshold"]
 
 METHODS = ("lm", "lm_norm", "prompt", "tap", "ger-select", "ger-free", "mwer")
-SCALES = (0.0, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0)
+SCALES = (0.0, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 30.0, 100.0,
+          1000.0)  # the large ones for MWER heads, whose cost scale is free
 THRESHOLDS = (0.0, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0, float("inf"))
 
 
