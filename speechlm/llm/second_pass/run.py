@@ -133,7 +133,13 @@ def run_method(config: M.MethodConfig, dev: EvalSet, evals: Sequence[EvalSet], o
                 and errors(it.ref, picks[it.utt]) < errors(it.ref, oracle([it])[it.utt]))}
         else:
             picks = M.choose(s.items, res, param)
-            extra_stats = {"failed": sum(r.failed for r in res.values())}
+            # every setting's WER on every set, icefall's results-by-setting (reading only)
+            extra_stats = {"failed": sum(r.failed for r in res.values()),
+                           "sweep": {f"{k:g}": round(wer(s.items, M.choose(s.items, res, k)), 2)
+                                     for k in table}}
+            with open(out / f"scores-{s.name}.jsonl", "w", encoding="utf-8") as f:
+                f.writelines(json.dumps({"utt": u, "scores": r.scores}) + "\n"
+                             for u, r in res.items())
         _write_text(out / f"hyp-{s.name}.txt", picks)
         sets[s.name] = {**_summary(s.items, picks, [r.seconds for r in res.values()]),
                         **extra_stats, "role": "dev" if s is dev else "eval"}

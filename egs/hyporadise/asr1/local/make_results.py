@@ -74,8 +74,39 @@ def main(exp: Path, command: str) -> None:
                          f"{v['gap_closed']} | {v['latency_s']:.3f} | {tuned} | {train} | "
                          f"{'; '.join(note)} |")
         lines.append("")
+    lines += targets(results)
     (exp / "RESULTS.md").write_text("\n".join(lines) + "\n")
     plot(exp, results, order, [s for s in sets if s.endswith("_h2")] or sets)
+
+
+def targets(results: dict) -> list[str]:
+    """The papers' targets against the measured test-other (report half) numbers."""
+    s = "test_ls_other_h2"
+    got = {k: r["sets"][s] for k, r in results.items() if s in r["sets"]}
+    if not got:
+        return []
+    out = ["## Targets from the papers (test-other report half)", ""]
+    mwer = {k: v for k, v in got.items() if k.startswith("mwer_")}
+    if mwer:
+        k, v = max(mwer.items(), key=lambda kv: kv[1]["rel_gain"] or -1e9)
+        out.append(f"- MWER >= 8.5% relative over the 1-best: best MWER row `{k}` "
+                   f"{v['rel_gain']}% -> missed by {8.5 - (v['rel_gain'] or 0):.1f} points"
+                   if (v["rel_gain"] or 0) < 8.5 else
+                   f"- MWER >= 8.5% relative: met by `{k}` ({v['rel_gain']}%)")
+    for k in ("ger-free_lora", "ger-select_lora"):
+        if k in got:
+            v = got[k]
+            verdict = "met" if v["wer"] < v["oracle"] else \
+                f"missed by {v['wer'] - v['oracle']:.2f} WER points"
+            out.append(f"- LoRA GER below the N-best oracle: `{k}` {v['wer']:.2f} vs oracle "
+                       f"{v['oracle']:.2f}: {verdict}")
+    bi = [v["rel_gain"] or 0 for k, v in mwer.items() if "minilm" in k or "mpnet" in k]
+    ca = [v["rel_gain"] or 0 for k, v in mwer.items() if "smollm2" in k]
+    if bi and ca:
+        out.append(f"- bidirectional gains more from MWER than causal: best bidirectional "
+                   f"{max(bi)}% vs best causal {max(ca)}% relative: "
+                   + ("holds" if max(bi) > max(ca) else "does not hold here"))
+    return [*out, ""]
 
 
 def plot(exp: Path, results: dict, order: list[str], sets: list[str]) -> None:
