@@ -56,9 +56,12 @@ def main(exp: Path, command: str) -> None:
         role = ref["role"]
         lines += [f"## {s} ({ref['utts']} utterances, {role})", "",
                   f"1-best **{ref['one_best']:.2f}**, N-best oracle **{ref['oracle']:.2f}** "
-                  "(% WER).", "",
+                  "(% WER). *tuned*: the weight (or GER guard threshold) chosen on the dev "
+                  "set; *score alone*: WER of this set at llm_scale 1000, i.e. ranking by "
+                  "the method's score with the rank prior only breaking ties (blank: not "
+                  "recorded by that run).", "",
                   "| method | WER | rel. gain % | gap closed % | latency s/utt | tuned | "
-                  "train s | notes |", "|---|---|---|---|---|---|---|---|"]
+                  "score alone | train s | notes |", "|---|---|---|---|---|---|---|---|---|"]
         for k, v in rows:
             r = results[k]
             tuned = (f"llm_scale {r['llm_scale']:g}" if "llm_scale" in r
@@ -70,8 +73,10 @@ def main(exp: Path, command: str) -> None:
             if "fallback" in v:
                 note.append(f"{v['fallback']} guarded, {v['kept']} kept, "
                             f"{v['beats_oracle']} beat the oracle")
+            alone = v.get("sweep", {}).get("1000", "")
             lines.append(f"| {LABELS.get(k, k)} | {v['wer']:.2f} | {v['rel_gain']} | "
-                         f"{v['gap_closed']} | {v['latency_s']:.3f} | {tuned} | {train} | "
+                         f"{v['gap_closed']} | {v['latency_s']:.3f} | {tuned} | {alone} | "
+                         f"{train} | "
                          f"{'; '.join(note)} |")
         lines.append("")
     lines += targets(results)
