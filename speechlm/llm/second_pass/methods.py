@@ -209,7 +209,7 @@ def score(llm, items: Sequence[NbestItem], config: MethodConfig, *,
         try:
             res = llm.score(texts, prefix=prefix, per_token=True, append_eos=True,
                             batch_size=config.batch_size)
-        except ValueError as e:  # e.g. an LM-only hypothesis over the context
+        except (ValueError, OSError) as e:  # over the context; a remote LLM that timed out
             notes.append(Note(item.utt, "failed", f"scoring failed ({e}): first pass kept"))
             out[item.utt] = Scored([0.0] * len(item.hyps), time.perf_counter() - t0, True)
             continue
@@ -287,7 +287,7 @@ def correct(llm, items: Sequence[NbestItem], config: MethodConfig, *,
             # a chat-templated prefix carries its own special tokens; generate() adds only
             # what the tokenizer adds by itself (nothing for SmolLM2, BOS for Llama-style)
             comp = llm.generate(prefix, SamplingParams(max_tokens=cap, stop=("\n",)))[0]
-        except (ValueError, RuntimeError) as e:
+        except (ValueError, RuntimeError, OSError) as e:  # OSError: a remote LLM timed out
             notes.append(Note(item.utt, "failed", f"generation failed ({e}): 1-best kept"))
             out[item.utt] = Correction(None, time.perf_counter() - t0, "error")
             continue
