@@ -72,7 +72,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     sp.add_argument("--objective", default="mwer", choices=["mwer", "likelihood"])
     sp.add_argument("--freeze", action="store_true", help="train the head only")
     sp.add_argument("--epochs", type=int, default=1)
-    sp.add_argument("--lr", type=float, default=None)
+    sp.add_argument("--lr", type=float, default=None, help="head (or LoRA) learning rate")
+    sp.add_argument("--backbone-lr", type=float, default=5e-5,
+                    help="learning rate of a fine-tuned bidirectional encoder")
     sp.add_argument("--lora-rank", type=int, default=8)
     parser.add_argument("--llm", default=None,
                         help="local Hugging Face model dir or a catalogue LLM "

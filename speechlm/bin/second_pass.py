@@ -53,7 +53,8 @@ def _train(args: argparse.Namespace) -> int:
         lr = args.lr or (1e-3 if kind == "bidirectional" else 5e-4)
         cfg = MwerConfig(model=args.model, kind=kind, pooling=args.pooling,
                          objective=args.objective, train_backbone=not args.freeze,
-                         lora_rank=args.lora_rank, lr=lr, epochs=args.epochs)
+                         lora_rank=args.lora_rank, lr=lr, backbone_lr=args.backbone_lr,
+                         epochs=args.epochs)
         scorer = build_scorer(cfg)
         stats = train_scorer(scorer, train)
         save_scorer(scorer, args.out, stats)

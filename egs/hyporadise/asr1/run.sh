@@ -6,7 +6,7 @@
 #
 #   ./run.sh --quick true          # small documented subsets, every method (see RESULTS.md)
 #   ./run.sh                       # larger subsets
-#   for l in llm1 llm2 llm3 bi causal gerlora; do ./run.sh --stage 3 --stop_stage 3 --lanes $l & done; wait
+#   for l in llm1 llm2 llm3 bi bi2 causal gerlora; do ./run.sh --stage 3 --stop_stage 3 --lanes $l & done; wait
 #   ./run.sh --stage 4             # lanes side by side (2 cores: about 2 h for --quick)
 #
 # Splits (speechlm.llm.second_pass.nbest: speakers from utterance ids, else contiguous
@@ -20,9 +20,9 @@ set -euo pipefail
 stage=1; stop_stage=100
 data=                                # default: $SPEECHLM_DATA/hyporadise_nbest, ../shared/data/...
 quick=false
-lanes="llm1 llm2 llm3 bi causal gerlora"  # stage 3 lanes, see below
+lanes="llm1 llm2 llm3 bi bi2 causal gerlora"  # stage 3 lanes, see below
 llm=smollm2-135m-instruct
-help_message="usage: $0 [--stage N] [--stop_stage N] [--quick true] [--lanes 'llm1 llm2 llm3 bi causal gerlora']"
+help_message="usage: $0 [--stage N] [--stop_stage N] [--quick true] [--lanes 'llm1 llm2 llm3 bi bi2 causal gerlora']"
 
 . ./path.sh; . ./cmd.sh; . utils/parse_options.sh
 . utils/log.sh
@@ -34,12 +34,12 @@ if [ -z "${data}" ]; then
 fi
 [ -n "${data}" ] || { log "N-best files not found: pass --data DIR or set SPEECHLM_DATA"; exit 1; }
 clean=${data}/test_ls_clean.json; other=${data}/test_ls_other.json
-if [ "${quick}" = true ]; then exp=exp/quick; ndev=20; neval=30; ntrain=80; ntrain_llm=24; epochs=1
+if [ "${quick}" = true ]; then exp=exp/quick; ndev=20; neval=30; ntrain=80; ntrain_llm=24; epochs=1; ntrain_long=400
   smollm2_pools="prob mean"
-else exp=exp/full; ndev=150; neval=300; ntrain=1200; ntrain_llm=300; epochs=2
+else exp=exp/full; ndev=150; neval=300; ntrain=1200; ntrain_llm=300; epochs=2; ntrain_long=1300
   smollm2_pools="prob mean last attention"; fi
 dev="${other}@1:${ndev}"; evals="${other}@2:${neval} ${clean}@2:${neval}"
-train="${clean}@1:${ntrain}"; train_llm="${clean}@1:${ntrain_llm}"
+train="${clean}@1:${ntrain}"; train_llm="${clean}@1:${ntrain_llm}"; train_long="${clean}@1:${ntrain_long}"
 rescore="python -m speechlm.bin.cli rescore --threads 1"
 mkdir -p ${exp}
 has_lane() { [[ " ${lanes} " == *" $1 "* ]]; }
@@ -76,7 +76,7 @@ fi
 
 # Lanes (run side by side as separate processes; each method trains then runs):
 #   llm1: LM and prompt rescoring    llm2: k-shot similar + task-activating prompting
-#   llm3: zero-shot GER              bi: MWER MiniLM / mpnet
+#   llm3: zero-shot GER              bi, bi2: MWER MiniLM / mpnet
 #   causal: MWER SmolLM2 + likelihood baseline    gerlora: GER LoRA
 if [ ${stage} -le 3 ] && [ ${stop_stage} -ge 3 ]; then
   log "Stage 2-3: train and run every method (lanes: ${lanes}), tuned on ${dev}"
@@ -91,6 +91,9 @@ if [ ${stage} -le 3 ] && [ ${stop_stage} -ge 3 ]; then
     train bi ${exp}/models/mwer_minilm_${p} --method mwer --model minilm-l6 --pooling ${p} --train "${train}" --epochs ${epochs}
   done
   train bi ${exp}/models/mwer_minilm_mean_frozen --method mwer --model minilm-l6 --pooling mean --freeze --train "${train}" --epochs ${epochs}
+  # the same with 5x the data and 10x the learning rates (the 1-epoch runs barely move)
+  train bi2 ${exp}/models/mwer_minilm_mean_long --method mwer --model minilm-l6 --pooling mean --train "${train_long}" --lr 1e-2 --backbone-lr 5e-4
+  method bi2 mwer_minilm_mean_long --method mwer --model ${exp}/models/mwer_minilm_mean_long
   train bi ${exp}/models/mwer_mpnet_mean --method mwer --model mpnet-base --pooling mean --train "${train_llm}"
   for m in mwer_minilm_mean mwer_minilm_attention mwer_minilm_mean_frozen mwer_mpnet_mean; do
     method bi ${m} --method mwer --model ${exp}/models/${m}
