@@ -6,7 +6,7 @@
 #
 #   ./run.sh --quick true          # small documented subsets, every method (see RESULTS.md)
 #   ./run.sh                       # larger subsets
-#   for l in llm1 llm2 llm3 bi bi2 causal gerlora; do ./run.sh --stage 3 --stop_stage 3 --lanes $l & done; wait
+#   for l in llm1 llm2 llm3 bi bi2 causal gerlora gerlora2; do ./run.sh --stage 3 --stop_stage 3 --lanes $l & done; wait
 #   ./run.sh --stage 4             # lanes side by side (2 cores: about 2 h for --quick)
 #
 # Splits (speechlm.llm.second_pass.nbest: speakers from utterance ids, else contiguous
@@ -20,9 +20,9 @@ set -euo pipefail
 stage=1; stop_stage=100
 data=                                # default: $SPEECHLM_DATA/hyporadise_nbest, ../shared/data/...
 quick=false
-lanes="llm1 llm2 llm3 bi bi2 causal gerlora"  # stage 3 lanes, see below
+lanes="llm1 llm2 llm3 bi bi2 causal gerlora gerlora2"  # stage 3 lanes, see below
 llm=smollm2-135m-instruct
-help_message="usage: $0 [--stage N] [--stop_stage N] [--quick true] [--lanes 'llm1 llm2 llm3 bi bi2 causal gerlora']"
+help_message="usage: $0 [--stage N] [--stop_stage N] [--quick true] [--lanes 'llm1 ... gerlora2']"
 
 . ./path.sh; . ./cmd.sh; . utils/parse_options.sh
 . utils/log.sh
@@ -34,12 +34,13 @@ if [ -z "${data}" ]; then
 fi
 [ -n "${data}" ] || { log "N-best files not found: pass --data DIR or set SPEECHLM_DATA"; exit 1; }
 clean=${data}/test_ls_clean.json; other=${data}/test_ls_other.json
-if [ "${quick}" = true ]; then exp=exp/quick; ndev=20; neval=30; ntrain=80; ntrain_llm=24; epochs=1; ntrain_long=400
+if [ "${quick}" = true ]; then exp=exp/quick; ndev=20; neval=30; ntrain=80; ntrain_llm=24; epochs=1; ntrain_long=400; ntrain_ger=12
   smollm2_pools="prob mean"
-else exp=exp/full; ndev=150; neval=300; ntrain=1200; ntrain_llm=300; epochs=2; ntrain_long=1300
+else exp=exp/full; ndev=150; neval=300; ntrain=1200; ntrain_llm=300; epochs=2; ntrain_long=1300; ntrain_ger=300
   smollm2_pools="prob mean last attention"; fi
 dev="${other}@1:${ndev}"; evals="${other}@2:${neval} ${clean}@2:${neval}"
 train="${clean}@1:${ntrain}"; train_llm="${clean}@1:${ntrain_llm}"; train_long="${clean}@1:${ntrain_long}"
+train_ger="${clean}@1:${ntrain_ger}"
 rescore="python -m speechlm.bin.cli rescore --threads 1"
 mkdir -p ${exp}
 has_lane() { [[ " ${lanes} " == *" $1 "* ]]; }
@@ -77,7 +78,8 @@ fi
 # Lanes (run side by side as separate processes; each method trains then runs):
 #   llm1: LM and prompt rescoring    llm2: k-shot similar + task-activating prompting
 #   llm3: zero-shot GER              bi, bi2: MWER MiniLM / mpnet
-#   causal: MWER SmolLM2 + likelihood baseline    gerlora: GER LoRA
+#   causal: MWER SmolLM2 + likelihood baseline    gerlora: GER LoRA (select; gerlora2:
+#   free, once gerlora has trained the adapter)
 if [ ${stage} -le 3 ] && [ ${stop_stage} -ge 3 ]; then
   log "Stage 2-3: train and run every method (lanes: ${lanes}), tuned on ${dev}"
   method llm1 lm --method lm --llm ${llm}
@@ -104,9 +106,11 @@ if [ ${stage} -le 3 ] && [ ${stop_stage} -ge 3 ]; then
   done
   train causal ${exp}/models/lik_smollm2_prob --method mwer --model ${llm} --pooling prob --objective likelihood --train "${train_llm}"
   method causal lik_smollm2_prob --method mwer --model ${exp}/models/lik_smollm2_prob
-  train gerlora ${exp}/models/ger_lora --method ger-lora --llm ${llm} --train "${train_llm}"
+  # batch 1: a batch of 4 GER prompts (~350 tokens, 49k-word softmax) was killed for memory
+  train gerlora ${exp}/models/ger_lora --method ger-lora --llm ${llm} --train "${train_ger}"
   method gerlora ger-select_lora --method ger-select --llm ${llm} --adapter ${exp}/models/ger_lora
-  method gerlora ger-free_lora --method ger-free --llm ${llm} --adapter ${exp}/models/ger_lora
+  [ -f ${exp}/models/ger_lora/ger_lora.json ] && \
+    method gerlora2 ger-free_lora --method ger-free --llm ${llm} --adapter ${exp}/models/ger_lora
   method llm1 prompt_3shot_random --method prompt --llm ${llm} --train "${train}" --shots 3
 fi
 

@@ -45,7 +45,7 @@ def ger_examples(tokenizer, items: Sequence[NbestItem], max_length: int,
 
 
 def train_ger_lora(llm_name: str, train: Sequence[NbestItem], out_dir: str | Path, *,
-                   rank: int = 8, epochs: int = 1, lr: float = 1e-3, batch_size: int = 4,
+                   rank: int = 8, epochs: int = 1, lr: float = 1e-3, batch_size: int = 1,
                    seed: int = 0, progress: bool = True) -> dict:
     """Fit and save a GER adapter on ``llm_name`` (catalogue name, dir or .gguf)."""
     from speechlm.llm.lora import LoRAConfig, fit_lora
