@@ -16,9 +16,10 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 _API = ("ASR", "AudioLimits", "AudioRejected", "Transcript", "load_asr",
-        "load_llm", "read_audio_input", "rescore_nbest", "rescored_json", "slu")
+        "load_llm", "read_audio_input", "rescore", "rescore_nbest", "rescored_json", "slu")
 __all__ = ["ASR", "AudioLimits", "AudioRejected", "Transcript", "__version__",
-           "load_asr", "load_llm", "read_audio_input", "rescore_nbest", "rescored_json", "slu"]
+           "load_asr", "load_llm", "read_audio_input", "rescore", "rescore_nbest",
+           "rescored_json", "slu"]
 
 if TYPE_CHECKING:
     from speechlm.api import (
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
         load_asr,
         load_llm,
         read_audio_input,
+        rescore,
         rescore_nbest,
         rescored_json,
         slu,

@@ -45,7 +45,7 @@ if TYPE_CHECKING:
     from speechlm.lattice import ConfusionNetwork, Lattice
     from speechlm.runtime import LLM
 
-__all__ = ["ASR", "AudioLimits", "AudioRejected", "Transcript", "load_asr", "load_llm",
+__all__ = ["ASR", "AudioLimits", "AudioRejected", "Transcript", "load_asr", "load_llm", "rescore",
            "read_audio_input", "rescore_nbest", "rescored_json", "slu"]
 
 POCKETSPHINX = "pocketsphinx"
@@ -525,6 +525,75 @@ def rescore_nbest(llm: LLM, hyps: list[Hypothesis] | list[tuple[str, float]], *,
                            append_eos=bool(getattr(llm, "eos_ids", True)))
     return rerank(given, [float(s) for s in llm_scores], llm_scale=llm_scale,
                   length_bonus=length_bonus)
+
+
+def rescore(nbest: Any, method: str = "lm", *, llm: Any = DEFAULT_LLM,
+            model: str | os.PathLike | None = None, llm_scale: float = 0.5,
+            threshold: float = 0.3, shots: int = 0, demos: str = "random",
+            train: Any = None) -> dict[str, str]:
+    """Second pass over N-best lists with one method of ``speechlm.llm.second_pass``
+    (``speechlm rescore --method``, which also tunes ``llm_scale``/``threshold`` on dev).
+
+    Args:
+        nbest: one N-best (a list of texts, best first), ``{utt: [texts]}``, a
+            HyPoradise-form file, or ``NbestItem`` s.
+        method: ``lm``, ``lm_norm``, ``prompt``, ``tap``, ``ger-select``, ``ger-free`` or
+            ``mwer``.
+        llm: a loaded LLM or what :func:`load_llm` takes (not used by ``mwer``).
+        model: the scorer dir of ``mwer`` (``speechlm rescore train --method mwer``).
+        llm_scale: weight of the method's score beside the first pass (rank prior when
+            the N-best has no scores).
+        threshold: the ``ger-free`` guard (edit distance to the closest hypothesis over its
+            length) past which the 1-best is kept.
+        shots, demos, train: demonstrations (``random``/``similar``) from ``train`` (same
+            forms as ``nbest``, with references).
+
+    Returns:
+        ``{utt: chosen text}`` (a single list gets the utterance id ``"utt"``).
+    """
+    from speechlm.llm.second_pass import methods as sp
+    from speechlm.llm.second_pass.nbest import NbestItem, parse_nbest, read_nbest
+
+    def items_of(x: Any) -> list:
+        if isinstance(x, (str, os.PathLike)):
+            return read_nbest(x)[0]
+        if isinstance(x, dict):
+            return parse_nbest([{"id": u, "input": list(h)} for u, h in x.items()])[0]
+        if x and all(isinstance(h, str) for h in x):
+            return parse_nbest([{"id": "utt", "input": list(x)}])[0]
+        if all(isinstance(h, NbestItem) for h in x):
+            return list(x)
+        raise ValueError("nbest: expected a list of texts, {utt: [texts]}, a file or "
+                         "NbestItems")
+
+    items = items_of(nbest)
+    config = sp.MethodConfig(method, shots=shots, demos=demos)
+    if method == "mwer":
+        from speechlm.llm.second_pass.mwer import load_scorer
+
+        if model is None:
+            raise ValueError("method 'mwer' needs model= (a scorer dir)")
+        return sp.choose(items, load_scorer(model).score(items), llm_scale)
+    if not hasattr(llm, "score"):
+        llm = load_llm(llm)
+    builder = sp.PromptBuilder(llm.tokenizer)
+    if method == "tap":
+        from speechlm.llm.second_pass.prompt import activation_turns
+
+        builder.activation = activation_turns(llm)
+    pool = None
+    if shots:
+        encoder = None
+        if demos == "similar":
+            from speechlm.encoders import load_encoder
+
+            encoder = load_encoder("minilm-l6")
+        pool = sp.DemoPool(items_of(train or []), shots, demos, encoder=encoder)
+    if method == "ger-free":
+        return sp.guard(items, sp.correct(llm, items, config, builder=builder, demos=pool),
+                        threshold)[0]
+    return sp.choose(items, sp.score(llm, items, config, builder=builder, demos=pool),
+                     llm_scale)
 
 
 def rescored_json(h: Hypothesis) -> dict:

@@ -1,4 +1,20 @@
-r"""LLM N-best rescoring of a decode dir, swept over LLM weight and length bonus.
+r"""LLM N-best rescoring of a decode dir (weight sweep), or a second-pass method on N-best files.
+
+Second pass on HyPoradise-form N-best files (``speechlm.llm.second_pass``; set specs
+``FILE[@1|@2][:N]``: a speaker-disjoint half of FILE, its first N utterances):
+
+    speechlm rescore --method lm|lm_norm|prompt|tap|ger-select|ger-free \
+        --llm smollm2-135m-instruct --dev other.json@1:100 --nbest other.json@2 \
+        [--train clean.json@1 --shots 3 --demos similar] [--adapter GER_LORA_DIR] --out OUT
+    speechlm rescore train --method mwer --model minilm-l6 --pooling mean \
+        --train clean.json@1 --out DIR          (or --model smollm2-135m-instruct --pooling prob)
+    speechlm rescore --method mwer --model DIR --dev ... --nbest ... --out OUT
+    speechlm rescore train --method ger-lora --llm smollm2-135m-instruct --train ... --out DIR
+
+Each tunes its weight on --dev (GER free: the guard threshold) and writes OUT/result.json,
+OUT/hyp-<set>.txt, OUT/tuning.txt and OUT/notes.txt (bad input, by utterance).
+
+Decode dirs (the first pass's own scores):
 
     speechlm rescore --decode-dir exp/asr/decode_lattice_dev --llm exp/lm --out OUT \
         --llm-scales "0 0.1 0.2 0.3 0.5" --length-bonuses "0 0.5 1" --ref data/dev/text
@@ -35,8 +51,31 @@ def _floats(text: str, name: str) -> list[float]:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--decode-dir", required=True, help="holds nbest.jsonl")
+    parser.add_argument("action", nargs="?", choices=["train"],
+                        help="'train': fit an MWER scorer or a GER LoRA adapter")
+    parser.add_argument("--decode-dir", default=None, help="holds nbest.jsonl")
     parser.add_argument("--out", required=True)
+    sp = parser.add_argument_group("second pass on N-best files")
+    sp.add_argument("--method", default=None,
+                    choices=["lm", "lm_norm", "prompt", "tap", "ger-select", "ger-free", "mwer",
+                             "ger-lora"])
+    sp.add_argument("--nbest", nargs="+", default=[], help="eval set specs FILE[@1|@2][:N]")
+    sp.add_argument("--dev", default=None, help="tuning set spec")
+    sp.add_argument("--train", default=None, help="training set spec (demos, MWER, LoRA)")
+    sp.add_argument("--shots", type=int, default=0)
+    sp.add_argument("--demos", default="random", choices=["random", "similar"])
+    sp.add_argument("--encoder", default="minilm-l6", help="sentence encoder (similar demos)")
+    sp.add_argument("--adapter", default=None, help="GER LoRA adapter dir for --llm")
+    sp.add_argument("--model", default=None,
+                    help="mwer: backbone to train (catalogue name/dir) or scorer dir to use")
+    sp.add_argument("--pooling", default="mean", choices=["prob", "mean", "last", "attention"])
+    sp.add_argument("--objective", default="mwer", choices=["mwer", "likelihood"])
+    sp.add_argument("--freeze", action="store_true", help="train the head only")
+    sp.add_argument("--epochs", type=int, default=1)
+    sp.add_argument("--lr", type=float, default=None, help="head (or LoRA) learning rate")
+    sp.add_argument("--backbone-lr", type=float, default=5e-5,
+                    help="learning rate of a fine-tuned bidirectional encoder")
+    sp.add_argument("--lora-rank", type=int, default=8)
     parser.add_argument("--llm", default=None,
                         help="local Hugging Face model dir or a catalogue LLM "
                              "(smollm2-135m-instruct)")
@@ -73,6 +112,22 @@ def _write_text(path: Path, hyps: dict[str, str]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from speechlm.core.errors import UsageError
+
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    if args.action == "train" or args.method:
+        from speechlm.bin.second_pass import run_second_pass
+
+        return run_second_pass(args)
+    if args.decode_dir is None:
+        raise UsageError("give --decode-dir (weight sweep) or --method (second pass)")
+    return run_sweep(args)
+
+
+def run_sweep(args: argparse.Namespace) -> int:
     from speechlm.core.wer import read_kaldi_text, score_texts
     from speechlm.llm.rescore import RescoreConfig, llm_scores, read_nbest_jsonl, sweep
 
@@ -84,10 +139,6 @@ def run(args: argparse.Namespace) -> int:
     if args.ref and not Path(args.ref).is_file():
         raise FileNotFoundError(f"{args.ref}: no such reference text")
     nbest = read_nbest_jsonl(nbest_path, args.max_hyps)
-    if args.threads:
-        import torch
-
-        torch.set_num_threads(args.threads)
     llm = _load_llm(args)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,143 @@
+"""exp/<quick|full>/RESULTS.md (one table per N-best set) and RESULTS.png (WER vs latency)
+from every exp/*/result.json that run.sh stage 3 wrote.
+
+    python local/make_results.py exp/quick "./run.sh --quick true"
+"""
+from __future__ import annotations
+
+import datetime
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+LABELS = {
+    "lm": "LM rescoring, sum log-prob (SmolLM2)",
+    "lm_norm": "LM rescoring, length-normalised (SmolLM2)",
+    "prompt": "prompt rescoring, zero-shot",
+    "prompt_3shot_random": "prompt rescoring, 3-shot random demos",
+    "prompt_3shot_similar": "prompt rescoring, 3-shot MiniLM-similar demos",
+    "tap_3shot_similar": "task-activating prompting + 3 similar demos",
+    "ger-select": "GER zero-shot, select (constrained to the N-best)",
+    "ger-free": "GER zero-shot, free + guard",
+    "ger-select_lora": "GER LoRA, select",
+    "ger-free_lora": "GER LoRA, free + guard",
+    "mwer_minilm_mean": "MWER bidirectional MiniLM, mean pooling",
+    "mwer_minilm_attention": "MWER bidirectional MiniLM, attention pooling",
+    "mwer_minilm_mean_long": "MWER MiniLM mean, 400 utts, lr 10x head, 2x encoder",
+    "mwer_minilm_mean_frozen": "MWER MiniLM head only (no fine-tuning of the encoder)",
+    "mwer_mpnet_mean": "MWER bidirectional mpnet, mean pooling",
+    "mwer_smollm2_prob": "MWER causal SmolLM2 LoRA, probability-based",
+    "mwer_smollm2_mean": "MWER causal SmolLM2 LoRA, mean pooling",
+    "mwer_smollm2_last": "MWER causal SmolLM2 LoRA, last-token pooling",
+    "mwer_smollm2_attention": "MWER causal SmolLM2 LoRA, attention pooling",
+    "lik_smollm2_prob": "likelihood baseline: SmolLM2 LoRA on references (cross-entropy)",
+}
+
+
+def main(exp: Path, command: str) -> None:
+    results = {}
+    for f in sorted(exp.glob("*/result.json")):
+        results[f.parent.name] = json.loads(f.read_text())
+    order = [k for k in LABELS if k in results] + sorted(set(results) - set(LABELS))
+    sets = sorted({s for r in results.values() for s, v in r["sets"].items()},
+                  key=lambda s: (s != "test_ls_other_h2", s))
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                            text=True).stdout.strip()
+    lines = [f"# HyPoradise LibriSpeech 5-best: second pass ({exp.name} run)", "",
+             f"{datetime.date.today()}, commit {commit}. Command: `{command}`, then "
+             f"`python local/make_results.py {exp} ...`. Machine: 2 shared CPU cores loaded by "
+             "other jobs, one torch thread per process, no GPU: every latency is wall time "
+             "per utterance under that load.", ""]
+    for s in sets:
+        rows = [(k, results[k]["sets"][s]) for k in order if s in results[k]["sets"]]
+        if not rows:
+            continue
+        ref = rows[0][1]
+        role = ref["role"]
+        lines += [f"## {s} ({ref['utts']} utterances, {role})", "",
+                  f"1-best **{ref['one_best']:.2f}**, N-best oracle **{ref['oracle']:.2f}** "
+                  "(% WER). *tuned*: the weight (or GER guard threshold) chosen on the dev "
+                  "set; *score alone*: WER of this set at llm_scale 1000, i.e. ranking by "
+                  "the method's score with the rank prior only breaking ties (blank: not "
+                  "recorded by that run).", "",
+                  "| method | WER | rel. gain % | gap closed % | latency s/utt | tuned | "
+                  "score alone | train s | notes |", "|---|---|---|---|---|---|---|---|---|"]
+        for k, v in rows:
+            r = results[k]
+            tuned = (f"llm_scale {r['llm_scale']:g}" if "llm_scale" in r
+                     else f"threshold {r.get('threshold'):g}")
+            train = r.get("train", {}).get("train_seconds", "")
+            note = []
+            if v.get("failed"):
+                note.append(f"{v['failed']} failed")
+            if "fallback" in v:
+                note.append(f"{v['fallback']} guarded, {v['kept']} kept, "
+                            f"{v['beats_oracle']} beat the oracle")
+            alone = v.get("sweep", {}).get("1000", "")
+            lines.append(f"| {LABELS.get(k, k)} | {v['wer']:.2f} | {v['rel_gain']} | "
+                         f"{v['gap_closed']} | {v['latency_s']:.3f} | {tuned} | {alone} | "
+                         f"{train} | "
+                         f"{'; '.join(note)} |")
+        lines.append("")
+    lines += targets(results)
+    (exp / "RESULTS.md").write_text("\n".join(lines) + "\n")
+    plot(exp, results, order, [s for s in sets if s.endswith("_h2")] or sets)
+
+
+def targets(results: dict) -> list[str]:
+    """The papers' targets against the measured test-other (report half) numbers."""
+    s = "test_ls_other_h2"
+    got = {k: r["sets"][s] for k, r in results.items() if s in r["sets"]}
+    if not got:
+        return []
+    out = ["## Targets from the papers (test-other report half)", ""]
+    mwer = {k: v for k, v in got.items() if k.startswith("mwer_")}
+    if mwer:
+        k, v = max(mwer.items(), key=lambda kv: kv[1]["rel_gain"] or -1e9)
+        out.append(f"- MWER >= 8.5% relative over the 1-best: best MWER row `{k}` "
+                   f"{v['rel_gain']}% -> missed by {8.5 - (v['rel_gain'] or 0):.1f} points"
+                   if (v["rel_gain"] or 0) < 8.5 else
+                   f"- MWER >= 8.5% relative: met by `{k}` ({v['rel_gain']}%)")
+    for k in ("ger-free_lora", "ger-select_lora"):
+        if k in got:
+            v = got[k]
+            verdict = "met" if v["wer"] < v["oracle"] else \
+                f"missed by {v['wer'] - v['oracle']:.2f} WER points"
+            out.append(f"- LoRA GER below the N-best oracle: `{k}` {v['wer']:.2f} vs oracle "
+                       f"{v['oracle']:.2f}: {verdict}")
+    bi = [v["rel_gain"] or 0 for k, v in mwer.items() if "minilm" in k or "mpnet" in k]
+    ca = [v["rel_gain"] or 0 for k, v in mwer.items() if "smollm2" in k]
+    if bi and ca:
+        out.append(f"- bidirectional gains more from MWER than causal: best bidirectional "
+                   f"{max(bi)}% vs best causal {max(ca)}% relative: "
+                   + ("holds" if max(bi) > max(ca) else "does not hold here"))
+    return [*out, ""]
+
+
+def plot(exp: Path, results: dict, order: list[str], sets: list[str]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(sets), figsize=(6.5 * len(sets), 5), squeeze=False)
+    for ax, s in zip(axes[0], sets, strict=True):
+        rows = [(k, results[k]["sets"][s]) for k in order if s in results[k]["sets"]]
+        for k, v in rows:
+            marker = "s" if k.startswith(("mwer", "lik")) else ("^" if "ger" in k else "o")
+            ax.scatter(max(v["latency_s"], 1e-3), v["wer"], marker=marker)
+            ax.annotate(k, (max(v["latency_s"], 1e-3), v["wer"]), fontsize=7)
+        ax.axhline(rows[0][1]["one_best"], color="gray", ls="--", label="1-best")
+        ax.axhline(rows[0][1]["oracle"], color="green", ls=":", label="oracle")
+        ax.set_xscale("log")
+        ax.set_xlabel("latency per utterance, s (2 loaded CPU cores, 1 thread)")
+        ax.set_ylabel("WER %")
+        ax.set_title(s)
+        ax.legend(loc="upper right", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(exp / "RESULTS.png", dpi=110)
+
+
+if __name__ == "__main__":
+    main(Path(sys.argv[1]), sys.argv[2] if len(sys.argv) > 2 else "./run.sh")

@@ -1,0 +1,149 @@
+"""One second-pass method end to end: tune on a dev set, apply to eval sets, write results.
+
+Set specs name a file, a speaker-disjoint half and a subset::
+
+    test_ls_other.json@2:100   the second half (split_by_speaker) of the file, its first 100
+    test_ls_clean.json@1       the first half;   test_ls_clean.json:50   the first 50
+
+A subset takes the first utterances (contiguous, so whole speakers or blocks stay together
+as far as they fit).
+
+Outputs under ``out``: ``hyp-<set>.txt`` (Kaldi text of the chosen hypotheses),
+``tuning.txt`` (dev WER of every ``llm_scale`` or guard threshold), ``result.json`` (WER of
+the 1-best, the oracle and the method per set, the tuned setting, latency per utterance,
+failures and fallbacks, free GER outputs that beat the oracle), ``notes.txt`` (bad input).
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from speechlm.llm.second_pass import methods as M
+from speechlm.llm.second_pass.evaluate import errors, gap_closed, one_best, oracle, wer
+from speechlm.llm.second_pass.nbest import NbestItem, Note, read_nbest, split_by_speaker
+from speechlm.llm.second_pass.prompt import activation_turns
+
+__all__ = ["EvalSet", "load_set", "run_method"]
+
+_SPEC = re.compile(r"^(?P<path>.*?)(@(?P<half>[12]))?(:(?P<n>\d+))?$")
+
+
+@dataclass
+class EvalSet:
+    name: str
+    items: list[NbestItem]
+
+
+def load_set(spec: str, notes: list[Note] | None = None, *, block: int = 50,
+             refs: dict[str, str] | None = None) -> EvalSet:
+    """The utterances of a set spec (see the module doc); its name is ``<stem>[_h<half>]``
+    (a decode dir's ``nbest.jsonl`` is named after its dir). ``refs``: references by utt
+    for files without them."""
+    m = _SPEC.match(spec)
+    path = Path(m.group("path"))
+    if path.is_dir():
+        path = path / "nbest.jsonl"
+    items, found = read_nbest(path, refs=refs)
+    if notes is not None:
+        notes.extend(found)
+    name = path.parent.name if path.name == "nbest.jsonl" else path.stem
+    if m.group("half"):
+        items = split_by_speaker(items, block=block)[int(m.group("half")) - 1]
+        name += f"_h{m.group('half')}"
+    if m.group("n"):
+        items = items[: int(m.group("n"))]
+    if not items:
+        raise ValueError(f"{spec}: no utterances")
+    return EvalSet(name, items)
+
+
+def _write_text(path: Path, hyps: dict[str, str]) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("".join(f"{u} {h}".rstrip() + "\n" for u, h in sorted(hyps.items())),
+                   encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _summary(items: Sequence[NbestItem], picks: dict[str, str], seconds: list[float]) -> dict:
+    first, best = wer(items, one_best(items)), wer(items, oracle(items))
+    got = wer(items, picks)
+    return {"utts": len(items), "wer": round(got, 2), "one_best": round(first, 2),
+            "oracle": round(best, 2),
+            "rel_gain": round(100 * (first - got) / first, 1) if first else None,
+            "gap_closed": round(gap_closed(got, first, best), 1),
+            "latency_s": round(sum(seconds) / max(len(seconds), 1), 3)}
+
+
+def run_method(config: M.MethodConfig, dev: EvalSet, evals: Sequence[EvalSet], out: str | Path,
+               *, llm=None, scorer=None, train: Sequence[NbestItem] = (), encoder=None,
+               notes: list[Note] | None = None, extra: dict | None = None,
+               progress: bool = True) -> dict:
+    """Tune ``config`` on ``dev``, apply to ``evals``; write and return the results.
+
+    Args:
+        config: the method setting.
+        dev, evals: tuning set and report sets.
+        llm: the runtime LLM (all methods but mwer).
+        scorer: a ``second_pass.mwer.Scorer`` (mwer).
+        train: the training split, for demonstrations.
+        encoder: sentence encoder for ``similar`` demonstrations.
+        extra: fields added to result.json (model, training stats).
+    """
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    notes = notes if notes is not None else []
+    result: dict = {"method": config.key, **(extra or {})}
+    builder = M.PromptBuilder(llm.tokenizer) if llm is not None else None
+    if config.method == "tap":
+        builder.activation = activation_turns(llm)
+        result["activation"] = list(builder.activation)
+    demos = M.DemoPool(train, config.shots, config.demos, encoder=encoder, seed=config.seed) \
+        if config.shots else None
+
+    def run_on(items):
+        if config.method == "mwer":
+            return scorer.score(items, progress=progress)
+        if config.method == "ger-free":
+            return M.correct(llm, items, config, builder=builder, demos=demos, notes=notes,
+                             progress=progress)
+        return M.score(llm, items, config, builder=builder, demos=demos, notes=notes,
+                       progress=progress)
+
+    sets = {}
+    dev_out = run_on(dev.items)
+    if config.method == "ger-free":
+        param, table = M.tune_threshold(dev.items, dev_out)
+        result["threshold"] = param
+    else:
+        param, table = M.tune_scale(dev.items, dev_out)
+        result["llm_scale"] = param
+    (out / "tuning.txt").write_text(
+        ("threshold" if config.method == "ger-free" else "llm_scale") + "\tdev WER\n"
+        + "".join(f"{k:g}\t{v:.2f}\n" for k, v in table.items()))
+    for s in [dev, *evals]:
+        res = dev_out if s is dev else run_on(s.items)
+        if config.method == "ger-free":
+            picks, counts = M.guard(s.items, res, param)
+            extra_stats = {**counts, "beats_oracle": sum(
+                1 for it in s.items if it.ref is not None and it.hyps
+                and errors(it.ref, picks[it.utt]) < errors(it.ref, oracle([it])[it.utt]))}
+        else:
+            picks = M.choose(s.items, res, param)
+            # every setting's WER on every set, icefall's results-by-setting (reading only)
+            extra_stats = {"failed": sum(r.failed for r in res.values()),
+                           "sweep": {f"{k:g}": round(wer(s.items, M.choose(s.items, res, k)), 2)
+                                     for k in table}}
+            with open(out / f"scores-{s.name}.jsonl", "w", encoding="utf-8") as f:
+                f.writelines(json.dumps({"utt": u, "scores": r.scores}) + "\n"
+                             for u, r in res.items())
+        _write_text(out / f"hyp-{s.name}.txt", picks)
+        sets[s.name] = {**_summary(s.items, picks, [r.seconds for r in res.values()]),
+                        **extra_stats, "role": "dev" if s is dev else "eval"}
+    result["sets"] = sets
+    (out / "notes.txt").write_text("".join(f"{n}\n" for n in notes), encoding="utf-8")
+    (out / "result.json").write_text(json.dumps(result, indent=1) + "\n")
+    return result
