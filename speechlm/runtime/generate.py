@@ -142,7 +142,8 @@ def hidden_states_of(
     """Hidden states ``(T_i, D)`` of ``layer`` (0 = embeddings, L = last) for each sequence.
 
     With ``prefix_embeds`` (one ``(P_i, D)`` tensor per sequence), each sequence runs after
-    its prefix of embeddings; only the sequence's own positions are returned.
+    its prefix of embeddings; the states returned are ``(1 + T_i, D)``: the prefix's last
+    position (it predicts the sequence's first token), then the sequence's own positions.
     """
     device = engine.device
     out_states: list[torch.Tensor] = [None] * len(sequences)  # type: ignore[list-item]
@@ -179,7 +180,8 @@ def hidden_states_of(
         stats.prompt_tokens += sum(lens)
         states = out.hidden_states[layer]  # (B, T, D)
         for r, i in enumerate(rows):
-            out_states[i] = states[r, pre[r] : lens[r]].float().cpu().clone()
+            first = max(pre[r] - 1, 0)
+            out_states[i] = states[r, first : lens[r]].float().cpu().clone()
     return out_states
 
 

@@ -452,7 +452,8 @@ class LLM(LanguageModel):
             layer: 0 = embedding output, ``num_hidden_layers`` = last layer (after the
                 final norm, as transformers returns it); negative counts from the end.
             prefix_embeds: one ``(P_i, D)`` tensor per text, run before it; the text is
-                then tokenized *without* special tokens and only its states are returned.
+                then tokenized *without* special tokens, and the states returned are the
+                prefix's last position followed by the text's (``(1 + T_i, D)``).
 
         Returns:
             One float32 CPU tensor ``(T_i, D)`` per text; row t is the state at token t,
