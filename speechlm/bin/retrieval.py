@@ -125,7 +125,10 @@ def _bench(args: argparse.Namespace) -> int:
             (args.queries, args.dim), dtype=np.float32)
         for kind in args.indexes.split(","):
             out = work / f"bench_{kind}_{n}"
-            cfg = DatastoreConfig(index=kind, nprobe=args.nprobe, pq_m=args.pq_m)
+            # nlist capped: k-means over 4 sqrt(N) cells of 1M keys takes too long here
+            nlist = min(1024, max(1, int(4 * n ** 0.5)))
+            cfg = DatastoreConfig(index=kind, nprobe=args.nprobe, pq_m=args.pq_m,
+                                  nlist=0 if kind == "flat" else nlist)
             build_datastore(keys, values, out, fingerprint="bench", config=cfg, overwrite=True)
             store = Datastore.load(out)
             store.search(queries[:8], args.k)  # page in, warm up

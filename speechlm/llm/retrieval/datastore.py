@@ -159,7 +159,7 @@ def build_datastore(
         index, nlist = _make_index(config, keys)
         if not index.is_trained:
             rng = np.random.default_rng(0)
-            sample = keys[np.sort(rng.choice(len(keys), min(len(keys), 256 * max(nlist, 1)),
+            sample = keys[np.sort(rng.choice(len(keys), min(len(keys), 64 * max(nlist, 1)),
                                              replace=False))]
             index.train(np.ascontiguousarray(sample, dtype=np.float32))
         for s in range(0, len(keys), chunk):
