@@ -76,3 +76,22 @@ def test_speech_keys_and_knn_on_the_speech_llm(trained, tmp_path):
     # lambda = 1: every token comes from the store; speech keys of the same audio find it
     knn1 = KNNLogitsProcessor(store, lam=1.0, k=1)
     assert model.transcribe_features(feats, logits_processor=knn1) == TEXTS
+
+
+def test_decode_config_speech_llm_backend():
+    from speechlm.asr.decode_config import DecodeConfig
+    from speechlm.asr.recognizer import BACKEND_CLASSES
+
+    assert BACKEND_CLASSES["speech-llm"] == "speechlm.llm.speech_llm:SpeechLLMBackend"
+    with pytest.raises(ValueError, match="needs a model"):
+        DecodeConfig(backend="speech-llm")
+    with pytest.raises(ValueError, match="greedy 1-best"):
+        DecodeConfig(backend="speech-llm", model="m", nbest=5)
+    assert DecodeConfig(backend="speech-llm", model="m").model == "m"
+
+
+def test_config_rejects_unknown_keys():
+    with pytest.raises(ValueError, match="unknown speech-llm keys"):
+        SpeechLLMConfig.from_dict({"llm": "x", "layers": 3})
+    with pytest.raises(ValueError, match="epochs"):
+        SpeechLLMConfig(epochs=0)

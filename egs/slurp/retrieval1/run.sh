@@ -33,45 +33,45 @@ if [ "${quick}" = true ]; then
   sizes="--train_size 300 --store_size 200 --dev_size 20 --test_size 40"
   lm_opts="--steps 300 --layers 2 --hidden 128"; slm_opts="--epochs 3"
   sweep="--lams 0.25,0.5 --ks 8 --temps 1,10 --llm-scales 0,0.3,1"; bench_sizes=10000,100000
-  exp=exp/quick
+  exp=exp/quick; data=data/quick
 else
   sizes="--train_size 1000 --store_size 500 --dev_size 40 --test_size 80"
   lm_opts=""; slm_opts="--epochs 6 --lr 3e-3"; sweep=""; bench_sizes=10000,100000,1000000
-  exp=exp
+  exp=exp; data=data
 fi
 [ "${llm}" = exp/lm ] && llm=${exp}/lm
 
 if [ ${stage} -le 1 ] && [ ${stop_stage} -ge 1 ]; then
   stage_log 1 "splits (train / store / dev / test) and synthetic speech"
   # shellcheck disable=SC2086
-  python local/prepare.py --slurp "${slurp}" --out data/local ${sizes}
+  python local/prepare.py --slurp "${slurp}" --out "${data}/local" ${sizes}
   seed=0
   for s in test dev store train; do
     seed=$((seed + 1))
-    python -m speechlm.bin.synth_data_dir --text "data/local/${s}.text" --text-format kaldi \
+    python -m speechlm.bin.synth_data_dir --text "${data}/local/${s}.text" --text-format kaldi \
       --num-voices 40 --voices-per-line 1 --seed "${seed}" --augment --speaker-prefix "${s}" \
-      --out "data/${s}"
+      --out "${data}/${s}"
   done
 fi
 
 if [ ${stage} -le 2 ] && [ ${stop_stage} -ge 2 ] && [ "${llm}" = "${exp}/lm" ]; then
   stage_log 2 "embedded LM on SLURP's training text -> ${llm}"
   [ -f "${llm}/model.safetensors" ] || \
-    python -m speechlm.bin.lm train --text data/local/lm_text.txt --out "${llm}" ${lm_opts} \
+    python -m speechlm.bin.lm train --text "${data}/local/lm_text.txt" --out "${llm}" ${lm_opts} \
       --threads 1 --no-progress
 fi
 
 if [ ${stage} -le 3 ] && [ ${stop_stage} -ge 3 ]; then
   stage_log 3 "Whisper encoder states + projector -> ${exp}/speech_llm"
   [ -f "${exp}/speech_llm/projector.pt" ] || \
-    python -m speechlm.bin.speech_llm train --data-dir data/train --out "${exp}/speech_llm" \
+    python -m speechlm.bin.speech_llm train --data-dir "${data}/train" --out "${exp}/speech_llm" \
       --llm "${llm}" --feats-dir "${exp}/feats" ${slm_opts}
 fi
 
 if [ ${stage} -le 4 ] && [ ${stop_stage} -ge 4 ]; then
   stage_log 4 "Whisper tiny.en 5-best (baseline and N-best for rescoring)"
   for s in dev test; do
-    python -m speechlm.bin.decode --backend whisper --nbest 5 --data-dir "data/${s}" \
+    python -m speechlm.bin.decode --backend whisper --nbest 5 --data-dir "${data}/${s}" \
       --out "${exp}/whisper/decode_${s}" --nj 1
   done
 fi
@@ -80,7 +80,7 @@ if [ ${stage} -le 5 ] && [ ${stop_stage} -ge 5 ]; then
   stage_log 5 "datastores from data/store: text keys and speech keys (${index})"
   for keys in text speech; do
     [ -f "${exp}/store_${keys}/datastore.json" ] || \
-      python -m speechlm.bin.retrieval build --data-dir data/store --keys "${keys}" \
+      python -m speechlm.bin.retrieval build --data-dir "${data}/store" --keys "${keys}" \
         --model-dir "${exp}/speech_llm" --feats-dir "${exp}/feats" --index "${index}" \
         --out "${exp}/store_${keys}"
   done
@@ -91,7 +91,7 @@ if [ ${stage} -le 6 ] && [ ${stop_stage} -ge 6 ]; then
   # shellcheck disable=SC2086
   python local/evaluate.py --model-dir "${exp}/speech_llm" --text-store "${exp}/store_text" \
     --speech-store "${exp}/store_speech" --whisper-dir "${exp}/whisper" \
-    --feats-dir "${exp}/feats" --out "${exp}/eval" ${sweep}
+    --feats-dir "${exp}/feats" --data "${data}" --out "${exp}/eval" ${sweep}
 fi
 
 if [ ${stage} -le 7 ] && [ ${stop_stage} -ge 7 ]; then
@@ -102,6 +102,6 @@ fi
 
 if [ ${stage} -le 8 ] && [ ${stop_stage} -ge 8 ]; then
   stage_log 8 "RESULTS.md + scaling plot"
-  python local/make_results.py --exp "${exp}" --cmdline "${cmdline}" \
+  python local/make_results.py --exp "${exp}" --data "${data}" --cmdline "${cmdline}" \
     --out "$([ "${quick}" = true ] && echo "${exp}/RESULTS.md" || echo RESULTS.md)"
 fi

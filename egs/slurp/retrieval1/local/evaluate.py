@@ -79,6 +79,7 @@ def main() -> int:
     p.add_argument("--speech-store", required=True)
     p.add_argument("--whisper-dir", required=True, help="dir with decode_<set>/nbest.jsonl")
     p.add_argument("--feats-dir", required=True)
+    p.add_argument("--data", default="data", help="dir with <set>/ and local/")
     p.add_argument("--out", required=True)
     p.add_argument("--lams", default="0.1,0.25,0.5")
     p.add_argument("--ks", default="8,32")
@@ -91,9 +92,10 @@ def main() -> int:
     sets = {}
     for name in ("dev", "test"):
         cache = Path(a.feats_dir) / f"{name}.{model.config.encoder}.npz"
-        utts, feats, refs = data_dir_features(f"data/{name}", model.config.encoder, cache)
+        utts, feats, refs = data_dir_features(f"{a.data}/{name}", model.config.encoder,
+                                               cache)
         sets[name] = (utts, [f.astype(np.float32) for f in feats], refs,
-                      entities_of(Path("data/local"), name))
+                      entities_of(Path(a.data) / "local", name))
     stores = {
         "text": Datastore.load(a.text_store,
                                expect_fingerprint=f"text|{llm_fingerprint(model.llm)}"),

@@ -47,11 +47,12 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--exp", required=True)
     p.add_argument("--cmdline", default="./run.sh")
+    p.add_argument("--data", default="data")
     p.add_argument("--out", required=True)
     a = p.parse_args()
     exp = Path(a.exp)
     res = json.loads((exp / "eval" / "results.json").read_text())
-    sets = json.loads(Path("data/local/sets.json").read_text())
+    sets = json.loads((Path(a.data) / "local" / "sets.json").read_text())
     report = json.loads((exp / "speech_llm" / "train_report.json").read_text())
     sys_ = res["systems"]
     base = sys_["speech_llm"]["test"]
