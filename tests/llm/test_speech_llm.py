@@ -48,7 +48,8 @@ def test_training_makes_the_frozen_llm_transcribe(trained):
     assert stats["trainable_params"] == sum(p.numel() for p in model.projector.parameters())
     for i, f in enumerate(feats):
         scores = model.score_features(f, TEXTS)
-        per_token = [s / (len(model.target_ids(t)) + 1) for s, t in zip(scores, TEXTS)]
+        per_token = [s / (len(model.target_ids(t)) + 1)
+                     for s, t in zip(scores, TEXTS, strict=True)]
         assert int(np.argmax(per_token)) == i
 
 

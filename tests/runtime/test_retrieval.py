@@ -75,6 +75,14 @@ def test_generate_from_embeds_equals_generate(llm):
     assert b.logprob == pytest.approx(a.logprob, abs=1e-4)
 
 
+def test_generate_from_embeds_batch_equals_one_by_one(llm):
+    params = SamplingParams(max_tokens=5)
+    embeds = [llm.embed_tokens(llm.tokenizer(t)["input_ids"]) for t in ("one", "the water is")]
+    batch = llm.generate_from_embeds(embeds, params)
+    for e, b in zip(embeds, batch, strict=True):
+        assert llm.generate_from_embeds([e], params)[0].token_ids == b.token_ids
+
+
 def test_prefix_embeds_in_scoring_and_hidden_states(llm):
     ids = llm.tokenizer("one two")["input_ids"]
     emb = llm.embed_tokens(ids)
