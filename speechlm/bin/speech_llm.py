@@ -29,8 +29,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        "(default: OUT/../feats)")
     train.add_argument("--max-utts", type=int, default=0, help="use the first N utterances")
     for f in fields(SpeechLLMConfig):
-        train.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, type=type(f.default),
-                           default=f.default, help=f"(default {f.default!r})")
+        flag = f"--{f.name.replace('_', '-')}"
+        if isinstance(f.default, bool):
+            train.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction,
+                               default=f.default)
+        else:
+            train.add_argument(flag, dest=f.name, type=type(f.default), default=f.default,
+                               help=f"(default {f.default!r})")
 
 
 def run(args: argparse.Namespace) -> int:

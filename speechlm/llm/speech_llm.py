@@ -2,13 +2,15 @@
 
 The LLM reads ``[BOS] [speech prefix] [prompt tokens]`` as input embeddings and writes the
 transcript (greedy, through the runtime's ``generate_from_embeds``: the runtime sees
-embeddings, never audio). Only the projector (``speechlm.llm.projector``) is trained; the
-encoder (Whisper through CTranslate2) and the LLM stay frozen. The loss is on the
+embeddings, never audio). The projector (``speechlm.llm.projector``) is trained; the encoder
+(Whisper through CTranslate2) stays frozen, and so does the LLM unless ``train_llm`` (full
+fine-tuning, meant for small LLMs such as the recipes' embedded LM). The loss is on the
 transcript tokens and EOS.
 
-A model dir holds ``speech_llm.json`` (this config + the projector's), ``projector.pt`` and
-``train_report.json``. Its :meth:`SpeechLLM.fingerprint` (LLM + projector weights) names
-what speech keys of a retrieval datastore were made with.
+A model dir holds ``speech_llm.json`` (this config + the projector's), ``projector.pt``,
+``train_report.json`` and, with ``train_llm``, the fine-tuned LLM in ``llm/``. Its
+:meth:`SpeechLLM.fingerprint` (LLM + projector weights) names what speech keys of a
+retrieval datastore were made with.
 
 >>> m = SpeechLLM.load("exp/speech_llm")                       # doctest: +SKIP
 >>> m.transcribe([samples])                                    # doctest: +SKIP
@@ -35,6 +37,7 @@ from speechlm.llm.projector import Projector, ProjectorConfig
 CONFIG = "speech_llm.json"
 WEIGHTS = "projector.pt"
 REPORT = "train_report.json"
+LLM_DIR = "llm"
 
 
 @dataclass(frozen=True)
@@ -48,6 +51,7 @@ class SpeechLLMConfig:
         prompt: text after the speech prefix, before the transcript.
         downsample, hidden: projector shape (``ProjectorConfig``).
         epochs, batch_size, lr, seed: projector training.
+        train_llm: also fine-tune every LLM weight (learning rate ``llm_lr``).
         max_new_tokens: transcript length cap when decoding.
     """
 
@@ -61,6 +65,8 @@ class SpeechLLMConfig:
     lr: float = 1e-3
     seed: int = 0
     max_new_tokens: int = 40
+    train_llm: bool = False
+    llm_lr: float = 5e-4
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1 or not self.lr > 0:
@@ -128,7 +134,9 @@ class SpeechLLM:
         projector = Projector(ProjectorConfig(**meta["projector"]))
         projector.load_state_dict(torch.load(model_dir / WEIGHTS, map_location="cpu",
                                              weights_only=True))
-        llm = llm if llm is not None else LLM.from_pretrained(config.llm)
+        if llm is None:
+            tuned = model_dir / LLM_DIR
+            llm = LLM.from_pretrained(tuned if tuned.is_dir() else config.llm)
         encoder = load_encoder(config.encoder) if with_encoder and config.encoder != "none" \
             else None
         return cls(llm, projector, config, encoder)
@@ -205,9 +213,9 @@ def _batch_embeds(model: Any, projector: Projector, feats: Sequence[np.ndarray],
     n_speech = projector.output_lengths(lens).tolist()
     rows, labels = [], []
     for i, tgt in enumerate(targets):
-        with torch.no_grad():
-            pre = table(torch.tensor(prefix_ids, dtype=torch.long))
-            post = table(torch.tensor(prompt_ids + tgt, dtype=torch.long))
+        # frozen tables get no gradient anyway; a fine-tuned LLM's table gets one
+        pre = table(torch.tensor(prefix_ids, dtype=torch.long))
+        post = table(torch.tensor(prompt_ids + tgt, dtype=torch.long))
         rows.append(torch.cat([pre, speech[i, : n_speech[i]], post], dim=0))
         n_ctx = len(prefix_ids) + n_speech[i] + len(prompt_ids)
         labels.append([-100] * n_ctx + tgt)
@@ -238,8 +246,8 @@ def fit_projector(model: Any, tokenizer: Any, projector: Projector,
         raise ValueError(f"speech-llm training: {len(feats)} feature arrays for "
                          f"{len(texts)} texts")
     for p in model.parameters():
-        p.requires_grad_(False)
-    model.eval()
+        p.requires_grad_(config.train_llm)
+    model.eval()  # no dropout either way
     prefix = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []
     prompt = list(tokenizer(config.prompt, add_special_tokens=False)["input_ids"])
     eos = tokenizer.eos_token_id
@@ -247,7 +255,12 @@ def fit_projector(model: Any, tokenizer: Any, projector: Projector,
                for t in texts]
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     params = [p for p in projector.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=config.lr, weight_decay=0.01)
+    llm_params = [p for p in model.parameters() if p.requires_grad]
+    groups = [{"params": params, "lr": config.lr, "scale": 1.0}]
+    if llm_params:
+        groups.append({"params": llm_params, "lr": config.llm_lr,
+                       "scale": config.llm_lr / config.lr})
+    opt = torch.optim.AdamW(groups, lr=config.lr, weight_decay=0.01)
     steps_per_epoch = math.ceil(len(feats) / config.batch_size)
     total = steps_per_epoch * config.epochs
     warmup = max(1, total // 20)
@@ -264,7 +277,7 @@ def fit_projector(model: Any, tokenizer: Any, projector: Projector,
             lr = config.lr * min(1.0, (step + 1) / warmup)
             lr *= 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * step / total))
             for g in opt.param_groups:
-                g["lr"] = lr
+                g["lr"] = lr * g["scale"]
             emb, mask, lab = _batch_embeds(model, projector, [feats[i] for i in idx], prefix,
                                            prompt, [targets[i] for i in idx], pad)
             logits = model(inputs_embeds=emb, attention_mask=mask).logits[:, :-1]
@@ -272,7 +285,7 @@ def fit_projector(model: Any, tokenizer: Any, projector: Projector,
                 logits.float().reshape(-1, logits.shape[-1]), lab[:, 1:].reshape(-1),
                 ignore_index=-100)
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            torch.nn.utils.clip_grad_norm_(params + llm_params, 1.0)
             opt.step()
             opt.zero_grad(set_to_none=True)
             step += 1
@@ -283,12 +296,13 @@ def fit_projector(model: Any, tokenizer: Any, projector: Projector,
     projector.eval()
     return {"examples": len(feats), "steps": step,
             "final_loss": round(sum(recent) / max(len(recent), 1), 4),
-            "trainable_params": sum(p.numel() for p in params)}
+            "trainable_params": sum(p.numel() for p in params + llm_params)}
 
 
 def save_speech_llm(out: str | os.PathLike, config: SpeechLLMConfig, projector: Projector,
-                    report: dict) -> Path:
-    """Write a model dir (through a temporary sibling, renamed at the end)."""
+                    report: dict, *, llm_model: Any = None, tokenizer: Any = None) -> Path:
+    """Write a model dir (through a temporary sibling, renamed at the end); with
+    ``llm_model`` (a fine-tuned LLM) also ``llm/`` with it and its tokenizer."""
     import shutil
 
     out = Path(out)
@@ -296,6 +310,9 @@ def save_speech_llm(out: str | os.PathLike, config: SpeechLLMConfig, projector: 
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     torch.save(projector.state_dict(), tmp / WEIGHTS)
+    if llm_model is not None:
+        llm_model.save_pretrained(tmp / LLM_DIR)
+        tokenizer.save_pretrained(tmp / LLM_DIR)
     (tmp / REPORT).write_text(json.dumps(report, indent=1) + "\n")
     (tmp / CONFIG).write_text(json.dumps({"speech_llm": asdict(config),
                                           "projector": projector.config.to_dict()},
@@ -319,7 +336,8 @@ def train_speech_llm(feats: Sequence[np.ndarray], texts: Sequence[str], out: str
         downsample=config.downsample, hidden=config.hidden))
     stats = fit_projector(model, tokenizer, projector, feats, texts, config, progress=progress)
     stats["train_seconds"] = round(time.monotonic() - start, 1)
-    save_speech_llm(out, config, projector, stats)
+    save_speech_llm(out, config, projector, stats,
+                    llm_model=model if config.train_llm else None, tokenizer=tokenizer)
     return stats
 
 

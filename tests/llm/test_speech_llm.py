@@ -96,3 +96,25 @@ def test_config_rejects_unknown_keys():
         SpeechLLMConfig.from_dict({"llm": "x", "layers": 3})
     with pytest.raises(ValueError, match="epochs"):
         SpeechLLMConfig(epochs=0)
+
+
+@pytest.mark.slow  # trains for a few seconds
+def test_train_llm_saves_and_reloads_the_tuned_llm(tmp_path):
+    from speechlm.llm import speech_llm as sl
+
+    llm = LLM.from_config(tiny_config("llama"), tiny_tokenizer("llama"), seed=0)
+    before = llm.model.get_output_embeddings().weight.detach().clone()
+    rng = np.random.default_rng(0)
+    feats = [rng.standard_normal((8, 8)).astype(np.float32) for _ in range(2)]
+    config = SpeechLLMConfig(llm="tiny", encoder="none", prompt=" :", epochs=3, batch_size=2,
+                             hidden=16, downsample=2, train_llm=True)
+    proj = Projector(ProjectorConfig(in_dim=8, out_dim=64, downsample=2, hidden=16))
+    stats = fit_projector(llm.model, llm.tokenizer, proj, feats, TEXTS[:2], config,
+                          progress=False)
+    assert stats["trainable_params"] > sum(p.numel() for p in proj.parameters())
+    assert not torch.equal(before, llm.model.get_output_embeddings().weight)
+    sl.save_speech_llm(tmp_path / "m", config, proj, stats, llm_model=llm.model,
+                       tokenizer=llm.tokenizer)
+    again = SpeechLLM.load(tmp_path / "m", with_encoder=False)
+    assert torch.equal(again.llm.model.get_output_embeddings().weight,
+                       llm.model.get_output_embeddings().weight)

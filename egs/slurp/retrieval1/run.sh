@@ -31,12 +31,12 @@ fi
 
 if [ "${quick}" = true ]; then
   sizes="--train_size 300 --store_size 200 --dev_size 20 --test_size 40"
-  lm_opts="--steps 300 --layers 2 --hidden 128"; slm_opts="--epochs 3"
+  lm_opts="--steps 300 --layers 2 --hidden 128 --context-length 192"; slm_opts="--epochs 3"
   sweep="--lams 0.25,0.5 --ks 8 --temps 1,10 --llm-scales 0,0.3,1"; bench_sizes=10000,100000
   exp=exp/quick; data=data/quick
 else
   sizes="--train_size 1000 --store_size 500 --dev_size 40 --test_size 80"
-  lm_opts=""; slm_opts="--epochs 6 --lr 3e-3"; sweep=""; bench_sizes=10000,100000,1000000
+  lm_opts="--epochs 3 --context-length 192"; slm_opts="--epochs 6 --lr 3e-3"; sweep=""; bench_sizes=10000,100000,1000000
   exp=exp; data=data
 fi
 [ "${llm}" = exp/lm ] && llm=${exp}/lm
@@ -55,6 +55,7 @@ if [ ${stage} -le 1 ] && [ ${stop_stage} -ge 1 ]; then
 fi
 
 if [ ${stage} -le 2 ] && [ ${stop_stage} -ge 2 ] && [ "${llm}" = "${exp}/lm" ]; then
+  # context 192: the speech prefix (25 embeddings per second) + prompt + transcript must fit
   stage_log 2 "embedded LM on SLURP's training text -> ${llm}"
   [ -f "${llm}/model.safetensors" ] || \
     python -m speechlm.bin.lm train --text "${data}/local/lm_text.txt" --out "${llm}" ${lm_opts} \
