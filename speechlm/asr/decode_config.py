@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-BACKENDS = ("espnet", "pocketsphinx", "whisper", "moonshine")
+BACKENDS = ("espnet", "pocketsphinx", "whisper", "moonshine", "speech-llm")
 
 
 def _opt(default: Any, help: str, *, group: str = "", aliases: tuple[str, ...] = ()) -> Any:
@@ -100,6 +100,13 @@ class DecodeConfig:
         elif self.backend == "pocketsphinx" and (self.model or self.graph):
             raise ValueError("decode config: model and graph are for the espnet backend; "
                              "pocketsphinx takes ps_hmm/ps_lm/ps_dict/ps_jsgf/ps_lw")
+        elif self.backend == "speech-llm":
+            if not self.model:
+                raise ValueError("decode config: the speech-llm backend needs a model "
+                                 "(--model-dir, a dir from speechlm speech-llm train)")
+            if self.lattice or self.nbest > 1 or self.graph or ps_set:
+                raise ValueError("decode config: the speech-llm backend gives a greedy 1-best "
+                                 "(no lattice, nbest 1, no graph or ps_* options)")
         elif self.backend in ("whisper", "moonshine"):
             espnet_only = [k for k in ("graph", "ctc_weight", "penalty", "search_beam",
                                        "lattice_beam", "lm_scale", "lm_weight", "rescore_nbest")

@@ -46,6 +46,8 @@ BACKEND_CLASSES = {
     "pocketsphinx": "speechlm.asr.recognizer:PocketSphinxBackend",
     "whisper": "speechlm.asr.recognizer:WhisperBackend",
     "moonshine": "speechlm.asr.recognizer:MoonshineBackend",
+    # resolved by name only when chosen: asr never imports the LLM side
+    "speech-llm": "speechlm.llm.speech_llm:SpeechLLMBackend",
 }
 
 

@@ -42,6 +42,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
             "intent classification (LoRA or in-context) from text, 1-best, N-best, WCN, oracle"),
     "paralin": ("speechlm.bin.paralin",
                 "ParalinGPT on dialogue CSVs: sentiment + response, serialized multitask"),
+    "speech-llm": ("speechlm.bin.speech_llm",
+                   "speech-prefix LLM: train a Whisper-encoder -> LLM-embedding projector"),
+    "retrieval": ("speechlm.bin.retrieval",
+                  "kNN-LM datastores (text or speech keys, FAISS): build, bench"),
     "serve": ("speechlm.bin.serve",
               "HTTP API (/v1/transcribe, /v1/rescore) and Gradio demo on 127.0.0.1"),
 }

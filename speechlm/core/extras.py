@@ -28,6 +28,7 @@ EXTRAS: dict[str, str] = {
     "accelerate": "llm",
     "sklearn": "llm",
     "sacrebleu": "llm",
+    "faiss": "llm",
     "gguf": "models",
     "faster_whisper": "models",
     "ctranslate2": "models",

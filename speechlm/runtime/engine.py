@@ -89,11 +89,13 @@ class Engine:
         output_hidden_states: bool = False,
         head: bool = True,
         then: Callable[[Any], Any] | None = None,
+        inputs_embeds: torch.Tensor | None = None,  # (B, T, D): replaces input_ids' lookup
     ) -> Any:
         """Run the model on ``input_ids`` after ``cache`` (None: no cache); return its output.
 
         ``then(output)``, when given, runs inside the same timed step (and governor window)
-        and its result is returned instead.
+        and its result is returned instead. ``inputs_embeds`` (same B, T as ``input_ids``)
+        feeds embeddings instead of looking ``input_ids`` up (a prefix that is not text).
         """
         b, t = input_ids.shape
         context = cache.get_seq_length() if cache is not None else 0
@@ -104,8 +106,10 @@ class Engine:
             # head=False: the base model only (hidden states, no vocabulary projection)
             module = self.model if head else self.model.base_model
             extra = {"logits_to_keep": logits_to_keep} if head else {}
+            feed = {"input_ids": input_ids} if inputs_embeds is None else {
+                "inputs_embeds": inputs_embeds}
             out = module(
-                input_ids=input_ids,
+                **feed,
                 attention_mask=attention_mask,
                 position_ids=position_ids,
                 use_cache=cache is not None,
@@ -129,6 +133,40 @@ class Engine:
             track_cache(stats, cache)
         return out
 
+    def check_processor(self) -> None:
+        """A logits processor needs logits = ``lm_head(final hidden state)``."""
+        if not self._plain_head:
+            raise ValueError(
+                f"logits processors (kNN-LM) need a plain LM head; model_type "
+                f"{self.model.config.model_type!r} is not one of {sorted(PLAIN_HEAD_MODELS)}")
+
+    def last_logits(
+        self,
+        input_ids: torch.Tensor,  # (B, T)
+        attention_mask: torch.Tensor | None,
+        position_ids: torch.Tensor | None,
+        cache: Any,
+        *,
+        phase: str,
+        stats: CallStats,
+        processor: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Float32 scores ``(B, V)`` of the next token after each row (processor applied)."""
+        if processor is None:
+            out = self.forward(input_ids, attention_mask, position_ids, cache, phase=phase,
+                               stats=stats, logits_to_keep=1, inputs_embeds=inputs_embeds)
+            return out.logits[:, -1].float()
+        self.check_processor()
+        head = self.model.get_output_embeddings()
+
+        def then(out: Any) -> torch.Tensor:
+            h = out.last_hidden_state[:, -1:]  # (B, 1, D): as the head sees it with keep=1
+            return processor(h[:, 0], head(h)[:, 0].float())
+
+        return self.forward(input_ids, attention_mask, position_ids, cache, phase=phase,
+                            stats=stats, head=False, then=then, inputs_embeds=inputs_embeds)
+
     def scored_logits(
         self,
         input_ids: torch.Tensor,  # (B, T)
@@ -139,8 +177,23 @@ class Engine:
         stats: CallStats,
         rows: torch.Tensor,  # (N,) batch row of each wanted position
         cols: torch.Tensor,  # (N,) position within the row
+        processor: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
     ) -> torch.Tensor:
-        """Logits ``(N, V)`` at positions ``(rows, cols)`` of one prefill pass."""
+        """Logits ``(N, V)`` at positions ``(rows, cols)`` of one prefill pass.
+
+        ``processor(hidden (N, D), logits (N, V))``, when given, turns them into the scores
+        returned (a retrieval plug-in such as kNN-LM).
+        """
+        if processor is not None:
+            self.check_processor()
+            head = self.model.get_output_embeddings()
+
+            def then(out: Any) -> torch.Tensor:
+                h = out.last_hidden_state[rows, cols]  # (N, D)
+                return processor(h, head(h).float())
+
+            return self.forward(input_ids, attention_mask, position_ids, cache,
+                                phase="prefill", stats=stats, head=False, then=then)
         if not self._plain_head:
             out = self.forward(
                 input_ids, attention_mask, position_ids, cache, phase="prefill", stats=stats

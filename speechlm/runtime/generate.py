@@ -37,6 +37,8 @@ def score_sequences(
     batch_size: int,
     pad_id: int,
     stats: CallStats,
+    processor: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+    context_embeds: torch.Tensor | None = None,
 ) -> list[list[float]]:
     """Natural-log probability of every token of each sequence after a shared context.
 
@@ -51,6 +53,8 @@ def score_sequences(
         eos_id: score EOS after each sequence when not None.
         batch_size: sequences per forward pass.
         pad_id: id used for padding (masked, never scored).
+        processor: ``(hidden (N, D), logits (N, V)) -> scores`` at every scored position.
+        context_embeds: ``(len(context), D)`` fed instead of the context ids' embeddings.
 
     Returns:
         N lists of per-token log-probs.
@@ -62,16 +66,16 @@ def score_sequences(
     if n_ctx:
         prefix_cache = engine.new_cache()
         ids = torch.tensor([list(context)], device=device)  # (1, P)
-        out = engine.forward(
+        first_logits = engine.last_logits(
             ids,
             torch.ones_like(ids),
             torch.arange(n_ctx, device=device)[None],
             prefix_cache,
             phase="prefill",
             stats=stats,
-            logits_to_keep=1,
-        )
-        first_logits = out.logits[0, -1].float()  # (V,): predicts each sequence's first token
+            processor=processor,
+            inputs_embeds=None if context_embeds is None else context_embeds[None],
+        )[0]  # (V,): predicts each sequence's first token
         stats.prompt_tokens += n_ctx
     # Longest first: rows of similar length share a batch, so little padding is computed.
     order = sorted(range(len(sequences)), key=lambda i: -len(sequences[i]))
@@ -109,6 +113,7 @@ def score_sequences(
             stats=stats,
             rows=torch.tensor(pos_r, dtype=torch.long, device=device),
             cols=torch.tensor(pos_t, dtype=torch.long, device=device),
+            processor=processor,
         )
         stats.prompt_tokens += sum(lens)
         inner = _token_logprobs(logits, torch.tensor(targets, device=device)).tolist()  # (N,)
@@ -132,17 +137,31 @@ def hidden_states_of(
     batch_size: int,
     pad_id: int,
     stats: CallStats,
+    prefix_embeds: Sequence[torch.Tensor] | None = None,
 ) -> list[torch.Tensor]:
-    """Hidden states ``(T_i, D)`` of ``layer`` (0 = embeddings, L = last) for each sequence."""
+    """Hidden states ``(T_i, D)`` of ``layer`` (0 = embeddings, L = last) for each sequence.
+
+    With ``prefix_embeds`` (one ``(P_i, D)`` tensor per sequence), each sequence runs after
+    its prefix of embeddings; the states returned are ``(1 + T_i, D)``: the prefix's last
+    position (it predicts the sequence's first token), then the sequence's own positions.
+    """
     device = engine.device
     out_states: list[torch.Tensor] = [None] * len(sequences)  # type: ignore[list-item]
+    embed = engine.model.get_input_embeddings()
     for start in range(0, len(sequences), batch_size):
         rows = list(range(start, min(start + batch_size, len(sequences))))
-        lens = [len(sequences[i]) for i in rows]
+        pre = [0 if prefix_embeds is None else prefix_embeds[i].shape[0] for i in rows]
+        lens = [pre[r] + len(sequences[i]) for r, i in enumerate(rows)]
         t = max(lens)
         ids = torch.full((len(rows), t), pad_id, dtype=torch.long, device=device)
         for r, i in enumerate(rows):
-            ids[r, : lens[r]] = torch.tensor(sequences[i], device=device)
+            ids[r, pre[r] : lens[r]] = torch.tensor(sequences[i], device=device)
+        embeds = None
+        if prefix_embeds is not None:
+            with torch.no_grad():
+                embeds = embed(ids)  # (B, T, D); prefix rows overwritten below
+                for r, i in enumerate(rows):
+                    embeds[r, : pre[r]] = prefix_embeds[i].to(embeds)
         mask = (
             torch.arange(t, device=device)[None] < torch.tensor(lens, device=device)[:, None]
         ).long()
@@ -156,11 +175,13 @@ def hidden_states_of(
             stats=stats,
             logits_to_keep=1,
             output_hidden_states=True,
+            inputs_embeds=embeds,
         )
         stats.prompt_tokens += sum(lens)
         states = out.hidden_states[layer]  # (B, T, D)
         for r, i in enumerate(rows):
-            out_states[i] = states[r, : lens[r]].float().cpu().clone()
+            first = max(pre[r] - 1, 0)
+            out_states[i] = states[r, first : lens[r]].float().cpu().clone()
     return out_states
 
 
@@ -295,6 +316,8 @@ def sample_loop(
     streams: Sequence[TextStream],
     pad_id: int,
     stats: CallStats,
+    processor: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+    prompt_embeds: Sequence[torch.Tensor] | None = None,
 ) -> list[RowResult]:
     """Greedy or sampled generation for a batch of prompts with one shared KV cache.
 
@@ -306,6 +329,9 @@ def sample_loop(
         eos_ids: ids that end a row (finish_reason "eos"; EOS is not in ``token_ids``
             but its log-prob is in ``logprobs``).
         streams: one ``TextStream`` per row (stop strings, streaming).
+        processor: ``(hidden (B, D), logits (B, V)) -> scores`` at every step (kNN-LM).
+        prompt_embeds: B tensors ``(len(prompts[r]), D)`` fed instead of the prompt ids'
+            embeddings (a prefix that is not text); the ids then only give lengths.
     """
     device = engine.device
     generator = None
@@ -314,11 +340,13 @@ def sample_loop(
     ids, mask, positions = left_pad(prompts, pad_id, device)
     cache = engine.new_cache()
     cache.reserve(max(max_new))
-    logits = (
-        engine.forward(ids, mask, positions, cache, phase="prefill", stats=stats, logits_to_keep=1)
-        .logits[:, -1]
-        .float()
-    )  # (B, V)
+    embeds = None
+    if prompt_embeds is not None:  # left-padded like the ids; padding rows are masked
+        embeds = prompt_embeds[0].new_zeros(ids.shape[0], ids.shape[1], prompt_embeds[0].shape[-1])
+        for r, e in enumerate(prompt_embeds):
+            embeds[r, ids.shape[1] - e.shape[0]:] = e
+    logits = engine.last_logits(ids, mask, positions, cache, phase="prefill", stats=stats,
+                                processor=processor, inputs_embeds=embeds)  # (B, V)
     stats.prompt_tokens += int(mask.sum())
     results = [RowResult([], [], "length") for _ in prompts]
     # Without padding the 2D mask is all ones: passing None lets transformers skip
@@ -359,16 +387,13 @@ def sample_loop(
             active = [active[r] for r in keep]
         mask = torch.cat([mask, mask.new_ones(len(active), 1)], dim=1)  # (B, L + 1)
         positions = positions + 1
-        logits = (
-            engine.forward(
-                next_ids[:, None],
-                None if unpadded else mask,
-                positions,
-                cache,
-                phase="decode",
-                stats=stats,
-            )
-            .logits[:, -1]
-            .float()
+        logits = engine.last_logits(
+            next_ids[:, None],
+            None if unpadded else mask,
+            positions,
+            cache,
+            phase="decode",
+            stats=stats,
+            processor=processor,
         )
     return results

@@ -51,6 +51,7 @@ from speechlm.runtime.loading import (
 from speechlm.runtime.metrics import CallRecord, RuntimeMetrics
 from speechlm.runtime.moe import build_executor
 from speechlm.runtime.moe.experts import ExpertExecutor, apply_moe_executor
+from speechlm.runtime.retrieval import LogitsProcessor
 
 
 class LLM(LanguageModel):
@@ -255,6 +256,8 @@ class LLM(LanguageModel):
         per_token: bool = False,
         append_eos: bool = False,
         batch_size: int = 16,
+        logits_processor: LogitsProcessor | None = None,
+        prefix_embeds: torch.Tensor | None = None,
     ) -> list[float] | list[ScoreResult]:
         """Natural-log probability of each text, optionally after a shared ``prefix``.
 
@@ -269,6 +272,11 @@ class LLM(LanguageModel):
           first token is context only and is **not scored** (a one-token text then
           scores 0.0 unless ``append_eos``).
         * ``append_eos`` adds ln p(EOS | text).
+        * ``prefix_embeds`` ``(P, D)``: a context of embeddings (e.g. built with
+          :meth:`embed_tokens` around a non-text prefix) instead of ``prefix``; all tokens
+          of each text are scored after it.
+        * ``logits_processor`` (e.g. ``KNNLogitsProcessor``) turns ``(hidden, logits)`` into
+          the scores at every position before the log-softmax.
 
         Mind the boundary: ``prefix + text`` is tokenized in two pieces, so the text
         usually wants its leading space (``" hello"``) for BPE tokenizers.
@@ -280,7 +288,15 @@ class LLM(LanguageModel):
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         if append_eos and not self.eos_ids:
             raise ValueError("append_eos: the tokenizer has no eos_token_id")
+        if prefix_embeds is not None:
+            if prefix is not None:
+                raise ValueError("pass either prefix or prefix_embeds, not both")
+            prefix_embeds = self._check_embeds(prefix_embeds, "prefix_embeds")
         context, seqs = self._score_inputs(texts, prefix, append_eos)
+        if prefix_embeds is not None:
+            context = [self.pad_id] * prefix_embeds.shape[0]  # placeholders: embeds are fed
+            for i, ids in enumerate(seqs):
+                self._check_length(len(context) + len(ids), f"prefix_embeds + texts[{i}]")
         stats = CallStats()
         with self._call("score", stats, len(seqs)):
             values = score_sequences(
@@ -291,6 +307,8 @@ class LLM(LanguageModel):
                 batch_size=batch_size,
                 pad_id=self.pad_id,
                 stats=stats,
+                processor=logits_processor,
+                context_embeds=prefix_embeds,
             )
         if not per_token:
             return [float(sum(v)) for v in values]
@@ -311,6 +329,7 @@ class LLM(LanguageModel):
         params: SamplingParams | None = None,
         *,
         on_token: OnToken | None = None,
+        logits_processor: LogitsProcessor | None = None,
     ) -> list[Completion]:
         """Continue each prompt (tokenized *with* special tokens, e.g. BOS).
 
@@ -344,7 +363,52 @@ class LLM(LanguageModel):
             if len(x) >= self.max_length:
                 self._check_length(len(x) + 1, f"prompts[{i}] plus one new token")
             ids.append(x)
-        return self._generate_ids(ids, params, on_token, kind="generate")
+        return self._generate_ids(ids, params, on_token, kind="generate",
+                                  processor=logits_processor)
+
+    def generate_from_embeds(
+        self,
+        prompt_embeds: Sequence[torch.Tensor],
+        params: SamplingParams | None = None,
+        *,
+        on_token: OnToken | None = None,
+        logits_processor: LogitsProcessor | None = None,
+    ) -> list[Completion]:
+        """Continue prompts given as input embeddings ``(P_i, D)`` (greedy or sampling).
+
+        The runtime never sees what the embeddings stand for (a projected speech prefix,
+        retrieved items...): build them with :meth:`embed_tokens` for the text parts.
+
+        Raises:
+            ValueError: a prompt that is not (P, D) with D the model's hidden size, is
+                empty or fills the context; beam search (not supported here).
+        """
+        params = params or SamplingParams()
+        if params.num_beams > 1:
+            raise ValueError("generate_from_embeds: beam search is not supported; num_beams=1")
+        embeds = [self._check_embeds(e, f"prompt_embeds[{i}]")
+                  for i, e in enumerate(prompt_embeds)]
+        for i, e in enumerate(embeds):
+            self._check_length(e.shape[0] + 1, f"prompt_embeds[{i}] plus one new token")
+        ids = [[self.pad_id] * e.shape[0] for e in embeds]  # lengths only; embeds are fed
+        return self._generate_ids(ids, params, on_token, kind="generate",
+                                  processor=logits_processor, prompt_embeds=embeds)
+
+    def embed_tokens(self, ids: Sequence[int]) -> torch.Tensor:
+        """The model's input embeddings ``(T, D)`` of token ids (to build embeds prompts)."""
+        table = self.model.get_input_embeddings()
+        with torch.no_grad():
+            return table(torch.tensor(list(ids), dtype=torch.long, device=self.engine.device))
+
+    def _check_embeds(self, e: torch.Tensor, what: str) -> torch.Tensor:
+        d = self.model.config.get_text_config(decoder=True).hidden_size
+        if not isinstance(e, torch.Tensor) or e.ndim != 2 or e.shape[1] != d or not len(e):
+            shape = tuple(e.shape) if isinstance(e, torch.Tensor) else type(e).__name__
+            raise ValueError(f"{what} must be a non-empty (P, {d}) tensor, got {shape}")
+        if not torch.isfinite(e).all():
+            raise ValueError(f"{what} has NaN or infinite values")
+        p = next(self.model.parameters())
+        return e.to(device=p.device, dtype=p.dtype)
 
     def chat(
         self,
@@ -374,7 +438,12 @@ class LLM(LanguageModel):
         return self._generate_ids([ids], params or SamplingParams(), on_token, kind="chat")[0]
 
     def hidden_states(
-        self, texts: Sequence[str], layer: int, *, batch_size: int = 16
+        self,
+        texts: Sequence[str],
+        layer: int,
+        *,
+        batch_size: int = 16,
+        prefix_embeds: Sequence[torch.Tensor] | None = None,
     ) -> list[torch.Tensor]:
         """Hidden states of one layer, e.g. kNN-LM keys.
 
@@ -382,6 +451,9 @@ class LLM(LanguageModel):
             texts: tokenized *with* special tokens (as ``tokenizer(text)``).
             layer: 0 = embedding output, ``num_hidden_layers`` = last layer (after the
                 final norm, as transformers returns it); negative counts from the end.
+            prefix_embeds: one ``(P_i, D)`` tensor per text, run before it; the text is
+                then tokenized *without* special tokens, and the states returned are the
+                prefix's last position followed by the text's (``(1 + T_i, D)``).
 
         Returns:
             One float32 CPU tensor ``(T_i, D)`` per text; row t is the state at token t,
@@ -394,24 +466,41 @@ class LLM(LanguageModel):
         for i, text in enumerate(texts):
             if not isinstance(text, str) or not text.strip():
                 raise ValueError(f"texts[{i}] is empty")
-            ids = self._encode(text, special=True)
-            self._check_length(len(ids), f"texts[{i}]")
+            ids = self._encode(text, special=prefix_embeds is None)
+            extra = 0
+            if prefix_embeds is not None:
+                extra = self._check_embeds(prefix_embeds[i], f"prefix_embeds[{i}]").shape[0]
+            self._check_length(extra + len(ids), f"texts[{i}]")
             seqs.append(ids)
+        if prefix_embeds is not None:
+            if len(prefix_embeds) != len(seqs):
+                raise ValueError(f"{len(prefix_embeds)} prefix_embeds for {len(seqs)} texts")
+            prefix_embeds = [self._check_embeds(e, "prefix_embeds") for e in prefix_embeds]
         stats = CallStats()
         with self._call("hidden_states", stats, len(seqs)):
             return hidden_states_of(
-                self.engine, seqs, layer, batch_size=batch_size, pad_id=self.pad_id, stats=stats
+                self.engine, seqs, layer, batch_size=batch_size, pad_id=self.pad_id, stats=stats,
+                prefix_embeds=prefix_embeds,
             )
 
     # ---- internals ----------------------------------------------------------------------
     def _generate_ids(
-        self, ids: list[list[int]], params: SamplingParams, on_token: OnToken | None, kind: str
+        self,
+        ids: list[list[int]],
+        params: SamplingParams,
+        on_token: OnToken | None,
+        kind: str,
+        processor: LogitsProcessor | None = None,
+        prompt_embeds: list[torch.Tensor] | None = None,
     ) -> list[Completion]:
         max_new = [min(params.max_tokens, self.max_length - len(x)) for x in ids]
         decode = self._decode
         stats = CallStats()
         with self._call(kind, stats, len(ids)):
             if params.num_beams > 1:
+                if processor is not None:
+                    raise ValueError("logits processors (kNN-LM) work with greedy/sampling, "
+                                     "not beam search")
                 out = []
                 for i, x in enumerate(ids):
                     res = beam_search(
@@ -446,6 +535,8 @@ class LLM(LanguageModel):
                 streams=streams,
                 pad_id=self.pad_id,
                 stats=stats,
+                processor=processor,
+                prompt_embeds=prompt_embeds,
             )
         return [
             Completion(

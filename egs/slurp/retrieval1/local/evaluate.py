@@ -1,0 +1,183 @@
+#!/usr/bin/env python3
+"""Stage 5: the speech-prefix LLM with and without kNN-LM retrieval, and N-best rescoring.
+
+Greedy decoding of dev and test with the speech-prefix LLM: plain, + kNN-LM over the text-key
+store, + kNN-LM over the speech-key store (lambda, k, T swept on dev, the best applied to
+test). N-best rescoring of Whisper's 5-best: Whisper score + llm_scale * ln p(text) from the
+LLM (plain / + text-key kNN) and from the speech-prefix LLM (plain / + speech-key kNN),
+swept on dev. WER and entity error rate (a reference entity is an error when its words are
+not a contiguous run of the hypothesis), decoding time per token.
+
+Writes OUT/results.json (every setting) and OUT/hyp_<system>_<set>.txt.
+"""
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from speechlm.core.nbest_jsonl import read_nbest_jsonl
+from speechlm.core.wer import ErrorStats
+from speechlm.llm.retrieval import Datastore
+from speechlm.llm.retrieval.keys import llm_fingerprint
+from speechlm.llm.speech_llm import SpeechLLM, data_dir_features
+from speechlm.runtime.retrieval import KNNLogitsProcessor
+
+
+def entities_of(local: Path, name: str) -> dict[str, list[str]]:
+    out = {}
+    for line in (local / f"{name}.jsonl").read_text().splitlines():
+        r = json.loads(line)
+        out[r["id"]] = r["entities"]
+    return out
+
+
+def metrics(refs: dict[str, str], hyps: dict[str, str], ents: dict[str, list[str]]) -> dict:
+    stats, miss, total = ErrorStats(), 0, 0
+    for utt, ref in refs.items():
+        hyp = hyps.get(utt, "")
+        stats.add(ref.split(), hyp.split(), utt)
+        padded = f" {' '.join(hyp.split())} "
+        for e in ents.get(utt.rsplit("-", 1)[-1], []):
+            total += 1
+            miss += f" {e} " not in padded
+    return {"wer": round(stats.wer, 2), "eer": round(100.0 * miss / max(total, 1), 2),
+            "words": stats.ref_words, "entities": total}
+
+
+def decode(model: SpeechLLM, utts, feats, knn=None, batch: int = 8) -> tuple[dict, dict]:
+    hyps, start, tokens = {}, time.perf_counter(), 0
+    for s in range(0, len(utts), batch):
+        texts = model.transcribe_features(feats[s : s + batch], logits_processor=knn)
+        for u, t in zip(utts[s : s + batch], texts, strict=True):
+            hyps[u] = t
+            tokens += len(model.target_ids(t)) + 1 if t else 1
+    sec = time.perf_counter() - start
+    return hyps, {"seconds": round(sec, 2), "ms_per_token": round(1e3 * sec / tokens, 2)}
+
+
+def rescore(nbest, scorer, scales) -> dict[str, dict[str, str]]:
+    """``scale -> utt -> best text`` with tot = whisper score + scale * scorer(utt, texts)."""
+    llm_scores = {u: scorer(u, [h.text for h in hs]) for u, hs in nbest.items() if hs}
+    out = {}
+    for s in scales:
+        out[s] = {u: max(zip(hs, llm_scores[u], strict=True),
+                         key=lambda p: p[0].score + s * p[1])[0].text
+                  for u, hs in nbest.items() if hs}
+    return out
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--model-dir", required=True)
+    p.add_argument("--text-store", required=True)
+    p.add_argument("--speech-store", required=True)
+    p.add_argument("--whisper-dir", required=True, help="dir with decode_<set>/nbest.jsonl")
+    p.add_argument("--feats-dir", required=True)
+    p.add_argument("--data", default="data", help="dir with <set>/ and local/")
+    p.add_argument("--out", required=True)
+    p.add_argument("--lams", default="0.1,0.25,0.5")
+    p.add_argument("--ks", default="8,32")
+    p.add_argument("--temps", default="1,10")
+    p.add_argument("--llm-scales", default="0,0.1,0.3,0.5,1")
+    a = p.parse_args()
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    model = SpeechLLM.load(a.model_dir, with_encoder=False)
+    sets = {}
+    for name in ("dev", "test"):
+        cache = Path(a.feats_dir) / f"{name}.{model.config.encoder}.npz"
+        utts, feats, refs = data_dir_features(f"{a.data}/{name}", model.config.encoder,
+                                               cache)
+        sets[name] = (utts, [f.astype(np.float32) for f in feats], refs,
+                      entities_of(Path(a.data) / "local", name))
+    stores = {
+        "text": Datastore.load(a.text_store,
+                               expect_fingerprint=f"text|{llm_fingerprint(model.llm)}"),
+        "speech": Datastore.load(a.speech_store,
+                                 expect_fingerprint=f"speech|{model.fingerprint()}"),
+    }
+    res: dict = {"stores": {k: v.meta for k, v in stores.items()}, "systems": {}}
+
+    def record(system: str, name: str, hyps: dict, extra: dict | None = None) -> dict:
+        utts, _, refs, ents = sets[name]
+        m = {**metrics(refs, hyps, ents), **(extra or {})}
+        res["systems"].setdefault(system, {})[name] = m
+        (out / f"hyp_{system}_{name}.txt").write_text(
+            "".join(f"{u} {hyps.get(u, '')}\n" for u in utts))
+        print(f"{system:32s} {name:5s} {json.dumps(m)}", file=sys.stderr, flush=True)
+        return m
+
+    # 1. speech-prefix LLM, plain
+    for name in ("dev", "test"):
+        utts, feats, _, _ = sets[name]
+        hyps, t = decode(model, utts, feats)
+        record("speech_llm", name, hyps, t)
+    # 2. + kNN-LM, swept on dev
+    grid = list(itertools.product([float(x) for x in a.lams.split(",")],
+                                  [int(x) for x in a.ks.split(",")],
+                                  [float(x) for x in a.temps.split(",")]))
+    res["sweeps"] = {}
+    for key in ("text", "speech"):
+        sweep = []
+        utts, feats, refs, ents = sets["dev"]
+        for lam, k, temp in grid:
+            knn = KNNLogitsProcessor(stores[key], lam=lam, k=k, temperature=temp)
+            hyps, _ = decode(model, utts, feats, knn)
+            sweep.append({"lam": lam, "k": k, "T": temp, **metrics(refs, hyps, ents)})
+        res["sweeps"][f"knn_{key}"] = sweep
+        best = min(sweep, key=lambda r: (r["wer"], r["eer"]))
+        knn = KNNLogitsProcessor(stores[key], lam=best["lam"], k=best["k"],
+                                 temperature=best["T"])
+        for name in ("dev", "test"):
+            utts, feats, _, _ = sets[name]
+            hyps, t = decode(model, utts, feats, knn)
+            record(f"speech_llm+knn_{key}", name, hyps,
+                   {**t, "lam": best["lam"], "k": best["k"], "T": best["T"]})
+    # 3. Whisper 5-best and its rescoring
+    scales = [float(x) for x in a.llm_scales.split(",")]
+    nbests = {n: read_nbest_jsonl(Path(a.whisper_dir) / f"decode_{n}" / "nbest.jsonl")
+              for n in ("dev", "test")}
+    for name in ("dev", "test"):
+        record("whisper", name, {u: hs[0].text for u, hs in nbests[name].items() if hs})
+    feats_of = {n: dict(zip(sets[n][0], sets[n][1], strict=True)) for n in sets}
+    lam_best = {key: res["systems"][f"speech_llm+knn_{key}"]["dev"] for key in stores}
+
+    def lm_scorer(knn):
+        return lambda u, texts: model.llm.score([" " + t for t in texts], append_eos=True,
+                                                logits_processor=knn)
+
+    def slm_scorer(name, knn):
+        return lambda u, texts: model.score_features(feats_of[name][u], texts,
+                                                     logits_processor=knn)
+
+    def knn_for(key):
+        b = lam_best[key]
+        return KNNLogitsProcessor(stores[key], lam=b["lam"], k=b["k"], temperature=b["T"])
+
+    scorers = {
+        "whisper+lm": lambda n: lm_scorer(None),
+        "whisper+lm+knn_text": lambda n: lm_scorer(knn_for("text")),
+        "whisper+speech_llm": lambda n: slm_scorer(n, None),
+        "whisper+speech_llm+knn_speech": lambda n: slm_scorer(n, knn_for("speech")),
+    }
+    for system, make in scorers.items():
+        _, _, refs, ents = sets["dev"]
+        by_scale = rescore(nbests["dev"], make("dev"), scales)
+        dev_rows = {s: metrics(refs, h, ents) for s, h in by_scale.items()}
+        res["sweeps"][system] = {f"llm_scale_{s}": m for s, m in dev_rows.items()}
+        best = min(scales, key=lambda s: (dev_rows[s]["wer"], dev_rows[s]["eer"]))
+        record(system, "dev", by_scale[best], {"llm_scale": best})
+        test = rescore(nbests["test"], make("test"), [best])[best]
+        record(system, "test", test, {"llm_scale": best})
+    (out / "results.json").write_text(json.dumps(res, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

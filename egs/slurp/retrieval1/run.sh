@@ -1,0 +1,108 @@
+#!/usr/bin/env bash
+# egs/slurp/retrieval1/run.sh: a speech-prefix LLM (Whisper encoder -> projector -> LLM) and
+# kNN-LM retrieval with text keys and speech keys (arXiv 2406.09618), on synthetic SLURP speech.
+#
+#   ./run.sh                  # the RESULTS.md run (1000 training utterances, 500 store)
+#   ./run.sh --quick true     # smaller sets, shorter training (integration path)
+#
+# Stages: 1 splits + synthetic speech, 2 embedded LM (the speech-prefix LLM's LLM),
+# 3 Whisper encoder states + projector training, 4 Whisper 5-best (baseline, N-best for
+# rescoring), 5 datastores (text keys, speech keys), 6 decoding with/without kNN-LM and
+# N-best rescoring (swept on dev), 7 FAISS scaling bench, 8 RESULTS.md + plot.
+set -euo pipefail
+
+stage=1; stop_stage=100
+slurp=                          # default: $SPEECHLM_DATA/slurp, ../shared/data/slurp
+quick=false
+llm=exp/lm                      # the speech-prefix LLM's LLM: the embedded LM of stage 2, or
+                                # smollm2-135m-instruct (about 10 s per batch of 8 here)
+index=flat                      # datastore index: flat | ivf | ivfpq
+help_message="usage: $0 [--stage N] [--stop_stage N] [--quick true] [--llm NAME|DIR]"
+
+cmdline="$0 $*"
+. ./path.sh; . ./cmd.sh; . utils/parse_options.sh
+. utils/log.sh
+if [ -z "${slurp}" ]; then
+  for d in "${SPEECHLM_DATA:+${SPEECHLM_DATA}/slurp}" ../../../../shared/data/slurp; do
+    [ -n "${d}" ] && [ -d "${d}" ] && { slurp=${d}; break; }
+  done
+fi
+[ -n "${slurp}" ] || { log "SLURP text not found: pass --slurp DIR or set SPEECHLM_DATA"; exit 1; }
+
+if [ "${quick}" = true ]; then
+  sizes="--train_size 300 --store_size 200 --dev_size 20 --test_size 40"
+  lm_opts="--steps 300 --layers 2 --hidden 128 --context-length 192"; slm_opts="--epochs 3"
+  sweep="--lams 0.25,0.5 --ks 8 --temps 1,10 --llm-scales 0,0.3,1"; bench_sizes=10000,100000
+  exp=exp/quick; data=data/quick
+else
+  sizes="--train_size 1000 --store_size 500 --dev_size 40 --test_size 80"
+  lm_opts="--epochs 3 --context-length 192"; slm_opts="--epochs 6 --lr 3e-3"; sweep=""; bench_sizes=10000,100000,1000000
+  exp=exp; data=data
+fi
+[ "${llm}" = exp/lm ] && llm=${exp}/lm
+
+if [ ${stage} -le 1 ] && [ ${stop_stage} -ge 1 ]; then
+  stage_log 1 "splits (train / store / dev / test) and synthetic speech"
+  # shellcheck disable=SC2086
+  python local/prepare.py --slurp "${slurp}" --out "${data}/local" ${sizes}
+  seed=0
+  for s in test dev store train; do
+    seed=$((seed + 1))
+    python -m speechlm.bin.synth_data_dir --text "${data}/local/${s}.text" --text-format kaldi \
+      --num-voices 40 --voices-per-line 1 --seed "${seed}" --augment --speaker-prefix "${s}" \
+      --out "${data}/${s}"
+  done
+fi
+
+if [ ${stage} -le 2 ] && [ ${stop_stage} -ge 2 ] && [ "${llm}" = "${exp}/lm" ]; then
+  # context 192: the speech prefix (25 embeddings per second) + prompt + transcript must fit
+  stage_log 2 "embedded LM on SLURP's training text -> ${llm}"
+  [ -f "${llm}/model.safetensors" ] || \
+    python -m speechlm.bin.lm train --text "${data}/local/lm_text.txt" --out "${llm}" ${lm_opts} \
+      --threads 1 --no-progress
+fi
+
+if [ ${stage} -le 3 ] && [ ${stop_stage} -ge 3 ]; then
+  stage_log 3 "Whisper encoder states + projector -> ${exp}/speech_llm"
+  [ -f "${exp}/speech_llm/projector.pt" ] || \
+    python -m speechlm.bin.speech_llm train --data-dir "${data}/train" --out "${exp}/speech_llm" \
+      --llm "${llm}" --feats-dir "${exp}/feats" ${slm_opts}
+fi
+
+if [ ${stage} -le 4 ] && [ ${stop_stage} -ge 4 ]; then
+  stage_log 4 "Whisper tiny.en 5-best (baseline and N-best for rescoring)"
+  for s in dev test; do
+    python -m speechlm.bin.decode --backend whisper --nbest 5 --data-dir "${data}/${s}" \
+      --out "${exp}/whisper/decode_${s}" --nj 1
+  done
+fi
+
+if [ ${stage} -le 5 ] && [ ${stop_stage} -ge 5 ]; then
+  stage_log 5 "datastores from data/store: text keys and speech keys (${index})"
+  for keys in text speech; do
+    [ -f "${exp}/store_${keys}/datastore.json" ] || \
+      python -m speechlm.bin.retrieval build --data-dir "${data}/store" --keys "${keys}" \
+        --model-dir "${exp}/speech_llm" --feats-dir "${exp}/feats" --index "${index}" \
+        --out "${exp}/store_${keys}"
+  done
+fi
+
+if [ ${stage} -le 6 ] && [ ${stop_stage} -ge 6 ]; then
+  stage_log 6 "speech-prefix LLM +- kNN-LM, Whisper N-best rescoring (swept on dev)"
+  # shellcheck disable=SC2086
+  python local/evaluate.py --model-dir "${exp}/speech_llm" --text-store "${exp}/store_text" \
+    --speech-store "${exp}/store_speech" --whisper-dir "${exp}/whisper" \
+    --feats-dir "${exp}/feats" --data "${data}" --out "${exp}/eval" ${sweep}
+fi
+
+if [ ${stage} -le 7 ] && [ ${stop_stage} -ge 7 ]; then
+  stage_log 7 "FAISS scaling: random 576-dim keys (SmolLM2's width), ${bench_sizes}"
+  python -m speechlm.bin.retrieval bench --sizes "${bench_sizes}" --dim 576 \
+    --work-dir "${exp}/bench" --out "${exp}/bench.json"
+fi
+
+if [ ${stage} -le 8 ] && [ ${stop_stage} -ge 8 ]; then
+  stage_log 8 "RESULTS.md + scaling plot"
+  python local/make_results.py --exp "${exp}" --data "${data}" --cmdline "${cmdline}" \
+    --out "$([ "${quick}" = true ] && echo "${exp}/RESULTS.md" || echo RESULTS.md)"
+fi

@@ -1,0 +1,410 @@
+"""The speech-prefix LLM: Whisper encoder states -> projector -> an LLM's input embeddings.
+
+The LLM reads ``[BOS] [speech prefix] [prompt tokens]`` as input embeddings and writes the
+transcript (greedy, through the runtime's ``generate_from_embeds``: the runtime sees
+embeddings, never audio). The projector (``speechlm.llm.projector``) is trained; the encoder
+(Whisper through CTranslate2) stays frozen, and so does the LLM unless ``train_llm`` (full
+fine-tuning, meant for small LLMs such as the recipes' embedded LM). The loss is on the
+transcript tokens and EOS.
+
+A model dir holds ``speech_llm.json`` (this config + the projector's), ``projector.pt``,
+``train_report.json`` and, with ``train_llm``, the fine-tuned LLM in ``llm/``. Its
+:meth:`SpeechLLM.fingerprint` (LLM + projector weights) names what speech keys of a
+retrieval datastore were made with.
+
+>>> m = SpeechLLM.load("exp/speech_llm")                       # doctest: +SKIP
+>>> m.transcribe([samples])                                    # doctest: +SKIP
+['turn on the lights']
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import random
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from speechlm.llm.projector import Projector, ProjectorConfig
+
+CONFIG = "speech_llm.json"
+WEIGHTS = "projector.pt"
+REPORT = "train_report.json"
+LLM_DIR = "llm"
+
+
+@dataclass(frozen=True)
+class SpeechLLMConfig:
+    """Model and training settings (the keys of ``speech_llm.json``).
+
+    Args:
+        llm: runtime LLM (catalogue name or local checkpoint).
+        encoder: Whisper model (catalogue name or CTranslate2 dir), or ``"none"`` when
+            features are given directly (tests).
+        prompt: text after the speech prefix, before the transcript.
+        downsample, hidden: projector shape (``ProjectorConfig``).
+        epochs, batch_size, lr, seed: projector training.
+        train_llm: also fine-tune every LLM weight (learning rate ``llm_lr``).
+        max_new_tokens: transcript length cap when decoding.
+    """
+
+    llm: str = "smollm2-135m-instruct"
+    encoder: str = "whisper-tiny.en"
+    prompt: str = " Transcript:"
+    downsample: int = 4
+    hidden: int = 1024
+    epochs: int = 4
+    batch_size: int = 8
+    lr: float = 1e-3
+    seed: int = 0
+    max_new_tokens: int = 40
+    train_llm: bool = False
+    llm_lr: float = 5e-4
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1 or self.batch_size < 1 or not self.lr > 0:
+            raise ValueError(f"speech-llm: epochs, batch_size >= 1 and lr > 0; got {self}")
+        if self.max_new_tokens < 1:
+            raise ValueError(f"speech-llm: max_new_tokens >= 1, got {self.max_new_tokens}")
+
+    @classmethod
+    def from_dict(cls, values: dict, source: str = "config") -> SpeechLLMConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"{source}: unknown speech-llm keys {unknown}; known: "
+                             f"{sorted(known)}")
+        return cls(**values)
+
+
+def load_encoder(name: str) -> Any:
+    from speechlm.asr.whisper_encoder import WhisperEncoder
+
+    return WhisperEncoder(name, threads=max(1, torch.get_num_threads()))
+
+
+class SpeechLLM:
+    """A runtime ``LLM`` with a projector in front of it.
+
+    Args:
+        llm: ``speechlm.runtime.LLM``.
+        projector: a trained ``Projector`` (out_dim = the LLM's hidden size).
+        config: its ``SpeechLLMConfig``.
+        encoder: callable ``samples -> (T, in_dim)`` states, or None (features only).
+    """
+
+    sample_rate = 16000
+
+    def __init__(self, llm: Any, projector: Projector, config: SpeechLLMConfig,
+                 encoder: Any = None) -> None:
+        hidden = llm.model.config.get_text_config(decoder=True).hidden_size
+        if projector.config.out_dim != hidden:
+            raise ValueError(f"projector out_dim {projector.config.out_dim} != the LLM's "
+                             f"hidden size {hidden}")
+        self.llm, self.projector, self.config, self.encoder = llm, projector.eval(), config, encoder
+        tok = llm.tokenizer
+        self._bos = [tok.bos_token_id] if tok.bos_token_id is not None else []
+        self._prompt = list(tok(config.prompt, add_special_tokens=False)["input_ids"])
+
+    # ---- loading ---------------------------------------------------------------------
+    @classmethod
+    def load(cls, model_dir: str | os.PathLike, *, llm: Any = None,
+             with_encoder: bool = True) -> SpeechLLM:
+        """Load a model dir written by :func:`train_speech_llm`.
+
+        Raises:
+            FileNotFoundError: no ``speech_llm.json`` or ``projector.pt`` in ``model_dir``.
+        """
+        from speechlm.runtime import LLM
+
+        model_dir = Path(model_dir)
+        for name in (CONFIG, WEIGHTS):
+            if not (model_dir / name).is_file():
+                raise FileNotFoundError(f"{model_dir}/{name} does not exist: not a speech-llm "
+                                        f"model dir (speechlm speech-llm train writes one)")
+        meta = json.loads((model_dir / CONFIG).read_text())
+        config = SpeechLLMConfig.from_dict(meta["speech_llm"], source=str(model_dir / CONFIG))
+        projector = Projector(ProjectorConfig(**meta["projector"]))
+        projector.load_state_dict(torch.load(model_dir / WEIGHTS, map_location="cpu",
+                                             weights_only=True))
+        if llm is None:
+            tuned = model_dir / LLM_DIR
+            llm = LLM.from_pretrained(tuned if tuned.is_dir() else config.llm)
+        encoder = load_encoder(config.encoder) if with_encoder and config.encoder != "none" \
+            else None
+        return cls(llm, projector, config, encoder)
+
+    def fingerprint(self) -> str:
+        """``llm=<hash>|prefix=<hash>``: the LLM's and the projector's weights."""
+        from speechlm.llm.retrieval.keys import llm_fingerprint
+
+        h = hashlib.sha256()
+        for k, v in sorted(self.projector.state_dict().items()):
+            h.update(k.encode())
+            h.update(v.detach().cpu().numpy().tobytes())
+        return f"{llm_fingerprint(self.llm)}|prefix={h.hexdigest()[:12]}"
+
+    # ---- inputs ----------------------------------------------------------------------
+    def features(self, samples: np.ndarray, utt: str = "utt") -> np.ndarray:
+        if self.encoder is None:
+            raise ValueError("this SpeechLLM was loaded without an encoder: pass features")
+        return self.encoder(samples, utt)
+
+    def prompt_embeds(self, feats: np.ndarray | torch.Tensor) -> torch.Tensor:
+        """``[BOS] [projected speech] [prompt]`` as input embeddings ``(P, D)``."""
+        x = torch.as_tensor(np.asarray(feats), dtype=torch.float32)[None]  # (1, T, in_dim)
+        with torch.no_grad():
+            speech = self.projector(x)[0]  # (T / k, D)
+        bos = self.llm.embed_tokens(self._bos) if self._bos else speech[:0]
+        return torch.cat([bos, speech, self.llm.embed_tokens(self._prompt)], dim=0)
+
+    # ---- decoding --------------------------------------------------------------------
+    def transcribe_features(self, feats: Sequence[np.ndarray], *,
+                            logits_processor: Any = None) -> list[str]:
+        """Greedy transcripts of encoder states (one ``(T, in_dim)`` array each)."""
+        from speechlm.runtime import SamplingParams
+
+        if not feats:
+            return []
+        prompts = [self.prompt_embeds(f) for f in feats]
+        params = SamplingParams(max_tokens=self.config.max_new_tokens)
+        out = self.llm.generate_from_embeds(prompts, params, logits_processor=logits_processor)
+        return [" ".join(c.text.split()) for c in out]
+
+    def transcribe(self, signals: Sequence[np.ndarray], utts: Sequence[str] | None = None,
+                   *, logits_processor: Any = None) -> list[str]:
+        """Greedy transcripts of 16 kHz mono signals."""
+        utts = list(utts) if utts is not None else [f"utt{i}" for i in range(len(signals))]
+        feats = [self.features(x, u) for x, u in zip(signals, utts, strict=True)]
+        return self.transcribe_features(feats, logits_processor=logits_processor)
+
+    def target_ids(self, text: str) -> list[int]:
+        """Transcript token ids as the model writes them (leading space, no EOS)."""
+        return list(self.llm.tokenizer(" " + text.strip(), add_special_tokens=False)
+                    ["input_ids"])
+
+    def score_features(self, feats: np.ndarray, texts: Sequence[str], *,
+                       logits_processor: Any = None) -> list[float]:
+        """ln p(text + EOS | speech) of each text (N-best rescoring with the speech LLM)."""
+        return self.llm.score([" " + t.strip() for t in texts], append_eos=True,
+                              prefix_embeds=self.prompt_embeds(feats),
+                              logits_processor=logits_processor)
+
+
+# ---- training ---------------------------------------------------------------------------
+def _batch_embeds(model: Any, projector: Projector, feats: Sequence[np.ndarray],
+                  prefix_ids: list[int], prompt_ids: list[int], targets: Sequence[list[int]],
+                  pad_id: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Right-padded ``(B, L, D)`` embeddings, mask and labels (-100 outside targets)."""
+    table = model.get_input_embeddings()
+    lens = torch.tensor([f.shape[0] for f in feats])
+    t = int(lens.max())
+    x = torch.zeros(len(feats), t, feats[0].shape[1])
+    for i, f in enumerate(feats):
+        x[i, : f.shape[0]] = torch.from_numpy(np.asarray(f, dtype=np.float32))
+    speech = projector(x)  # (B, T / k, D): gradients flow into the projector only
+    n_speech = projector.output_lengths(lens).tolist()
+    rows, labels = [], []
+    for i, tgt in enumerate(targets):
+        # frozen tables get no gradient anyway; a fine-tuned LLM's table gets one
+        pre = table(torch.tensor(prefix_ids, dtype=torch.long))
+        post = table(torch.tensor(prompt_ids + tgt, dtype=torch.long))
+        rows.append(torch.cat([pre, speech[i, : n_speech[i]], post], dim=0))
+        n_ctx = len(prefix_ids) + n_speech[i] + len(prompt_ids)
+        labels.append([-100] * n_ctx + tgt)
+    width = max(r.shape[0] for r in rows)
+    emb = torch.zeros(len(rows), width, rows[0].shape[1])
+    mask = torch.zeros(len(rows), width, dtype=torch.long)
+    lab = torch.full((len(rows), width), -100, dtype=torch.long)
+    for i, r in enumerate(rows):
+        emb[i, : r.shape[0]] = r
+        mask[i, : r.shape[0]] = 1
+        lab[i, : r.shape[0]] = torch.tensor(labels[i])
+    return emb, mask, lab
+
+
+def fit_projector(model: Any, tokenizer: Any, projector: Projector,
+                  feats: Sequence[np.ndarray], texts: Sequence[str], config: SpeechLLMConfig,
+                  *, progress: bool = True) -> dict:
+    """Train ``projector`` in place on (encoder states, transcript) pairs; LLM frozen.
+
+    AdamW, linear warmup over 5% of the steps, cosine decay to 10%, clipping at 1.
+
+    Returns:
+        ``{"examples", "steps", "final_loss", "trainable_params"}``.
+    """
+    from tqdm import tqdm
+
+    if not feats or len(feats) != len(texts):
+        raise ValueError(f"speech-llm training: {len(feats)} feature arrays for "
+                         f"{len(texts)} texts")
+    for p in model.parameters():
+        p.requires_grad_(config.train_llm)
+    model.eval()  # no dropout either way
+    prefix = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []
+    prompt = list(tokenizer(config.prompt, add_special_tokens=False)["input_ids"])
+    eos = tokenizer.eos_token_id
+    targets = [list(tokenizer(" " + t.strip(), add_special_tokens=False)["input_ids"]) + [eos]
+               for t in texts]
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    params = [p for p in projector.parameters() if p.requires_grad]
+    llm_params = [p for p in model.parameters() if p.requires_grad]
+    groups = [{"params": params, "lr": config.lr, "scale": 1.0}]
+    if llm_params:
+        groups.append({"params": llm_params, "lr": config.llm_lr,
+                       "scale": config.llm_lr / config.lr})
+    opt = torch.optim.AdamW(groups, lr=config.lr, weight_decay=0.01)
+    steps_per_epoch = math.ceil(len(feats) / config.batch_size)
+    total = steps_per_epoch * config.epochs
+    warmup = max(1, total // 20)
+    rng = random.Random(config.seed)
+    projector.train()
+    bar = tqdm(total=total, disable=not progress, unit="step", desc="projector",
+               mininterval=5.0)
+    step, recent = 0, []
+    for _ in range(config.epochs):
+        order = list(range(len(feats)))
+        rng.shuffle(order)
+        for b in range(0, len(order), config.batch_size):
+            idx = order[b : b + config.batch_size]
+            lr = config.lr * min(1.0, (step + 1) / warmup)
+            lr *= 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * step / total))
+            for g in opt.param_groups:
+                g["lr"] = lr * g["scale"]
+            emb, mask, lab = _batch_embeds(model, projector, [feats[i] for i in idx], prefix,
+                                           prompt, [targets[i] for i in idx], pad)
+            logits = model(inputs_embeds=emb, attention_mask=mask).logits[:, :-1]
+            loss = torch.nn.functional.cross_entropy(
+                logits.float().reshape(-1, logits.shape[-1]), lab[:, 1:].reshape(-1),
+                ignore_index=-100)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params + llm_params, 1.0)
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+            step += 1
+            recent = [*recent, loss.item()][-steps_per_epoch:]  # the last epoch's losses
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
+    bar.close()
+    projector.eval()
+    return {"examples": len(feats), "steps": step,
+            "final_loss": round(sum(recent) / max(len(recent), 1), 4),
+            "trainable_params": sum(p.numel() for p in params + llm_params)}
+
+
+def save_speech_llm(out: str | os.PathLike, config: SpeechLLMConfig, projector: Projector,
+                    report: dict, *, llm_model: Any = None, tokenizer: Any = None) -> Path:
+    """Write a model dir (through a temporary sibling, renamed at the end); with
+    ``llm_model`` (a fine-tuned LLM) also ``llm/`` with it and its tokenizer."""
+    import shutil
+
+    out = Path(out)
+    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    torch.save(projector.state_dict(), tmp / WEIGHTS)
+    if llm_model is not None:
+        llm_model.save_pretrained(tmp / LLM_DIR)
+        tokenizer.save_pretrained(tmp / LLM_DIR)
+    (tmp / REPORT).write_text(json.dumps(report, indent=1) + "\n")
+    (tmp / CONFIG).write_text(json.dumps({"speech_llm": asdict(config),
+                                          "projector": projector.config.to_dict()},
+                                         indent=1) + "\n")
+    if out.exists():
+        shutil.rmtree(out)
+    os.replace(tmp, out)
+    return out
+
+
+def train_speech_llm(feats: Sequence[np.ndarray], texts: Sequence[str], out: str | os.PathLike,
+                     config: SpeechLLMConfig, *, progress: bool = True) -> dict:
+    """Train a projector for ``config.llm`` on precomputed encoder states; write ``out``."""
+    from speechlm.runtime.loading import load_model_and_tokenizer, resolve_model
+
+    start = time.monotonic()
+    model, tokenizer = load_model_and_tokenizer(resolve_model(config.llm), torch.float32)
+    torch.manual_seed(config.seed)
+    projector = Projector(ProjectorConfig(
+        in_dim=int(feats[0].shape[1]), out_dim=model.config.hidden_size,
+        downsample=config.downsample, hidden=config.hidden))
+    stats = fit_projector(model, tokenizer, projector, feats, texts, config, progress=progress)
+    stats["train_seconds"] = round(time.monotonic() - start, 1)
+    save_speech_llm(out, config, projector, stats,
+                    llm_model=model if config.train_llm else None, tokenizer=tokenizer)
+    return stats
+
+
+# ---- the recognizer backend ("speechlm decode --backend speech-llm") ---------------------
+class SpeechLLMBackend:
+    """``speechlm.asr.Recognizer`` backend: greedy 1-best of a speech-llm model dir."""
+
+    has_lattice = False
+    am_scale = 1.0
+
+    def __init__(self, config: Any) -> None:
+        if not config.model:
+            raise ValueError("decode config: the speech-llm backend needs --model-dir (a dir "
+                             "from speechlm speech-llm train)")
+        self.model = SpeechLLM.load(config.model)
+        self.name = Path(config.model).name
+        self.sample_rate = SpeechLLM.sample_rate
+        self.info = {"model": self.name, "path": str(config.model),
+                     "llm": self.model.config.llm, "encoder": self.model.config.encoder}
+
+    def prepare(self, samples: np.ndarray) -> np.ndarray:
+        return self.model.features(samples)
+
+    def data_dir_inputs(self, data_dir, d, utts, work_dir, *, nj, job):
+        from speechlm.data.features import iter_utterance_audio
+
+        for utt, x in iter_utterance_audio(d, utts, self.sample_rate):
+            yield utt, self.model.features(x, utt)
+
+    def decode(self, batch):
+        from speechlm.core.hypothesis import Hypothesis
+
+        if not batch:
+            return []
+        utts, feats = zip(*batch, strict=True)
+        texts = self.model.transcribe_features(list(feats))
+        return [([Hypothesis(text=t, score=0.0)] if t else [], None) for t in texts]
+
+
+def data_dir_features(data_dir: str | os.PathLike, encoder: str,
+                      cache: str | os.PathLike | None = None
+                      ) -> tuple[list[str], list[np.ndarray], dict[str, str]]:
+    """Encoder states of every utterance of a Kaldi data dir: ``(utts, feats, texts)``.
+
+    With ``cache`` (an ``.npz`` path), states are read from it when it was made from the
+    same data dir contents and encoder, else computed and written there.
+    """
+    from speechlm.core.hashing import dir_digest
+    from speechlm.data.features import iter_utterance_audio
+    from speechlm.data.kaldi_dir import read_data_dir
+
+    d = read_data_dir(data_dir)
+    stamp = hashlib.sha256(f"{dir_digest(data_dir)}|{encoder}".encode()).hexdigest()[:16]
+    if cache is not None and Path(cache).is_file():
+        with np.load(cache, allow_pickle=False) as z:
+            if str(z["stamp"]) == stamp:
+                n = len(z["utts"])
+                return list(z["utts"]), [z[f"f{i}"] for i in range(n)], dict(d.text)
+    enc = load_encoder(encoder)
+    utts, feats = [], []
+    for utt, x in iter_utterance_audio(d, d.utterances, enc.sample_rate):
+        utts.append(utt)
+        feats.append(enc(x, utt).astype(np.float16))  # half the cache; fp32 when used
+    if cache is not None:
+        Path(cache).parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(f"{cache}.tmp.npz")
+        np.savez(tmp, stamp=np.array(stamp), utts=np.array(utts),
+                 **{f"f{i}": f for i, f in enumerate(feats)})
+        os.replace(tmp, cache)
+    return utts, feats, dict(d.text)
