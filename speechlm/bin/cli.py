@@ -42,6 +42,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
             "intent classification (LoRA or in-context) from text, 1-best, N-best, WCN, oracle"),
     "paralin": ("speechlm.bin.paralin",
                 "ParalinGPT on dialogue CSVs: sentiment + response, serialized multitask"),
+    "slm": ("speechlm.bin.slm",
+            "Align-SLM: speech units, unit LM, semantic feedback, DPO rounds, evaluation"),
     "serve": ("speechlm.bin.serve",
               "HTTP API (/v1/transcribe, /v1/rescore) and Gradio demo on 127.0.0.1"),
 }
