@@ -68,6 +68,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     c.add_argument("--heldout", type=int, default=50, help="utterances held out for CER")
     c.add_argument("--threads", type=int, default=1)
 
+    j = sub.add_parser("judge-check", help="does each judge prefer true continuations?")
+    j.add_argument("--km", required=True)
+    j.add_argument("--ctc", required=True)
+    j.add_argument("--units", required=True, help="units file of held-out utterances")
+    j.add_argument("--judges", default="llm,embedding")
+    j.add_argument("--out", required=True)
+    j.add_argument("--threads", type=int, default=1)
+
     for name, help_text in (("round", "sample -> judge -> pairs -> DPO (one curriculum round)"),
                             ("ft", "likelihood fine-tuning on chosen continuations (ablation)"),
                             ("evaluate", "lexical/syntactic/cloze accuracy, judge, perplexity")):
@@ -241,8 +249,12 @@ def _prompts(args, num_units: int) -> dict[str, list[int]]:
     from speechlm.slm.units import read_units
 
     prompts = make_prompts(read_units(args.prompts, num_units), args.prompt_fraction, 8)
-    if args.max_prompts:
-        prompts = {k: prompts[k] for k in sorted(prompts)[: args.max_prompts]}
+    if args.max_prompts and args.max_prompts < len(prompts):
+        import random
+
+        # seeded sample: sorted ids group by voice, the first N would be one speaker
+        keep = random.Random(args.seed).sample(sorted(prompts), args.max_prompts)
+        prompts = {k: prompts[k] for k in sorted(keep)}
     return prompts
 
 
@@ -306,9 +318,24 @@ def _evaluate(args) -> int:
     return 0
 
 
+def _judge_check(args) -> int:
+    from speechlm.slm.pipeline import judge_accuracy, load_judge
+    from speechlm.slm.recognizer import UnitCTC
+    from speechlm.slm.units import KMeansUnits, read_units
+
+    _threads(args.threads)
+    km = KMeansUnits.load(args.km)
+    units = read_units(args.units, km.num_units)
+    ctc = UnitCTC.load(args.ctc)
+    res = [judge_accuracy(units, ctc, load_judge(j)) for j in args.judges.split(",")]
+    Path(args.out).write_text(json.dumps(res, indent=2) + "\n")
+    print(json.dumps(res))
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     return {"prepare": _prepare, "units": _units, "lm-data": _lm_data,
-            "train-ctc": _train_ctc, "round": _round, "ft": _ft,
+            "train-ctc": _train_ctc, "judge-check": _judge_check, "round": _round, "ft": _ft,
             "evaluate": _evaluate}[args.action](args)
 
 

@@ -194,3 +194,35 @@ def evaluate(model_dir: str | Path, items: Sequence[EvalItem],
     out["mean_continuation_units"] = sum(len(c.units) for c in cands) / max(len(cands), 1)
     out.update(dict(Counter(counts)))
     return out
+
+
+def judge_accuracy(units: dict[str, list[int]], ctc, judge, *, fraction: float = 0.5,
+                   min_units: int = 8, seed: int = 0) -> dict:
+    """How often ``judge`` prefers an utterance's true second half over another's.
+
+    Each utterance is cut at ``fraction`` of its units; both the true rest and the rest of
+    a random other utterance are transcribed by ``ctc``, like sampled continuations are,
+    and judged after the transcript of the first part. A judge that cannot tell them apart
+    (or cannot score one) gets 0.5 for that prompt; the count is reported.
+    """
+    import random
+
+    rng = random.Random(seed)
+    prompts = make_prompts(units, fraction, min_units)
+    ids = sorted(prompts)
+    if len(ids) < 2:
+        raise InputError("judge check needs at least 2 usable utterances")
+    rests = {u: units[u][len(prompts[u]):] for u in ids}
+    ptext = dict(zip(ids, ctc.transcribe([prompts[u] for u in ids]), strict=True))
+    rtext = dict(zip(ids, ctc.transcribe([rests[u] for u in ids]), strict=True))
+    correct, unscored = 0.0, 0
+    for u in ids:
+        other = rng.choice([v for v in ids if v != u])
+        true_s, other_s = judge(ptext[u], [rtext[u], rtext[other]])
+        if true_s is None or other_s is None:
+            unscored += 1
+            correct += 0.5
+        else:
+            correct += pair_correct(true_s, other_s)
+    return {"judge": judge.name, "accuracy": correct / len(ids), "prompts": len(ids),
+            "unscored": unscored}
