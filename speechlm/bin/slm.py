@@ -80,7 +80,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                             ("ft", "likelihood fine-tuning on chosen continuations (ablation)"),
                             ("evaluate", "lexical/syntactic/cloze accuracy, judge, perplexity")):
         r = sub.add_parser(name, help=help_text)
-        r.add_argument("--out", required=True)
+        if name == "evaluate":
+            r.add_argument("--out", required=True, nargs="+", help="one JSON per --model")
+        else:
+            r.add_argument("--out", required=True)
         r.add_argument("--threads", type=int, default=1)
         r.add_argument("--epochs", type=int, default=2)
         r.add_argument("--lr", type=float, default=5e-4)
@@ -104,7 +107,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         if name == "ft":
             r.add_argument("--pairs", required=True, nargs="+")
         if name == "evaluate":
-            r.add_argument("--model", required=True)
+            r.add_argument("--model", required=True, nargs="+",
+                           help="unit-LM dirs (the judge and recognizer load once)")
             r.add_argument("--items", required=True)
             r.add_argument("--item-units", required=True)
 
@@ -305,16 +309,20 @@ def _evaluate(args) -> int:
     _threads(args.threads)
     km = KMeansUnits.load(args.km)
     heldout = read_units(args.prompts, km.num_units)
-    started = time.monotonic()
-    res = evaluate(args.model, read_items(args.items),
-                   by_line_id(read_units(args.item_units, km.num_units)),
-                   _prompts(args, km.num_units), heldout, ctc=UnitCTC.load(args.ctc),
-                   judge=load_judge(args.judge), num_units=km.num_units, n=args.n,
-                   max_tokens=args.max_tokens)
-    res["eval_seconds"] = round(time.monotonic() - started, 1)
-    res["model"] = str(args.model)
-    Path(args.out).write_text(json.dumps(res, indent=2) + "\n")
-    print(json.dumps(res))
+    if len(args.model) != len(args.out):
+        raise ValueError(f"{len(args.model)} --model but {len(args.out)} --out")
+    items = read_items(args.items)
+    item_units = by_line_id(read_units(args.item_units, km.num_units))
+    prompts = _prompts(args, km.num_units)
+    ctc, judge = UnitCTC.load(args.ctc), load_judge(args.judge)
+    for model, out in zip(args.model, args.out, strict=True):
+        started = time.monotonic()
+        res = evaluate(model, items, item_units, prompts, heldout, ctc=ctc, judge=judge,
+                       num_units=km.num_units, n=args.n, max_tokens=args.max_tokens)
+        res["eval_seconds"] = round(time.monotonic() - started, 1)
+        res["model"] = str(model)
+        Path(out).write_text(json.dumps(res, indent=2) + "\n")
+        print(json.dumps(res))
     return 0
 
 

@@ -211,12 +211,23 @@ def item_scores(lm, item: EvalItem, units: dict[str, str]) -> tuple[float, float
     Args:
         units: role -> unit text (``units_to_text``) of this item's utterances.
     """
-    if item.kind != "cloze":
-        good, bad = lm.score([units["good"], units["bad"]], append_eos=True)
-        return good, bad
-    cond = lm.score([units["good"], units["bad"]], prefix=units["ctx"], append_eos=True)
-    plain = lm.score([units["good"], units["bad"]], append_eos=True)
-    return cond[0] - plain[0], cond[1] - plain[1]
+    return score_items(lm, [item], [units])[0]
+
+
+def score_items(lm, items: Sequence[EvalItem], units: Sequence[dict[str, str]],
+                batch_size: int = 32) -> list[tuple[float, float]]:
+    """``item_scores`` of many items: every plain score in one batched call, then one
+    call per cloze context (its KV cache is shared by the two candidates)."""
+    texts = [u[role] for u in units for role in ("good", "bad")]
+    plain = lm.score(texts, append_eos=True, batch_size=batch_size)
+    out = []
+    for k, (item, u) in enumerate(zip(items, units, strict=True)):
+        good, bad = plain[2 * k], plain[2 * k + 1]
+        if item.kind == "cloze":
+            cond = lm.score([u["good"], u["bad"]], prefix=u["ctx"], append_eos=True)
+            good, bad = cond[0] - good, cond[1] - bad
+        out.append((good, bad))
+    return out
 
 
 def pair_correct(good: float, bad: float) -> float:

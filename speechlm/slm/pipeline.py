@@ -18,7 +18,7 @@ from pathlib import Path
 
 from speechlm.core.errors import InputError
 from speechlm.slm.align import TrainConfig, dpo, load_unit_lm, sample_continuations
-from speechlm.slm.evalsets import EvalItem, item_scores, pair_correct
+from speechlm.slm.evalsets import EvalItem, pair_correct, score_items
 from speechlm.slm.feedback import Candidate, Pair, build_pairs
 from speechlm.slm.units import units_to_text
 
@@ -167,6 +167,7 @@ def evaluate(model_dir: str | Path, items: Sequence[EvalItem],
     """
     lm = load_unit_lm(model_dir)
     acc: dict[str, list[float]] = {}
+    all_texts = []
     for it in items:
         texts = {}
         for role in it.texts():
@@ -174,7 +175,8 @@ def evaluate(model_dir: str | Path, items: Sequence[EvalItem],
             if key not in item_units:
                 raise InputError(f"eval item {it.id}: no units for {key!r}")
             texts[role] = units_to_text(item_units[key])
-        good, bad = item_scores(lm, it, texts)
+        all_texts.append(texts)
+    for it, (good, bad) in zip(items, score_items(lm, items, all_texts), strict=True):
         acc.setdefault(it.kind, []).append(pair_correct(good, bad))
     out: dict = {f"{k}_acc": sum(v) / len(v) for k, v in sorted(acc.items())}
     out.update({f"{k}_items": len(v) for k, v in sorted(acc.items())})

@@ -1,10 +1,12 @@
 """A small CTC recognizer from speech units to characters: the judge's ears without a vocoder.
 
 Embedding of each unit, repeated twice (de-duplicated units can be fewer than the
-characters they carry: CTC needs at least one frame per character), a 2-layer
-bidirectional GRU and a linear layer over ``CHARS`` plus the blank (id 0). Greedy CTC
-decoding. Trained on the synthetic corpus's units and transcripts; an utterance with more
-characters than frames is skipped and counted.
+characters they carry: CTC needs at least one frame per character), a stack of residual
+1-D convolutions (kernel 5; padding frames are zeroed after every layer, so a batch gives
+what one utterance alone gives) and a linear layer over ``CHARS`` plus the blank (id 0).
+Convolutions rather than a recurrent layer: on this shared 2-core CPU a bidirectional GRU
+took minutes per run. Greedy CTC decoding. Trained on the synthetic corpus's units and
+transcripts; an utterance with more characters than frames is skipped and counted.
 
 >>> encode_chars("it's ok"), decode_chars(encode_chars("it's ok"))
 ([10, 21, 28, 20, 1, 16, 12], "it's ok")
@@ -46,8 +48,8 @@ def decode_chars(ids: Sequence[int]) -> str:
 @dataclass(frozen=True)
 class CTCConfig:
     num_units: int
-    dim: int = 128
-    layers: int = 2
+    dim: int = 192
+    layers: int = 4
     epochs: int = 15
     batch_size: int = 32
     lr: float = 3e-3
@@ -64,18 +66,21 @@ class UnitCTC(nn.Module):
         super().__init__()
         self.config = config
         self.embed = nn.Embedding(config.num_units, config.dim)
-        self.rnn = nn.GRU(config.dim, config.dim, num_layers=config.layers,
-                          batch_first=True, bidirectional=True)
-        self.out = nn.Linear(2 * config.dim, len(CHARS) + 1)
+        self.convs = nn.ModuleList(nn.Conv1d(config.dim, config.dim, 5, padding=2)
+                                   for _ in range(config.layers))
+        self.norms = nn.ModuleList(nn.LayerNorm(config.dim) for _ in range(config.layers))
+        self.out = nn.Linear(config.dim, len(CHARS) + 1)
 
     def forward(self, units: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """(B, T) unit ids, (B,) lengths -> (B, T * REPEAT, C) log-probs."""
         x = self.embed(units).repeat_interleave(REPEAT, dim=1)  # (B, T*R, D)
-        packed = nn.utils.rnn.pack_padded_sequence(x, (lengths * REPEAT).cpu(),
-                                                   batch_first=True, enforce_sorted=False)
-        y, _ = self.rnn(packed)
-        y, _ = nn.utils.rnn.pad_packed_sequence(y, batch_first=True, total_length=x.shape[1])
-        return self.out(y).log_softmax(-1)
+        frames = torch.arange(x.shape[1])[None] < (lengths * REPEAT)[:, None]  # (B, T*R)
+        mask = frames[..., None].to(x.dtype)
+        x = x * mask
+        for conv, norm in zip(self.convs, self.norms, strict=True):
+            y = conv(norm(x).transpose(1, 2)).transpose(1, 2)  # (B, T*R, D)
+            x = (x + nn.functional.gelu(y)) * mask
+        return self.out(x).log_softmax(-1)
 
     @torch.no_grad()
     def transcribe(self, batch: Sequence[Sequence[int]], batch_size: int = 64) -> list[str]:

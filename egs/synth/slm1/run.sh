@@ -34,8 +34,8 @@ if [ "${quick}" = true ]; then
   exp=exp/quick; lines=250; n_items=40; n_dev=24; k=100; lm_epochs=6; ctc_epochs=10
   n_prompts=40; margins="0.2 0.4"; max_tokens=40
 else
-  exp=exp/full; lines=1200; n_items=150; n_dev=60; k=200; lm_epochs=8; ctc_epochs=12
-  n_prompts=150; max_tokens=60
+  exp=exp/full; lines=1000; n_items=120; n_dev=60; k=200; lm_epochs=6; ctc_epochs=10
+  n_prompts=120; max_tokens=50
 fi
 data=${exp}/data
 slm="python -m speechlm.bin.slm"
@@ -114,13 +114,16 @@ fi
 if [ ${stage} -le 8 ] && [ ${stop_stage} -ge 8 ]; then
   stage_log 8 "evaluation: lexical, syntactic, cloze, judge score, perplexity, diversity"
   mkdir -p "${exp}/eval"
+  models=(); outs=()
   for m in base $(cd "${exp}" && ls -d dpo_r* | sort -V) ft; do
     model=${exp}/${m}; [ -d "${model}/model" ] && model=${model}/model
-    [ -f "${exp}/eval/${m}.json" ] || ${slm} evaluate --model "${model}" \
-      --items "${data}/text/items.jsonl" --item-units "${data}/eval/units" \
-      --prompts "${data}/dev/units" --ctc "${exp}/ctc" --km "${exp}/km" --judge ${judge} \
-      --max-tokens ${max_tokens} --out "${exp}/eval/${m}.json" --threads ${threads}
+    [ -f "${exp}/eval/${m}.json" ] || { models+=("${model}"); outs+=("${exp}/eval/${m}.json"); }
   done
+  # one process for all models: the judge and the recognizer load once
+  [ ${#models[@]} -eq 0 ] || ${slm} evaluate --model "${models[@]}" --out "${outs[@]}" \
+    --items "${data}/text/items.jsonl" --item-units "${data}/eval/units" \
+    --prompts "${data}/dev/units" --ctc "${exp}/ctc" --km "${exp}/km" --judge ${judge} \
+    --max-tokens ${max_tokens} --threads ${threads}
 fi
 
 if [ ${stage} -le 9 ] && [ ${stop_stage} -ge 9 ]; then
