@@ -176,10 +176,14 @@ def evaluate(model_dir: str | Path, items: Sequence[EvalItem],
                 raise InputError(f"eval item {it.id}: no units for {key!r}")
             texts[role] = units_to_text(item_units[key])
         all_texts.append(texts)
-    for it, (good, bad) in zip(items, score_items(lm, items, all_texts), strict=True):
+    for it, t, (good, bad) in zip(items, all_texts, score_items(lm, items, all_texts),
+                                  strict=True):
         acc.setdefault(it.kind, []).append(pair_correct(good, bad))
+        if it.kind != "cloze":  # per-unit (EOS included) scores: no reward for brevity
+            ng, nb = len(t["good"].split()) + 1, len(t["bad"].split()) + 1
+            acc.setdefault(f"{it.kind}_norm", []).append(pair_correct(good / ng, bad / nb))
     out: dict = {f"{k}_acc": sum(v) / len(v) for k, v in sorted(acc.items())}
-    out.update({f"{k}_items": len(v) for k, v in sorted(acc.items())})
+    out.update({f"{k}_items": len(v) for k, v in sorted(acc.items()) if "_norm" not in k})
     logp = lm.score([units_to_text(heldout[u]) for u in sorted(heldout)], append_eos=True)
     ntok = sum(len(heldout[u]) + 1 for u in heldout)
     out["perplexity"] = math.exp(-sum(logp) / ntok)

@@ -9,7 +9,8 @@ import platform
 import subprocess
 from pathlib import Path
 
-COLUMNS = [("lexical_acc", "lexical acc"), ("syntactic_acc", "syntactic acc"),
+COLUMNS = [("lexical_acc", "lexical acc"), ("lexical_norm_acc", "lexical acc /unit"),
+           ("syntactic_acc", "syntactic acc"), ("syntactic_norm_acc", "syntactic acc /unit"),
            ("cloze_acc", "cloze acc"), ("judge_score", "judge score"),
            ("perplexity", "unit ppl"), ("distinct2_units", "distinct-2 units"),
            ("distinct1_words", "distinct-1 words")]
@@ -94,6 +95,9 @@ def main() -> int:
         plot[name] = ev
     lines += ["", "Items: " + ", ".join(f"{k} {plot.get('base unit LM', {}).get(k + '_items')}"
                                         for k in ("lexical", "syntactic", "cloze")),
+              "", "Accuracies: sum of unit log-probs (sWUGGY/sBLIMP practice); '/unit': "
+              "per-unit mean (removes the shorter item's advantage); cloze: PMI with the "
+              "context. Chance is 0.5 everywhere.",
               "", "Train s: for DPO rounds, sampling + judging + DPO; for the base, LM "
               "training. Judge score: mean SmolLM2 log-prob per token of the continuation's "
               "transcript after the prompt's transcript (4 samples per dev prompt).", ""]
