@@ -46,6 +46,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
                    "speech-prefix LLM: train a Whisper-encoder -> LLM-embedding projector"),
     "retrieval": ("speechlm.bin.retrieval",
                   "kNN-LM datastores (text or speech keys, FAISS): build, bench"),
+    "slm": ("speechlm.bin.slm",
+            "Align-SLM: speech units, unit LM, semantic feedback, DPO rounds, evaluation"),
     "serve": ("speechlm.bin.serve",
               "HTTP API (/v1/transcribe, /v1/rescore) and Gradio demo on 127.0.0.1"),
 }

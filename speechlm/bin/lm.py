@@ -52,6 +52,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     train.add_argument("--out", required=True, help="output checkpoint directory")
     train.add_argument("--overwrite", action="store_true",
                        help="retrain even if --out holds a finished model")
+    train.add_argument("--tokenizer", default=None,
+                       help="a saved tokenizer dir (e.g. speech units, speechlm slm "
+                            "tokenizer) instead of training BPE on --text")
     train.add_argument("--no-progress", action="store_true", help="no tqdm progress bar")
     for flag, name, type_, help_text in _TRAIN_OPTIONS:
         train.add_argument(flag, dest=name, type=type_, default=getattr(defaults, name),
@@ -64,8 +67,13 @@ def run(args: argparse.Namespace) -> int:
 
     fields = {f.name for f in dataclasses.fields(LMTrainConfig)}
     config = LMTrainConfig(**{k: v for k, v in vars(args).items() if k in fields})
+    tokenizer = None
+    if args.tokenizer is not None:
+        from transformers import PreTrainedTokenizerFast
+
+        tokenizer = PreTrainedTokenizerFast.from_pretrained(args.tokenizer, local_files_only=True)
     report = train_lm(args.text, args.out, config, overwrite=args.overwrite,
-                      progress=not args.no_progress)
+                      progress=not args.no_progress, tokenizer=tokenizer)
     print(f"held-out perplexity {report.heldout_perplexity:.2f} "
           f"(unigram {report.unigram_perplexity:.2f}) on {report.heldout_lines} lines, "
           f"{report.steps} steps in {report.train_seconds:.0f} s; model in {report.out_dir}")

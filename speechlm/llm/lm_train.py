@@ -22,6 +22,7 @@ speechlm.core.errors.UsageError: hidden_size (130) must be divisible by num_head
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
@@ -446,6 +447,7 @@ def train_lm(
     *,
     overwrite: bool = False,
     progress: bool = True,
+    tokenizer: PreTrainedTokenizerFast | None = None,
 ) -> LMTrainReport:
     """Train tokenizer and model on ``text``; save a transformers checkpoint in ``out_dir``.
 
@@ -459,6 +461,9 @@ def train_lm(
         config: sizes and schedule (default ``LMTrainConfig()``).
         overwrite: retrain from scratch even if ``out_dir`` holds a finished model.
         progress: show a tqdm bar over steps.
+        tokenizer: a ready tokenizer (e.g. a speech-unit vocabulary) used instead of
+            training BPE on the text (``vocab_size`` and ``min_frequency`` are then unused);
+            it must add BOS itself and define ``<pad>`` and ``</s>``.
 
     Returns:
         The report, also written to ``out_dir/train_report.json``.
@@ -468,6 +473,11 @@ def train_lm(
     lines = read_lines(text)
     text_sha = file_sha256(text)
     run_config = {"text_sha256": text_sha, **asdict(config)}
+    if tokenizer is not None:
+        if tokenizer.pad_token_id is None or tokenizer.eos_token_id is None:
+            raise UsageError("the given tokenizer needs a pad and an eos token")
+        vocab = json.dumps(sorted(tokenizer.get_vocab().items()))
+        run_config["tokenizer_vocab_sha256"] = hashlib.sha256(vocab.encode()).hexdigest()
     state = prepare_out_dir(out_dir, run_config, overwrite)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / RUN_CONFIG).write_text(json.dumps(run_config, indent=2) + "\n")
@@ -476,7 +486,7 @@ def train_lm(
     if config.threads is not None:
         torch.set_num_threads(config.threads)
     try:
-        return _train(lines, text, text_sha, out_dir, config, state, progress)
+        return _train(lines, text, text_sha, out_dir, config, state, progress, tokenizer)
     finally:
         torch.set_num_threads(old_threads)
 
@@ -489,10 +499,14 @@ def _train(
     config: LMTrainConfig,
     state: dict | None,
     progress: bool,
+    given_tokenizer: PreTrainedTokenizerFast | None = None,
 ) -> LMTrainReport:
     started = time.monotonic()
     train_lines, heldout_lines = split_heldout(lines, config.holdout_fraction, config.seed)
-    if state is None:
+    if given_tokenizer is not None:
+        tokenizer = given_tokenizer
+        save_tokenizer(tokenizer, out_dir)
+    elif state is None:
         tokenizer = train_tokenizer(
             train_lines, config.vocab_size, config.min_frequency, config.context_length
         )
