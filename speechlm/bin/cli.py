@@ -42,6 +42,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
             "intent classification (LoRA or in-context) from text, 1-best, N-best, WCN, oracle"),
     "paralin": ("speechlm.bin.paralin",
                 "ParalinGPT on dialogue CSVs: sentiment + response, serialized multitask"),
+    "monitor": ("speechlm.bin.monitor",
+                "Argos: LLM-written anomaly rules (sandboxed) on NAB-form data and on /metrics"),
     "serve": ("speechlm.bin.serve",
               "HTTP API (/v1/transcribe, /v1/rescore) and Gradio demo on 127.0.0.1"),
 }
