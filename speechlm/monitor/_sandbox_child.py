@@ -23,8 +23,19 @@ import resource
 import sys
 import traceback
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import _sandbox_policy as policy  # noqa: E402 (loaded by path: the child is isolated)
+
+def _load_policy():
+    # By path: the child runs isolated (``python -I``) and never imports speechlm.
+    import importlib.util
+
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_sandbox_policy.py")
+    spec = importlib.util.spec_from_file_location("_sandbox_policy", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+policy = _load_policy()
 import numpy as np  # noqa: E402
 
 # Submodules numpy loads on first use; loaded now, because once the limits are set no file
