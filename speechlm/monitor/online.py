@@ -134,7 +134,7 @@ class Monitor:
                              f"choose from {SERIES}")
         self.rules = {s: [Rule.load(rules_dir / f"{n}.rule.json") for n in names]
                       for s, names in deploy.items()}
-        self.limits = limits or SandboxLimits(cpu_s=2, wall_s=10, memory_mb=256)
+        self.limits = limits or SandboxLimits(cpu_s=2, wall_s=30, memory_mb=256)
         self.min_history, self.log = min_history, log
         self.record_dir = Path(record_dir) if record_dir else None
         self.points = {s: deque(maxlen=history) for s in SERIES}

@@ -87,7 +87,7 @@ def _rule_masks(exp: Path, members: list[Series], rule_names: list[str], limits)
     """OR over the group's deployed rules, each run once over the whole series."""
     masks = [np.zeros(len(s), dtype=bool) for s in members]
     cpu = wall = 0.0
-    for name in rule_names:
+    for name in dict.fromkeys(rule_names):  # a run before duplicates were refused
         rule = Rule.load(exp / "rules" / group_of(members[0].key) / f"{name}.rule.json")
         run = run_rule(rule, [(s.values, s.timestamps) for s in members], limits)
         wall += run.wall_s

@@ -68,3 +68,16 @@ def test_a_changed_prompt_is_a_replay_miss(tmp_path):
 def test_config_refuses_repeated_greedy_candidates():
     with pytest.raises(ValueError, match="repeats one answer"):
         ArgosConfig(candidates=3)
+
+
+def test_review_refuses_a_repeated_program(tmp_path):
+    """The same chunk twice gets the same recorded answer; the second copy is refused."""
+    from speechlm.monitor.agents import train_group
+    from speechlm.monitor.nab import read_nab, split
+
+    spikes = split(read_nab(make_nab_dir(tmp_path / "nab"))[1])[0]
+    result = train_group("synthA", [spikes, spikes], _client(tmp_path), ArgosConfig(**FAST),
+                         log=lambda m: None)
+    assert len(result.rules) == 1
+    assert [r["decision"] for r in result.reviews] == ["accepted", "not_accepted"]
+    assert result.reviews[1]["reason"] == "the same program as an accepted rule"
