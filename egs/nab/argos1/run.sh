@@ -9,7 +9,8 @@
 #
 # Stages: 1 read the data and score the classic detectors, 2 train the rules (detection,
 # repair, review agents), 3 evaluate classic / rules / aggregators on the test halves,
-# 4 online cost of a deployed rule, 5 RESULTS.md with a plot.
+# 4 online cost of a deployed rule and a fault injected into a real speechlm serve,
+# 5 RESULTS.md with a plot.
 set -euo pipefail
 
 stage=1; stop_stage=100
@@ -66,6 +67,9 @@ if [ ${stage} -le 4 ] && [ ${stop_stage} -ge 4 ]; then
   stage_log 4 "online cost: deployed rules on a 360-point history, per evaluated point"
   python local/online_cost.py --rules conf/serve_rules --exp "${exp}/argos" \
     --out "${exp}/online_cost.json"
+  log "a slow backend injected into a real speechlm serve, watched by speechlm monitor"
+  python local/serve_fault_demo.py --rules conf/serve_rules --out "${exp}/serve_fault.json" \
+    || log "no latency alert after the fault (see ${exp}/serve_fault.json)"
 fi
 
 if [ ${stage} -le 5 ] && [ ${stop_stage} -ge 5 ]; then

@@ -124,6 +124,23 @@ def main() -> int:
         lines += ["", "Most of a fresh run is starting Python and importing numpy in the "
                   "locked-down child (about 0.1 s CPU); batched, 100 histories share one "
                   "start.", ""]
+    fault = args.exp / "serve_fault.json"
+    if fault.is_file():
+        f = json.loads(fault.read_text())
+        lines += ["## Fault injected into a real `speechlm serve`", "",
+                  f"`local/serve_fault_demo.py`: `speechlm serve api` (PocketSphinx, one decode "
+                  f"worker) scraped every {f['interval_s']:g} s by the monitor with "
+                  "`conf/serve_rules` (hand-written baseline rules, not LLM-written); a client "
+                  "sends 0.5 s clips, then 6 s clips (the slow backend).", "",
+                  f"- median request latency: normal {f['normal_latency_s']:.2f} s, during the "
+                  f"fault {f['fault_latency_s']:.2f} s",
+                  "- latency alert after the fault started: " +
+                  (f"{f['alert_after_fault_s']:.1f} s" if f["alert_after_fault_s"] is not None
+                   else "none"),
+                  f"- false alarms before the fault: {f['false_alarms_before_fault']}",
+                  f"- rule runs: {f['rule_evaluations']}, {f['rule_wall_s_per_evaluation']:.3f}"
+                  f" s wall and {f['rule_child_cpu_s_per_evaluation']:.3f} s child CPU each",
+                  ""]
     c = ev["cost"]
     if c["points"]:
         lines += [f"Offline (NAB test eval): {c['rule_wall_s']:.1f} s wall for "
