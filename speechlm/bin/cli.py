@@ -48,6 +48,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
                   "kNN-LM datastores (text or speech keys, FAISS): build, bench"),
     "slm": ("speechlm.bin.slm",
             "Align-SLM: speech units, unit LM, semantic feedback, DPO rounds, evaluation"),
+    "monitor": ("speechlm.bin.monitor",
+                "Argos: LLM-written anomaly rules (sandboxed) on NAB-form data and on /metrics"),
     "serve": ("speechlm.bin.serve",
               "HTTP API (/v1/transcribe, /v1/rescore) and Gradio demo on 127.0.0.1"),
 }
