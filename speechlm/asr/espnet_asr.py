@@ -14,6 +14,7 @@ import numpy as np
 import yaml
 
 from speechlm.asr import model_dir as md
+from speechlm.asr.whisper_features import TYPE, WhisperFeatureConfig
 from speechlm.core.hypothesis import Hypothesis
 from speechlm.data.audio import resample
 from speechlm.data.cmn import SpeakerCMN
@@ -46,7 +47,10 @@ class EspnetASR:
                  nbest: int | None = None, device: str = "cpu") -> None:
         self.model_dir = md.check_model_dir(model_dir)
         frontend = md.read_yaml(self.model_dir / md.FRONTEND)
-        self.fbank = FbankConfig.from_dict(frontend.get("fbank", frontend))
+        if TYPE in frontend:  # Whisper encoder frames instead of fbank
+            self.fbank = WhisperFeatureConfig.from_dict(frontend[TYPE])
+        else:
+            self.fbank = FbankConfig.from_dict(frontend.get("fbank", frontend))
         # per-speaker mean normalisation, when the model was trained with it
         self.cmn = SpeakerCMN.from_dict(frontend.get("cmn"))
         # the model dir's decode.yaml speaks DecodeConfig's names (beam = beam_size)
@@ -103,6 +107,8 @@ class EspnetASR:
         """(T, num_mel_bins) features of 1-D float samples at ``self.sample_rate``, as the
         model expects them: fbank, then (for a model trained with speaker CMN) minus
         ``speaker_mean`` or, without one, the utterance's own mean padded with the prior."""
+        if isinstance(self.fbank, WhisperFeatureConfig):
+            return self.normalize(self.fbank.extract(samples), speaker_mean)
         return self.normalize(compute_fbank(samples, self.fbank), speaker_mean)
 
     def normalize(self, feats: np.ndarray, speaker_mean: np.ndarray | None = None) -> np.ndarray:

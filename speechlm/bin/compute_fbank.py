@@ -9,6 +9,8 @@ skipped, so after a parallel run the same command without --job only merges.
         --config conf/fbank.yaml --nj 4 --cmvn-out dump/fbank/train/feats_stats.npz
 
 conf/fbank.yaml holds FbankConfig fields, e.g. {num_mel_bins: 80, sample_rate: 16000}.
+A config with ``type: whisper_encoder`` computes Whisper encoder frames instead
+(``speechlm.asr.whisper_features``).
 The resolved config is written to OUT/fbank.yaml.
 
 With ``--cmn speaker`` (per-speaker mean normalisation, speechlm.data.cmn) the raw
@@ -65,14 +67,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "launcher, e.g. utils/run.pl or 'utils/slurm.pl --mem 2G'")
 
 
-def _load_config(path: str | None) -> FbankConfig:
+def _load_config(path: str | None):
+    """FbankConfig, or WhisperFeatureConfig for a YAML with ``type: whisper_encoder``."""
     if path is None:
         return FbankConfig()
     with open(path) as f:
         data = yaml.safe_load(f) or {}
     if not isinstance(data, dict):
         raise TypeError(f"{path}: expected a mapping of FbankConfig fields")
-    return FbankConfig.from_dict(data)
+    from speechlm.asr.whisper_features import feature_config_from_dict
+
+    try:
+        return feature_config_from_dict(data)
+    except ValueError as e:
+        raise SystemExit(f"{path}: {e}") from None
 
 
 def run(args: argparse.Namespace) -> int:

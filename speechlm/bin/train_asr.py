@@ -84,6 +84,17 @@ def write_shapes(feat_dir: Path, text: dict[str, str], vocab: int, out_dir: Path
             ft.write(f"{utt} {len(char_tokens(text[utt]))},{vocab}\n")
 
 
+def _feat_dim(feat_dir: Path) -> int:
+    """Dimension of the features in ``feat_dir/feats.scp`` (its first matrix)."""
+    import kaldiio
+
+    with open(feat_dir / "feats.scp", encoding="utf-8") as f:
+        first = f.readline().split(maxsplit=1)
+    if len(first) != 2:
+        raise ValueError(f"{feat_dir}/feats.scp: empty or malformed first line")
+    return int(kaldiio.load_mat(first[1].strip()).shape[1])
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--train-data", required=True, type=Path, help="Kaldi data dir")
     parser.add_argument("--train-feats", required=True, type=Path, help="its feature dir")
@@ -91,7 +102,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--valid-feats", required=True, type=Path)
     parser.add_argument("--config", required=True, type=Path, help="ESPnet training YAML")
     parser.add_argument("--fbank-config", type=Path, default=None,
-                        help="YAML of speechlm FbankConfig used for the features")
+                        help="YAML of the features' settings: FbankConfig fields, or "
+                             "type: whisper_encoder (speechlm.asr.whisper_features)")
     parser.add_argument("--cmvn", type=Path, default=None, help="global CMVN stats (.npz)")
     parser.add_argument("--exp", required=True, type=Path, help="experiment folder")
     parser.add_argument("--normalize", choices=("global_mvn", "utterance_mvn"),
@@ -147,6 +159,7 @@ def _feature_cmn(train_feats: Path, valid_feats: Path) -> dict | None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from speechlm.asr.whisper_features import feature_config_from_dict, frontend_entry
     from speechlm.data.features import FbankConfig
 
     exp: Path = args.exp
@@ -160,7 +173,7 @@ def run(args: argparse.Namespace) -> int:
     fbank = FbankConfig()
     if args.fbank_config:
         with open(args.fbank_config, encoding="utf-8") as f:
-            fbank = FbankConfig.from_dict(yaml.safe_load(f) or {})
+            fbank = feature_config_from_dict(yaml.safe_load(f) or {})
 
     try:
         cmn = _feature_cmn(args.train_feats, args.valid_feats)
@@ -171,7 +184,7 @@ def run(args: argparse.Namespace) -> int:
     # 1-2. tokens and shapes (cheap: always rewritten, so they follow the data)
     train_text = read_text(args.train_data / "text")
     tokens = write_token_list(train_text, exp / "tokens.txt")
-    dim = fbank.num_mel_bins
+    dim = getattr(fbank, "num_mel_bins", None) or _feat_dim(args.train_feats)
     write_shapes(args.train_feats, train_text, len(tokens), exp / "shapes" / "train", dim)
     write_shapes(args.valid_feats, read_text(args.valid_data / "text"), len(tokens),
                  exp / "shapes" / "valid", dim)
@@ -198,7 +211,7 @@ def run(args: argparse.Namespace) -> int:
            "--use_preprocessor", "true", "--token_type", "char",
            "--token_list", str(exp / "tokens.txt"),
            "--non_linguistic_symbols", "none", "--cleaner", "none", "--g2p", "none",
-           "--input_size", str(fbank.num_mel_bins),
+           "--input_size", str(dim),
            *normalize,
            "--train_data_path_and_name_and_type", f"{args.train_feats}/feats.scp,speech,kaldi_ark",
            "--train_data_path_and_name_and_type", f"{args.train_data}/text,text,text",
@@ -227,7 +240,7 @@ def run(args: argparse.Namespace) -> int:
 
     # 4. export, unless the model dir already holds these averaged weights
     model_dir = exp / "model"
-    frontend = {"fbank": fbank.to_dict()}
+    frontend = frontend_entry(fbank)
     if cmn is not None:
         frontend["cmn"] = cmn
     decode = _decode_defaults(args.decode_config)

@@ -289,7 +289,9 @@ def compute_feats_for_data_dir(data_dir: str | Path, out_dir: str | Path,
     Args:
         data_dir: Kaldi data dir (segments are honoured).
         out_dir: Output folder (no whitespace in the path: scp lines split on it).
-        config: Fbank options; audio is resampled to ``config.sample_rate``.
+        config: Fbank options; audio is resampled to ``config.sample_rate``. Any config
+            with ``sample_rate``, ``to_dict()`` and ``extract(samples) -> (T, D)`` (e.g.
+            ``speechlm.asr.whisper_features.WhisperFeatureConfig``) is used the same way.
         nj: Number of jobs the utterances are split into.
         job: This job, 1-based.
         progress: Show a tqdm bar.
@@ -323,7 +325,9 @@ def compute_feats_for_data_dir(data_dir: str | Path, out_dir: str | Path,
             open(tmp["utt2num_frames"], "w") as nf:
         for utt, samples in iter_utterance_audio(d, tqdm(utts, desc=f"fbank {job}/{nj}",
                                                          disable=not progress), sr):
-            feats = compute_fbank(samples, config)
+            # a config with its own extractor (Whisper encoder frames) computes itself
+            extract = getattr(config, "extract", None)
+            feats = extract(samples) if extract else compute_fbank(samples, config)
             if len(feats) == 0:
                 log.warning("utterance %r: %d samples, shorter than one frame; skipped",
                             utt, len(samples))

@@ -3,6 +3,8 @@
 #
 #   ./run.sh                        # all stages
 #   ./run.sh --stage 6 --test_sets "test /path/to/another/data_dir"
+#   ./run.sh --fbank_config conf/whisper_feats.yaml --asr_config conf/tuning/train_asr_whisper.yaml
+#                                   # Whisper-tiny encoder frames instead of fbank (README.md)
 #
 # Stages: 1 data dirs, 2 synthetic extra speech (espeak-ng), 3 speed/volume perturbation,
 # 4 fbank + global CMVN, 5 training, 6 decoding (beam search), 7 lattice decoding (TLG
@@ -23,7 +25,7 @@ synth_voices=120
 speed_perturb_factors="0.9 1.0 1.1"
 volume_range="0.125 2"          # random gain per recording (Kaldi's volume perturbation); "" for none
 asr_config=conf/train_asr.yaml
-fbank_config=conf/fbank.yaml
+fbank_config=conf/fbank.yaml   # features; conf/whisper_feats.yaml: Whisper-tiny encoder frames
 cmn=speaker                     # per-speaker mean normalisation of the features ("none" to skip)
 decode_config=conf/decode.yaml
 lattice_config=conf/decode_lattice.yaml
@@ -37,6 +39,9 @@ help_message="usage: $0 [--stage N] [--stop_stage N] [--nj N] [--fsdd DIR] [--te
 [ -n "${asr_tag}" ] || asr_tag=$(basename "${asr_config}" .yaml)
 asr_exp=exp/asr_${asr_tag}
 valid_set=dev
+feats_tag=$(basename "${fbank_config}" .yaml)
+dumpdir=dump                           # fbank features: dump/<set>; others: dump/<config name>/<set>
+[ "${feats_tag}" = fbank ] || dumpdir=dump/${feats_tag}
 train_sp=train_sp                      # what the model trains on (stage 3)
 [ "${use_synth}" = true ] && train_sp=train_sp_synth
 
@@ -86,19 +91,19 @@ if [ ${stage} -le 3 ] && [ ${stop_stage} -ge 3 ]; then
 fi
 
 if [ ${stage} -le 4 ] && [ ${stop_stage} -ge 4 ]; then
-  stage_log 4 "fbank (${fbank_config}, CMN: ${cmn}) -> dump/<set>, global CMVN of ${train_sp}"
-  python -m speechlm.bin.compute_fbank --cmd "${train_cmd}" --data-dir "data/${train_sp}" --out-dir "dump/${train_sp}" \
-    --config "${fbank_config}" --nj "${nj}" --cmvn-out "dump/${train_sp}/cmvn.npz" --cmn "${cmn}"
-  # dev is normalised with the training features' prior (dump/<train>/cmn.yaml)
-  python -m speechlm.bin.compute_fbank --cmd "${train_cmd}" --data-dir "data/${valid_set}" --out-dir "dump/${valid_set}" \
+  stage_log 4 "features (${fbank_config}, CMN: ${cmn}) -> ${dumpdir}/<set>, global CMVN of ${train_sp}"
+  python -m speechlm.bin.compute_fbank --cmd "${train_cmd}" --data-dir "data/${train_sp}" --out-dir "${dumpdir}/${train_sp}" \
+    --config "${fbank_config}" --nj "${nj}" --cmvn-out "${dumpdir}/${train_sp}/cmvn.npz" --cmn "${cmn}"
+  # dev is normalised with the training features' prior (${dumpdir}/<train>/cmn.yaml)
+  python -m speechlm.bin.compute_fbank --cmd "${train_cmd}" --data-dir "data/${valid_set}" --out-dir "${dumpdir}/${valid_set}" \
     --config "${fbank_config}" --nj "${nj}" --cmn "${cmn}" \
-    $([ "${cmn}" = speaker ] && echo --cmn-from "dump/${train_sp}/cmn.yaml")
+    $([ "${cmn}" = speaker ] && echo --cmn-from "${dumpdir}/${train_sp}/cmn.yaml")
 fi
 
 if [ ${stage} -le 5 ] && [ ${stop_stage} -ge 5 ]; then
   stage_log 5 "ESPnet2 training (${asr_config}) -> ${asr_exp}"
-  python -m speechlm.bin.train_asr --train-data "data/${train_sp}" --train-feats "dump/${train_sp}" \
-    --valid-data "data/${valid_set}" --valid-feats "dump/${valid_set}" \
+  python -m speechlm.bin.train_asr --train-data "data/${train_sp}" --train-feats "${dumpdir}/${train_sp}" \
+    --valid-data "data/${valid_set}" --valid-feats "${dumpdir}/${valid_set}" \
     --config "${asr_config}" --fbank-config "${fbank_config}" --exp "${asr_exp}" \
     --decode-config "${decode_config}" --ngpu "${ngpu}" --cpu-procs "${cpu_procs}"
 fi
