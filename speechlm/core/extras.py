@@ -29,6 +29,8 @@ EXTRAS: dict[str, str] = {
     "sklearn": "llm",
     "sacrebleu": "llm",
     "faiss": "llm",
+    "trl": "llm",
+    "datasets": "llm",
     "gguf": "models",
     "faster_whisper": "models",
     "ctranslate2": "models",
