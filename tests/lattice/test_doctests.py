@@ -4,7 +4,8 @@ import importlib
 import pytest
 
 MODULES = ["speechlm.lattice", "speechlm.lattice.lattice", "speechlm.lattice.nbest",
-           "speechlm.lattice.confusion_network", "speechlm.testing.lattice"]
+           "speechlm.lattice.confusion_network", "speechlm.lattice.calibration",
+           "speechlm.testing.lattice"]
 
 
 @pytest.mark.parametrize("name", MODULES)

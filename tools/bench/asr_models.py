@@ -24,14 +24,14 @@ model dir (``--espnet DIR``, e.g. ``egs/slurp/slu1/exp/<tag>/model``, with
 
 ``--tune`` decodes takes 10-19 of every digit by the four other FSDD speakers (dev, 400
 files; ``--dev-takes`` changes how many) with a Whisper model and, for each scale, builds
-the WCNs and reports the MBR WER, the WCN oracle WER and the normalised cross entropy
-(NCE) of the MBR words' posteriors as confidences; the default scale is the best NCE.
+the WCNs and reports the MBR WER, the normalised cross entropy (NCE) and the expected
+calibration error (ECE) of the MBR words' posteriors as confidences
+(``speechlm.lattice.calibration``); the default scale is the best NCE.
 """
 from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import resource
 import subprocess
@@ -275,53 +275,21 @@ def plot(rows: list[dict], png: str) -> None:
 
 
 # ----------------------------------------------------------------------------- tune
-def nce(confidences: list[float], correct: list[bool]) -> float:
-    """Normalised cross entropy of word confidences (NIST): 1 is perfect, <= 0 useless."""
-    c = np.clip(np.asarray(confidences, dtype=np.float64), 1e-6, 1 - 1e-6)
-    y = np.asarray(correct, dtype=bool)
-    p = y.mean()
-    if p in (0.0, 1.0):
-        return float("nan")
-    h = -(y.sum() * math.log(p) + (~y).sum() * math.log(1 - p))
-    return float((h + np.log(c[y]).sum() + np.log(1 - c[~y]).sum()) / h)
-
-
 def tune(model: str, takes: int) -> None:
-    import kaldialign
-
-    from speechlm.lattice import ConfusionNetwork, cn_oracle
+    from speechlm.lattice.calibration import tune_am_scale
 
     os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
     data = fsdd(["george", "jackson", "lucas", "nicolas"], range(10, 10 + takes))
     asr = load_backend(model)
     results, wall, _ = decode_all(asr, data)
     print(f"{model}: {len(data)} FSDD dev files decoded in {wall:.0f} s")
-    print("|am_scale|WCN MBR WER|WCN oracle WER|NCE|")
+    best, reports = tune_am_scale([lat for _, lat in results], [ref for _, _, ref in data],
+                                  SCALES)
+    print("|am_scale|WCN MBR WER|NCE|ECE|")
     print("|---|---|---|---|")
-    best = None
-    for scale in SCALES:
-        errs = oracle = n_ref = 0
-        conf, ok = [], []
-        for (_, lat), (_, _, ref) in zip(results, data, strict=True):
-            cn = ConfusionNetwork.from_lattice(lat, am_scale=scale)
-            entries = cn.best_entries()
-            words = [e.word for e in entries]
-            n_ref += len(ref)
-            oracle += cn_oracle(cn, ref)[0]
-            k = 0
-            for r, h in kaldialign.align(ref, words, "<eps>"):
-                if h == "<eps>":
-                    errs += 1
-                    continue
-                errs += int(r != h)
-                conf.append(entries[k].posterior)
-                ok.append(r == h)
-                k += 1
-        score = nce(conf, ok)
-        print(f"|{scale}|{100 * errs / n_ref:.1f}|{100 * oracle / n_ref:.1f}|{score:.3f}|")
-        if best is None or score > best[1]:
-            best = (scale, score)
-    print(f"best NCE at am_scale {best[0]} ({best[1]:.3f})")
+    for r in reports:
+        print(f"|{r.am_scale}|{r.mbr_wer:.1f}|{r.nce:.3f}|{r.ece:.3f}|")
+    print(f"best NCE at am_scale {best}")
 
 
 def main(argv: list[str] | None = None) -> None:
