@@ -180,7 +180,7 @@ def main() -> int:
         ax.bar([x + 0.27 * i for x in range(len(names))],
                [ev["table"][n][key]["f1"] for n in names], 0.27, label=title)
     ax.set_xticks([x + 0.27 for x in range(len(names))],
-                  [_name(n).replace(" ", "\n", 1) for n in names], fontsize=6)
+                  [n.replace("argos_", "Argos ").replace("_", "\n") for n in names], fontsize=7)
     ax.set_ylabel("F1 (test halves)")
     ax.legend(fontsize=7)
     fig.tight_layout()
