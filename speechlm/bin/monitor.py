@@ -43,6 +43,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="a catalogue LLM or a checkpoint dir (local runtime)")
     t.add_argument("--llm-url", default=None, help="OpenAI-compatible server base URL")
     t.add_argument("--llm-model", default=None, help="the model name on --llm-url")
+    t.add_argument("--llm-timeout", type=float, default=600.0,
+                   help="seconds per --llm-url request (CPU servers write a rule slowly)")
     t.add_argument("--record", default=None, help="append real answers to this cassette")
     t.add_argument("--replay", default=None, help="answer from this cassette (no model)")
     t.add_argument("--groups", nargs="*", default=None, help="only these groups")
@@ -80,7 +82,8 @@ def _client(args, out: Path):
     from speechlm.api import load_llm
 
     if args.llm_url:
-        llm, name = load_llm(args.llm_url, model=args.llm_model), args.llm_model or "remote"
+        llm = load_llm(args.llm_url, model=args.llm_model, timeout_s=args.llm_timeout)
+        name = args.llm_model or "remote"
     else:
         if args.threads:
             import torch

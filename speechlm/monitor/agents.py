@@ -7,8 +7,9 @@ anomalies, in key order. For each chunk the detection agent writes ``candidates`
 each is run in the sandbox over the training parts of *every* series of the group,
 repaired up to ``max_repairs`` times if it fails, and scored as the OR of the rules
 accepted so far plus itself. Review keeps the chunk's best candidate if the pooled
-training point F1 does not drop, the rule flags at least one training point and it is
-not the same program as a rule already accepted (small models repeat themselves); rules
+training point F1 does not drop, the rule flags at least one training point that the
+rules accepted so far do not, and it is not the same program as one of them (small
+models repeat themselves, sometimes with a cosmetic change); rules
 that stay broken are rejected with their reason. The group's accepted rules, merged by
 OR, are its Argos detector.
 """
@@ -206,7 +207,11 @@ def train_group(group: str, train_parts: list[Series], client: LLMClient,
         if any(r.source == source for r in result.rules):
             review.update(decision="not_accepted", reason="the same program as an accepted rule")
             log(f"[argos] {group} chunk {c}: not accepted (a duplicate)")
-        elif f1 >= result.train_f1 and f1 > 0 and review["flagged"] > 0:
+        elif not any((m & ~cur).any() for m, cur in zip(masks, current, strict=True)):
+            review.update(decision="not_accepted",
+                          reason="flags no training point the accepted rules do not")
+            log(f"[argos] {group} chunk {c}: not accepted (adds nothing)")
+        elif f1 >= result.train_f1 and f1 > 0:
             rule = Rule.from_source(source, {
                 "author": "llm", "model": client.model, "prompt": config.detect_prompt,
                 "prompt_sha256": detect_sha, "group": group, "chunk": chunk.key,

@@ -45,7 +45,9 @@ class LLMClient:
         model: the model's name, written in logs, rule provenance and cassette keys.
         log_path: JSON-lines file, one line per call (appended).
         record_to: cassette file to append real answers to.
-        replay_from: cassette file to answer from instead of ``llm``.
+        replay_from: cassette file to answer from instead of ``llm``; a ``calls.jsonl``
+            log of an earlier run also works (its keys are the hashes' first 16 digits),
+            so a finished run can be reviewed again without the model.
     """
 
     def __init__(self, llm: Any = None, *, model: str, log_path: str | Path | None = None,
@@ -62,6 +64,7 @@ class LLMClient:
             for n, line in enumerate(self.replay_from.read_text().splitlines(), 1):
                 try:
                     entry = json.loads(line)
+                    # a cassette keys by the full hash; a calls.jsonl log by its first 16
                     self._tape[entry["key"]] = entry
                 except (json.JSONDecodeError, KeyError) as e:
                     raise InputError(f"{self.replay_from}: line {n}: not a cassette entry: "
@@ -79,6 +82,8 @@ class LLMClient:
         """The answer's text; ``agent`` and ``prompt`` (file name with version) are logged."""
         key = self.key(messages, params)
         if self.replay_from is not None:
+            if key not in self._tape and key[:16] in self._tape:
+                key = key[:16]
             if key not in self._tape:
                 raise ReplayMiss(f"{self.replay_from}: no recorded answer for this {agent} "
                                  f"prompt ({prompt}, key {key[:12]}); the prompt, data or "

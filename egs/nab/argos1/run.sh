@@ -74,7 +74,8 @@ fi
 
 if [ ${stage} -le 5 ] && [ ${stop_stage} -ge 5 ]; then
   stage_log 5 "RESULTS.md"
-  python local/make_results.py --exp "${exp}" --cmdline "${cmdline}" --out "${exp}/RESULTS.md"
+  python local/make_results.py --exp "${exp}" --cmdline "${cmdline}" --out "${exp}/RESULTS.md" \
+    --remote exp/remote/argos
   cat "${exp}/RESULTS.md"
 fi
 log "Successfully finished. [elapsed=${SECONDS}s]"

@@ -30,6 +30,8 @@ def main() -> int:
     p.add_argument("--exp", type=Path, required=True)
     p.add_argument("--cmdline", default="")
     p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--remote", type=Path, default=None,
+                   help="an experiment trained through --llm-url (same pipeline)")
     args = p.parse_args()
     argos = args.exp / "argos"
     ev = json.loads((argos / "eval.json").read_text())
@@ -81,6 +83,12 @@ def main() -> int:
               f" tokens. Cost per accepted rule: {tot['llm_seconds'] / acc:.0f} s, "
               f"{(tot['prompt_tokens'] + tot['generated_tokens']) / acc:.0f} tokens, "
               f"{tot['llm_calls'] / acc:.1f} calls.", ""]
+    if calls and all(c["replayed"] for c in calls):
+        lines += ["The LLM answers were generated once by the local model (stage 2, its log "
+                  "kept as `llm_calls_smollm2.jsonl`) and replayed from that log by "
+                  "`speechlm monitor train --replay` after the review learnt to refuse "
+                  "duplicates and rules that add nothing; times and tokens are the original "
+                  "calls'.", ""]
     if calls:
         secs = sorted(c["seconds"] for c in calls)
         toks = sorted(c["generated_tokens"] for c in calls)
@@ -124,6 +132,20 @@ def main() -> int:
         lines += ["", "Most of a fresh run is starting Python and importing numpy in the "
                   "locked-down child (about 0.1 s CPU); batched, 100 histories share one "
                   "start.", ""]
+    if args.remote is not None and (args.remote / "train.json").is_file():
+        rcfg = json.loads((args.remote / "config.json").read_text())
+        lines += ["## The same pipeline through an OpenAI-compatible endpoint", "",
+                  f"`speechlm monitor train --llm-url URL --llm-model {rcfg['model']} "
+                  f"--groups {' '.join(rcfg['groups'] or [])} --max-chunks "
+                  f"{rcfg['argos']['max_chunks']}`, the endpoint being speechlm's own "
+                  "OpenAI-compatible server (`speechlm.serve.openai_server`) over the same "
+                  "SmolLM2 (no stronger model is installable here):", ""]
+        for group, g in json.loads((args.remote / "train.json").read_text()).items():
+            rules = json.loads((args.remote / "deploy.json").read_text())[group]
+            lines.append(f"- {group}: {g['llm_calls']} call(s), {g['llm_seconds']:.0f} s, "
+                         f"{g['prompt_tokens']}/{g['generated_tokens']} tokens (from the "
+                         f"server's usage), accepted {rules}, train F1 {g['train_f1']:.3f}")
+        lines.append("")
     fault = args.exp / "serve_fault.json"
     if fault.is_file():
         f = json.loads(fault.read_text())
@@ -158,7 +180,7 @@ def main() -> int:
         ax.bar([x + 0.27 * i for x in range(len(names))],
                [ev["table"][n][key]["f1"] for n in names], 0.27, label=title)
     ax.set_xticks([x + 0.27 for x in range(len(names))],
-                  [_name(n).replace(" ", "\n", 1) for n in names], fontsize=6)
+                  [n.replace("argos_", "Argos ").replace("_", "\n") for n in names], fontsize=7)
     ax.set_ylabel("F1 (test halves)")
     ax.legend(fontsize=7)
     fig.tight_layout()
