@@ -54,6 +54,7 @@ def main() -> int:
     res = json.loads((exp / "eval" / "results.json").read_text())
     sets = json.loads((Path(a.data) / "local" / "sets.json").read_text())
     report = json.loads((exp / "speech_llm" / "train_report.json").read_text())
+    slm = json.loads((exp / "speech_llm" / "speech_llm.json").read_text())["speech_llm"]
     sys_ = res["systems"]
     base = sys_["speech_llm"]["test"]
     lines = [
@@ -73,8 +74,9 @@ def main() -> int:
         "Speech-prefix LLM: Whisper tiny.en encoder states (CTranslate2, unpadded) -> "
         "projector (4 states stacked, LayerNorm, MLP 1536-1024-LLM width) -> input "
         "embeddings `[BOS] [speech] ' Transcript:'` of the LLM, then the transcript. LLM: "
-        f"`{json.loads((exp / 'speech_llm' / 'speech_llm.json').read_text())['speech_llm']['llm']}`"
-        f" (frozen). Projector: {report['trainable_params']:,} parameters, {report['steps']} "
+        f"`{slm['llm']}` "
+        f"({'fine-tuned with the projector' if slm.get('train_llm') else 'frozen'}). "
+        f"Trained: {report['trainable_params']:,} parameters, {report['steps']} "
         f"steps on {report['examples']} utterances in {report['train_seconds']:.0f} s, final "
         f"loss {report['final_loss']}.",
         "",
