@@ -143,7 +143,7 @@ def main() -> int:
             rec = "" if r["recall_at_1"] is None else f"{r['recall_at_1']:.2f}"
             lines.append(f"| {r['num_keys']:,} | {r['index']} | {r['build_s']} | "
                          f"{r['bytes_per_million'] / 1e6:.0f} | {r['query_ms']} | {rec} |")
-        png = Path(a.out).with_name("scaling.png")
+        png = Path(a.out).with_suffix(".png")  # RESULTS.png (kept by .gitignore)
         plot(bench, png)
         lines += ["", f"![query time vs store size]({png.name})"]
     lines += ["", "## Dev sweeps", ""]
