@@ -31,12 +31,12 @@ fi
 
 if [ "${quick}" = true ]; then
   sizes="--train_size 300 --store_size 200 --dev_size 20 --test_size 40"
-  lm_opts="--steps 300 --layers 2 --hidden 128 --context-length 192"; slm_opts="--epochs 3"
+  lm_opts="--steps 300 --layers 2 --hidden 128 --context-length 192"; slm_opts="--epochs 3 --lr 3e-3 --train-llm --llm-lr 1e-3"
   sweep="--lams 0.25,0.5 --ks 8 --temps 1,10 --llm-scales 0,0.3,1"; bench_sizes=10000,100000
   exp=exp/quick; data=data/quick
 else
   sizes="--train_size 1000 --store_size 500 --dev_size 40 --test_size 80"
-  lm_opts="--epochs 3 --context-length 192"; slm_opts="--epochs 6 --lr 3e-3"; sweep=""; bench_sizes=10000,100000,1000000
+  lm_opts="--epochs 3 --context-length 192"; slm_opts="--epochs 6 --lr 3e-3 --train-llm --llm-lr 1e-3"; sweep=""; bench_sizes=10000,100000,1000000
   exp=exp; data=data
 fi
 [ "${llm}" = exp/lm ] && llm=${exp}/lm
@@ -97,7 +97,7 @@ fi
 
 if [ ${stage} -le 7 ] && [ ${stop_stage} -ge 7 ]; then
   stage_log 7 "FAISS scaling: random 576-dim keys (SmolLM2's width), ${bench_sizes}"
-  python -m speechlm.bin.retrieval bench --sizes "${bench_sizes}" --dim 576 \
+  python -m speechlm.bin.retrieval bench --sizes "${bench_sizes}" --dim 576 --queries 64 \
     --work-dir "${exp}/bench" --out "${exp}/bench.json"
 fi
 
