@@ -240,7 +240,7 @@ def fit_lora(base: Any, items: Sequence[tuple[list[int], list[int]]], config: Lo
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
             step += 1
-            recent = [*recent[-(steps_per_epoch - 1):], loss.item()]
+            recent = [*recent, loss.item()][-steps_per_epoch:]  # the last epoch's losses
             bar.update(1)
             bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
     bar.close()
