@@ -205,3 +205,33 @@ def option_at(profile: Profile, computation: str, freq: int) -> Option:
         if o.freq == freq:
             return o
     raise PlanError(f"computation {computation!r} has no option at {freq} MHz")
+
+
+PLAN_FORMAT, PLAN_VERSION = "speechlm-energy-plan", 1
+
+
+def plan_to_json(dag: DAG, profile: Profile, chosen: Plan, mode: str, target_s: float) -> dict:
+    """The plan file the governor reads: per node its computation, frequency, prediction."""
+    nodes = {}
+    for name, node in dag.nodes.items():
+        o = option_at(profile, node.computation, chosen.freqs[name])
+        nodes[name] = {"computation": node.computation, "device": node.device,
+                       "freq": o.freq, "time_s": o.time_s, "energy_j": o.energy_j}
+    return {"format": PLAN_FORMAT, "version": PLAN_VERSION, "mode": mode,
+            "target_s": target_s, "time_s": chosen.time_s, "energy_j": chosen.energy_j,
+            "profile_source": profile.source, "nodes": nodes}
+
+
+def check_plan_json(obj: dict, origin: str) -> dict[str, dict]:
+    """The ``nodes`` of a plan file, after checking format, version and fields."""
+    if not isinstance(obj, dict) or obj.get("format") != PLAN_FORMAT:
+        raise PlanError(f"{origin}: not a speechlm energy plan (format != {PLAN_FORMAT!r})")
+    if obj.get("version") != PLAN_VERSION:
+        raise PlanError(f"{origin}: plan version {obj.get('version')!r}, want {PLAN_VERSION}")
+    nodes = obj.get("nodes")
+    if not isinstance(nodes, dict) or not nodes:
+        raise PlanError(f"{origin}: field 'nodes' must be a non-empty object")
+    for name, v in nodes.items():
+        if not isinstance(v, dict) or not isinstance(v.get("freq"), int) or v["freq"] <= 0:
+            raise PlanError(f"{origin}: node {name!r}: want a positive integer 'freq' (MHz)")
+    return nodes
