@@ -42,6 +42,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
             "intent classification (LoRA or in-context) from text, 1-best, N-best, WCN, oracle"),
     "paralin": ("speechlm.bin.paralin",
                 "ParalinGPT on dialogue CSVs: sentiment + response, serialized multitask"),
+    "energy": ("speechlm.bin.energy", "Perseus GPU-frequency plan: time-energy frontier, savings"),
     "serve": ("speechlm.bin.serve",
               "HTTP API (/v1/transcribe, /v1/rescore) and Gradio demo on 127.0.0.1"),
 }

@@ -17,8 +17,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from speechlm.core.errors import InputError
 
-class CycleError(ValueError):
+
+class CycleError(InputError):
     """The graph has a cycle; the message names a node on it."""
 
 

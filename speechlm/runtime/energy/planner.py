@@ -22,6 +22,7 @@ import itertools
 import logging
 from dataclasses import dataclass
 
+from speechlm.core.errors import InputError
 from speechlm.runtime.energy.dag import DAG
 from speechlm.runtime.energy.profile import Option, Profile
 
@@ -30,7 +31,7 @@ EPS = 1e-9
 PANICS = 0  # times lowtime's solver panicked in this process (reported by the bench)
 
 
-class PlanError(ValueError):
+class PlanError(InputError):
     """An impossible plan request (e.g. a target time below the fastest possible)."""
 
 

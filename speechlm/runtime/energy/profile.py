@@ -30,11 +30,13 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from speechlm.core.errors import InputError
+
 FORMAT = "speechlm-energy-profile"
 FORMAT_VERSION = 1
 
 
-class ProfileError(ValueError):
+class ProfileError(InputError):
     """A profile that cannot be planned with; the message names the file and computation."""
 
 
