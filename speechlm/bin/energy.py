@@ -46,7 +46,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                      help="a MODELLED pipeline profile (not measured)")
     parser.add_argument("--straggler-time", type=float, default=None,
                         help="extrinsic mode: the straggler's iteration time (s)")
-    parser.add_argument("--solver", default="both", choices=("both", "lowtime", "exact"))
+    parser.add_argument("--solver", nargs="+", default=["lowtime", "exact", "greedy"],
+                        choices=("lowtime", "exact", "greedy"),
+                        help="planners to run; the least-energy plan meeting the target wins")
     parser.add_argument("--milp-time-limit", type=float, default=60.0)
     parser.add_argument("--exact-points", type=int, default=0,
                         help="also solve the MILP at this many targets up to the slowest time")
@@ -100,7 +102,12 @@ def plan_cmd(args: argparse.Namespace) -> int:
     mode = "intrinsic" if args.straggler_time is None else "extrinsic"
     P.choose([base], target)  # below the fastest time: error
     front, chosen, exact_pts = [], None, []
-    if args.solver in ("both", "lowtime"):
+    if "greedy" in args.solver:
+        t0 = time.perf_counter()
+        g = P.greedy_plan(dag, prof, target)
+        print(_line(f"{mode} plan (greedy, {time.perf_counter() - t0:.2f} s)", g, base))
+        chosen = g
+    if "lowtime" in args.solver:
         t0 = time.perf_counter()
         front = P.frontier(dag, prof, unit_s=args.unit_s)
         print(f"frontier (lowtime Phillips-Dessouky): {len(front)} points in "
@@ -108,9 +115,11 @@ def plan_cmd(args: argparse.Namespace) -> int:
         step = max(1, len(front) // 10)
         for p in front[::step] + ([front[-1]] if (len(front) - 1) % step else []):
             print("  " + _line("", p, base).strip())
-        chosen = P.choose(front, target)
-        print(_line(f"{mode} plan (lowtime frontier)", chosen, base))
-    if args.solver in ("both", "exact"):
+        lt = P.choose(front, target)
+        print(_line(f"{mode} plan (lowtime frontier)", lt, base))
+        if chosen is None or lt.energy_j < chosen.energy_j:
+            chosen = lt
+    if "exact" in args.solver:
         from speechlm.runtime.energy.exact import exact_plan
         t0 = time.perf_counter()
         ex = exact_plan(dag, prof, target, time_limit_s=args.milp_time_limit)

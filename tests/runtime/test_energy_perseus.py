@@ -128,6 +128,18 @@ def test_lowtime_frontier_is_priced_exactly_and_never_beats_exhaustive(seed, cap
         assert p.energy_j >= optimum
 
 
+@pytest.mark.parametrize("seed", range(12))
+def test_greedy_meets_the_target_and_never_beats_exhaustive(seed):
+    dag, prof = random_case(seed)
+    best = P.exhaustive_frontier(dag, prof)
+    for target in (best[0].time_s, (best[0].time_s + best[-1].time_s) / 2, best[-1].time_s):
+        g = P.greedy_plan(dag, prof, target)
+        assert g.time_s <= target + 1e-9
+        assert g.energy_j >= P.choose(best, target).energy_j
+    with pytest.raises(P.PlanError, match="below the fastest"):
+        P.greedy_plan(dag, prof, best[0].time_s - 1)
+
+
 def test_exact_plans_save_energy_on_a_modelled_pipeline():
     dag, prof = D.one_f_one_b(2, 3), modelled("gpt3", stages=2)
     base = P.uniform(dag, prof)

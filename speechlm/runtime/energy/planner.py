@@ -236,3 +236,35 @@ def check_plan_json(obj: dict, origin: str) -> dict[str, dict]:
         if not isinstance(v, dict) or not isinstance(v.get("freq"), int) or v["freq"] <= 0:
             raise PlanError(f"{origin}: node {name!r}: want a positive integer 'freq' (MHz)")
     return nodes
+
+
+def greedy_plan(dag: DAG, profile: Profile, target_s: float) -> Plan:
+    """A fast valid plan for ``target_s`` (one pass; a heuristic, not optimal).
+
+    Latest finish times are computed with every node at its fastest option; then, in
+    topological order, each node takes its least-energy option that still finishes by its
+    latest finish, given where its predecessors actually finished. Every node keeps within
+    its window, so the plan meets the target; earlier nodes get first pick of the slack.
+    """
+    order = dag.topological_order()
+    preds = dag.predecessors()
+    succ: dict[str, list[str]] = {n: [] for n in dag.nodes}
+    for u, v in dag.edges:
+        succ[u].append(v)
+    opts = {n: profile.options(dag.nodes[n].computation) for n in dag.nodes}
+    fast = {n: min(o.time_s for o in opts[n]) for n in dag.nodes}
+    if dag.makespan(fast) > target_s + 1e-9 * max(1.0, target_s):
+        raise PlanError(f"target time {target_s:.6g} s is below the fastest possible "
+                        f"iteration time {dag.makespan(fast):.6g} s")
+    latest: dict[str, float] = {}
+    for n in reversed(order):
+        latest[n] = min((latest[s] - fast[s] for s in succ[n]), default=target_s)
+    finish: dict[str, float] = {}
+    freqs: dict[str, int] = {}
+    for n in order:
+        start = max((finish[p] for p in preds[n]), default=0.0)
+        room = latest[n] - start + 1e-12 * max(1.0, target_s)
+        ok = [o for o in opts[n] if o.time_s <= room]
+        best = min(ok, key=lambda o: (o.energy_j or 0.0, o.time_s))
+        freqs[n], finish[n] = best.freq, start + best.time_s
+    return price(dag, profile, freqs)
