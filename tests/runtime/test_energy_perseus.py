@@ -213,3 +213,28 @@ def test_bad_plan_file_is_named(tmp_path):
     p.write_text('{"format": "speechlm-energy-plan", "version": 1, "nodes": {"x": {}}}')
     with pytest.raises(P.PlanError, match="plan.json: node 'x'"):
         PerseusGovernor(str(p))
+
+
+def test_perseus_governor_in_the_runtime_dry_run_changes_nothing(tmp_path):
+    import json
+
+    from speechlm.runtime import SamplingParams
+    from speechlm.testing.llm import tiny_llm
+
+    dag = D.decode_loop(3)
+    prof = Profile({"prefill": [Option(1000, 2.0, 3.0), Option(1400, 1.0, 4.0)],
+                    "decode": [Option(1000, 2.0, 1.0), Option(1400, 1.0, 2.0)]})
+    path = tmp_path / "plan.json"
+    chosen = P.choose(P.exhaustive_frontier(dag, prof), 5.0)
+    path.write_text(json.dumps(P.plan_to_json(dag, prof, chosen, "extrinsic", 5.0)))
+    llm = tiny_llm("llama", energy_governor="perseus",
+                   energy_governor_conf={"plan": str(path)})
+    ref = tiny_llm("llama", energy_governor="none")
+    p = SamplingParams(max_tokens=5)
+    texts = ["the cat sat", "a dog ran far"]
+    assert [c.token_ids for c in llm.generate(texts, p)] == \
+        [c.token_ids for c in ref.generate(texts, p)]
+    gov = llm.engine.governor
+    assert [t[0] for t in gov.trace] == ["prefill", "decode0", "decode1", "decode2", "decode3"]
+    assert [t[1] for t in gov.trace[:4]] == [chosen.freqs[n] for n in
+                                             ("prefill", "decode0", "decode1", "decode2")]
