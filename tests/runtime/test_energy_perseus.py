@@ -238,3 +238,11 @@ def test_perseus_governor_in_the_runtime_dry_run_changes_nothing(tmp_path):
     assert [t[0] for t in gov.trace] == ["prefill", "decode0", "decode1", "decode2", "decode3"]
     assert [t[1] for t in gov.trace[:4]] == [chosen.freqs[n] for n in
                                              ("prefill", "decode0", "decode1", "decode2")]
+
+
+def test_energy_doctests():
+    import doctest
+
+    import speechlm.runtime.energy as E
+    for mod in (E, D):
+        assert doctest.testmod(mod).failed == 0

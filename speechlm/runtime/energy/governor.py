@@ -181,8 +181,9 @@ class PerseusGovernor(EnergyGovernor):
         freq = int(e["freq"])
         self.trace.append((node, freq, e.get("time_s"), e.get("energy_j")))
         if self.dry_run:
-            self.log.info("dry-run: %s at %d MHz (predicted %s s, %s J)", node, freq,
-                          e.get("time_s"), e.get("energy_j"))
+            self.log.info("dry-run: %s at %d MHz (predicted %.4g s, %s J)", node, freq,
+                          e.get("time_s") or float("nan"),
+                          "null" if e.get("energy_j") is None else f"{e['energy_j']:.4g}")
         else:
             self._changed = True  # before the call: a half-done set must still be undone
             self.driver.set_frequency(freq)
