@@ -50,6 +50,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
             "Align-SLM: speech units, unit LM, semantic feedback, DPO rounds, evaluation"),
     "monitor": ("speechlm.bin.monitor",
                 "Argos: LLM-written anomaly rules (sandboxed) on NAB-form data and on /metrics"),
+    "energy": ("speechlm.bin.energy",
+               "Perseus GPU-frequency plan: time-energy frontier, savings"),
     "serve": ("speechlm.bin.serve",
               "HTTP API (/v1/transcribe, /v1/rescore) and Gradio demo on 127.0.0.1"),
 }

@@ -1,8 +1,9 @@
 """Energy: a meter that reads joules where the hardware allows, and governors that act
-around prefill and decode steps (GPU frequency planning plugs in here later).
+around prefill and decode steps; Perseus frequency planning (``dag``, ``profile``,
+``planner``, ``exact``) and its governor (``PerseusGovernor``).
 
 >>> ENERGY_GOVERNORS.names()
-['none', 'recording']
+['none', 'perseus', 'recording']
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ ENERGY_GOVERNORS = Registry(
     {
         "none": "speechlm.runtime.energy.governor:NullGovernor",
         "recording": "speechlm.runtime.energy.governor:RecordingGovernor",
+        "perseus": "speechlm.runtime.energy.governor:PerseusGovernor",
     },
 )
 
