@@ -28,6 +28,9 @@ EXTRAS: dict[str, str] = {
     "accelerate": "llm",
     "sklearn": "llm",
     "sacrebleu": "llm",
+    "faiss": "llm",
+    "trl": "llm",
+    "datasets": "llm",  # comes with trl
     "gguf": "models",
     "faster_whisper": "models",
     "ctranslate2": "models",
