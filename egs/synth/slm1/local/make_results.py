@@ -86,8 +86,8 @@ def main() -> int:
             pairs, secs = "-", base.get("train_seconds")
         else:
             pairs = tr.get("pairs", "-")
-            secs = (tr.get("train_seconds", 0) + rnd.get("sample_seconds", 0)
-                    + rnd.get("judge_seconds", 0)) if rnd else tr.get("train_seconds")
+            secs = round(tr.get("train_seconds", 0) + rnd.get("sample_seconds", 0)
+                         + rnd.get("judge_seconds", 0), 1) if rnd else tr.get("train_seconds")
         name = {"base": "base unit LM", "ft": "likelihood FT (ablation)"}.get(
             m, f"DPO round {m[5:]} (margin {rnd.get('margin')})")
         vals = [f"{ev.get(k, float('nan')):.3f}" for k, _ in COLUMNS]
