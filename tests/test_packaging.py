@@ -23,7 +23,8 @@ def test_every_package_is_listed():
 
 PROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
 # imported by speechlm, installed by a declared dependency of theirs
-TRANSITIVE = {"nltk": "espnet", "pydantic": "fastapi", "starlette": "fastapi", "pil": "matplotlib"}
+TRANSITIVE = {"nltk": "espnet", "pydantic": "fastapi", "starlette": "fastapi", "pil": "matplotlib",
+              "datasets": "trl"}
 # installed by tools/setup.sh, not by pip metadata: espnet's own pins would replace torch
 # and the catalogue's packages whose own dependency lists are wrong or need a compiler
 # (tools/requirements/models.txt marks them "# --no-deps"; `speechlm models info` says so)

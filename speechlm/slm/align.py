@@ -94,6 +94,9 @@ def _finish(model, tokenizer, out_dir: Path, report: dict) -> dict:
 def dpo(policy_dir: str | Path, ref_dir: str | Path, pairs: Sequence[Pair],
         out_dir: str | Path, config: TrainConfig) -> dict:
     """DPO of ``policy_dir`` against ``ref_dir`` on ``pairs`` with trl; saves ``out_dir``."""
+    from speechlm.core.extras import require
+
+    require("trl", "llm")
     from datasets import Dataset
     from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast
     from trl import DPOConfig, DPOTrainer

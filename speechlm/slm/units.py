@@ -211,7 +211,9 @@ class KMeansUnits:
     def fit(cls, feats: np.ndarray, k: int, *, encoder_fingerprint: str, seed: int = 0,
             niter: int = 20) -> KMeansUnits:
         """faiss k-means on (N, D) features, single-threaded so a seed fixes the result."""
-        import faiss
+        from speechlm.core.extras import require
+
+        faiss = require("faiss", "llm")
 
         feats = np.ascontiguousarray(feats, dtype=np.float32)
         if feats.ndim != 2:

@@ -32,10 +32,10 @@ fi
 [ -n "${data_root}" ] || { log "data not found: pass --data_root DIR or set SPEECHLM_DATA"; exit 1; }
 if [ "${quick}" = true ]; then
   exp=exp/quick; lines=250; n_items=40; n_dev=24; k=100; lm_epochs=6; ctc_epochs=10
-  n_prompts=40; margins="0.2 0.4"; max_tokens=40
+  n_prompts=40; n_eval_prompts=24; margins="0.2 0.4"; max_tokens=40
 else
-  exp=exp/full; lines=1000; n_items=120; n_dev=60; k=200; lm_epochs=6; ctc_epochs=10
-  n_prompts=120; max_tokens=50
+  exp=exp/full; lines=1000; n_items=100; n_dev=60; k=200; lm_epochs=6; ctc_epochs=10
+  n_prompts=80; n_eval_prompts=30; max_tokens=50
 fi
 data=${exp}/data
 slm="python -m speechlm.bin.slm"
@@ -122,8 +122,8 @@ if [ ${stage} -le 8 ] && [ ${stop_stage} -ge 8 ]; then
   # one process for all models: the judge and the recognizer load once
   [ ${#models[@]} -eq 0 ] || ${slm} evaluate --model "${models[@]}" --out "${outs[@]}" \
     --items "${data}/text/items.jsonl" --item-units "${data}/eval/units" \
-    --prompts "${data}/dev/units" --ctc "${exp}/ctc" --km "${exp}/km" --judge ${judge} \
-    --max-tokens ${max_tokens} --threads ${threads}
+    --prompts "${data}/dev/units" --max-prompts ${n_eval_prompts} --ctc "${exp}/ctc" \
+    --km "${exp}/km" --judge ${judge} --max-tokens ${max_tokens} --threads ${threads}
 fi
 
 if [ ${stage} -le 9 ] && [ ${stop_stage} -ge 9 ]; then

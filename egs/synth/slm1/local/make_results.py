@@ -86,15 +86,21 @@ def main() -> int:
             pairs, secs = "-", base.get("train_seconds")
         else:
             pairs = tr.get("pairs", "-")
-            secs = (tr.get("train_seconds", 0) + rnd.get("sample_seconds", 0)
-                    + rnd.get("judge_seconds", 0)) if rnd else tr.get("train_seconds")
+            secs = round(tr.get("train_seconds", 0) + rnd.get("sample_seconds", 0)
+                         + rnd.get("judge_seconds", 0), 1) if rnd else tr.get("train_seconds")
         name = {"base": "base unit LM", "ft": "likelihood FT (ablation)"}.get(
             m, f"DPO round {m[5:]} (margin {rnd.get('margin')})")
         vals = [f"{ev.get(k, float('nan')):.3f}" for k, _ in COLUMNS]
         lines.append(f"| {name} | " + " | ".join(vals) + f" | {pairs} | {secs} |")
         plot[name] = ev
-    lines += ["", "Items: " + ", ".join(f"{k} {plot.get('base unit LM', {}).get(k + '_items')}"
-                                        for k in ("lexical", "syntactic", "cloze")),
+    n_items = [plot.get("base unit LM", {}).get(k + "_items") for k in
+               ("lexical", "syntactic", "cloze")]
+    half = 1.96 * (0.25 / max(min(n for n in n_items if n) if any(n_items) else 1, 1)) ** 0.5
+    lines += ["", "Items: " + ", ".join(f"{k} {n}" for k, n in
+                                        zip(("lexical", "syntactic", "cloze"), n_items,
+                                            strict=True))
+              + f". At this size a 95% interval around chance is 0.5 +- {half:.2f}: "
+              "differences inside it are noise.",
               "", "Accuracies: sum of unit log-probs (sWUGGY/sBLIMP practice); '/unit': "
               "per-unit mean (removes the shorter item's advantage); cloze: PMI with the "
               "context. Chance is 0.5 everywhere.",
@@ -103,6 +109,11 @@ def main() -> int:
               "transcript after the prompt's transcript (4 samples per dev prompt).", ""]
     for r in sorted(exp.glob("dpo_r*/pairs.json")):
         lines.append(f"- {r.parent.name} pairs: `{json.dumps(_read(r))}`")
+    quick = "--quick true " if exp.name == "quick" else ""
+    lines += ["", "## Commands", "", "```", "cd egs/synth/slm1",
+              f"./run.sh {quick}          # stages 1-9; rerun to resume",
+              "```", "", "Each stage's commands are in run.sh (one `speechlm slm ...` or "
+              "`speechlm lm train` call per step); no GPU was used (none lent to this task)."]
     (exp / "RESULTS.md").write_text("\n".join(lines) + "\n")
     if plot:
         import matplotlib
