@@ -32,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
+from speechlm.asr.whisper_encoder import WhisperEncoder
 from speechlm.core.errors import InputError
 
 __all__ = ["KMeansUnits", "UnitError", "WhisperFrames", "dedup", "read_units", "text_to_units",
@@ -144,24 +145,21 @@ def unit_tokenizer(num_units: int, context_length: int = 256):
 
 
 # --------------------------------------------------------------------------- features
-class WhisperFrames:
-    """Last-layer Whisper encoder frames (T, D) of an utterance, via CTranslate2.
+class WhisperFrames(WhisperEncoder):
+    """Last-layer Whisper encoder frames (T, D) of an utterance, via CTranslate2
+    (``speechlm.asr.whisper_encoder``: the utterance's own log-mel frames, not padded to
+    30 s), with the fingerprint a k-means model records.
 
     Args:
         model: catalogue name or CTranslate2 Whisper directory.
         threads: CTranslate2 CPU threads.
     """
 
-    sample_rate = 16000
-
     def __init__(self, model: str = "whisper-tiny.en", *, threads: int = 1) -> None:
-        from faster_whisper import WhisperModel
-
         from speechlm.asr.whisper_asr import resolve_model_dir
 
+        super().__init__(model, threads=threads, compute_type="int8")
         self.path = resolve_model_dir(model)
-        self._fw = WhisperModel(str(self.path), device="cpu", compute_type="int8",
-                                cpu_threads=threads)
         h = hashlib.sha256()
         with open(self.path / "model.bin", "rb") as f:
             for block in iter(lambda: f.read(1 << 20), b""):
@@ -171,8 +169,6 @@ class WhisperFrames:
 
     def __call__(self, samples: np.ndarray, utt: str = "utt") -> np.ndarray:
         """(T_frames, D) float32 features; T_frames = mel frames // 2 (20 ms a frame)."""
-        import ctranslate2
-
         x = np.asarray(samples, dtype=np.float32)
         if x.ndim != 1 or len(x) < 400:
             raise InputError(f"utterance {utt!r}: need mono audio of at least 25 ms, "
@@ -180,11 +176,7 @@ class WhisperFrames:
         if len(x) > 30 * self.sample_rate:
             raise InputError(f"utterance {utt!r}: {len(x) / self.sample_rate:.1f} s is over "
                              f"Whisper's 30 s window; cut it first")
-        feats = self._fw.feature_extractor(x)[:, :-1]  # (n_mels, frames); last is padding
-        feats = feats[:, : feats.shape[1] // 2 * 2]
-        enc = self._fw.model.encode(ctranslate2.StorageView.from_array(
-            np.ascontiguousarray(feats[None])))
-        return np.asarray(enc)[0].astype(np.float32)  # (frames // 2, D)
+        return super().__call__(x, utt).astype(np.float32, copy=False)
 
 
 # --------------------------------------------------------------------------- k-means
