@@ -83,6 +83,21 @@ def main(exp: Path, command: str) -> None:
                          f"{'; '.join(note)} |")
         lines.append("")
     lines += targets(results)
+    missing = [k for k in LABELS if k not in results]
+    if missing:
+        lines += ["## Not in this run", "",
+                  "Rows without a result.json (not run, or not finished before the run was "
+                  "summarised): " + ", ".join(f"`{k}`" for k in missing) + ".", ""]
+    lines += ["## How to read this", "",
+              "- Subsets and roles: see README.md (speaker-disjoint halves; contiguous "
+              "blocks of 50 since the files have no ids). The quick sets hold ~600 "
+              "reference words per 30 utterances, so one word is ~0.17% WER and the dev "
+              "set (20 utterances) decides the weight from a handful of errors.",
+              "- The rank prior carries the first pass: a method changes the output only "
+              "where dev says its score helps; `llm_scale 0` means dev preferred the "
+              "1-best. The *score alone* column shows how each scorer ranks by itself.",
+              "- `sweep` in each result.json holds every setting's WER on every set "
+              "(icefall's results by setting) for reading, not for choosing.", ""]
     (exp / "RESULTS.md").write_text("\n".join(lines) + "\n")
     plot(exp, results, order, [sn for sn in sets if sn[0].endswith("_h2")] or sets)
 
