@@ -24,6 +24,7 @@ lanes="llm1 llm2 llm3 bi bi2 causal gerlora gerlora2"  # stage 3 lanes, see belo
 llm=smollm2-135m-instruct
 help_message="usage: $0 [--stage N] [--stop_stage N] [--quick true] [--lanes 'llm1 ... gerlora2']"
 
+cmdline="$0 $*"
 . ./path.sh; . ./cmd.sh; . utils/parse_options.sh
 . utils/log.sh
 
@@ -118,5 +119,5 @@ fi
 
 if [ ${stage} -le 4 ] && [ ${stop_stage} -ge 4 ]; then
   log "Stage 4: ${exp}/RESULTS.md and RESULTS.png"
-  python local/make_results.py ${exp} "$0 $*"
+  python local/make_results.py ${exp} "${cmdline}"
 fi

@@ -96,6 +96,12 @@ def main(exp: Path, command: str) -> None:
               "- The rank prior carries the first pass: a method changes the output only "
               "where dev says its score helps; `llm_scale 0` means dev preferred the "
               "1-best. The *score alone* column shows how each scorer ranks by itself.",
+              "- Latency: wall seconds per utterance of one process on one thread while "
+              "the machine's load varied between about 2 and 15 over the run (other "
+              "sessions' jobs); rows measured at different times differ by up to ~4x for "
+              "the same work (e.g. the 3-shot prompts). Compare within a family: "
+              "pooled scorers (one forward, no vocabulary softmax) vs probability-based "
+              "scoring of the same model, bidirectional vs causal.",
               "- `sweep` in each result.json holds every setting's WER on every set "
               "(icefall's results by setting) for reading, not for choosing.", ""]
     (exp / "RESULTS.md").write_text("\n".join(lines) + "\n")
