@@ -105,7 +105,9 @@ def main(exp: Path, command: str) -> None:
               "- `sweep` in each result.json holds every setting's WER on every set "
               "(icefall's results by setting) for reading, not for choosing.", ""]
     (exp / "RESULTS.md").write_text("\n".join(lines) + "\n")
-    plot(exp, results, order, [sn for sn in sets if sn[0].endswith("_h2")] or sets)
+    main_sets = [sn for sn in sets if sn[0].endswith("_h2")]
+    size = max((n for _, n in main_sets), default=0)
+    plot(exp, results, order, [sn for sn in main_sets if sn[1] == size] or sets)
 
 
 def targets(results: dict) -> list[str]:
@@ -151,15 +153,22 @@ def plot(exp: Path, results: dict, order: list[str], sets: list[str]) -> None:
     for ax, (s, n) in zip(axes[0], sets, strict=True):
         rows = [(k, results[k]["sets"][s]) for k in order
                 if results[k]["sets"].get(s, {}).get("utts") == n]
-        for k, v in rows:
+        for i, (k, v) in enumerate(rows):
             marker = "s" if k.startswith(("mwer", "lik")) else ("^" if "ger" in k else "o")
-            ax.scatter(max(v["latency_s"], 1e-3), v["wer"], marker=marker)
-            ax.annotate(k, (max(v["latency_s"], 1e-3), v["wer"]), fontsize=7)
+            x = max(v["latency_s"], 1e-3)
+            dot = ax.scatter(x, v["wer"], marker=marker)
+            alone = v.get("sweep", {}).get("1000")
+            if alone is not None:  # hollow: the scorer ranking alone
+                ax.scatter(x, alone, marker=marker, facecolors="none",
+                           edgecolors=dot.get_facecolor())
+                ax.annotate(k, (x, alone), fontsize=6, rotation=20)
+            else:
+                ax.annotate(k, (x, v["wer"] + 0.15 * (i % 4)), fontsize=6, rotation=20)
         ax.axhline(rows[0][1]["one_best"], color="gray", ls="--", label="1-best")
         ax.axhline(rows[0][1]["oracle"], color="green", ls=":", label="oracle")
         ax.set_xscale("log")
         ax.set_xlabel("latency per utterance, s (2 loaded CPU cores, 1 thread)")
-        ax.set_ylabel("WER %")
+        ax.set_ylabel("WER % (filled: tuned on dev; hollow: the score alone)")
         ax.set_title(f"{s} ({n} utterances)")
         ax.legend(loc="upper right", fontsize=8)
     fig.tight_layout()
