@@ -18,7 +18,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "make-graph": ("speechlm.bin.make_graph",
                    "CTC decoding graph (TLG) from a model dir and training text, for --lattice"),
     "rescore": ("speechlm.bin.rescore",
-                "LLM N-best rescoring of a decode dir, swept over weights (WER per setting)"),
+                "N-best second pass: LLM weight sweep, or --method lm/prompt/tap/GER/MWER; train"),
     "score": ("speechlm.bin.score",
               "WER table (ESPnet/sclite form) of a hyp text against a ref text"),
     "validate-data-dir": ("speechlm.bin.validate_data_dir",

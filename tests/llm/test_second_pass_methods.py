@@ -133,3 +133,11 @@ def test_task_activating_prompt_puts_the_models_answers_before_the_task(llm):
     chat = builder.rescore(["he is here"], tap=True)
     assert chat[: len(turns)] == turns and "he is here" in chat[-1]["content"]
     assert builder.rescore(["he is here"])[0]["role"] == "user"  # no activation without tap
+
+
+def test_tuned_guard_is_never_worse_than_the_one_best_on_dev():
+    items = ITEMS[:2]
+    # outputs that are hypotheses, but the wrong ones: any keeping threshold hurts
+    corr = {"a": M.Correction("the man said won", 0.0), "b": M.Correction("he was here", 0.0)}
+    t, table = M.tune_threshold(items, corr)
+    assert t == -1.0 and table[t] == wer(items, one_best(items)) < table[0.0]

@@ -46,7 +46,9 @@ __all__ = ["METHODS", "Correction", "DemoPool", "MethodConfig", "Scored", "choos
 METHODS = ("lm", "lm_norm", "prompt", "tap", "ger-select", "ger-free", "mwer")
 SCALES = (0.0, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 30.0, 100.0,
           1000.0)  # the large ones for MWER heads, whose cost scale is free
-THRESHOLDS = (0.0, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0, float("inf"))
+# -1 keeps no output (always the 1-best): dev is never worse than the 1-best, as with
+# llm_scale 0
+THRESHOLDS = (-1.0, 0.0, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0, float("inf"))
 
 
 @dataclass(frozen=True)
@@ -335,8 +337,8 @@ def guard(items: Sequence[NbestItem], corrections: Mapping[str, Correction],
 def tune_threshold(items: Sequence[NbestItem], corrections: Mapping[str, Correction],
                    grid: Sequence[float] = THRESHOLDS) -> tuple[float, dict[float, float]]:
     """The guard threshold of lowest WER on ``items`` (ties: the smallest, i.e. the most
-    cautious) and the WER of every threshold (0 keeps only outputs that are one of the
-    hypotheses; inf keeps every output that did not fail)."""
+    cautious) and the WER of every threshold (-1 keeps no output, 0 only outputs that are
+    one of the hypotheses, inf every output that did not fail)."""
     table = {t: wer(items, guard(items, corrections, t)[0]) for t in grid}
     best = min(table, key=lambda t: (round(table[t], 6), t))
     return best, table

@@ -128,6 +128,9 @@ def run_method(config: M.MethodConfig, dev: EvalSet, evals: Sequence[EvalSet], o
         res = dev_out if s is dev else run_on(s.items)
         if config.method == "ger-free":
             picks, counts = M.guard(s.items, res, param)
+            with open(out / f"corrections-{s.name}.jsonl", "w", encoding="utf-8") as f:
+                f.writelines(json.dumps({"utt": u, "text": c.text, "reason": c.reason}) + "\n"
+                             for u, c in res.items())
             extra_stats = {**counts, "beats_oracle": sum(
                 1 for it in s.items if it.ref is not None and it.hyps
                 and errors(it.ref, picks[it.utt]) < errors(it.ref, oracle([it])[it.utt]))}

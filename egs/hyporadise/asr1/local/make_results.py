@@ -40,8 +40,9 @@ def main(exp: Path, command: str) -> None:
     for f in sorted(exp.glob("*/result.json")):
         results[f.parent.name] = json.loads(f.read_text())
     order = [k for k in LABELS if k in results] + sorted(set(results) - set(LABELS))
-    sets = sorted({s for r in results.values() for s, v in r["sets"].items()},
-                  key=lambda s: (s != "test_ls_other_h2", s))
+    # a table per set and size (free GER runs on smaller subsets in --quick)
+    sets = sorted({(s, v["utts"]) for r in results.values() for s, v in r["sets"].items()},
+                  key=lambda sn: (sn[0] != "test_ls_other_h2", sn[0], -sn[1]))
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
                             text=True).stdout.strip()
     lines = [f"# HyPoradise LibriSpeech 5-best: second pass ({exp.name} run)", "",
@@ -49,8 +50,9 @@ def main(exp: Path, command: str) -> None:
              f"`python local/make_results.py {exp} ...`. Machine: 2 shared CPU cores loaded by "
              "other jobs, one torch thread per process, no GPU: every latency is wall time "
              "per utterance under that load.", ""]
-    for s in sets:
-        rows = [(k, results[k]["sets"][s]) for k in order if s in results[k]["sets"]]
+    for s, n in sets:
+        rows = [(k, results[k]["sets"][s]) for k in order
+                if results[k]["sets"].get(s, {}).get("utts") == n]
         if not rows:
             continue
         ref = rows[0][1]
@@ -81,14 +83,39 @@ def main(exp: Path, command: str) -> None:
                          f"{'; '.join(note)} |")
         lines.append("")
     lines += targets(results)
+    missing = [k for k in LABELS if k not in results]
+    if missing:
+        lines += ["## Not in this run", "",
+                  "Rows without a result.json (not run, or not finished before the run was "
+                  "summarised): " + ", ".join(f"`{k}`" for k in missing) + ".", ""]
+    lines += ["## How to read this", "",
+              "- Subsets and roles: see README.md (speaker-disjoint halves; contiguous "
+              "blocks of 50 since the files have no ids). The quick sets hold ~600 "
+              "reference words per 30 utterances, so one word is ~0.17% WER and the dev "
+              "set (20 utterances) decides the weight from a handful of errors.",
+              "- The rank prior carries the first pass: a method changes the output only "
+              "where dev says its score helps; `llm_scale 0` means dev preferred the "
+              "1-best. The *score alone* column shows how each scorer ranks by itself.",
+              "- Latency: wall seconds per utterance of one process on one thread while "
+              "the machine's load varied between about 2 and 15 over the run (other "
+              "sessions' jobs); rows measured at different times differ by up to ~4x for "
+              "the same work (e.g. the 3-shot prompts). Compare within a family: "
+              "pooled scorers (one forward, no vocabulary softmax) vs probability-based "
+              "scoring of the same model, bidirectional vs causal.",
+              "- `sweep` in each result.json holds every setting's WER on every set "
+              "(icefall's results by setting) for reading, not for choosing.", ""]
     (exp / "RESULTS.md").write_text("\n".join(lines) + "\n")
-    plot(exp, results, order, [s for s in sets if s.endswith("_h2")] or sets)
+    main_sets = [sn for sn in sets if sn[0].endswith("_h2")]
+    size = max((n for _, n in main_sets), default=0)
+    plot(exp, results, order, [sn for sn in main_sets if sn[1] == size] or sets)
 
 
 def targets(results: dict) -> list[str]:
     """The papers' targets against the measured test-other (report half) numbers."""
     s = "test_ls_other_h2"
     got = {k: r["sets"][s] for k, r in results.items() if s in r["sets"]}
+    # the main table's size: rows of other sizes (smaller free-GER subsets) are marked
+    size = max(v["utts"] for v in got.values())
     if not got:
         return []
     out = ["## Targets from the papers (test-other report half)", ""]
@@ -104,8 +131,9 @@ def targets(results: dict) -> list[str]:
             v = got[k]
             verdict = "met" if v["wer"] < v["oracle"] else \
                 f"missed by {v['wer'] - v['oracle']:.2f} WER points"
-            out.append(f"- LoRA GER below the N-best oracle: `{k}` {v['wer']:.2f} vs oracle "
-                       f"{v['oracle']:.2f}: {verdict}")
+            sub = "" if v["utts"] == size else f" ({v['utts']}-utterance subset)"
+            out.append(f"- LoRA GER below the N-best oracle: `{k}`{sub} {v['wer']:.2f} vs "
+                       f"oracle {v['oracle']:.2f}: {verdict}")
     bi = [v["rel_gain"] or 0 for k, v in mwer.items() if "minilm" in k or "mpnet" in k]
     ca = [v["rel_gain"] or 0 for k, v in mwer.items() if "smollm2" in k]
     if bi and ca:
@@ -122,18 +150,26 @@ def plot(exp: Path, results: dict, order: list[str], sets: list[str]) -> None:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, len(sets), figsize=(6.5 * len(sets), 5), squeeze=False)
-    for ax, s in zip(axes[0], sets, strict=True):
-        rows = [(k, results[k]["sets"][s]) for k in order if s in results[k]["sets"]]
-        for k, v in rows:
+    for ax, (s, n) in zip(axes[0], sets, strict=True):
+        rows = [(k, results[k]["sets"][s]) for k in order
+                if results[k]["sets"].get(s, {}).get("utts") == n]
+        for i, (k, v) in enumerate(rows):
             marker = "s" if k.startswith(("mwer", "lik")) else ("^" if "ger" in k else "o")
-            ax.scatter(max(v["latency_s"], 1e-3), v["wer"], marker=marker)
-            ax.annotate(k, (max(v["latency_s"], 1e-3), v["wer"]), fontsize=7)
+            x = max(v["latency_s"], 1e-3)
+            dot = ax.scatter(x, v["wer"], marker=marker)
+            alone = v.get("sweep", {}).get("1000")
+            if alone is not None:  # hollow: the scorer ranking alone
+                ax.scatter(x, alone, marker=marker, facecolors="none",
+                           edgecolors=dot.get_facecolor())
+                ax.annotate(k, (x, alone), fontsize=6, rotation=20)
+            else:
+                ax.annotate(k, (x, v["wer"] + 0.15 * (i % 4)), fontsize=6, rotation=20)
         ax.axhline(rows[0][1]["one_best"], color="gray", ls="--", label="1-best")
         ax.axhline(rows[0][1]["oracle"], color="green", ls=":", label="oracle")
         ax.set_xscale("log")
         ax.set_xlabel("latency per utterance, s (2 loaded CPU cores, 1 thread)")
-        ax.set_ylabel("WER %")
-        ax.set_title(s)
+        ax.set_ylabel("WER % (filled: tuned on dev; hollow: the score alone)")
+        ax.set_title(f"{s} ({n} utterances)")
         ax.legend(loc="upper right", fontsize=8)
     fig.tight_layout()
     fig.savefig(exp / "RESULTS.png", dpi=110)
