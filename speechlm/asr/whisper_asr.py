@@ -50,7 +50,8 @@ from speechlm.data.audio import resample
 from speechlm.lattice.lattice import Lattice
 from speechlm.lattice.nbest_lattice import concat_lattices, lattice_from_nbest
 
-__all__ = ["POSTERIOR_AM_SCALE", "WhisperASR", "resolve_model_dir", "split_points"]
+__all__ = ["POSTERIOR_AM_SCALE", "WhisperASR", "load_faster_whisper", "resolve_model_dir",
+           "split_points"]
 
 # Scale on hypothesis log-probabilities for posteriors and WCNs. NOT TUNED YET: a first
 # guess (Whisper's sequence log-probabilities are sharp; scaling them down spreads the mass
@@ -86,6 +87,25 @@ def resolve_model_dir(model: str | os.PathLike, files: Sequence[str] = _CTRANSLA
         if not p.is_file() or p.stat().st_size == 0:
             raise catalogue.ModelFileError(f"model {str(model)!r}: {p} is missing or empty")
     return path
+
+
+def load_faster_whisper(model: str | os.PathLike, *, device: str = "cpu",
+                        compute_type: str = "int8", threads: int = 1):
+    """A ``faster_whisper.WhisperModel`` from a catalogue name or a CTranslate2 directory.
+
+    Raises:
+        ModelFileError: CTranslate2 cannot load the weights (names the file), besides the
+            errors of :func:`resolve_model_dir`.
+    """
+    from faster_whisper import WhisperModel
+
+    path = resolve_model_dir(model)
+    try:
+        return WhisperModel(str(path), device=device, compute_type=compute_type,
+                            cpu_threads=threads)
+    except (RuntimeError, ValueError) as e:
+        raise catalogue.ModelFileError(f"model {str(model)!r}: cannot load {path}/model.bin"
+                                       f" with CTranslate2: {e}") from None
 
 
 def split_points(samples: np.ndarray, sample_rate: int, window_s: float = WINDOW_S,
@@ -165,15 +185,9 @@ class WhisperASR:
             raise ValueError(f"threads must be >= 1, got {threads}")
         if posterior_am_scale <= 0:
             raise ValueError(f"posterior_am_scale must be > 0, got {posterior_am_scale}")
-        from faster_whisper import WhisperModel
-
         path = resolve_model_dir(model)
-        try:
-            self._fw = WhisperModel(str(path), device=device, compute_type=compute_type,
-                                    cpu_threads=threads)
-        except (RuntimeError, ValueError) as e:
-            raise catalogue.ModelFileError(f"model {str(model)!r}: cannot load {path}/model.bin"
-                                           f" with CTranslate2: {e}") from None
+        self._fw = load_faster_whisper(model, device=device, compute_type=compute_type,
+                                       threads=threads)
         self.model = self._fw.model  # ctranslate2.models.Whisper
         if language not in (None, "en") and not self.model.is_multilingual:
             raise ValueError(f"model {str(model)!r} is English-only; language={language!r}")

@@ -17,8 +17,7 @@ import os
 
 import numpy as np
 
-from speechlm.asr.whisper_asr import WINDOW_S, resolve_model_dir
-from speechlm.core import catalogue
+from speechlm.asr.whisper_asr import WINDOW_S, load_faster_whisper
 
 __all__ = ["WhisperEncoder"]
 
@@ -36,15 +35,8 @@ class WhisperEncoder:
 
     def __init__(self, model: str | os.PathLike = "whisper-tiny.en", *, device: str = "cpu",
                  threads: int = 1, compute_type: str = "int8") -> None:
-        from faster_whisper import WhisperModel
-
-        path = resolve_model_dir(model)
-        try:
-            fw = WhisperModel(str(path), device=device, compute_type=compute_type,
-                              cpu_threads=threads)
-        except (RuntimeError, ValueError) as e:
-            raise catalogue.ModelFileError(f"model {str(model)!r}: cannot load {path}/model.bin"
-                                           f" with CTranslate2: {e}") from None
+        fw = load_faster_whisper(model, device=device, compute_type=compute_type,
+                                 threads=threads)
         self.name = str(model)
         self._fe = fw.feature_extractor
         self._model = fw.model

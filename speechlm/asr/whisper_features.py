@@ -89,13 +89,10 @@ class WhisperFeatureConfig:
 def _whisper(config: WhisperFeatureConfig):
     key = (config.model, config.compute_type)
     if key not in _MODELS:
-        from faster_whisper import WhisperModel
+        from speechlm.asr.whisper_asr import load_faster_whisper
 
-        from speechlm.asr.whisper_asr import resolve_model_dir
-
-        _MODELS[key] = WhisperModel(str(resolve_model_dir(config.model)), device="cpu",
-                                    compute_type=config.compute_type,
-                                    cpu_threads=config.threads)
+        _MODELS[key] = load_faster_whisper(config.model, compute_type=config.compute_type,
+                                           threads=config.threads)
     return _MODELS[key]
 
 

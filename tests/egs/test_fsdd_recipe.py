@@ -81,6 +81,31 @@ def test_all_stages_write_their_outputs(recipe):
     assert "|decode_test|" in r.stdout  # the table is printed at the end
 
 
+def test_whisper_second_pass(recipe):
+    """Stage 8: every set rescored; the weight tuned on dev never makes dev worse than the
+    first pass (w = 0, in the grid, ranks as the first pass did)."""
+    from speechlm.core.wer import read_kaldi_text, score_texts
+
+    work, _, _ = recipe
+    exp = work / "exp" / "asr_train_asr_tiny"
+    chosen = json.loads((exp / "whisper_pass" / "chosen.json").read_text())
+    assert chosen["tuned_on"] == "dev" and 0 <= chosen["whisper_weight"] <= 1
+    assert chosen["closed_set"] == sorted(WORDS)  # the training text's ten transcripts
+    results = (exp / "RESULTS.md").read_text()
+    assert "### Whisper second pass (stage 8)" in results
+    errors = {}
+    for name in ("dev", "test", "test_seen"):
+        assert f"|decode_whisper_{name}|" in results
+        ref = read_kaldi_text(str(work / "data" / name / "text"))
+        for kind in ("decode", "decode_whisper"):
+            hyp = read_kaldi_text(str(exp / f"{kind}_{name}" / "text"))
+            assert list(hyp) == list(ref)
+            errors[kind, name] = score_texts(ref, hyp).errors
+        scored = (exp / "whisper_pass" / name / "scores.jsonl").read_text().splitlines()
+        assert len(scored) == len(ref)
+    assert errors["decode_whisper", "dev"] <= errors["decode", "dev"]
+
+
 def test_lattice_stage(recipe):
     work, _, _ = recipe
     exp = work / "exp" / "asr_train_asr_tiny"

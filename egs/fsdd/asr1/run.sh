@@ -9,7 +9,8 @@
 # Stages: 1 data dirs, 2 synthetic extra speech (espeak-ng), 3 speed/volume perturbation,
 # 4 fbank + global CMVN, 5 training, 6 decoding (beam search), 7 lattice decoding (TLG
 # graph from the training text; lattices, confusion networks, CTM, oracle WERs),
-# 8 scoring and RESULTS.md.
+# 8 Whisper second pass (stage 6's N-best rescored by Whisper, teacher-forced; weight tuned
+# on dev), 9 scoring and RESULTS.md.
 # Every stage skips work that is already done, so re-running is cheap.
 set -euo pipefail
 
@@ -30,6 +31,8 @@ cmn=speaker                     # per-speaker mean normalisation of the features
 decode_config=conf/decode.yaml
 lattice_config=conf/decode_lattice.yaml
 lm_order=2                      # word n-gram of the decoding graph, from data/train/text
+whisper_pass=true               # stage 8: rescore the N-best with Whisper (local/whisper_pass.py)
+whisper_model=whisper-tiny.en   # catalogue name or CTranslate2 dir of the stage-8 scorer
 asr_tag=
 help_message="usage: $0 [--stage N] [--stop_stage N] [--nj N] [--fsdd DIR] [--test_sets 'a b'] ..."
 
@@ -130,8 +133,16 @@ if [ ${stage} -le 7 ] && [ ${stop_stage} -ge 7 ]; then
   done
 fi
 
-if [ ${stage} -le 8 ] && [ ${stop_stage} -ge 8 ]; then
-  stage_log 8 "scoring -> ${asr_exp}/RESULTS.md"
+if [ ${stage} -le 8 ] && [ ${stop_stage} -ge 8 ] && [ "${whisper_pass}" = true ]; then
+  stage_log 8 "Whisper second pass (${whisper_model}) over ${eval_names[*]}, weight tuned on ${valid_set}"
+  # Candidates: each utterance's N-best plus, for a closed vocabulary (FSDD's ten digits),
+  # every distinct training transcript; scores cached in ${asr_exp}/whisper_pass/<set>.
+  python local/whisper_pass.py --exp "${asr_exp}" --sets "${eval_names[@]}" --dirs "${eval_dirs[@]}" \
+    --model "${whisper_model}" --closed-set-from data/train/text --nj "${nj}"
+fi
+
+if [ ${stage} -le 9 ] && [ ${stop_stage} -ge 9 ]; then
+  stage_log 9 "scoring -> ${asr_exp}/RESULTS.md"
   python local/make_results.py --exp "${asr_exp}" --config "${asr_config}" \
     --sets "${eval_names[@]}" --dirs "${eval_dirs[@]}" --dev-speaker "${dev_speaker}" \
     --use-synth "${use_synth}" --speed-perturb "${speed_perturb_factors}" \

@@ -82,12 +82,15 @@ def main() -> int:
     from speechlm.asr.espnet_asr import count_parameters
 
     rows, kaldi_lines = [], []
-    for name, data_dir in zip(args.sets, args.dirs, strict=True):
-        decode_dir = args.exp / f"decode_{name}"
+    decodes = [(f"decode_{n}", d) for n, d in zip(args.sets, args.dirs, strict=True)]
+    decodes += [(f"decode_whisper_{n}", d) for n, d in zip(args.sets, args.dirs, strict=True)
+                if (args.exp / f"decode_whisper_{n}" / "text").is_file()]  # stage 8
+    for kind, data_dir in decodes:
+        decode_dir = args.exp / kind
         ref = read_kaldi_text(str(Path(data_dir) / "text"))
         hyp = read_kaldi_text(str(decode_dir / "text"))
         stats = score_texts(ref, hyp, ref_name=f"{data_dir}/text", hyp_name=f"{decode_dir}/text")
-        rows.append(stats.table_row(f"decode_{name}"))
+        rows.append(stats.table_row(kind))
         line = stats.kaldi_line(str(decode_dir / "wer"))
         (decode_dir / "wer").write_text(line + "\n")
         kaldi_lines.append(line)
@@ -136,9 +139,30 @@ WER (%) of the attention-rescored 1-best, of the MBR (consensus) 1-best of the w
 confusion network, and the oracles (best path in the lattice, in the N-best, through the WCN).
 
 """ + lattice_table
+    text += whisper_pass_text(args.exp)
     text += resolved_configs(args.exp, args.sets[0])
     (args.exp / "RESULTS.md").write_text(text)
     return 0
+
+
+def whisper_pass_text(exp: Path) -> str:
+    """What stage 8 chose (EXP/whisper_pass/chosen.json), or nothing when it did not run."""
+    path = exp / "whisper_pass" / "chosen.json"
+    if not path.is_file():
+        return ""
+    c = json.loads(path.read_text())
+    closed = (f"plus the {len(c['closed_set'])} distinct training transcripts"
+              if c["closed_set"] else "only (the training text is not a closed set)")
+    return f"""
+### Whisper second pass (stage 8)
+
+`decode_whisper_<set>`: stage 6's N-best {closed}, each candidate scored by
+`{c['model']}` teacher-forced (audio padded to {c['window_s']:g} s;
+`speechlm.asr.whisper_score`), interpolated with the first-pass score:
+`(1 - w) * first + w * whisper` with w = {c['whisper_weight']}, a candidate outside the N-best
+getting its lowest score minus {c['floor']:g}. Both were chosen on `{c['tuned_on']}` (grid:
+`{exp}/whisper_pass/tuning.tsv`), so that row is optimistic; the other sets are not tuned on.
+"""
 
 
 def resolved_configs(exp: Path, first_set: str) -> str:
