@@ -51,12 +51,16 @@ class WhisperScorer:
         window_s: Seconds the audio is padded to before encoding (at most 30).
         threads: CPU threads of CTranslate2.
         compute_type: CTranslate2 compute type.
+        prompt: Text Whisper reads as the previous segment before each candidate
+            (``<|startofprev|>``), e.g. the task's vocabulary: it conditions the decoder
+            the way Whisper's ``initial_prompt`` does.
     """
 
     sample_rate = 16000
 
     def __init__(self, model: str | os.PathLike = "whisper-tiny.en", *, window_s: float = 10.0,
-                 threads: int = 1, compute_type: str = "int8", device: str = "cpu") -> None:
+                 threads: int = 1, compute_type: str = "int8", device: str = "cpu",
+                 prompt: str | None = None) -> None:
         if not 0 < window_s <= WINDOW_S:
             raise ValueError(f"window_s must be in (0, {WINDOW_S:.0f}], got {window_s}")
         from faster_whisper.tokenizer import Tokenizer
@@ -70,6 +74,10 @@ class WhisperScorer:
         self._tok = Tokenizer(fw.hf_tokenizer, multilingual, task="transcribe",
                               language="en" if multilingual else None)
         self._start = [*self._tok.sot_sequence, self._tok.no_timestamps]
+        self.prompt = prompt.strip() if prompt else None
+        if self.prompt:  # Whisper keeps at most 223 prompt tokens (half its text context)
+            prev = self._tok.encode(" " + self.prompt)[-223:]
+            self._start = [self._tok.sot_prev, *prev, *self._start]
 
     def tokens(self, text: str) -> list[int]:
         """Token ids of ``text`` in its written form."""

@@ -1,16 +1,17 @@
 #!/usr/bin/env bash
-# egs/fsdd/asr1/run.sh: ESPnet2 conformer CTC/attention ASR on the Free Spoken Digit Dataset.
+# egs/fsdd/asr1/run.sh: ESPnet2 conformer CTC/attention ASR on the Free Spoken Digit Dataset,
+# on Whisper-tiny encoder frames, with a Whisper second pass.
 #
 #   ./run.sh                        # all stages
 #   ./run.sh --stage 6 --test_sets "test /path/to/another/data_dir"
-#   ./run.sh --fbank_config conf/whisper_feats.yaml --asr_config conf/tuning/train_asr_whisper.yaml
-#                                   # Whisper-tiny encoder frames instead of fbank (README.md)
+#   ./run.sh --fbank_config conf/fbank.yaml --asr_config conf/tuning/train_asr_fbank.yaml \
+#            --speed_perturb_factors "0.9 1.0 1.1"   # fbank instead of Whisper frames (README.md)
 #
 # Stages: 1 data dirs, 2 synthetic extra speech (espeak-ng), 3 speed/volume perturbation,
-# 4 fbank + global CMVN, 5 training, 6 decoding (beam search), 7 lattice decoding (TLG
-# graph from the training text; lattices, confusion networks, CTM, oracle WERs),
-# 8 Whisper second pass (stage 6's N-best rescored by Whisper, teacher-forced; weight tuned
-# on dev), 9 scoring and RESULTS.md.
+# 4 features (Whisper encoder frames or fbank) + CMN, 5 training, 6 decoding (beam search),
+# 7 lattice decoding (TLG graph from the training text; lattices, confusion networks, CTM,
+# oracle WERs), 8 Whisper second pass (stage 7's N-best and the closed vocabulary rescored
+# by Whisper, teacher-forced; weight tuned on dev), 9 scoring and RESULTS.md.
 # Every stage skips work that is already done, so re-running is cheap.
 set -euo pipefail
 
@@ -23,16 +24,17 @@ max_index=49                    # use takes 0..max_index only (small subsets for
 test_sets="test test_seen"      # names under data/, or paths of other Kaldi data dirs
 use_synth=true                  # add espeak-ng digits by many voices to the training data
 synth_voices=120
-speed_perturb_factors="0.9 1.0 1.1"
+speed_perturb_factors="1.0"      # the fbank model used "0.9 1.0 1.1"
 volume_range="0.125 2"          # random gain per recording (Kaldi's volume perturbation); "" for none
 asr_config=conf/train_asr.yaml
-fbank_config=conf/fbank.yaml   # features; conf/whisper_feats.yaml: Whisper-tiny encoder frames
+fbank_config=conf/whisper_feats.yaml  # features: Whisper-tiny encoder frames; conf/fbank.yaml: fbank
 cmn=speaker                     # per-speaker mean normalisation of the features ("none" to skip)
 decode_config=conf/decode.yaml
 lattice_config=conf/decode_lattice.yaml
 lm_order=2                      # word n-gram of the decoding graph, from data/train/text
 whisper_pass=true               # stage 8: rescore the N-best with Whisper (local/whisper_pass.py)
 whisper_model=whisper-tiny.en   # catalogue name or CTranslate2 dir of the stage-8 scorer
+whisper_window_s=30             # stage 8 pads the audio to this many seconds (Whisper's own 30)
 asr_tag=
 help_message="usage: $0 [--stage N] [--stop_stage N] [--nj N] [--fsdd DIR] [--test_sets 'a b'] ..."
 
@@ -135,10 +137,11 @@ fi
 
 if [ ${stage} -le 8 ] && [ ${stop_stage} -ge 8 ] && [ "${whisper_pass}" = true ]; then
   stage_log 8 "Whisper second pass (${whisper_model}) over ${eval_names[*]}, weight tuned on ${valid_set}"
-  # Candidates: each utterance's N-best plus, for a closed vocabulary (FSDD's ten digits),
+  # Candidates: each utterance's lattice N-best plus, for a closed vocabulary (FSDD's ten digits),
   # every distinct training transcript; scores cached in ${asr_exp}/whisper_pass/<set>.
   python local/whisper_pass.py --exp "${asr_exp}" --sets "${eval_names[@]}" --dirs "${eval_dirs[@]}" \
-    --model "${whisper_model}" --closed-set-from data/train/text --nj "${nj}"
+    --model "${whisper_model}" --window-s "${whisper_window_s}" --closed-set-from data/train/text \
+    --nj "${nj}"
 fi
 
 if [ ${stage} -le 9 ] && [ ${stop_stage} -ge 9 ]; then

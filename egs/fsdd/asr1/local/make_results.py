@@ -153,15 +153,18 @@ def whisper_pass_text(exp: Path) -> str:
     c = json.loads(path.read_text())
     closed = (f"plus the {len(c['closed_set'])} distinct training transcripts"
               if c["closed_set"] else "only (the training text is not a closed set)")
+    stage = "stage 7's lattice" if c["first_pass"] == "decode_lattice" else "stage 6's"
+    prompt = f"previous-text prompt \"{c['prompt']}\"" if c["prompt"] else "no prompt"
     return f"""
 ### Whisper second pass (stage 8)
 
-`decode_whisper_<set>`: stage 6's N-best {closed}, each candidate scored by
-`{c['model']}` teacher-forced (audio padded to {c['window_s']:g} s;
+`decode_whisper_<set>`: {stage} N-best {closed}, each candidate scored by
+`{c['model']}` teacher-forced (audio padded to {c['window_s']:g} s, {prompt};
 `speechlm.asr.whisper_score`), interpolated with the first-pass score:
-`(1 - w) * first + w * whisper` with w = {c['whisper_weight']}, a candidate outside the N-best
-getting its lowest score minus {c['floor']:g}. Both were chosen on `{c['tuned_on']}` (grid:
-`{exp}/whisper_pass/tuning.tsv`), so that row is optimistic; the other sets are not tuned on.
+`(1 - w) * first + w * whisper` with w = {c['whisper_weight']}; a candidate one system did
+not score gets its lowest score for the utterance minus {c['floor']:g}. Both were chosen on
+`{c['tuned_on']}` (grid: `{exp}/whisper_pass/tuning.tsv`), so that row is optimistic; the
+other sets are not tuned on.
 """
 
 

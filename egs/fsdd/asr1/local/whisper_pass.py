@@ -2,10 +2,13 @@
 """Whisper second pass: rescore the first pass's N-best with Whisper, weight tuned on dev.
 
 For every utterance of every set, the candidates are the first pass's N-best texts
-(``EXP/decode_<set>/nbest.jsonl``) plus, for a closed-vocabulary task, every distinct
-training transcript (``--closed-set-from``: used when it holds at most ``--max-closed-set``
-distinct texts, as FSDD's ten digit words do). Each candidate is scored by Whisper,
-teacher-forced (``speechlm.asr.whisper_score``), and the two scores are interpolated::
+(``EXP/decode_lattice_<set>/nbest.jsonl``, stage 7's vocabulary-constrained lattice N-best,
+or with ``--first-pass beam`` stage 6's ``EXP/decode_<set>/nbest.jsonl``) plus, for a
+closed-vocabulary task, every distinct training transcript (``--closed-set-from``: used
+when it holds at most ``--max-closed-set`` distinct texts, as FSDD's ten digit words
+do). Each candidate is scored by Whisper, teacher-forced (``speechlm.asr.whisper_score``;
+audio padded to ``--window-s``, the closed set given as Whisper's previous-text prompt),
+and the two scores are interpolated::
 
     score = (1 - w) * first_pass + w * whisper
 
@@ -14,9 +17,10 @@ utterance minus ``floor`` (so ``w = 0`` is the first pass). ``w`` and ``floor`` 
 on the dev set (lowest WER; ties go to the smaller ``w``, i.e. closer to the first pass) and
 applied unchanged to every set.
 
-Outputs: ``EXP/whisper_pass/<set>/scores.jsonl`` (every candidate's two scores; resumable:
-utterances already scored are kept), ``EXP/whisper_pass/tuning.tsv`` (dev WER per setting),
-``EXP/whisper_pass/chosen.json``, and ``EXP/decode_whisper_<set>/{text,nbest.jsonl}``.
+Outputs: ``EXP/whisper_pass/<set>/scores.jsonl`` (every candidate's Whisper score;
+resumable: utterances already scored with the same settings.json are kept),
+``EXP/whisper_pass/tuning.tsv`` (dev WER per setting), ``EXP/whisper_pass/chosen.json``,
+and ``EXP/decode_whisper_<set>/{text,nbest.jsonl}``.
 
     python local/whisper_pass.py --exp exp/asr_train_asr --sets dev test \
         --dirs data/dev data/test --closed-set-from data/train/text --nj 2
@@ -46,11 +50,18 @@ def closed_set(text_file: Path, limit: int) -> list[str]:
     return texts if len(texts) <= limit else []
 
 
-def _init(model: str, window_s: float) -> None:
+def vocabulary_prompt(texts: list[str]) -> str:
+    """The closed set as Whisper would write a list of it: "Zero, one, ..., nine." """
+    joined = ", ".join(texts)
+    return f"{joined[:1].upper()}{joined[1:]}." if joined else ""
+
+
+def _init(settings: dict) -> None:
     global _SCORER
     from speechlm.asr.whisper_score import WhisperScorer
 
-    _SCORER = WhisperScorer(model, window_s=window_s)
+    _SCORER = WhisperScorer(settings["model"], window_s=settings["window_s"],
+                            prompt=settings["prompt"] or None)
 
 
 def _score_chunk(job: tuple[str, list[tuple[str, list[str]]]]) -> list[dict]:
@@ -68,13 +79,20 @@ def _score_chunk(job: tuple[str, list[tuple[str, list[str]]]]) -> list[dict]:
 
 
 def score_set(name: str, data_dir: str, nbest: dict[str, list[Hypothesis]], extra: list[str],
-              out: Path, model: str, window_s: float, nj: int) -> dict[str, dict[str, float]]:
-    """utt -> {candidate: Whisper log-prob}, from ``out`` where already there."""
+              out: Path, settings: dict, nj: int) -> dict[str, dict[str, float]]:
+    """utt -> {candidate: Whisper log-prob}, from ``out`` where already scored with the same
+    ``settings`` (model, window, prompt; other settings start the file afresh)."""
     done: dict[str, dict[str, float]] = {}
-    if out.is_file():
+    settings_file = out.parent / "settings.json"
+    if out.is_file() and settings_file.is_file() and \
+            json.loads(settings_file.read_text()) == settings:
         for line in out.read_text(encoding="utf-8").splitlines():
             obj = json.loads(line)
             done[obj["utt"]] = obj["whisper"]
+    else:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text("")
+        settings_file.write_text(json.dumps(settings, indent=1) + "\n")
     todo = []
     for utt, hyps in nbest.items():
         cands = [t for t in dict.fromkeys([h.text for h in hyps] + extra) if t]
@@ -83,8 +101,7 @@ def score_set(name: str, data_dir: str, nbest: dict[str, list[Hypothesis]], extr
     if todo:
         t0 = time.time()
         chunks = [todo[i::nj] for i in range(nj)]
-        out.parent.mkdir(parents=True, exist_ok=True)
-        with ProcessPoolExecutor(nj, initializer=_init, initargs=(model, window_s)) as pool, \
+        with ProcessPoolExecutor(nj, initializer=_init, initargs=(settings,)) as pool, \
                 open(out, "a", encoding="utf-8") as f:
             for rows in pool.map(_score_chunk, [(data_dir, c) for c in chunks if c]):
                 for r in rows:
@@ -130,7 +147,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sets", nargs="+", required=True, help="set names; the first is dev")
     p.add_argument("--dirs", nargs="+", required=True, help="their data dirs")
     p.add_argument("--model", default="whisper-tiny.en")
-    p.add_argument("--window-s", type=float, default=10.0)
+    p.add_argument("--window-s", type=float, default=30.0,
+                   help="seconds the audio is padded to (Whisper's own 30; less is faster)")
+    p.add_argument("--first-pass", choices=("lattice", "beam"), default="lattice",
+                   help="N-best of stage 7 (decode_lattice_<set>) or stage 6 (decode_<set>)")
+    p.add_argument("--no-prompt", action="store_true",
+                   help="do not give Whisper the closed set as its previous-text prompt")
     p.add_argument("--closed-set-from", type=Path, default=None)
     p.add_argument("--max-closed-set", type=int, default=50)
     p.add_argument("--nj", type=int, default=2)
@@ -139,14 +161,18 @@ def main(argv: list[str] | None = None) -> int:
         p.error("--sets and --dirs differ in length")
     extra = closed_set(args.closed_set_from, args.max_closed_set) if args.closed_set_from else []
     out = args.exp / "whisper_pass"
+    settings = {"model": args.model, "window_s": args.window_s,
+                "prompt": "" if args.no_prompt else vocabulary_prompt(extra)}
+    first = "decode_lattice" if args.first_pass == "lattice" else "decode"
     loaded = {}
     for name, data_dir in zip(args.sets, args.dirs, strict=True):
-        nbest_file = args.exp / f"decode_{name}" / "nbest.jsonl"
+        nbest_file = args.exp / f"{first}_{name}" / "nbest.jsonl"
         if not nbest_file.is_file():
-            p.error(f"{nbest_file} is missing: decode {name} first (stage 6)")
+            p.error(f"{nbest_file} is missing: decode {name} first (stage "
+                    f"{7 if first == 'decode_lattice' else 6})")
         nbest = read_nbest_jsonl(nbest_file)
         whisper = score_set(name, data_dir, nbest, extra, out / name / "scores.jsonl",
-                            args.model, args.window_s, args.nj)
+                            settings, args.nj)
         loaded[name] = (nbest, whisper, read_kaldi_text(str(Path(data_dir) / "text")))
 
     dev_nbest, dev_whisper, dev_ref = loaded[args.sets[0]]
@@ -156,8 +182,8 @@ def main(argv: list[str] | None = None) -> int:
         f.write("whisper_weight\tfloor\tdev_errors\n")
         f.writelines(f"{w}\t{fl}\t{e}\n" for w, fl, e in grid)
     w, floor, _ = min(grid, key=lambda g: (g[2], g[0], g[1]))
-    chosen = {"whisper_weight": w, "floor": floor, "model": args.model,
-              "window_s": args.window_s, "closed_set": extra, "tuned_on": args.sets[0]}
+    chosen = {"whisper_weight": w, "floor": floor, **settings, "closed_set": extra,
+              "first_pass": first, "tuned_on": args.sets[0]}
     (out / "chosen.json").write_text(json.dumps(chosen, indent=1) + "\n")
     for name, (nbest, whisper, ref) in loaded.items():
         dst = args.exp / f"decode_whisper_{name}"
