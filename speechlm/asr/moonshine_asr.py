@@ -22,7 +22,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from speechlm.asr.whisper_asr import resolve_model_dir
+from speechlm.asr.whisper_asr import checked_samples, resolve_model_dir
 from speechlm.core.hypothesis import Hypothesis
 from speechlm.core.normalize import normalize_text
 from speechlm.data.audio import resample
@@ -75,12 +75,7 @@ class MoonshineASR:
     def __call__(self, samples: np.ndarray, utt: str = "utt", *,
                  sample_rate: int | None = None) -> tuple[list[Hypothesis], Lattice | None]:
         """Decode one utterance: ``([the 1-best], its one-path lattice)``."""
-        x = np.asarray(samples, dtype=np.float32)
-        if x.ndim != 1 or len(x) == 0:
-            raise ValueError(f"utterance {utt!r}: expected non-empty mono samples, got shape "
-                             f"{x.shape}")
-        if not np.isfinite(x).all():
-            raise ValueError(f"utterance {utt!r}: samples are not all finite")
+        x = checked_samples(samples, utt)
         if sample_rate is not None and sample_rate != self.sample_rate:
             x = resample(x, sample_rate, self.sample_rate)
         transcript = self._transcriber.transcribe_without_streaming(x.tolist(),

@@ -50,8 +50,8 @@ from speechlm.data.audio import resample
 from speechlm.lattice.lattice import Lattice
 from speechlm.lattice.nbest_lattice import concat_lattices, lattice_from_nbest
 
-__all__ = ["POSTERIOR_AM_SCALE", "WhisperASR", "load_faster_whisper", "resolve_model_dir",
-           "split_points"]
+__all__ = ["POSTERIOR_AM_SCALE", "WhisperASR", "checked_samples", "load_faster_whisper",
+           "resolve_model_dir", "split_points"]
 
 # Scale on hypothesis log-probabilities for posteriors and WCNs. NOT TUNED YET: a first
 # guess (Whisper's sequence log-probabilities are sharp; scaling them down spreads the mass
@@ -87,6 +87,25 @@ def resolve_model_dir(model: str | os.PathLike, files: Sequence[str] = _CTRANSLA
         if not p.is_file() or p.stat().st_size == 0:
             raise catalogue.ModelFileError(f"model {str(model)!r}: {p} is missing or empty")
     return path
+
+
+def checked_samples(samples, utt: str, *, max_s: float | None = None, sample_rate: int = 16000,
+                    limit: str = "") -> np.ndarray:
+    """``samples`` as float32 mono, or a ValueError naming the utterance.
+
+    Args:
+        max_s: Longest accepted length in seconds (None: any); ``limit`` names that limit
+            in the message.
+    """
+    x = np.asarray(samples, dtype=np.float32)
+    if x.ndim != 1 or len(x) == 0:
+        raise ValueError(f"utterance {utt!r}: expected non-empty mono samples, got shape "
+                         f"{x.shape}")
+    if not np.isfinite(x).all():
+        raise ValueError(f"utterance {utt!r}: samples are not all finite")
+    if max_s is not None and len(x) > max_s * sample_rate:
+        raise ValueError(f"utterance {utt!r}: {len(x) / sample_rate:.1f} s is over {limit}")
+    return x
 
 
 def load_faster_whisper(model: str | os.PathLike, *, device: str = "cpu",
@@ -220,11 +239,7 @@ class WhisperASR:
         fe = self._fw.feature_extractor
         segs = []
         for i, (x, utt) in enumerate(zip(batch, utts, strict=True)):
-            if x.ndim != 1 or len(x) == 0:
-                raise ValueError(f"utterance {utt!r}: expected non-empty mono samples, got "
-                                 f"shape {x.shape}")
-            if not np.isfinite(x).all():
-                raise ValueError(f"utterance {utt!r}: samples are not all finite")
+            x = checked_samples(x, utt)
             for start, end in split_points(x, self.sample_rate):
                 feats = fe(x[start:end])  # (n_mels, frames), padded by 160 samples
                 segs.append(_Segment(i, start, end, pad_or_trim(feats),

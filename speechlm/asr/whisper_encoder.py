@@ -17,7 +17,7 @@ import os
 
 import numpy as np
 
-from speechlm.asr.whisper_asr import WINDOW_S, load_faster_whisper
+from speechlm.asr.whisper_asr import WINDOW_S, checked_samples, load_faster_whisper
 
 __all__ = ["WhisperEncoder"]
 
@@ -50,15 +50,8 @@ class WhisperEncoder:
 
     def __call__(self, samples: np.ndarray, utt: str = "utt") -> np.ndarray:
         """Float32 states ``(ceil(frames / 2), D)``, 20 ms apart."""
-        samples = np.asarray(samples, dtype=np.float32)
-        if samples.ndim != 1 or len(samples) == 0:
-            raise ValueError(f"utterance {utt!r}: expected non-empty mono samples, got shape "
-                             f"{samples.shape}")
-        if not np.isfinite(samples).all():
-            raise ValueError(f"utterance {utt!r}: samples are not all finite")
-        if len(samples) > WINDOW_S * self.sample_rate:
-            raise ValueError(f"utterance {utt!r}: {len(samples) / self.sample_rate:.1f} s is "
-                             f"over Whisper's {WINDOW_S:.0f} s window")
+        samples = checked_samples(samples, utt, max_s=WINDOW_S, sample_rate=self.sample_rate,
+                                  limit=f"Whisper's {WINDOW_S:.0f} s window")
         feats = self._fe(samples)[:, :-1]  # (n_mels, frames); the last frame is padding
         if feats.shape[-1] % 2:
             feats = feats[:, :-1]

@@ -30,7 +30,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from speechlm.asr.whisper_asr import WINDOW_S, load_faster_whisper
+from speechlm.asr.whisper_asr import WINDOW_S, checked_samples, load_faster_whisper
 
 __all__ = ["WhisperScorer", "written_form"]
 
@@ -92,15 +92,8 @@ class WhisperScorer:
         import ctranslate2
         from faster_whisper.audio import pad_or_trim
 
-        samples = np.asarray(samples, dtype=np.float32)
-        if samples.ndim != 1 or len(samples) == 0:
-            raise ValueError(f"utterance {utt!r}: expected non-empty mono samples, got shape "
-                             f"{samples.shape}")
-        if not np.isfinite(samples).all():
-            raise ValueError(f"utterance {utt!r}: samples are not all finite")
-        if len(samples) > self.window_s * self.sample_rate:
-            raise ValueError(f"utterance {utt!r}: {len(samples) / self.sample_rate:.1f} s is "
-                             f"over the scoring window of {self.window_s:.0f} s (window_s)")
+        samples = checked_samples(samples, utt, max_s=self.window_s, sample_rate=self.sample_rate,
+                                  limit=f"the scoring window of {self.window_s:.0f} s (window_s)")
         forced = [self.tokens(t) for t in texts]
         nonempty = [i for i, t in enumerate(forced) if t]
         out = [-math.inf] * len(texts)
