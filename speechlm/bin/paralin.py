@@ -95,7 +95,7 @@ def _windows(args: argparse.Namespace):
     return windows[:args.max_windows] if args.max_windows else windows
 
 
-def _speech_vectors(args: argparse.Namespace, windows, kind: str):
+def _speech_vectors(args: argparse.Namespace, windows, kind: str, stats: dict | None = None):
     """``utt -> vector`` of every turn the windows' prompts show (cached embeddings)."""
     from speechlm.paralin.serialize import FormatConfig, speech_turns
     from speechlm.paralin.speech import utterance_embeddings, wav_entries
@@ -104,7 +104,7 @@ def _speech_vectors(args: argparse.Namespace, windows, kind: str):
         raise ValueError(f"speech embeddings ({kind}) need --wav-scp")
     fmt = FormatConfig(with_speech=True)
     entries = wav_entries([t for w in windows for t in speech_turns(w, fmt)], args.wav_scp)
-    return utterance_embeddings(entries, kind, args.emb_cache)
+    return utterance_embeddings(entries, kind, args.emb_cache, stats=stats)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -126,9 +126,10 @@ def run(args: argparse.Namespace) -> int:
         import time
 
         started = time.monotonic()
-        vectors = _speech_vectors(args, _windows(args), args.kind)
+        stats: dict = {}
+        vectors = _speech_vectors(args, _windows(args), args.kind, stats)
         print(json.dumps({"kind": args.kind, "utterances": len(vectors),
-                          "dim": len(next(iter(vectors.values()))),
+                          "dim": len(next(iter(vectors.values()))), **stats,
                           "seconds": round(time.monotonic() - started, 1)}))
         return 0
 

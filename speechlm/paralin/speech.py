@@ -125,8 +125,9 @@ def load_speech_encoder(kind: str, cache_dir: str | os.PathLike | None = None) -
 
 def utterance_embeddings(entries: dict[str, str], kind: str,
                          cache_dir: str | os.PathLike | None = None,
-                         batch: int = 64) -> dict[str, np.ndarray]:
-    """``utt -> (dim,) float32`` for every entry of :func:`wav_entries` (cached)."""
+                         batch: int = 64, stats: dict | None = None) -> dict[str, np.ndarray]:
+    """``utt -> (dim,) float32`` for every entry of :func:`wav_entries` (cached); ``stats``,
+    when given, gets the cache's ``hits`` and ``misses`` (computed now)."""
     enc = load_speech_encoder(kind, cache_dir)
     utts = sorted(entries)
     out: dict[str, np.ndarray] = {}
@@ -137,4 +138,6 @@ def utterance_embeddings(entries: dict[str, str], kind: str,
         except (EncoderError, ValueError) as e:  # name the utterance, not "item i"
             raise SpeechInputError(f"{kind} embeddings of {chunk[0]}..{chunk[-1]}: {e}") from e
         out.update(zip(chunk, vecs, strict=True))
+    if stats is not None:
+        stats.update(hits=enc.hits, misses=enc.misses)
     return out

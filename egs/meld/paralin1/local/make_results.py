@@ -46,7 +46,8 @@ def speech_lines(data: Path | None) -> list[str]:
         emb = []
         for f in sorted(d.glob("embed_*.json")):
             e = json.loads(f.read_text())
-            emb.append(f"{e['kind']} {e['dim']}-dim ({e['seconds']} s incl. loading, cached)")
+            done = f", {e['misses']} computed, {e['hits']} from the cache" if "hits" in e else ""
+            emb.append(f"{e['kind']} {e['dim']}-dim ({e['seconds']} s with model loading{done})")
         out.append(f"- speech `{d.name}`: {n} turns, {what}; embeddings: {', '.join(emb)}")
     if any("synthetic" in line for line in out):
         out.append("- **Synthetic speech carries no emotion**: every line is read in the same "
