@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from speechlm.data.audio import write_wav
+from speechlm.data.audio import audio_info, write_wav
 from speechlm.data.kaldi_dir import KaldiDataDir, write_data_dir
 from speechlm.data.tts import (
     EspeakVoice,
@@ -110,9 +110,8 @@ def synthesize_turns(turns: Sequence[Turn], out: str | Path, *, pool: Sequence[V
         voice = voices[(t.dialogue, t.speaker)]
         wav = (out / "wav" / f"{t.utt}.wav").resolve()
         if wav.is_file():  # written by an interrupted run with the same settings
-            import soundfile as sf
-
-            dur = sf.info(str(wav)).duration
+            sr, n, _ = audio_info(str(wav), t.utt)
+            dur = n / sr
         else:
             samples, sr = synth.synthesize(t.text, voice)
             write_wav(wav, samples, sr)

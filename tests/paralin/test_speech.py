@@ -144,6 +144,12 @@ def test_voices_differ_within_a_dialogue_and_synthesis_resumes(tmp_path):
     voices = dict(line.split() for line in (tmp_path / "d/utt2voice").read_text().splitlines())
     assert voices["dia5_utt000"] == voices["dia5_utt002"] != voices["dia5_utt001"]
     stamp = (tmp_path / "d/wav/dia5_utt000.wav").stat().st_mtime_ns
+    durations = (tmp_path / "d/utt2dur").read_text()
     synthesize_turns(turns, tmp_path / "d", pool=pool)  # same settings: nothing redone
+    (tmp_path / "d/.done").unlink()  # as if interrupted: the WAVs written are kept
+    synthesize_turns(turns, tmp_path / "d", pool=pool)
     assert (tmp_path / "d/wav/dia5_utt000.wav").stat().st_mtime_ns == stamp
-    assert wav_entries(turns, scp)["dia6_utt001"].endswith("dia6_utt001.wav")
+    assert (tmp_path / "d/utt2dur").read_text() == durations
+    synthesize_turns(turns[:2], tmp_path / "d", pool=pool)  # other turns: starts over
+    assert not (tmp_path / "d/wav/dia6_utt001.wav").exists()
+    assert wav_entries(turns[:2], scp)["dia5_utt001"].endswith("dia5_utt001.wav")
