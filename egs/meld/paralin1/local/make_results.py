@@ -52,10 +52,28 @@ def speech_lines(data: Path | None) -> list[str]:
     if any("synthetic" in line for line in out):
         out.append("- **Synthetic speech carries no emotion**: every line is read in the same "
                    "neutral way, so its embeddings can add only who speaks and what is said "
-                   "(already in the text); no gain from them is expected here, and any "
-                   "difference below is within the noise of 40-300 windows. Real recordings: "
-                   "`--wav_scp`.")
+                   "(already in the text); no gain from them is expected here. One seed "
+                   "each: a difference below can come from the changed training run itself "
+                   "(see the paired test). Real recordings: `--wav_scp`.")
     return out
+
+
+def paired(exp: Path, s: str, name: str, ref: str = "full") -> str | None:
+    """Exact McNemar test of ``name`` against ``ref`` on the same windows, both labels."""
+    from scipy.stats import binomtest
+
+    files = [exp / n / s / "predictions.jsonl" for n in (ref, name)]
+    if not all(f.is_file() for f in files):
+        return None
+    a, b = ([json.loads(line) for line in f.read_text().splitlines()] for f in files)
+    out = []
+    for key in ("cur", "resp"):
+        ok = [(x[key] == x[f"{key}_ref"], y[key] == y[f"{key}_ref"])
+              for x, y in zip(a, b, strict=True)]
+        won, lost = sum(y and not x for x, y in ok), sum(x and not y for x, y in ok)
+        p = binomtest(won, won + lost).pvalue if won + lost else 1.0
+        out.append(f"{key} +{won}/-{lost} windows (p={p:.3f})")
+    return f"- `{name}` vs `{ref}`: " + ", ".join(out)
 
 
 def main() -> int:
@@ -87,6 +105,10 @@ def main() -> int:
             rows[(s, name)] = sc
             lines.append(f"| {what} | {sc['windows']} | " + " | ".join(
                 str(sc.get(k, "-")) for k in KEYS) + f" | {meta['train_seconds']} |")
+        tests = [t for n in MODELS if n.startswith("speech_") and (t := paired(args.exp, s, n))]
+        if tests:
+            lines += ["", "Paired exact McNemar tests (windows right only with / only without "
+                      "speech; uncorrected for the several comparisons):", "", *tests]
         pred = next((args.exp / n / s / "predictions.jsonl" for n in MODELS
                      if (args.exp / n / s / "predictions.jsonl").is_file()), Path("-"))
         if pred.is_file():
