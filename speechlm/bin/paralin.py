@@ -12,9 +12,15 @@ and OUT/scores.json (accuracy and weighted F1 of both labels, response BLEU and
 perplexity). Windows are taken in file order; ``--max-windows`` keeps the first N (a
 seeded sample would mix dialogues into context the model never sees whole).
 
-Speech embeddings are not used yet (MELD's audio is not available here and the speech
-prefix comes with the speech-prefix LLM work); this is the text-context model and its
-ablations.
+Speech (issue 17): ``synth`` speaks every turn the windows show (Piper and espeak-ng, one
+voice per speaker within a dialogue) into a Kaldi data dir; ``embed`` computes and caches
+(on disk, by content) one embedding per utterance of a wav.scp, ``whisper`` (pooled Whisper
+encoder states) or ``resemblyzer`` (speaker embedding); ``train --speech KIND --wav-scp
+FILE`` puts each turn's embedding after its text through the shared projector, and
+``eval --wav-scp FILE`` reads the kind from the model.
+
+    speechlm paralin synth --csv dev_sent_emo.csv --out data/dev --max-windows 40
+    speechlm paralin embed --csv dev_sent_emo.csv --wav-scp data/dev/wav.scp --kind whisper
 """
 from __future__ import annotations
 
@@ -47,6 +53,29 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     e.add_argument("--out", required=True)
     e.add_argument("--max-new-tokens", type=int, default=40)
     c.add_argument("--context", type=int, default=3, help="previous turns shown")
+    y = sub.add_parser("synth", help="speak the windows' turns into a Kaldi data dir")
+    y.add_argument("--csv", required=True)
+    y.add_argument("--out", required=True, help="data dir to write (wav/, wav.scp, ...)")
+    y.add_argument("--piper-renditions", type=int, default=3,
+                   help="Piper joe renditions in the voice pool")
+    y.add_argument("--espeak-voices", type=int, default=9,
+                   help="sampled espeak-ng voices in the voice pool")
+    y.add_argument("--seed", type=int, default=0)
+    y.add_argument("--threads", type=int, default=1)
+    m = sub.add_parser("embed", help="compute (and cache) the turns' speech embeddings")
+    m.add_argument("--csv", required=True)
+    m.add_argument("--kind", required=True, help="whisper or resemblyzer")
+    for p in (y, m):
+        p.add_argument("--context", type=int, default=3, help="previous turns shown")
+        p.add_argument("--max-windows", type=int, default=None,
+                       help="the turns of the first N windows only")
+    for p in (t, e, m):
+        p.add_argument("--wav-scp", default=None,
+                       help="wav.scp with one entry per turn (ids dia<D>_utt<III>)")
+        p.add_argument("--emb-cache", default=None,
+                       help="embedding cache dir (default: the catalogue's cache)")
+    t.add_argument("--speech", default="none",
+                   help="speech embeddings after each turn: none, whisper or resemblyzer")
     for p in (t, e):
         p.add_argument("--context", type=int, default=3, help="previous turns shown")
         p.add_argument("--max-windows", type=int, default=None,
@@ -66,8 +95,43 @@ def _windows(args: argparse.Namespace):
     return windows[:args.max_windows] if args.max_windows else windows
 
 
+def _speech_vectors(args: argparse.Namespace, windows, kind: str, stats: dict | None = None):
+    """``utt -> vector`` of every turn the windows' prompts show (cached embeddings)."""
+    from speechlm.paralin.serialize import FormatConfig, speech_turns
+    from speechlm.paralin.speech import utterance_embeddings, wav_entries
+
+    if not args.wav_scp:
+        raise ValueError(f"speech embeddings ({kind}) need --wav-scp")
+    fmt = FormatConfig(with_speech=True)
+    entries = wav_entries([t for w in windows for t in speech_turns(w, fmt)], args.wav_scp)
+    return utterance_embeddings(entries, kind, args.emb_cache, stats=stats)
+
+
 def run(args: argparse.Namespace) -> int:
     from speechlm.core.errors import InputError
+
+    if args.action == "synth":
+        from speechlm.paralin.serialize import FormatConfig, speech_turns
+        from speechlm.paralin.synth import synthesize_turns, voice_pool
+
+        fmt = FormatConfig(with_speech=True)
+        turns = [t for w in _windows(args) for t in speech_turns(w, fmt)]
+        pool = voice_pool(args.piper_renditions, args.espeak_voices, args.seed)
+        scp = synthesize_turns(turns, args.out, pool=pool, seed=args.seed,
+                               threads=args.threads)
+        print(json.dumps({"wav_scp": str(scp), "turns": len({t.utt for t in turns}),
+                          "voices": len(pool)}))
+        return 0
+    if args.action == "embed":
+        import time
+
+        started = time.monotonic()
+        stats: dict = {}
+        vectors = _speech_vectors(args, _windows(args), args.kind, stats)
+        print(json.dumps({"kind": args.kind, "utterances": len(vectors),
+                          "dim": len(next(iter(vectors.values()))), **stats,
+                          "seconds": round(time.monotonic() - started, 1)}))
+        return 0
 
     if args.action == "check":
         from collections import Counter
@@ -83,27 +147,39 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if args.action == "train":
         from speechlm.llm.lora import LoRAConfig
-        from speechlm.paralin.model import META, train
+        from speechlm.paralin.model import META, Speech, train
         from speechlm.paralin.serialize import FormatConfig
+        from speechlm.paralin.speech import SPEECH_KINDS
 
         out = Path(args.out)
         if (out / META).exists() and not args.overwrite:
             raise InputError(f"{out} holds a trained model; choose another --out or pass "
                              "--overwrite")
+        if args.speech not in ("none", *SPEECH_KINDS):
+            raise InputError(f"--speech {args.speech!r}: one of none, "
+                             f"{', '.join(SPEECH_KINDS)}")
         fmt = FormatConfig(with_context=not args.no_context,
-                           with_context_sentiment=not args.no_context_sentiment)
+                           with_context_sentiment=not args.no_context_sentiment,
+                           with_speech=args.speech != "none")
+        windows = _windows(args)
+        speech = None if args.speech == "none" else \
+            Speech(args.speech, _speech_vectors(args, windows, args.speech))
         lora = LoRAConfig(rank=args.rank, alpha=2 * args.rank, epochs=args.epochs, lr=args.lr,
                           batch_size=args.batch_size, threads=args.threads, wcn_noise=0.0,
                           nbest_noise=0.0)
-        report = train(_windows(args), out, base=args.base, fmt=fmt, lora=lora,
-                       max_tokens=args.max_tokens, progress=not args.no_progress)
+        report = train(windows, out, base=args.base, fmt=fmt, lora=lora,
+                       max_tokens=args.max_tokens, speech=speech,
+                       progress=not args.no_progress)
         print(json.dumps(report))
         return 0
-    from speechlm.paralin.model import evaluate, load, predict
+    from speechlm.paralin.model import evaluate, load, load_speech, predict, speech_kind
 
     windows = _windows(args)
+    kind = speech_kind(args.model)
+    speech = None if kind is None else \
+        load_speech(args.model, _speech_vectors(args, windows, kind))
     llm, fmt, max_tokens = load(args.model)
-    preds, extra = predict(llm, windows, fmt, max_tokens=max_tokens,
+    preds, extra = predict(llm, windows, fmt, max_tokens=max_tokens, speech=speech,
                            max_new_tokens=args.max_new_tokens, progress=not args.no_progress)
     scores = evaluate(windows, preds, fmt, extra)
     out = Path(args.out)

@@ -149,7 +149,10 @@ def _batch(items: Sequence[tuple[list[int], list[int]]], pad_id: int):
 
 
 def _loss(model: Any, ids: torch.Tensor, mask: torch.Tensor, target: torch.Tensor):
-    logits = model(input_ids=ids, attention_mask=mask).logits[:, :-1]  # (B, T-1, V)
+    """Cross-entropy on ``target`` (-100: no loss); ``ids`` are token ids ``(B, T)`` or
+    input embeddings ``(B, T, D)``."""
+    inputs = {"input_ids": ids} if ids.dim() == 2 else {"inputs_embeds": ids}
+    logits = model(**inputs, attention_mask=mask).logits[:, :-1]  # (B, T-1, V)
     return torch.nn.functional.cross_entropy(
         logits.float().reshape(-1, logits.size(-1)), target[:, 1:].reshape(-1),
         ignore_index=-100)
@@ -202,13 +205,18 @@ def train_lora(lm_dir: str | Path, examples: Sequence[Example], labels: Sequence
     return {**stats, "train_seconds": round(seconds, 1)}
 
 
-def fit_lora(base: Any, items: Sequence[tuple[list[int], list[int]]], config: LoRAConfig,
-             pad_id: int, *, progress: bool = True, desc: str = "lora") -> tuple[Any, dict]:
+def fit_lora(base: Any, items: Sequence[Any], config: LoRAConfig,
+             pad_id: int, *, progress: bool = True, desc: str = "lora",
+             batch_fn: Any = None, extra: torch.nn.Module | None = None) -> tuple[Any, dict]:
     """Train a LoRA adapter on ``base`` (a transformers causal LM) over ``(prompt ids,
     target ids)`` pairs, the loss on the target tokens only (linear warmup over 5% of the
     steps, cosine decay to 10%, gradient clipping at 1). The adapter's initialisation
     draws from torch's RNG: seed it before loading ``base``. Returns the peft model (in
-    training mode) and ``{"examples", "steps", "final_loss", "trainable_params"}``."""
+    training mode) and ``{"examples", "steps", "final_loss", "trainable_params"}``.
+
+    ``batch_fn(model, items) -> (inputs_embeds (B, T, D), mask, target)`` replaces the
+    token-id batching for items that carry more than ids (e.g. ParalinGPT's speech slots),
+    and ``extra`` (e.g. a speech projector) is trained along with the adapter."""
     from peft import LoraConfig, get_peft_model
 
     if not items:
@@ -217,6 +225,9 @@ def fit_lora(base: Any, items: Sequence[tuple[list[int], list[int]]], config: Lo
                       target_modules=list(config.target_modules), task_type="CAUSAL_LM")
     model = get_peft_model(base, lora)
     trainable = [p for p in model.parameters() if p.requires_grad]
+    if extra is not None:
+        extra.train()
+        trainable += [p for p in extra.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=config.lr, weight_decay=0.0)
     steps_per_epoch = math.ceil(len(items) / config.batch_size)
     total = steps_per_epoch * config.epochs
@@ -233,8 +244,9 @@ def fit_lora(base: Any, items: Sequence[tuple[list[int], list[int]]], config: Lo
             lr *= 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * step / total))
             for g in optimizer.param_groups:
                 g["lr"] = lr
-            loss = _loss(model, *_batch([items[i] for i in order[b:b + config.batch_size]],
-                                        pad_id))
+            chosen = [items[i] for i in order[b:b + config.batch_size]]
+            loss = _loss(model, *(batch_fn(model, chosen) if batch_fn is not None
+                                  else _batch(chosen, pad_id)))
             loss.backward()
             torch.nn.utils.clip_grad_norm_(trainable, 1.0)
             optimizer.step()
@@ -244,6 +256,8 @@ def fit_lora(base: Any, items: Sequence[tuple[list[int], list[int]]], config: Lo
             bar.update(1)
             bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
     bar.close()
+    if extra is not None:
+        extra.eval()
     return model, {"examples": len(items), "steps": step,
                    "final_loss": sum(recent) / max(len(recent), 1),
                    "trainable_params": sum(p.numel() for p in trainable)}

@@ -9,6 +9,14 @@ sentiment by rank classification (``LLM.score`` of ``<cur_sentiment> X`` for eac
 after the prompt), then the response sentiment given it, then the response by greedy
 generation after ``... <response>``.
 
+With speech (``FormatConfig.with_speech``) the prompt holds one slot per turn
+(:mod:`speechlm.paralin.serialize`); the utterance's embedding (``speechlm.paralin.speech``)
+goes through the shared projector (``speechlm.llm.projector``, one state -> one LLM input
+vector) into that position, and training fits the projector with the LoRA adapter. The
+same token ids and slot positions are used in training and prediction
+(:func:`encode_prompt`); prediction runs through the runtime's ``prefix_embeds`` /
+``generate_from_embeds``.
+
 Metrics: accuracy and weighted F1 of both labels (scikit-learn), corpus BLEU of the
 responses (sacrebleu, 13a tokenisation), and the response's perplexity under the model.
 
@@ -23,27 +31,34 @@ import math
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from tqdm.auto import tqdm
 
 from speechlm.llm.lora import LoRAConfig, fit_lora, load_lora_llm
+from speechlm.llm.projector import Projector, ProjectorConfig
 from speechlm.paralin.meld import SENTIMENTS, Window
 from speechlm.paralin.serialize import (
     CUR,
     RESP,
     RESPONSE,
     FormatConfig,
+    SpeechSlot,
     fit_prompt,
     response_text,
+    speech_turns,
+    split_slots,
     target_text,
 )
 from speechlm.runtime.base import SamplingParams
 
 logger = logging.getLogger(__name__)
 META = "paralin.json"
+PROJECTOR = "projector.pt"
 DEFAULT_BASE = "smollm2-135m-instruct"
 
 
@@ -60,16 +75,100 @@ def _budget(context_len: int, max_tokens: int | None) -> int:
     return max(32, limit - 64)
 
 
+@dataclass
+class Speech:
+    """Utterance embeddings for the speech slots and the projector into the LLM.
+
+    Args:
+        kind: what the vectors are (``whisper``, ``resemblyzer``: ``speechlm.paralin.speech``).
+        vectors: ``utt -> (in_dim,)`` float32.
+        projector: ``in_dim -> hidden size`` (``downsample`` 1: one vector per utterance).
+    """
+
+    kind: str
+    vectors: dict[str, np.ndarray]
+    projector: Projector | None = None
+
+    def check(self, utts: Sequence[str]) -> None:
+        """Raises ``ValueError`` naming the first utterance without a vector."""
+        for u in utts:
+            if u not in self.vectors:
+                raise ValueError(f"utterance {u}: no {self.kind} speech embedding (is it in "
+                                 "the wav.scp the embeddings were made from?)")
+
+    def project(self, utts: Sequence[str]) -> torch.Tensor:
+        """``(N, D)`` LLM input vectors of ``utts``."""
+        self.check(utts)
+        x = torch.from_numpy(np.stack([self.vectors[u] for u in utts]).astype(np.float32))
+        return self.projector(x[:, None])[:, 0]  # (N, 1, in) -> (N, 1, D) -> (N, D)
+
+
+def encode_prompt(tok: Any, prompt: str) -> tuple[list[int], list[tuple[int, str]]]:
+    """Token ids of a prompt with speech slots, and ``(position, utt)`` of each slot.
+
+    Text pieces are tokenized without special tokens after the tokenizer's own leading
+    specials (BOS where it adds one); each slot takes one position (a placeholder id whose
+    embedding is replaced by the projected speech vector)."""
+    ids = list(tok("", add_special_tokens=True)["input_ids"])
+    placeholder = tok.pad_token_id if tok.pad_token_id is not None else 0
+    slots = []
+    for part in split_slots(prompt):
+        if isinstance(part, SpeechSlot):
+            slots.append((len(ids), part.utt))
+            ids.append(placeholder)
+        else:
+            ids += tok(part, add_special_tokens=False)["input_ids"]
+    return ids, slots
+
+
+def _with_slots(embeds: torch.Tensor, slots: Sequence[tuple[int, str]],
+                speech: Speech) -> torch.Tensor:
+    """``embeds`` ``(L, D)`` with each slot's row replaced by its projected vector."""
+    if not slots:
+        return embeds
+    vecs = speech.project([u for _, u in slots]).to(embeds.device, embeds.dtype)
+    return embeds.index_put((torch.tensor([p for p, _ in slots], device=embeds.device),), vecs)
+
+
+def _speech_batch(model: Any, items: Sequence[tuple[list[int], list[int], list]],
+                  speech: Speech) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Right-padded ``(B, T, D)`` input embeddings, mask and targets of speech items."""
+    table = model.get_input_embeddings()
+    rows = [_with_slots(table(torch.tensor(ids + tgt)), slots, speech)
+            for ids, tgt, slots in items]
+    width = max(r.shape[0] for r in rows)
+    emb = torch.zeros(len(rows), width, rows[0].shape[1])
+    mask = torch.zeros(len(rows), width, dtype=torch.long)
+    target = torch.full((len(rows), width), -100, dtype=torch.long)
+    for i, (r, (ids, tgt, _)) in enumerate(zip(rows, items, strict=True)):
+        emb[i, : r.shape[0]] = r
+        mask[i, : r.shape[0]] = 1
+        target[i, len(ids): r.shape[0]] = torch.tensor(tgt)  # loss on the target only
+    return emb, mask, target
+
+
+def _counter(tok: Any, fmt: FormatConfig):
+    if fmt.with_speech:
+        return lambda t: len(encode_prompt(tok, t)[0])
+    return lambda t: len(tok(t)["input_ids"])
+
+
 def train(windows: Sequence[Window], out_dir: str | Path, *, base: str = DEFAULT_BASE,
           fmt: FormatConfig | None = None, lora: LoRAConfig | None = None,
-          max_tokens: int | None = 512, progress: bool = True) -> dict:
-    """Fit a LoRA adapter on ``windows``; write it and ``paralin.json`` to ``out_dir``.
+          max_tokens: int | None = 512, speech: Speech | None = None,
+          projector_hidden: int = 256, progress: bool = True) -> dict:
+    """Fit a LoRA adapter on ``windows`` (and, with ``fmt.with_speech``, a projector of
+    ``speech``'s vectors); write them and ``paralin.json`` to ``out_dir``.
 
     Returns the training report (examples, steps, loss, seconds, context turns dropped).
     """
     from speechlm.runtime.loading import context_length, load_model_and_tokenizer, resolve_model
 
     fmt, lora = fmt or FormatConfig(), lora or LoRAConfig()
+    if fmt.with_speech and (speech is None or not speech.vectors):
+        raise ValueError("with_speech: pass the utterances' speech embeddings")
+    if speech is not None and fmt.with_speech:
+        speech.check([t.utt for w in windows for t in speech_turns(w, fmt)])
     out_dir = Path(out_dir)
     started = time.monotonic()
     old_threads = torch.get_num_threads()
@@ -79,64 +178,139 @@ def train(windows: Sequence[Window], out_dir: str | Path, *, base: str = DEFAULT
         torch.manual_seed(lora.seed)
         model, tok = load_model_and_tokenizer(resolve_model(base), torch.float32)
         budget = _budget(context_length(model.config), max_tokens)
+        count = _counter(tok, fmt)
         items, dropped = [], 0
         for w in windows:
-            prompt, d = fit_prompt(w, fmt, lambda t: len(tok(t)["input_ids"]), budget)
+            prompt, d = fit_prompt(w, fmt, count, budget)
             dropped += d
             target = " " + target_text(w.current.sentiment, w.response.sentiment,
                                        response_text(w, fmt))
-            ids = list(tok(prompt)["input_ids"])
             tgt = list(tok(target, add_special_tokens=False)["input_ids"])[:64]
-            items.append((ids, tgt + [tok.eos_token_id]))
+            if fmt.with_speech:
+                ids, slots = encode_prompt(tok, prompt)
+                items.append((ids, tgt + [tok.eos_token_id], slots))
+            else:
+                items.append((list(tok(prompt)["input_ids"]), tgt + [tok.eos_token_id]))
+        batch_fn = None
+        if fmt.with_speech:
+            dim = len(next(iter(speech.vectors.values())))
+            speech.projector = Projector(ProjectorConfig(
+                in_dim=dim, out_dim=model.config.hidden_size, downsample=1,
+                hidden=projector_hidden))
+            batch_fn = partial(_speech_batch, speech=speech)
         peft_model, stats = fit_lora(model, items, lora, tok.pad_token_id, progress=progress,
-                                     desc="paralin")
+                                     desc="paralin", batch_fn=batch_fn,
+                                     extra=speech.projector if fmt.with_speech else None)
         out_dir.mkdir(parents=True, exist_ok=True)
         peft_model.save_pretrained(out_dir)
+        if fmt.with_speech:
+            torch.save(speech.projector.state_dict(), out_dir / PROJECTOR)
     finally:
         torch.set_num_threads(old_threads)
     report = {**stats, "train_seconds": round(time.monotonic() - started, 1),
               "context_turns_dropped": dropped, "windows": len(windows)}
-    (out_dir / META).write_text(json.dumps(
-        {"base": base, "format": asdict(fmt), "lora": asdict(lora), "max_tokens": max_tokens,
-         "report": report}, indent=1) + "\n")
+    meta = {"base": base, "format": asdict(fmt), "lora": asdict(lora), "max_tokens": max_tokens,
+            "report": report}
+    if fmt.with_speech:
+        meta["speech"] = {"kind": speech.kind, "projector": speech.projector.config.to_dict()}
+    (out_dir / META).write_text(json.dumps(meta, indent=1) + "\n")
     return report
+
+
+def _meta(model_dir: Path) -> dict:
+    if not (model_dir / META).is_file():
+        raise FileNotFoundError(f"{model_dir}/{META} does not exist (not a paralin model dir)")
+    return json.loads((model_dir / META).read_text())
 
 
 def load(model_dir: str | Path) -> tuple[Any, FormatConfig, int | None]:
     """``(runtime LLM with the adapter merged, its format, max_tokens)``."""
     model_dir = Path(model_dir)
-    if not (model_dir / META).is_file():
-        raise FileNotFoundError(f"{model_dir}/{META} does not exist (not a paralin model dir)")
-    meta = json.loads((model_dir / META).read_text())
+    meta = _meta(model_dir)
     return (load_lora_llm(meta["base"], model_dir), FormatConfig(**meta["format"]),
             meta.get("max_tokens"))
 
 
-def _best(llm: Any, options: Sequence[str], prefix: str) -> str:
-    scores = llm.score([f" {o}" for o in options], prefix=prefix)
+def speech_kind(model_dir: str | Path) -> str | None:
+    """The speech embedding kind a model was trained with (None: text only)."""
+    return (_meta(Path(model_dir)).get("speech") or {}).get("kind")
+
+
+def load_speech(model_dir: str | Path, vectors: dict[str, np.ndarray]) -> Speech:
+    """The model's trained projector around ``vectors`` (of the model's ``speech_kind``)."""
+    model_dir = Path(model_dir)
+    info = _meta(model_dir).get("speech")
+    if not info:
+        raise ValueError(f"{model_dir}: a text-only model (no speech projector)")
+    projector = Projector(ProjectorConfig(**info["projector"]))
+    projector.load_state_dict(torch.load(model_dir / PROJECTOR, map_location="cpu",
+                                         weights_only=True))
+    return Speech(info["kind"], vectors, projector.eval())
+
+
+class _Prompt:
+    """One window's prompt as the runtime takes it: text (``prefix=``) or, with speech
+    slots, input embeddings (``prefix_embeds=``), extended by text after it."""
+
+    def __init__(self, llm: Any, prompt: str, speech: Speech | None) -> None:
+        self.llm, self.text, self.embeds = llm, prompt, None
+        if speech is not None:
+            ids, slots = encode_prompt(llm.tokenizer, prompt)
+            with torch.no_grad():
+                self.embeds = _with_slots(llm.embed_tokens(ids), slots, speech)
+
+    def then(self, more: str) -> dict:
+        """``score`` keyword arguments for the prompt followed by ``more``."""
+        if self.embeds is None:
+            return {"prefix": self.text + more}
+        ids = self.llm.tokenizer(more, add_special_tokens=False)["input_ids"]
+        return {"prefix_embeds": torch.cat([self.embeds, self.llm.embed_tokens(ids)])}
+
+    def generate(self, more: str, params: SamplingParams) -> str:
+        ctx = self.then(more)
+        if "prefix" in ctx:
+            return self.llm.generate(ctx["prefix"], params)[0].text
+        return self.llm.generate_from_embeds([ctx["prefix_embeds"]], params)[0].text
+
+
+def _best(llm: Any, options: Sequence[str], ctx: dict) -> str:
+    scores = llm.score([f" {o}" for o in options], **ctx)
     return options[max(range(len(options)), key=lambda i: scores[i])]
 
 
 def predict(llm: Any, windows: Sequence[Window], fmt: FormatConfig, *,
             max_tokens: int | None = 512, max_new_tokens: int = 40,
+            speech: Speech | None = None,
             progress: bool = True) -> tuple[list[Prediction], dict]:
     """Predictions in the target's order, and ``{"context_turns_dropped", "response_nll",
     "response_tokens"}`` (the reference responses' log-loss under the model)."""
+    if fmt.with_speech:
+        if speech is None or speech.projector is None:
+            raise ValueError("this model reads speech embeddings: pass speech (load_speech)")
+        speech.check([t.utt for w in windows for t in speech_turns(w, fmt)])
+    else:
+        speech = None
     tok = llm.tokenizer
     budget = _budget(llm.max_length, max_tokens)
+    count = _counter(tok, fmt)
     out, dropped, nll, n_tok = [], 0, 0.0, 0
     for w in tqdm(windows, disable=not progress, desc="paralin predict", unit="win"):
-        prompt, d = fit_prompt(w, fmt, lambda t: len(tok(t)["input_ids"]), budget)
+        prompt, d = fit_prompt(w, fmt, count, budget)
         dropped += d
-        cur = _best(llm, [f"{CUR} {s}" for s in SENTIMENTS], prompt).split()[-1]
-        resp = _best(llm, [f"{RESP} {s}" for s in SENTIMENTS],
-                     f"{prompt} {CUR} {cur}").split()[-1]
-        lead = f"{prompt} {CUR} {cur} {RESP} {resp} {RESPONSE}"
-        text = llm.generate(lead, SamplingParams(max_tokens=max_new_tokens,
-                                                 stop=("\n", "<")))[0].text
+        p = _Prompt(llm, prompt, speech)
+        if p.embeds is None:  # the text model's prefix: the prompt, unchanged
+            cur = _best(llm, [f"{CUR} {s}" for s in SENTIMENTS], {"prefix": prompt})
+        else:
+            cur = _best(llm, [f"{CUR} {s}" for s in SENTIMENTS],
+                        {"prefix_embeds": p.embeds})
+        cur = cur.split()[-1]
+        resp = _best(llm, [f"{RESP} {s}" for s in SENTIMENTS], p.then(f" {CUR} {cur}"))
+        resp = resp.split()[-1]
+        text = p.generate(f" {CUR} {cur} {RESP} {resp} {RESPONSE}",
+                          SamplingParams(max_tokens=max_new_tokens, stop=("\n", "<")))
         out.append(Prediction(cur, resp, " ".join(text.split())))
-        ref = f"{prompt} {CUR} {w.current.sentiment} {RESP} {w.response.sentiment} {RESPONSE}"
-        scored = llm.score([" " + response_text(w, fmt)], prefix=ref, per_token=True)[0]
+        ref = p.then(f" {CUR} {w.current.sentiment} {RESP} {w.response.sentiment} {RESPONSE}")
+        scored = llm.score([" " + response_text(w, fmt)], per_token=True, **ref)[0]
         nll -= scored.total
         n_tok += len(scored.token_logprobs)
     return out, {"context_turns_dropped": dropped, "response_nll": nll,

@@ -14,8 +14,14 @@ in the paper's order (each conditioned on the previous)::
     <cur_sentiment> positive <resp_sentiment> negative <response> Monica: oh no
 
 The tags are plain text (no new tokens), so the base model's tokenizer and weights stay as
-they are and the LoRA adapter learns the format. Speech embeddings, when used, go before a
-turn's text as a prefix of embedding vectors (``speechlm.paralin`` model code), never as text.
+they are and the LoRA adapter learns the format.
+
+With speech (``with_speech``) each turn's text is followed by ``<speech>`` and a *slot*, the
+placeholder ``{{speech:<utt>}}`` of that utterance's embedding; the model code
+(:mod:`speechlm.paralin.model`) tokenizes the text around the slots and puts the projected
+embedding (one vector per utterance) where the slot is, so a slot is never seen as text::
+
+    <turn> Monica: you're going out with him? <speech> {{speech:dia3_utt001}} <sentiment> neutral
 
 A prompt longer than the token budget loses its oldest context turns first
 (:func:`fit_prompt` counts how often).
@@ -27,6 +33,7 @@ A prompt longer than the token budget loses its oldest context turns first
 """
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -34,6 +41,43 @@ from speechlm.paralin.meld import SENTIMENTS, Turn, Window
 
 CUR, RESP, RESPONSE, TURN, SENT = ("<cur_sentiment>", "<resp_sentiment>", "<response>",
                                    "<turn>", "<sentiment>")
+SPEECH = "<speech>"
+_SLOT_RE = re.compile(r"\{\{speech:([A-Za-z0-9_.-]+)\}\}")
+
+
+@dataclass(frozen=True)
+class SpeechSlot:
+    """Where one utterance's speech embedding goes in a prompt."""
+
+    utt: str
+
+    def __str__(self) -> str:
+        return "{{speech:" + self.utt + "}}"
+
+
+def split_slots(text: str) -> list[str | SpeechSlot]:
+    """A prompt as text pieces and :class:`SpeechSlot` s, in order (empty pieces dropped).
+
+    >>> split_slots("a <speech> {{speech:dia1_utt002}} b")
+    ['a <speech> ', SpeechSlot(utt='dia1_utt002'), ' b']
+    >>> join_slots(split_slots("a <speech> {{speech:u1}} b")) == "a <speech> {{speech:u1}} b"
+    True
+    """
+    parts: list[str | SpeechSlot] = []
+    pos = 0
+    for m in _SLOT_RE.finditer(text):
+        if m.start() > pos:
+            parts.append(text[pos:m.start()])
+        parts.append(SpeechSlot(m.group(1)))
+        pos = m.end()
+    if pos < len(text):
+        parts.append(text[pos:])
+    return parts
+
+
+def join_slots(parts: list[str | SpeechSlot]) -> str:
+    """The inverse of :func:`split_slots`."""
+    return "".join(str(p) for p in parts)
 
 
 @dataclass(frozen=True)
@@ -44,16 +88,20 @@ class FormatConfig:
         with_context: include the previous turns (False: the current turn only).
         with_context_sentiment: give each context turn's sentiment label.
         with_speaker: prefix each turn with its speaker's name.
+        with_speech: follow each turn's text with its speech-embedding slot.
     """
 
     with_context: bool = True
     with_context_sentiment: bool = True
     with_speaker: bool = True
+    with_speech: bool = False
 
 
 def turn_line(turn: Turn, config: FormatConfig, *, label: bool) -> str:
     who = f"{turn.speaker}: " if config.with_speaker else ""
     line = f"{TURN} {who}{turn.text}"
+    if config.with_speech:
+        line += f" {SPEECH} {SpeechSlot(turn.utt)}"
     return f"{line} {SENT} {turn.sentiment}" if label else line
 
 
@@ -64,6 +112,13 @@ def prompt_text(window: Window, config: FormatConfig = FormatConfig(), *,
     lines = [turn_line(t, config, label=config.with_context_sentiment) for t in context]
     lines.append(turn_line(window.current, config, label=False))
     return "\n".join(lines) + "\n"
+
+
+def speech_turns(window: Window, config: FormatConfig = FormatConfig()) -> list[Turn]:
+    """The turns whose speech a prompt of ``window`` shows (none without ``with_speech``)."""
+    if not config.with_speech:
+        return []
+    return [*(window.context if config.with_context else ()), window.current]
 
 
 def response_text(window: Window, config: FormatConfig = FormatConfig()) -> str:

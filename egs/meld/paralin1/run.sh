@@ -6,21 +6,29 @@
 #   ./run.sh                        # the sizes of RESULTS.md
 #   ./run.sh --test_csv /path/to/test_sent_emo.csv   # also score a held-out MELD-form CSV
 #
-# Stages: 1 read and check the CSVs, 2 train the serialized model (context with its
-# sentiments), 3 ablations (no context; context without sentiments), 4 evaluate every
-# model on dev (and --test_csv), 5 RESULTS.md with a plot.
-# Speech embeddings are not in this version: MELD's audio is not available here and the
-# speech prefix arrives with the speech-prefix LLM (see README.md).
+# Stages: 1 read and check the CSVs, 2 speech: synthesize every turn the windows show
+# (Piper and espeak-ng voices, one per speaker within a dialogue) or take --wav_scp, 3 speech
+# embeddings (pooled Whisper-tiny states; Resemblyzer), cached on disk by content, 4 train the
+# serialized model (context with its sentiments), 5 ablations (no context; context without
+# sentiments; with speech embeddings, each kind), 6 evaluate every model on dev (and
+# --test_csv), 7 RESULTS.md with a plot.
+# Synthetic speech carries no emotion: no gain is expected from its embeddings; with real
+# recordings pass --wav_scp (a Kaldi wav.scp per set, ids dia<D>_utt<III> or MELD's
+# dia<D>_utt<I>; "{set}" in the path becomes train, dev or test).
 set -euo pipefail
 
 stage=1; stop_stage=100
 meld=                           # default: $SPEECHLM_DATA/meld, ../shared/data/meld
 test_csv=                       # a MELD-form CSV never trained on (e.g. test_sent_emo.csv)
+wav_scp=                        # real recordings: e.g. /data/meld/{set}/wav.scp
 quick=false
 base=smollm2-135m-instruct
 context=3                       # previous turns shown
 epochs=1
-help_message="usage: $0 [--stage N] [--stop_stage N] [--quick true] [--test_csv FILE]"
+speech_kinds="whisper resemblyzer"
+models="full no_context no_context_sentiment speech_whisper speech_resemblyzer"
+emb_cache=data/emb_cache        # speech embeddings, keyed by encoder and audio content
+help_message="usage: $0 [--stage N] [--stop_stage N] [--quick true] [--test_csv FILE] [--wav_scp PATTERN] [--models LIST]"
 
 cmdline="$0 $*"
 . ./path.sh; . ./cmd.sh; . utils/parse_options.sh
@@ -33,10 +41,15 @@ if [ -z "${meld}" ]; then
 fi
 [ -n "${meld}" ] || { log "MELD CSVs not found: pass --meld DIR or set SPEECHLM_DATA"; exit 1; }
 log "MELD: using $(cd "${meld}" && pwd)"
-if [ "${quick}" = true ]; then train_windows=120; eval_windows=40; exp=exp/quick
-else train_windows=1500; eval_windows=300; exp=exp/full; fi
+if [ "${quick}" = true ]; then train_windows=120; eval_windows=40; size=quick
+else train_windows=1500; eval_windows=300; size=full; fi
+exp=exp/${size}; data=data/${size}
 sets="dev"; [ -z "${test_csv}" ] || sets+=" test"
-csv_of() { if [ "$1" = dev ]; then echo "${meld}/dev_sent_emo.csv"; else echo "${test_csv}"; fi; }
+csv_of() {
+  case $1 in train) echo "${meld}/train_sent_emo.csv";; dev) echo "${meld}/dev_sent_emo.csv";;
+             *) echo "${test_csv}";; esac
+}
+windows_of() { if [ "$1" = train ]; then echo "${train_windows}"; else echo "${eval_windows}"; fi; }
 common="--context ${context} --no-progress"
 
 if [ ${stage} -le 1 ] && [ ${stop_stage} -ge 1 ]; then
@@ -46,40 +59,78 @@ if [ ${stage} -le 1 ] && [ ${stop_stage} -ge 1 ]; then
   done
 fi
 
-train_model() {  # name, extra options
-  local name=$1; shift
-  if [ -f "${exp}/${name}/paralin.json" ]; then log "${exp}/${name}: already trained"; return; fi
-  python -m speechlm.bin.paralin train --csv "${meld}/train_sent_emo.csv" --out "${exp}/${name}" \
-    --base "${base}" --max-windows "${train_windows}" --epochs "${epochs}" --threads 1 \
-    ${common} --overwrite "$@"
-}
-
 if [ ${stage} -le 2 ] && [ ${stop_stage} -ge 2 ]; then
-  stage_log 2 "training the serialized multitask model (context ${context}, with sentiments)"
-  train_model full
+  for s in train ${sets}; do
+    if [ -n "${wav_scp}" ]; then
+      stage_log 2 "${s}: real recordings from ${wav_scp//\{set\}/${s}}"
+      mkdir -p "${data}/${s}"; cp "${wav_scp//\{set\}/${s}}" "${data}/${s}/wav.scp"
+    else
+      stage_log 2 "${s}: synthesizing the turns of the first $(windows_of "${s}") windows"
+      python -m speechlm.bin.paralin synth --csv "$(csv_of "${s}")" --out "${data}/${s}" \
+        --context "${context}" --max-windows "$(windows_of "${s}")" --threads 1
+    fi
+  done
 fi
 
 if [ ${stage} -le 3 ] && [ ${stop_stage} -ge 3 ]; then
-  stage_log 3 "ablations: no context; context without its sentiments"
-  train_model no_context --no-context
-  train_model no_context_sentiment --no-context-sentiment
-fi
-
-if [ ${stage} -le 4 ] && [ ${stop_stage} -ge 4 ]; then
-  stage_log 4 "evaluating on ${sets}"
-  for name in full no_context no_context_sentiment; do
-    for s in ${sets}; do
-      [ -f "${exp}/${name}/${s}/scores.json" ] && continue
-      python -m speechlm.bin.paralin eval --model "${exp}/${name}" --csv "$(csv_of "${s}")" \
-        --out "${exp}/${name}/${s}" --max-windows "${eval_windows}" ${common}
+  for kind in ${speech_kinds}; do
+    for s in train ${sets}; do
+      stage_log 3 "${s}: ${kind} utterance embeddings"
+      python -m speechlm.bin.paralin embed --csv "$(csv_of "${s}")" --kind "${kind}" \
+        --wav-scp "${data}/${s}/wav.scp" --emb-cache "${emb_cache}" --context "${context}" \
+        --max-windows "$(windows_of "${s}")" | tee "${data}/${s}/embed_${kind}.json"
     done
   done
 fi
 
+options_of() {  # model name -> training options
+  case $1 in
+    full) echo "";;
+    no_context) echo "--no-context";;
+    no_context_sentiment) echo "--no-context-sentiment";;
+    speech_*) echo "--speech ${1#speech_} --wav-scp ${data}/train/wav.scp --emb-cache ${emb_cache}";;
+    *) log "unknown model ${1}"; exit 1;;
+  esac
+}
+
+train_model() {  # name
+  local name=$1
+  if [ -f "${exp}/${name}/paralin.json" ]; then log "${exp}/${name}: already trained"; return; fi
+  # shellcheck disable=SC2046
+  python -m speechlm.bin.paralin train --csv "${meld}/train_sent_emo.csv" --out "${exp}/${name}" \
+    --base "${base}" --max-windows "${train_windows}" --epochs "${epochs}" --threads 1 \
+    ${common} --overwrite $(options_of "${name}")
+}
+
+if [ ${stage} -le 4 ] && [ ${stop_stage} -ge 4 ]; then
+  stage_log 4 "training the serialized multitask model (context ${context}, with sentiments)"
+  case " ${models} " in *" full "*) train_model full;; esac
+fi
+
 if [ ${stage} -le 5 ] && [ ${stop_stage} -ge 5 ]; then
-  stage_log 5 "RESULTS.md"
-  python local/make_results.py --exp "${exp}" --sets ${sets} --cmdline "${cmdline}" \
-    --out "${exp}/RESULTS.md"
+  for name in ${models}; do
+    [ "${name}" = full ] && continue
+    stage_log 5 "ablation ${name}"
+    train_model "${name}"
+  done
+fi
+
+if [ ${stage} -le 6 ] && [ ${stop_stage} -ge 6 ]; then
+  stage_log 6 "evaluating on ${sets}"
+  for name in ${models}; do
+    for s in ${sets}; do
+      [ -f "${exp}/${name}/${s}/scores.json" ] && continue
+      python -m speechlm.bin.paralin eval --model "${exp}/${name}" --csv "$(csv_of "${s}")" \
+        --out "${exp}/${name}/${s}" --max-windows "${eval_windows}" --wav-scp "${data}/${s}/wav.scp" \
+        --emb-cache "${emb_cache}" ${common}
+    done
+  done
+fi
+
+if [ ${stage} -le 7 ] && [ ${stop_stage} -ge 7 ]; then
+  stage_log 7 "RESULTS.md"
+  python local/make_results.py --exp "${exp}" --data "${data}" --sets ${sets} \
+    --cmdline "${cmdline}" --out "${exp}/RESULTS.md"
   cat "${exp}/RESULTS.md"
 fi
 log "Successfully finished. [elapsed=${SECONDS}s]"

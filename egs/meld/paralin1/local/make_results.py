@@ -9,7 +9,9 @@ import platform
 from collections import Counter
 from pathlib import Path
 
-MODELS = {"full": "context + its sentiments (ParalinGPT text-only)",
+MODELS = {"speech_whisper": "context + sentiments + speech (pooled Whisper-tiny)",
+          "speech_resemblyzer": "context + sentiments + speech (Resemblyzer)",
+          "full": "context + its sentiments, without speech embeddings",
           "no_context_sentiment": "context without sentiments",
           "no_context": "current turn only"}
 KEYS = ("cur_acc", "cur_f1", "resp_acc", "resp_f1", "response_bleu", "response_ppl")
@@ -26,10 +28,59 @@ def constant_baseline(pred_file: Path) -> dict:
     return out
 
 
+def speech_lines(data: Path | None) -> list[str]:
+    """What the speech was: voices, turns, embedding times (from stages 2 and 3)."""
+    if data is None or not data.is_dir():
+        return ["- speech: none found (text-only rows)"]
+    out = []
+    for d in sorted(p for p in data.iterdir() if (p / "wav.scp").is_file()):
+        n = len((d / "wav.scp").read_text().splitlines())
+        voices = d / "utt2voice"
+        what = "real recordings (--wav_scp)"
+        if voices.is_file():
+            ids = [line.split()[1] for line in voices.read_text().splitlines()]
+            kinds = Counter("piper" if v.startswith("piper") else "espeak" for v in ids)
+            what = (f"synthetic, {len(set(ids))} voices "
+                    f"({kinds['piper']} turns Piper, {kinds['espeak']} espeak-ng), one per "
+                    "speaker within a dialogue")
+        emb = []
+        for f in sorted(d.glob("embed_*.json")):
+            e = json.loads(f.read_text())
+            done = f", {e['misses']} computed, {e['hits']} from the cache" if "hits" in e else ""
+            emb.append(f"{e['kind']} {e['dim']}-dim ({e['seconds']} s with model loading{done})")
+        out.append(f"- speech `{d.name}`: {n} turns, {what}; embeddings: {', '.join(emb)}")
+    if any("synthetic" in line for line in out):
+        out.append("- **Synthetic speech carries no emotion**: every line is read in the same "
+                   "neutral way, so its embeddings can add only who speaks and what is said "
+                   "(already in the text); no gain from them is expected here. One seed "
+                   "each: a difference below can come from the changed training run itself "
+                   "(see the paired test). Real recordings: `--wav_scp`.")
+    return out
+
+
+def paired(exp: Path, s: str, name: str, ref: str = "full") -> str | None:
+    """Exact McNemar test of ``name`` against ``ref`` on the same windows, both labels."""
+    from scipy.stats import binomtest
+
+    files = [exp / n / s / "predictions.jsonl" for n in (ref, name)]
+    if not all(f.is_file() for f in files):
+        return None
+    a, b = ([json.loads(line) for line in f.read_text().splitlines()] for f in files)
+    out = []
+    for key in ("cur", "resp"):
+        ok = [(x[key] == x[f"{key}_ref"], y[key] == y[f"{key}_ref"])
+              for x, y in zip(a, b, strict=True)]
+        won, lost = sum(y and not x for x, y in ok), sum(x and not y for x, y in ok)
+        p = binomtest(won, won + lost).pvalue if won + lost else 1.0
+        out.append(f"{key} +{won}/-{lost} windows (p={p:.3f})")
+    return f"- `{name}` vs `{ref}`: " + ", ".join(out)
+
+
 def main() -> int:
     p = argparse.ArgumentParser()
     p.add_argument("--exp", type=Path, required=True)
     p.add_argument("--sets", nargs="+", required=True)
+    p.add_argument("--data", type=Path, default=None, help="the recipe's data dir of this size")
     p.add_argument("--cmdline", default="")
     p.add_argument("--out", type=Path, required=True)
     args = p.parse_args()
@@ -39,7 +90,7 @@ def main() -> int:
              f"- command: `{args.cmdline}`",
              "- base LLM: SmolLM2-135M-Instruct (catalogue `smollm2-135m-instruct`) + LoRA; "
              "labels by rank classification, responses by greedy generation",
-             "- text only: MELD's audio is not here; no speech embeddings yet", ""]
+             ] + speech_lines(args.data) + [""]
     rows = {}
     for s in args.sets:
         lines += [f"## {s}", "",
@@ -54,7 +105,12 @@ def main() -> int:
             rows[(s, name)] = sc
             lines.append(f"| {what} | {sc['windows']} | " + " | ".join(
                 str(sc.get(k, "-")) for k in KEYS) + f" | {meta['train_seconds']} |")
-        pred = args.exp / "full" / s / "predictions.jsonl"
+        tests = [t for n in MODELS if n.startswith("speech_") and (t := paired(args.exp, s, n))]
+        if tests:
+            lines += ["", "Paired exact McNemar tests (windows right only with / only without "
+                      "speech; uncorrected for the several comparisons):", "", *tests]
+        pred = next((args.exp / n / s / "predictions.jsonl" for n in MODELS
+                     if (args.exp / n / s / "predictions.jsonl").is_file()), Path("-"))
         if pred.is_file():
             base = constant_baseline(pred)
             lines += ["", f"Best constant label on this set: current `{base['cur_ref'][0]}` "
