@@ -42,7 +42,7 @@ fi
 [ -n "${slurp}" ] || { log "SLURP text not found: pass --slurp DIR or set SPEECHLM_DATA"; exit 1; }
 log "slurp: using $(cd "${slurp}" && pwd)"
 
-if [ "${quick}" = true ]; then dev_size=20; test_size=30; exp=exp/quick
+if [ "${quick}" = true ]; then dev_size=16; test_size=20; exp=exp/quick
 else dev_size=40; test_size=100; exp=exp/full; fi
 data=data/${exp#exp/}
 sets="dev test"
