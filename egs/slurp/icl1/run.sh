@@ -28,6 +28,7 @@ selections="embedding"          # shot selection(s): embedding (MiniLM), random,
 inputs="text 1best nbest wcn wcn_cal oracle"   # wcn_cal: WCN at the dev-tuned acoustic scale
 wcn_threshold=0.1
 stage_times=                   # a log of earlier runs (their "Stage N took" lines) for RESULTS.md
+notes=                          # a markdown file appended to RESULTS.md (how it was run)
 help_message="usage: $0 [--stage N] [--stop_stage N] [--quick true] [--test_jsonl 'a.jsonl ...']"
 
 cmdline="$0 $*"
@@ -147,6 +148,7 @@ if [ ${stage} -le 6 ] && [ ${stop_stage} -ge 6 ]; then
   # shellcheck disable=SC2086
   python local/make_results.py --exp "${exp}" --data "${data}" --models ${asr_models} \
     --sets ${sets#dev } --voices ${voices} --selections ${selections} --llm "${llm}" \
-    --shots "${shots}" --cmdline "${cmdline}" ${stage_times:+--stage_times "${stage_times}"}
+    --shots "${shots}" --cmdline "${cmdline}" ${stage_times:+--stage_times "${stage_times}"} \
+    ${notes:+--notes "${notes}"}
 fi
 log "Successfully finished. [elapsed=${SECONDS}s]"

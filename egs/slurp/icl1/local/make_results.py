@@ -119,6 +119,7 @@ def main() -> int:
     p.add_argument("--shots", required=True)
     p.add_argument("--cmdline", default="")
     p.add_argument("--stage_times", type=Path, default=None, help="run.sh log with stage times")
+    p.add_argument("--notes", type=Path, default=None, help="markdown appended (how it was run)")
     args = p.parse_args()
 
     rows = collect(args.exp, args.models, args.sets, args.voices, args.selections)
@@ -188,6 +189,8 @@ def main() -> int:
         if times:
             L += ["## Wall time (this machine)", "", *[f"- {t}" for t in times], ""]
     L += ["## Command", "", "```", args.cmdline or "./run.sh", "```", ""]
+    if args.notes and args.notes.is_file():
+        L += [args.notes.read_text().rstrip(), ""]
     (args.exp / "RESULTS.md").write_text("\n".join(L))
     if rows and any(r["acc"] for r in rows):
         plot(rows, args.exp / "RESULTS.png")
