@@ -25,9 +25,9 @@ def read_wer(path: Path) -> dict[str, float]:
     out = {}
     if path.is_file():
         for line in path.read_text().splitlines():
-            parts = line.split()
-            if line.startswith("%WER") and len(parts) > 7:
-                out[" ".join(parts[7:])] = float(parts[1])
+            # %WER 10.94 [ 79 / 722, 100 utts ] 1-best
+            if line.startswith("%WER") and "]" in line:
+                out[line.split("]", 1)[1].strip()] = float(line.split()[1])
     return out
 
 
