@@ -38,6 +38,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "models": ("speechlm.bin.models", "the pretrained model catalogue: list, info NAME, check"),
     "lm": ("speechlm.bin.lm",
            "train the embedded default LM (small Llama + BPE) from a text file"),
+    "calibrate-wcn": ("speechlm.bin.calibrate_wcn",
+                      "tune the WCN acoustic scale on dev by NCE; rebuild calibrated WCNs"),
     "slu": ("speechlm.bin.slu",
             "intent classification (LoRA or in-context) from text, 1-best, N-best, WCN, oracle"),
     "paralin": ("speechlm.bin.paralin",

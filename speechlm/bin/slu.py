@@ -8,6 +8,9 @@ r"""Intent classification (SLU) through the LLM runtime from text, 1-best, N-bes
         --train-jsonl train.jsonl --out exp/slu_icl_remote --mode icl
     speechlm slu predict --model-dir exp/slu_lora --input wcn --decode-dir exp/asr/decode_dev \
         --data-dir data/dev --out exp/slu_lora/dev_wcn [--wcn-threshold 0.2]
+    speechlm slu predict --model-dir exp/slu_icl --llm smollm2-135m-instruct \
+        --input text 1best nbest wcn oracle --shots 8 --shot-selection embedding \
+        --decode-dir exp/whisper/decode_test --data-dir data/test --out exp/slu_icl/test
 
 Both modes classify by rank classification: every label (``alarm_set`` read as
 ``alarm set``) is scored by the LM as the continuation of the prompt, and the best wins
@@ -19,10 +22,17 @@ WCN, a noised N-best), plus real decode outputs with ``--train-decode-dir`` and
 LM (a local dir, or an OpenAI-compatible server through ``RemoteLLM``) with the
 ``--shots`` most similar examples.
 
-Inputs of predict: ``text`` = DATA_DIR/text (the reference), ``onebest`` = DECODE_DIR/text,
+Inputs of predict: ``text`` = DATA_DIR/text (the reference), ``1best`` (``onebest``) =
+DECODE_DIR/text,
 ``nbest`` = DECODE_DIR/nbest.jsonl, ``wcn`` = DECODE_DIR/cn.jsonl, ``oracle`` =
 DECODE_DIR/oracle.jsonl (``oracle_text``). Serialization options given to predict
-override those saved in the SLU dir (sweep WCN thresholds without retraining).
+override those saved in the SLU dir (sweep WCN thresholds without retraining), and so do
+the prompt options (``--shots``, ``--shot-selection``...) and, for an icl dir, ``--llm``
+(a catalogue LLM such as ``smollm2-135m-instruct``, or a local dir) or ``--llm-url``.
+Several ``--input`` kinds share one loaded LLM and write OUT/<input>/ each. An utterance
+of DATA_DIR with no decode output is classified from the empty hypothesis, not skipped;
+reference intents that are not among the SLU dir's labels are counted in accuracy.json
+(``intents_not_in_labels``, ``utts_with_unseen_intent``): they can never be right.
 
 Outputs: SLU_DIR/{slu.json, examples.jsonl | adapter/, train_report.json};
 OUT/utt2intent (``utt intent``, LC_ALL=C sorted), and when DATA_DIR/utt2intent exists,
@@ -74,7 +84,8 @@ _PROMPT = [
     ("--arrow", "arrow", str, "written between an input and its label"),
     ("--shot-separator", "shot_separator", str, "between examples and before the query"),
     ("--shots", "shots", int, "few-shot examples per query (icl)"),
-    ("--shot-selection", "shot_selection", str, "similar | random | first"),
+    ("--shot-selection", "shot_selection", str, "similar | embedding | random | first"),
+    ("--shot-encoder", "shot_encoder", str, "sentence encoder of embedding selection"),
 ]
 _LORA = [
     ("--rank", "rank", int, "LoRA rank"),
@@ -98,7 +109,7 @@ def _add(parser, options, defaults, prefix=""):
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from speechlm.llm.lora import LoRAConfig
-    from speechlm.llm.serialize import INPUT_KINDS, SerializeConfig
+    from speechlm.llm.serialize import INPUT_ALIASES, INPUT_KINDS, SerializeConfig
     from speechlm.llm.slu import MODES, PromptConfig
 
     sub = parser.add_subparsers(dest="action", metavar="<action>", required=True)
@@ -106,7 +117,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     train = sub.add_parser("train", help="make an SLU dir (lora adapter or icl prompt)",
                            description=__doc__, formatter_class=fmt)
     lm = train.add_mutually_exclusive_group(required=True)
-    lm.add_argument("--llm", help="local causal LM dir (e.g. from 'speechlm lm train')")
+    lm.add_argument("--llm", help="catalogue LLM (smollm2-135m-instruct) or local causal LM "
+                    "dir (e.g. from 'speechlm lm train')")
     lm.add_argument("--llm-url", help="OpenAI-compatible server, http://host:port/v1 (icl)")
     train.add_argument("--llm-model", help="model name on the server (default: its only one)")
     train.add_argument("--train-jsonl", required=True, help='lines {"id", "text", "intent"}')
@@ -134,7 +146,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     pred = sub.add_parser("predict", help="classify the utterances of a decode or data dir",
                           description=__doc__, formatter_class=fmt)
     pred.add_argument("--model-dir", required=True, help="SLU dir from 'speechlm slu train'")
-    pred.add_argument("--input", required=True, choices=INPUT_KINDS)
+    pred.add_argument("--input", required=True, nargs="+", metavar="INPUT",
+                      choices=INPUT_KINDS + tuple(INPUT_ALIASES),
+                      help=f"one or more of {', '.join(INPUT_KINDS + tuple(INPUT_ALIASES))}")
+    pred.add_argument("--llm", help="icl: use this LLM (catalogue name or local dir) instead "
+                      "of the SLU dir's")
+    pred.add_argument("--llm-url", help="icl: use this OpenAI-compatible server instead")
+    pred.add_argument("--llm-model", help="model name on --llm-url")
     pred.add_argument("--decode-dir", help="from 'speechlm decode --lattice' (not for text)")
     pred.add_argument("--data-dir", help="reference text and utt2intent (accuracy)")
     pred.add_argument("--out", required=True, help="writes OUT/utt2intent, OUT/accuracy.json")
@@ -143,7 +161,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     pred.add_argument("--threads", type=int, default=None,
                       help="torch CPU threads (default: torch's choice)")
     pred.add_argument("--no-progress", action="store_true", help="no progress bar")
+    pred.add_argument("--calibrate", dest="p_calibrate", action=argparse.BooleanOptionalAction,
+                      default=None, help="contextual calibration (default: the SLU dir's)")
     _add(pred, _SERIALIZE, SerializeConfig(), "s_")
+    _add(pred, _PROMPT, PromptConfig(), "p_")
 
 
 def _given(args: argparse.Namespace, prefix: str) -> dict:
@@ -214,11 +235,13 @@ def run_train(args: argparse.Namespace) -> int:
     if args.mode == "lora" and prompt.shots:
         raise ValueError("--shots: the LoRA model is prompted without examples (use 0)")
     lora = LoRAConfig(**_given(args, "l_"))
-    llm_path = str(Path(args.llm).resolve()) if args.llm else None
-    if llm_path is not None:
-        from speechlm.runtime.loading import check_model_dir
+    llm_path = None
+    if args.llm is not None:
+        from speechlm.core import catalogue
+        from speechlm.runtime.loading import resolve_model
 
-        check_model_dir(llm_path)  # before an old dir is replaced
+        resolve_model(args.llm)  # a missing or broken LM fails before an old dir is replaced
+        llm_path = args.llm if args.llm in catalogue.MODELS else str(Path(args.llm).resolve())
     config = SLUConfig(mode=args.mode, labels=labels_of(examples), serialize=serialize,
                        prompt=prompt, llm_path=llm_path, llm_url=args.llm_url,
                        llm_model=args.llm_model,
@@ -260,7 +283,7 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def _predict_stamp(model_dir: str | Path, llm_path: str | None,
-                   inputs: dict[str, str]) -> str:
+                   inputs: dict, settings: dict) -> str:
     """Digest of the SLU dir (config, adapter, examples), its local LLM and the exact
     inputs. LLM files over 64 MiB count by name, size and mtime (a real checkpoint is
     too big to hash on every call)."""
@@ -279,13 +302,13 @@ def _predict_stamp(model_dir: str | Path, llm_path: str | None,
             h.update(f.read_bytes() if st.st_size <= 64 << 20
                      else f"{st.st_size} {st.st_mtime_ns}".encode())
     h.update(json.dumps(inputs, sort_keys=True).encode())
+    h.update(json.dumps(settings, sort_keys=True).encode())
     return h.hexdigest()
 
 
 def run_predict(args: argparse.Namespace) -> int:
-    from speechlm.data.kaldi_dir import c_sorted
-    from speechlm.llm.serialize import load_inputs, read_utt2intent
-    from speechlm.llm.slu import SLUConfig, accuracy, load_classifier
+    from speechlm.llm.serialize import input_kind, load_input_variants
+    from speechlm.llm.slu import SLUConfig, load_classifier
 
     config = SLUConfig.load(args.model_dir)  # fail on a bad dir before loading any model
     if args.threads is not None:
@@ -294,37 +317,82 @@ def run_predict(args: argparse.Namespace) -> int:
         import torch
 
         torch.set_num_threads(args.threads)
+    if args.llm is not None and args.llm_url is not None:
+        raise ValueError("give either --llm or --llm-url, not both")
     serialize = dataclasses.replace(config.serialize, **_given(args, "s_"))
-    inputs = load_inputs(args.input, serialize, decode_dir=args.decode_dir,
-                         data_dir=args.data_dir)
-    if not inputs:
-        raise ValueError(f"no utterances in the {args.input} input")
-    out = Path(args.out)
-    # A finished prediction of the same model on the same serialized inputs is kept.
-    stamp = _predict_stamp(args.model_dir, config.llm_path, inputs)
-    done = out / ".done"
-    if done.is_file() and done.read_text().strip() == stamp and (out / "utt2intent").is_file():
-        print(f"speechlm slu predict: already done ({out}/utt2intent)", file=sys.stderr)
-        hyp = read_utt2intent(out / "utt2intent")
-    else:
-        clf, _ = load_classifier(args.model_dir)
-        hyp = clf.predict(inputs, progress=not args.no_progress)
-        out.mkdir(parents=True, exist_ok=True)
-        done.unlink(missing_ok=True)
-        with open(out / "utt2intent", "w", encoding="utf-8") as f:
-            for utt in c_sorted(hyp):
-                f.write(f"{utt} {hyp[utt]}\n")
-        done.write_text(stamp + "\n")
-    ref_path = Path(args.data_dir) / "utt2intent" if args.data_dir else None
-    if ref_path is not None and ref_path.is_file():
-        acc = accuracy(hyp, read_utt2intent(ref_path))
-        acc.update(input=args.input, model_dir=str(args.model_dir), mode=config.mode,
-                   serialize=dataclasses.asdict(serialize))
-        (out / "accuracy.json").write_text(json.dumps(acc, indent=2) + "\n")
-        missing = f", {acc['missing']} without a hypothesis" if acc["missing"] else ""
-        print(f"intent accuracy ({args.input}) {acc['accuracy']:.4f} "
-              f"({acc['correct']}/{acc['total']}{missing})")
+    prompt = dataclasses.replace(config.prompt, **_given(args, "p_"))
+    kinds = list(dict.fromkeys(input_kind(k) for k in args.input))
+    names = {input_kind(k): k for k in args.input}  # OUT/<name as given>
+    inputs = {}
+    for kind in kinds:
+        inputs[kind] = load_input_variants(kind, serialize, decode_dir=args.decode_dir,
+                                           data_dir=args.data_dir)
+        if not inputs[kind]:
+            raise ValueError(f"no utterances in the {kind} input")
+    llm_id = args.llm_url or args.llm or config.llm_path or config.llm_url
+    settings = {"prompt": dataclasses.asdict(prompt), "llm": llm_id, "model": args.llm_model}
+    clf = None
+    for kind in kinds:
+        out = Path(args.out) / names[kind] if len(kinds) > 1 else Path(args.out)
+        # A finished prediction of the same model on the same serialized inputs is kept.
+        stamp = _predict_stamp(args.model_dir, args.llm or config.llm_path, inputs[kind],
+                               settings)
+        done = out / ".done"
+        if done.is_file() and done.read_text().strip() == stamp and (out / "utt2intent").is_file():
+            print(f"speechlm slu predict: already done ({out}/utt2intent)", file=sys.stderr)
+            hyp = _read_hyp(out / "utt2intent")
+        else:
+            if clf is None:
+                clf, _ = load_classifier(args.model_dir, prompt=prompt, llm=args.llm,
+                                         llm_url=args.llm_url, llm_model=args.llm_model)
+            started = time.monotonic()
+            hyp = clf.predict(inputs[kind], progress=not args.no_progress)
+            _write_hyp(out, hyp, stamp)
+            print(f"{kind}: {len(hyp)} utterances in {time.monotonic() - started:.0f} s",
+                  file=sys.stderr)
+        _score(args, config, out, kind, hyp, serialize, prompt, llm_id)
     return 0
+
+
+def _read_hyp(path: Path) -> dict[str, str]:
+    from speechlm.llm.serialize import read_utt2intent
+
+    return read_utt2intent(path)
+
+
+def _write_hyp(out: Path, hyp: dict[str, str], stamp: str) -> None:
+    from speechlm.data.kaldi_dir import c_sorted
+
+    out.mkdir(parents=True, exist_ok=True)
+    done = out / ".done"
+    done.unlink(missing_ok=True)
+    with open(out / "utt2intent", "w", encoding="utf-8") as f:
+        for utt in c_sorted(hyp):
+            f.write(f"{utt} {hyp[utt]}\n")
+    done.write_text(stamp + "\n")
+
+
+def _score(args, config, out: Path, kind: str, hyp: dict[str, str], serialize, prompt,
+           llm_id: str | None) -> None:
+    from speechlm.llm.serialize import read_utt2intent
+    from speechlm.llm.slu import accuracy
+
+    ref_path = Path(args.data_dir) / "utt2intent" if args.data_dir else None
+    if ref_path is None or not ref_path.is_file():
+        return
+    ref = read_utt2intent(ref_path)
+    acc = accuracy(hyp, ref)
+    unseen = sorted(set(ref.values()) - set(config.labels))
+    acc.update(input=kind, model_dir=str(args.model_dir), mode=config.mode, llm=llm_id,
+               intents_not_in_labels=unseen,
+               utts_with_unseen_intent=sum(v in unseen for v in ref.values()),
+               serialize=dataclasses.asdict(serialize), prompt=dataclasses.asdict(prompt))
+    (out / "accuracy.json").write_text(json.dumps(acc, indent=2) + "\n")
+    missing = f", {acc['missing']} without a hypothesis" if acc["missing"] else ""
+    unseen_note = (f", {acc['utts_with_unseen_intent']} with an intent not in the labels"
+                   if unseen else "")
+    print(f"intent accuracy ({kind}) {acc['accuracy']:.4f} "
+          f"({acc['correct']}/{acc['total']}{missing}{unseen_note})")
 
 
 def run(args: argparse.Namespace) -> int:

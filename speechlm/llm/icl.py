@@ -7,7 +7,10 @@ the most useful one is last (nearest the query in the prompt):
   serialized WCN the words of every alternative count; posteriors and separators do not),
   as retrieval-based demonstration selection does; ties broken by pool order;
 * ``random``: a seeded sample that depends only on the query text (reproducible);
-* ``first``: the first ``k`` of the pool (one fixed prompt prefix for every query).
+* ``first``: the first ``k`` of the pool (one fixed prompt prefix for every query);
+* ``embedding``: cosine between sentence embeddings (an ``embed`` function given to the
+  pool, e.g. MiniLM through ``speechlm.encoders``) of the query's words and of each
+  example's text; the query is embedded from the same words similarity sees.
 
 >>> pool = ExamplePool([Example("a", "wake me up at seven", "alarm_set"),
 ...                     Example("b", "play some jazz", "play_music")])
@@ -23,11 +26,13 @@ import math
 import random
 import re
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-SELECTIONS = ("similar", "random", "first")
+import numpy as np
+
+SELECTIONS = ("similar", "random", "first", "embedding")
 _WORD = re.compile(r"[^\W\d_]+(?:'[^\W\d_]+)?|\d+")
 _POSTERIOR = re.compile(r":[\d.]+")
 
@@ -87,13 +92,20 @@ def write_examples(examples: Sequence[Example], path: str | Path) -> None:
             f.write(json.dumps(asdict(e)) + "\n")
 
 
-class ExamplePool:
-    """Labelled examples and a TF-IDF index over their words."""
+# texts -> (N, D) L2-normalised embeddings
+EmbedFn = Callable[[Sequence[str]], np.ndarray]
 
-    def __init__(self, examples: Sequence[Example]) -> None:
+
+class ExamplePool:
+    """Labelled examples, a TF-IDF index over their words and, with ``embed``, their
+    sentence embeddings (computed on the first ``embedding`` selection)."""
+
+    def __init__(self, examples: Sequence[Example], embed: EmbedFn | None = None) -> None:
         if not examples:
             raise ValueError("the example pool is empty")
         self.examples = list(examples)
+        self.embed = embed
+        self._emb: np.ndarray | None = None  # (N, D)
         docs = [Counter(words_of(e.text)) for e in self.examples]
         df = Counter(w for d in docs for w in d)
         n = len(docs)
@@ -117,7 +129,29 @@ class ExamplePool:
         if how == "random":
             seed = int.from_bytes(hashlib.sha256(query.encode()).digest()[:8], "big")
             return random.Random(seed).sample(self.examples, k)
-        q = self._vector(Counter(words_of(query)))
-        sims = [sum(v * q.get(w, 0.0) for w, v in vec.items()) for vec in self._vecs]
+        if how == "embedding":
+            sims = self._embedding_sims(query)
+        else:
+            q = self._vector(Counter(words_of(query)))
+            sims = [sum(v * q.get(w, 0.0) for w, v in vec.items()) for vec in self._vecs]
         best = sorted(range(len(sims)), key=lambda i: (-sims[i], i))[:k]
         return [self.examples[i] for i in reversed(best)]
+
+    def _embedding_sims(self, query: str) -> list[float]:
+        if self.embed is None:
+            raise ValueError("selection 'embedding' needs a pool built with an embed function")
+        if self._emb is None:
+            self._emb = _unit(self.embed([e.text for e in self.examples]), len(self.examples))
+        # an empty query (an empty ASR hypothesis) has no words: every example ties at 0
+        words = " ".join(words_of(query))
+        if not words:
+            return [0.0] * len(self.examples)
+        q = _unit(self.embed([words]), 1)[0]
+        return [float(x) for x in self._emb @ q]
+
+
+def _unit(x: np.ndarray, n: int) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float32)
+    if x.ndim != 2 or x.shape[0] != n:
+        raise ValueError(f"embed returned shape {x.shape} for {n} texts, want ({n}, D)")
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)

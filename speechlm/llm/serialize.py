@@ -36,7 +36,7 @@ import json
 import logging
 import random
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from speechlm.core.hypothesis import EPS
@@ -47,6 +47,22 @@ from speechlm.lattice import ConfusionNetwork, read_cn_jsonl
 logger = logging.getLogger(__name__)
 
 INPUT_KINDS = ("text", "onebest", "nbest", "wcn", "oracle")
+INPUT_ALIASES = {"1best": "onebest"}  # the name the paper and the CLI use
+# Posterior thresholds tried, in order, when a serialized WCN must shrink to fit a context
+PRUNE_THRESHOLDS = (0.2, 0.3, 0.4, 0.5)
+
+
+def input_kind(name: str) -> str:
+    """The canonical input kind of ``name`` (``1best`` -> ``onebest``).
+
+    >>> input_kind("1best"), input_kind("wcn")
+    ('onebest', 'wcn')
+    """
+    kind = INPUT_ALIASES.get(name, name)
+    if kind not in INPUT_KINDS:
+        raise ValueError(f"input must be one of {INPUT_KINDS + tuple(INPUT_ALIASES)}, "
+                         f"got {name!r}")
+    return kind
 
 
 @dataclass(frozen=True)
@@ -137,6 +153,25 @@ def serialize_wcn(bins: ConfusionNetwork | Sequence[Sequence[dict]],
             parts.append(word)
         out.append(config.wcn_separator.join(parts))
     return " ".join(out)
+
+
+def wcn_variants(bins: ConfusionNetwork | Sequence[Sequence[dict]],
+                 config: SerializeConfig) -> list[str]:
+    """The WCN serialized as configured, then pruned harder and harder: thresholds of
+    ``PRUNE_THRESHOLDS`` above the configured one, and last the best entry of each bin
+    (the MBR 1-best). Distinct lines only, longest first: what a prompt that does not fit
+    falls back to, bin alternatives by posterior, before any word of the query is cut.
+
+    >>> bins = [[{"word": "play", "posterior": 0.7}, {"word": "pay", "posterior": 0.3}]]
+    >>> wcn_variants(bins, SerializeConfig())
+    ['play:.7/pay:.3', 'play']
+    """
+    out = [serialize_wcn(bins, config)]
+    for t in PRUNE_THRESHOLDS:
+        if t > config.wcn_threshold:
+            out.append(serialize_wcn(bins, replace(config, wcn_threshold=t)))
+    out.append(serialize_wcn(bins, replace(config, wcn_max_alternatives=1)))
+    return list(dict.fromkeys(out))
 
 
 def serialize_nbest(hyps: Sequence[str], config: SerializeConfig) -> str:
@@ -239,31 +274,42 @@ def load_inputs(kind: str, config: SerializeConfig, *, decode_dir: str | Path | 
     """Serialized input of every utterance, ``LC_ALL=C`` sorted.
 
     Args:
-        kind: one of ``INPUT_KINDS``.
+        kind: one of ``INPUT_KINDS`` (or ``1best``).
         config: N-best and WCN serialization.
         decode_dir: needed by every kind but ``text``.
-        data_dir: needed by ``text``.
+        data_dir: needed by ``text``; with a decode kind, its utterances missing from the
+            decode output (silence: no hypothesis was written) get the empty hypothesis
+            ``''`` instead of being skipped.
 
     Raises:
         ValueError: unknown kind, a missing directory argument, or a malformed line
             (the message names file and line).
         FileNotFoundError: the file of that kind is missing.
     """
-    if kind not in INPUT_KINDS:
-        raise ValueError(f"input must be one of {INPUT_KINDS}, got {kind!r}")
+    return {u: v[0] for u, v in load_input_variants(kind, config, decode_dir=decode_dir,
+                                                     data_dir=data_dir).items()}
+
+
+def load_input_variants(kind: str, config: SerializeConfig, *,
+                        decode_dir: str | Path | None = None,
+                        data_dir: str | Path | None = None) -> dict[str, list[str]]:
+    """Like :func:`load_inputs`, each utterance a list of serializations, longest first:
+    one for every kind but ``wcn``, whose list is :func:`wcn_variants` (what a prompt
+    fitter prunes to)."""
+    kind = input_kind(kind)
     if kind == "text":
         if data_dir is None:
             raise ValueError("input 'text' needs a data dir (its 'text' file is the reference)")
-        out = read_text_file(Path(data_dir) / "text")
+        out = {u: [t] for u, t in read_text_file(Path(data_dir) / "text").items()}
     else:
         if decode_dir is None:
             raise ValueError(f"input {kind!r} needs a decode dir")
         d = Path(decode_dir)
         if kind == "onebest":
-            out = read_text_file(d / "text")
+            out = {u: [t] for u, t in read_text_file(d / "text").items()}
         elif kind == "nbest":
             nbest = read_nbest_jsonl(_existing(d / "nbest.jsonl"))
-            out = {u: serialize_nbest([h.text for h in hyps], config)
+            out = {u: [serialize_nbest([h.text for h in hyps], config)]
                    for u, hyps in nbest.items()}
         elif kind == "wcn":
             out = {}
@@ -271,8 +317,15 @@ def load_inputs(kind: str, config: SerializeConfig, *, decode_dir: str | Path | 
             for cn in read_cn_jsonl(path):
                 if cn.utt in out:
                     raise ValueError(f"{path}: duplicate utterance {cn.utt!r}")
-                out[cn.utt] = serialize_wcn(cn, config)
+                out[cn.utt] = wcn_variants(cn, config)
         else:
             rows = _read_jsonl(d / "oracle.jsonl", "oracle_text")
-            out = {u: " ".join(r["oracle_text"].split()) for u, r in rows.items()}
+            out = {u: [" ".join(r["oracle_text"].split())] for u, r in rows.items()}
+        if data_dir is not None and (Path(data_dir) / "text").is_file():
+            missing = [u for u in read_text_file(Path(data_dir) / "text") if u not in out]
+            if missing:
+                logger.warning("%s: %d utterance(s) of %s have no %s output (e.g. %s): "
+                               "given the empty hypothesis", d, len(missing), data_dir, kind,
+                               missing[0])
+            out.update({u: [""] for u in missing})
     return {u: out[u] for u in c_sorted(out)}

@@ -16,10 +16,13 @@ An SLU dir (``speechlm slu train``) holds:
     adapter/           the LoRA adapter (lora; peft's save_pretrained)
     train_report.json  training time and dev accuracy (lora)
 
-Context limit: a local LM has ``max_length`` positions (64 for the embedded LM). The prompt
-is fitted to leave room for the longest label (and EOS): few-shot examples are dropped
-first (least similar first), then whole words are cut from the **left** of the input,
-with a warning naming the utterance. A remote LM is not fitted (no tokenizer here).
+Context limit: a local LM has ``max_length`` positions (64 for the embedded LM, 8192 for
+SmolLM2). The prompt is fitted to leave room for the longest label (and EOS): few-shot
+examples are dropped first (least similar first); then a WCN is pruned by posterior (its
+``wcn_variants``: higher thresholds, then one word a bin); only then are whole words cut
+from the **left** of the input, with a warning naming the utterance. How often each
+happened is logged after ``predict`` (``PromptFitter.counts``). A remote LM is not fitted
+(no tokenizer here).
 
 >>> PromptConfig(shots=-1)
 Traceback (most recent call last):
@@ -70,7 +73,10 @@ class PromptConfig:
         arrow: written after an input, before its label.
         shot_separator: between examples, and between the last example and the query.
         shots: few-shot examples per query (0 for the LoRA model).
-        shot_selection: ``similar``, ``random`` or ``first`` (see ``speechlm.llm.icl``).
+        shot_selection: ``similar`` (TF-IDF), ``embedding`` (sentence embeddings of
+            ``shot_encoder``), ``random`` or ``first`` (see ``speechlm.llm.icl``).
+        shot_encoder: the sentence encoder of ``embedding`` selection (a catalogue name,
+            ``speechlm models list``, or a local model dir).
         verbalize: ``alarm_set`` -> ``alarm set``, ``AddToPlaylist`` -> ``add to playlist``
             (labels read as words).
         length_norm: rank by mean log-prob per label token instead of the total.
@@ -86,6 +92,7 @@ class PromptConfig:
     shot_separator: str = "\n"
     shots: int = 4
     shot_selection: str = "similar"
+    shot_encoder: str = "minilm-l6"
     verbalize: bool = True
     length_norm: bool = False
     append_eos: bool = False
@@ -174,40 +181,60 @@ class PromptFitter:
     Args:
         llm: the LM; fitting needs ``llm.tokenizer`` and ``llm.max_length``.
         reserve: positions kept free for the longest label (plus EOS).
+
+    ``counts`` says how often shots were dropped, a WCN was pruned and an input was cut.
     """
 
     MAX_WARNINGS = 5
 
     def __init__(self, llm: Any, reserve: int) -> None:
-        self.cut = 0  # inputs cut so far
+        self.counts = {"shots_dropped": 0, "wcn_pruned": 0, "cut": 0}
         self.tokenizer = getattr(llm, "tokenizer", None)
         self.max_length = getattr(llm, "max_length", None)
         self.budget = None if self.max_length is None else self.max_length - reserve
 
+    @property
+    def cut(self) -> int:
+        return self.counts["cut"]
+
     def _n(self, prompt: str) -> int:
         return len(self.tokenizer(prompt, add_special_tokens=True, verbose=False)["input_ids"])
 
-    def fit(self, prompt: PromptConfig, text: str, shots: list[tuple[str, str]],
-            utt: str = "?") -> str:
-        """The prompt, with shots dropped (first = least useful) and then the input cut."""
+    def _fits(self, prompt: PromptConfig, text: str, shots: list[tuple[str, str]]) -> bool:
+        return self._n(prompt.build(text, shots)) <= self.budget
+
+    def fit(self, prompt: PromptConfig, text: str | Sequence[str],
+            shots: list[tuple[str, str]], utt: str = "?") -> str:
+        """The prompt for ``text`` (or its serializations, longest first, as
+        ``wcn_variants`` gives them): shots dropped first (first = least useful), then the
+        next shorter serialization, and last the words of the shortest cut from the left."""
+        variants = [text] if isinstance(text, str) else list(text)
+        if not variants:
+            raise ValueError(f"utterance {utt}: no serialized input")
         if self.tokenizer is None or self.budget is None:
-            return prompt.build(text, shots)
+            return prompt.build(variants[0], shots)
         if self.budget < 2:
             raise ValueError(f"the context ({self.max_length} tokens) has no room for a prompt")
         shots = list(shots)
-        while shots and self._n(prompt.build(text, shots)) > self.budget:
-            shots.pop(0)
-        words = text.split()
-        if self._n(prompt.build(text, shots)) <= self.budget:
-            return prompt.build(text, shots)
+        if shots and not self._fits(prompt, variants[0], shots):
+            self.counts["shots_dropped"] += 1
+            while shots and not self._fits(prompt, variants[0], shots):
+                shots.pop(0)
+        for k, v in enumerate(variants):
+            if self._fits(prompt, v, shots):
+                self.counts["wcn_pruned"] += k > 0
+                return prompt.build(v, shots)
+        if len(variants) > 1:
+            self.counts["wcn_pruned"] += 1
+        words = variants[-1].split()
         lo, hi = 0, len(words)  # smallest cut from the left that fits
         while lo < hi:
             mid = (lo + hi) // 2
-            if self._n(prompt.build(" ".join(words[mid:]), shots)) <= self.budget:
+            if self._fits(prompt, " ".join(words[mid:]), shots):
                 hi = mid
             else:
                 lo = mid + 1
-        self.cut += 1
+        self.counts["cut"] += 1
         # The first few by name, then quiet: a training set can hold thousands.
         log = logger.warning if self.cut <= self.MAX_WARNINGS else logger.debug
         log("utterance %s: input of %d words cut to its last %d to fit %d tokens%s",
@@ -237,14 +264,21 @@ class IntentClassifier:
         llm: any ``LanguageModel``.
         labels: the label set.
         prompt: prompt and ranking options.
-        pool: few-shot examples (needed when ``prompt.shots > 0``).
-        serialize: how the pool's texts are shown (as given: reference text).
+        pool: few-shot examples (needed when ``prompt.shots > 0``); for ``embedding``
+            selection without its own ``embed``, ``prompt.shot_encoder`` is loaded for it.
+
+    Label scores are cached by prompt: inputs that serialize the same (a 1-best equal to
+    the reference) are ranked once.
     """
 
     def __init__(self, llm: LanguageModel, labels: Sequence[str], prompt: PromptConfig,
                  pool: ExamplePool | None = None) -> None:
         if prompt.shots > 0 and pool is None:
             raise ValueError(f"shots={prompt.shots} needs a pool of examples")
+        if (prompt.shots > 0 and prompt.shot_selection == "embedding" and pool is not None
+                and pool.embed is None):
+            pool.embed = sentence_embedder(prompt.shot_encoder)
+        self._cache: dict[str, list[float]] = {}
         self.llm, self.labels, self.prompt, self.pool = llm, list(labels), prompt, pool
         self.label_texts = [prompt.label_text(x) for x in self.labels]
         tok = getattr(llm, "tokenizer", None)
@@ -254,21 +288,27 @@ class IntentClassifier:
                           for t in self.label_texts) + int(prompt.append_eos)
         self.fitter = PromptFitter(llm, reserve)
 
-    def _shots(self, text: str) -> list[tuple[str, str]]:
+    def _shots(self, text: str | Sequence[str]) -> list[tuple[str, str]]:
         if not (self.prompt.shots and self.pool is not None):
             return []
-        chosen = self.pool.select(text, self.prompt.shots, self.prompt.shot_selection)
+        query = text if isinstance(text, str) else text[0]
+        chosen = self.pool.select(query, self.prompt.shots, self.prompt.shot_selection)
         return [(e.text, self.prompt.label_text(e.intent)) for e in chosen]
 
-    def prompt_for(self, text: str, utt: str = "?") -> str:
+    def prompt_for(self, text: str | Sequence[str], utt: str = "?") -> str:
         return self.fitter.fit(self.prompt, text, self._shots(text), utt)
 
     def _rank(self, prompt: str) -> list[float]:
-        return rank_labels(self.llm, prompt, self.label_texts,
-                           length_norm=self.prompt.length_norm,
-                           append_eos=self.prompt.append_eos)
+        if prompt not in self._cache:
+            self._cache[prompt] = rank_labels(self.llm, prompt, self.label_texts,
+                                              length_norm=self.prompt.length_norm,
+                                              append_eos=self.prompt.append_eos)
+        return self._cache[prompt]
 
-    def scores(self, text: str, utt: str = "?") -> list[float]:
+    def scores(self, text: str | Sequence[str], utt: str = "?") -> list[float]:
+        """Label scores for ``text``: one serialized input, or its serializations longest
+        first (``load_input_variants``), the shorter ones used only when the longest does
+        not fit the context."""
         shots = self._shots(text)
         s = self._rank(self.fitter.fit(self.prompt, text, shots, utt))
         if not self.prompt.calibrate:
@@ -276,29 +316,61 @@ class IntentClassifier:
         prior = self._rank(self.fitter.fit(self.prompt, CONTENT_FREE, shots, utt))
         return [a - b for a, b in zip(s, prior, strict=True)]
 
-    def classify(self, text: str, utt: str = "?") -> str:
+    def classify(self, text: str | Sequence[str], utt: str = "?") -> str:
         s = self.scores(text, utt)
         return self.labels[max(range(len(s)), key=s.__getitem__)]
 
-    def predict(self, inputs: dict[str, str], progress: bool = True) -> dict[str, str]:
-        """Intent of each utterance; ``inputs`` maps utterance -> serialized input."""
-        before = self.fitter.cut
+    def predict(self, inputs: dict[str, str] | dict[str, list[str]],
+                progress: bool = True) -> dict[str, str]:
+        """Intent of each utterance; ``inputs`` maps utterance -> serialized input (or its
+        serializations, longest first). An empty input is classified (the prompt shows an
+        empty hypothesis), never skipped."""
+        before = dict(self.fitter.counts)
         out = {utt: self.classify(inputs[utt], utt)
                for utt in tqdm(c_sorted(inputs), disable=not progress, desc="slu", unit="utt")}
-        if self.fitter.cut > before:
-            logger.warning("%d of %d inputs were cut from the left to fit the context (%s tokens)",
-                           self.fitter.cut - before, len(inputs), self.fitter.max_length)
+        fitted = {k: v - before[k] for k, v in self.fitter.counts.items() if v > before[k]}
+        if fitted:
+            logger.warning("fitting %d inputs to the context (%s tokens): %s", len(inputs),
+                           self.fitter.max_length,
+                           ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in fitted.items()))
         return out
 
 
-def load_classifier(slu_dir: str | Path, **llm_kwargs: Any) -> tuple[IntentClassifier, SLUConfig]:
+def sentence_embedder(name: str):
+    """``texts -> (N, D)`` embeddings of a sentence encoder (disk-cached), for the pool."""
+    from speechlm.encoders import load_encoder
+
+    return load_encoder(name, cache=True).embed
+
+
+def load_classifier(slu_dir: str | Path, *, prompt: PromptConfig | None = None,
+                    llm: str | None = None, llm_url: str | None = None,
+                    llm_model: str | None = None,
+                    **llm_kwargs: Any) -> tuple[IntentClassifier, SLUConfig]:
     """Load an SLU dir: its LM (LoRA merged, local checkpoint or server) and prompt.
+
+    Args:
+        slu_dir: from ``speechlm slu train``.
+        prompt: replaces the dir's prompt options (shots, selection...).
+        llm, llm_url, llm_model: an in-context (``icl``) dir's LM replaced by another: a
+            catalogue name or local dir, or a server.
 
     Raises:
         FileNotFoundError: not an SLU dir, or its LM / adapter is missing.
+        ValueError: an LM override for a LoRA dir (its adapter belongs to its LM).
     """
     slu_dir = Path(slu_dir)
     config = SLUConfig.load(slu_dir)
+    if prompt is not None:
+        config.prompt = prompt
+    if llm is not None or llm_url is not None:
+        if config.mode == "lora":
+            raise ValueError(f"{slu_dir} is a LoRA SLU dir: its adapter belongs to its own LM "
+                             f"({config.llm_path}); --llm/--llm-url are for icl dirs")
+        if llm is not None and llm_url is not None:
+            raise ValueError("give either llm or llm_url, not both")
+        config.llm_path, config.llm_url = llm, llm_url
+        config.llm_model = llm_model if llm_url is not None else None
     if config.mode == "lora":
         from speechlm.llm.lora import load_lora_llm
 

@@ -1,0 +1,205 @@
+#!/usr/bin/env python3
+"""Stage 6: EXP/RESULTS.md and EXP/RESULTS.png from the outputs of stages 1-5.
+
+Reads, under EXP (exp/quick or exp/full): <model>/decode_<set>_<voice>/oracle_wer (WERs),
+<model>/calibration.json and decode_<set>_<voice>_cal/calibration.json (acoustic scale,
+NCE, ECE), <model>/icl_<selection>/<set>_<voice>/<input>/accuracy.json (intent accuracy;
+``text`` lives under the first voice of the first model: the same sentences for all).
+Prints the gap-closed line of every set.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import subprocess
+import sys
+from datetime import datetime
+from pathlib import Path
+
+INPUTS = ["text", "1best", "nbest", "wcn", "wcn_cal", "oracle"]
+MIN_GAP = 3.0  # points: below this the oracle - 1-best gap is a few utterances, the ratio noise
+
+
+def read_wer(path: Path) -> dict[str, float]:
+    out = {}
+    if path.is_file():
+        for line in path.read_text().splitlines():
+            # %WER 10.94 [ 79 / 722, 100 utts ] 1-best
+            if line.startswith("%WER") and "]" in line:
+                out[line.split("]", 1)[1].strip()] = float(line.split()[1])
+    return out
+
+
+def accuracy(path: Path) -> dict | None:
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def gap_closed(acc: dict[str, float], kind: str) -> float | None:
+    if kind not in acc or "1best" not in acc or "oracle" not in acc:
+        return None
+    gap = acc["oracle"] - acc["1best"]
+    return None if gap < MIN_GAP else (acc[kind] - acc["1best"]) / gap
+
+
+def fmt(x, pct=True):
+    if x is None:
+        return "-"
+    return f"{100 * x:.0f}%" if pct else f"{x:.1f}"
+
+
+def collect(exp: Path, models, sets, voices, selections):
+    rows = []
+    for sel in selections:
+        for m in models:
+            for s in sets:
+                text = accuracy(exp / models[0] / f"icl_{sel}" / f"{s}_{voices[0]}" / "text" /
+                                "accuracy.json")
+                for v in voices:
+                    d = exp / m / f"icl_{sel}" / f"{s}_{v}"
+                    acc, info = {}, {}
+                    for kind in INPUTS:
+                        a = text if kind == "text" else accuracy(d / kind / "accuracy.json")
+                        if a is not None:
+                            acc[kind] = 100.0 * a["accuracy"]
+                            info = a
+                    cal = accuracy(exp / m / f"decode_{s}_{v}_cal" / "calibration.json")
+                    rows.append({"selection": sel, "model": m, "set": s, "voice": v, "acc": acc,
+                                 "n": info.get("total"), "wer": read_wer(
+                                     exp / m / f"decode_{s}_{v}" / "oracle_wer"),
+                                 "cal": cal, "unseen": info.get("utts_with_unseen_intent", 0)})
+    return rows
+
+
+def plot(rows, png: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    sel = rows[0]["selection"]
+    rows = [r for r in rows if r["selection"] == sel and r["acc"]]
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.2))
+    ax = axes[0]
+    width = 0.8 / max(len(rows), 1)
+    for j, r in enumerate(rows):
+        ax.bar([i + j * width for i in range(len(INPUTS))],
+               [r["acc"].get(k, 0.0) for k in INPUTS], width,
+               label=f"{r['model']} {r['set']} {r['voice']} (WER {r['wer'].get('1-best', 0):.0f}%)")
+    ax.set_xticks([i + width * (len(rows) - 1) / 2 for i in range(len(INPUTS))], INPUTS)
+    ax.set_ylabel("intent accuracy (%)")
+    ax.set_title(f"SmolLM2-135M-Instruct ICL ({sel} shots) by input")
+    ax.legend(fontsize=7)
+    ax = axes[1]
+    for k in INPUTS[1:]:
+        pts = sorted((r["wer"].get("1-best", 0.0), r["acc"].get(k)) for r in rows
+                     if k in r["acc"])
+        if pts:
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=k)
+    texts = [r["acc"]["text"] for r in rows if "text" in r["acc"]]
+    if texts:
+        ax.axhline(sum(texts) / len(texts), color="k", ls="--", lw=1, label="text")
+    ax.set_xlabel("first-pass 1-best WER (%) of the set")
+    ax.set_ylabel("intent accuracy (%)")
+    ax.set_title("accuracy vs first-pass WER, per input")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(png, dpi=100)
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--exp", type=Path, required=True)
+    p.add_argument("--data", type=Path, required=True)
+    p.add_argument("--models", nargs="+", required=True)
+    p.add_argument("--sets", nargs="+", required=True)
+    p.add_argument("--voices", nargs="+", required=True)
+    p.add_argument("--selections", nargs="+", required=True)
+    p.add_argument("--llm", required=True)
+    p.add_argument("--shots", required=True)
+    p.add_argument("--cmdline", default="")
+    p.add_argument("--stage_times", type=Path, default=None, help="run.sh log with stage times")
+    p.add_argument("--notes", type=Path, default=None, help="markdown appended (how it was run)")
+    args = p.parse_args()
+
+    rows = collect(args.exp, args.models, args.sets, args.voices, args.selections)
+    sets_json = args.data / "local" / "sets.json"
+    sizes = json.loads(sets_json.read_text())["sets"] if sets_json.is_file() else {}
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                            text=True).stdout.strip()
+    L = [f"# RESULTS: egs/slurp/icl1 ({args.exp.name})", "",
+         "In-context SLU (arXiv 2401.02921) on SLURP with SmolLM2-135M-Instruct: rank "
+         "classification over the training pool's intents after few-shot examples, from the "
+         "reference text, the first pass's 1-best, N-best, WCN (raw and calibrated posteriors) "
+         "and the lattice oracle path.", "",
+         "**The speech is synthetic** (SLURP's audio is not available here): the Piper voice "
+         "`joe` and 40 sampled espeak-ng voices, each with added noise and reverberation. WERs "
+         "are not comparable with published SLURP numbers.", "",
+         "## Environment",
+         f"- date `{datetime.now().isoformat(timespec='seconds')}`, git commit `{commit}`, "
+         f"python `{platform.python_version()}`, machine `{platform.machine()}`, 2 shared CPU "
+         "cores (loaded by other jobs), no GPU, one torch thread per process",
+         f"- LLM `{args.llm}`, {args.shots} shots per query, selection: "
+         f"{', '.join(args.selections)}; sets (sentences): `{json.dumps(sizes)}`", ""]
+    L += ["## First pass: WER (%) and WCN calibration", "",
+          "|first pass|set|voice|1-best|WCN MBR|N-best oracle|WCN oracle|am_scale (dev NCE)|"
+          "NCE raw → cal|ECE raw → cal|",
+          "|---|---|---|---|---|---|---|---|---|---|"]
+    seen = set()
+    for r in rows:
+        key = (r["model"], r["set"], r["voice"])
+        if key in seen:
+            continue
+        seen.add(key)
+        w, c = r["wer"], r["cal"]
+        cal = ("-", "-", "-") if c is None else (
+            f"{c['am_scale']}", f"{c['raw']['nce']:.2f} → {c['calibrated']['nce']:.2f}",
+            f"{c['raw']['ece']:.3f} → {c['calibrated']['ece']:.3f}")
+        wers = [w.get(k, float("nan")) for k in
+                ("1-best", "MBR (WCN consensus)", "N-best oracle", "WCN oracle")]
+        L.append(f"|{r['model']}|{r['set']}|{r['voice']}|" + "|".join(f"{x:.1f}" for x in wers)
+                 + f"|{cal[0]}|{cal[1]}|{cal[2]}|")
+    L += ["", "The acoustic scale of the WCN posteriors (Whisper's default 0.5) is tuned on the "
+          "dev sets of all voices by normalised cross entropy (NCE) of the MBR words' "
+          "posteriors (`speechlm calibrate-wcn`; scale table in `<first pass>/calibration.json`)."
+          " NCE stays negative at every scale: Whisper's 5 hypotheses mostly share their "
+          "errors, so a wrong word has posterior 1.0 whatever the scale.", ""]
+    L += ["## Intent accuracy (%)", "",
+          "|shots|first pass|set|voice|utts|" + "|".join(INPUTS) +
+          "|gap closed (WCN)|gap closed (WCN cal)|",
+          "|---|---|---|---|---|" + "---|" * len(INPUTS) + "---|---|"]
+    for r in rows:
+        a = r["acc"]
+        L.append(f"|{r['selection']}|{r['model']}|{r['set']}|{r['voice']}|{r['n'] or '-'}|" +
+                 "|".join(fmt(a.get(k), pct=False) for k in INPUTS) +
+                 f"|{fmt(gap_closed(a, 'wcn'))}|{fmt(gap_closed(a, 'wcn_cal'))}|")
+    L += ["", "Gap closed = (acc(WCN) − acc(1-best)) / (acc(oracle) − acc(1-best)), shown when "
+          f"the oracle is at least {MIN_GAP:.0f} points above the 1-best. `text` is the "
+          "reference transcript (the ceiling), `oracle` the lattice path closest to it. "
+          "Shots are reference-text examples of the training pool in every column; only the "
+          "query line changes.", "",
+          "![accuracy per input and vs WER](RESULTS.png)", ""]
+    unseen = max((r["unseen"] for r in rows), default=0)
+    if unseen:
+        L += [f"Reference intents absent from the training pool: up to {unseen} utterances per "
+              "set (never classifiable, counted as errors).", ""]
+    if args.stage_times and args.stage_times.is_file():
+        times = [x.split(" ", 2)[2] for x in args.stage_times.read_text().splitlines()
+                 if " took " in x and x.split(" ", 2)[2].startswith("Stage")]
+        if times:
+            L += ["## Wall time (this machine)", "", *[f"- {t}" for t in times], ""]
+    L += ["## Command", "", "```", args.cmdline or "./run.sh", "```", ""]
+    if args.notes and args.notes.is_file():
+        L += [args.notes.read_text().rstrip(), ""]
+    (args.exp / "RESULTS.md").write_text("\n".join(L))
+    if rows and any(r["acc"] for r in rows):
+        plot(rows, args.exp / "RESULTS.png")
+    for r in rows:
+        g, gc = gap_closed(r["acc"], "wcn"), gap_closed(r["acc"], "wcn_cal")
+        print(f"gap closed {r['model']} {r['set']} {r['voice']} ({r['selection']}): "
+              f"WCN {fmt(g)}, calibrated WCN {fmt(gc)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,154 @@
+#!/usr/bin/env bash
+# egs/slurp/icl1/run.sh: in-context SLU over word confusion networks with SmolLM2-135M-Instruct
+# (arXiv 2401.02921 on SLURP): Whisper first passes on synthetic speech -> text / 1-best /
+# N-best / WCN / oracle -> few-shot rank classification over SLURP's intents.
+#
+#   ./run.sh --quick true            # small sets (< 15 min on 2 CPU cores)
+#   ./run.sh                         # the sizes of exp/full/RESULTS.md
+#   ./run.sh --test_jsonl "/path/to/test.jsonl"   # also a SLURP-form set never used here
+#
+# Stages: 1 SLU splits (../slu1/local/prepare_slu.py) and synthetic speech, one data dir per
+# voice kind (Piper joe; sampled espeak-ng voices), noise and reverb added; 2 Whisper first
+# passes (N-best -> lattice -> WCN, oracle); 3 acoustic scale of the WCN posteriors tuned on
+# dev by NCE, calibrated WCNs of every set; 4 SLU dirs (the few-shot pool per selection);
+# 5 intent classification per first pass x set x input; 6 RESULTS.md and the plot.
+# The speech is SYNTHETIC: SLURP's audio is not available here.
+set -euo pipefail
+
+stage=1; stop_stage=100; nj=1
+slurp=                          # default: $SPEECHLM_DATA/slurp, ../shared/data/slurp
+test_jsonl=                     # extra SLURP-form test sets (never used for any choice)
+quick=false
+asr_models="whisper-tiny.en"    # catalogue Whisper models (whisper-base works too)
+voices="piper espeak"           # voice kinds: piper = piper:joe, espeak = sampled espeak-ng
+nbest=5                         # Whisper beam = N-best size
+llm=smollm2-135m-instruct       # a catalogue LLM or a local checkpoint dir
+shots=8
+selections="embedding"          # shot selection(s): embedding (MiniLM), random, similar (TF-IDF)
+inputs="text 1best nbest wcn wcn_cal oracle"   # wcn_cal: WCN at the dev-tuned acoustic scale
+wcn_threshold=0.1
+stage_times=                   # a log of earlier runs (their "Stage N took" lines) for RESULTS.md
+notes=                          # a markdown file appended to RESULTS.md (how it was run)
+help_message="usage: $0 [--stage N] [--stop_stage N] [--quick true] [--test_jsonl 'a.jsonl ...']"
+
+cmdline="$0 $*"
+. ./path.sh; . ./cmd.sh; . utils/parse_options.sh
+. utils/log.sh
+
+if [ -z "${slurp}" ]; then
+  for d in "${SPEECHLM_DATA:+${SPEECHLM_DATA}/slurp}" ../../../../shared/data/slurp; do
+    [ -n "${d}" ] && [ -f "${d}/devel.jsonl" ] && { slurp=${d}; break; }
+  done
+fi
+[ -n "${slurp}" ] || { log "SLURP text not found: pass --slurp DIR or set SPEECHLM_DATA"; exit 1; }
+log "slurp: using $(cd "${slurp}" && pwd)"
+
+if [ "${quick}" = true ]; then dev_size=16; test_size=20; exp=exp/quick
+else dev_size=40; test_size=100; exp=exp/full; fi
+data=data/${exp#exp/}
+sets="dev test"
+for t in ${test_jsonl}; do sets+=" test_$(basename "${t}" .jsonl | tr -c 'A-Za-z0-9_\n' _)"; done
+voice_opts() {
+  case $1 in
+    piper) echo "--voices piper:joe" ;;
+    espeak) echo "--voices espeak:sampled --num-voices 40 --voices-per-line 1" ;;
+    *) log "unknown voice kind $1 (piper, espeak)"; exit 1 ;;
+  esac
+}
+
+if [ ${stage} -le 1 ] && [ ${stop_stage} -ge 1 ]; then
+  stage_log 1 "SLU splits and synthetic speech -> ${data}/<set>_<voice>"
+  # shellcheck disable=SC2086
+  python ../slu1/local/prepare_slu.py --slurp "${slurp}" --out "${data}/local" \
+    --dev_size "${dev_size}" --test_size "${test_size}" --asr_train_lines 0 \
+    ${test_jsonl:+--test_jsonl ${test_jsonl}}
+  seed=0
+  for s in ${sets}; do
+    for v in ${voices}; do
+      seed=$((seed + 1))
+      # shellcheck disable=SC2046
+      python -m speechlm.bin.synth_data_dir --text "${data}/local/${s}.text" --text-format kaldi \
+        $(voice_opts "${v}") --seed "${seed}" --augment --speaker-prefix "${s//_/}${v}" \
+        --out "${data}/${s}_${v}"
+      python ../slu1/local/attach_intents.py "${data}/${s}_${v}" "${data}/local/${s}.jsonl"
+    done
+  done
+fi
+
+if [ ${stage} -le 2 ] && [ ${stop_stage} -ge 2 ]; then
+  stage_log 2 "first passes (${asr_models}): ${nbest}-best -> lattice -> WCN"
+  for m in ${asr_models}; do
+    for s in ${sets}; do
+      for v in ${voices}; do
+        python -m speechlm.bin.decode --backend whisper --model "${m}" --nbest "${nbest}" \
+          --beam "${nbest}" --lattice --data-dir "${data}/${s}_${v}" \
+          --out "${exp}/${m}/decode_${s}_${v}" --nj "${nj}"
+      done
+    done
+  done
+fi
+
+if [ ${stage} -le 3 ] && [ ${stop_stage} -ge 3 ]; then
+  stage_log 3 "WCN acoustic scale tuned on dev by NCE; calibrated WCNs -> decode_<set>_<voice>_cal"
+  for m in ${asr_models}; do
+    dev_opts=""; apply_opts=""
+    for v in ${voices}; do
+      dev_opts+=" --dev ${exp}/${m}/decode_dev_${v} ${data}/dev_${v}"
+      for s in ${sets}; do
+        apply_opts+=" --apply ${exp}/${m}/decode_${s}_${v} ${data}/${s}_${v} ${exp}/${m}/decode_${s}_${v}_cal"
+      done
+    done
+    # shellcheck disable=SC2086
+    python -m speechlm.bin.calibrate_wcn ${dev_opts} ${apply_opts} --report "${exp}/${m}/calibration.json"
+  done
+fi
+
+slu_dir=${exp}/slu_icl
+if [ ${stage} -le 4 ] && [ ${stop_stage} -ge 4 ]; then
+  stage_log 4 "in-context SLU dir: ${llm}, the few-shot pool ${data}/local/slu_train.jsonl"
+  # the same instruction for every input kind: only the query line changes
+  python -m speechlm.bin.slu train --mode icl --llm "${llm}" --shots "${shots}" \
+    --train-jsonl "${data}/local/slu_train.jsonl" --out "${slu_dir}" --overwrite \
+    --wcn-threshold "${wcn_threshold}" \
+    --instruction "Intent of each voice assistant request. Requests may be speech recognizer output: hypotheses split by '|', word alternatives by '/' with their probabilities."
+fi
+
+if [ ${stage} -le 5 ] && [ ${stop_stage} -ge 5 ]; then
+  stage_log 5 "intent classification: ${asr_models} x {${sets// /,}} x {${voices// /,}} x {${inputs// /,}}"
+  eval_sets=${sets#dev }    # dev only tunes the acoustic scale
+  first_voice=${voices%% *}; first_model=${asr_models%% *}
+  for sel in ${selections}; do
+    for m in ${asr_models}; do
+      for s in ${eval_sets}; do
+        for v in ${voices}; do
+          kinds=""
+          for i in ${inputs}; do
+            # the reference text is the same sentences for every voice and model: once a set
+            [ "${i}" = text ] && { [ "${v}" = "${first_voice}" ] && [ "${m}" = "${first_model}" ] || continue; }
+            [ "${i}" = wcn_cal ] || kinds+=" ${i}"
+          done
+          out=${exp}/${m}/icl_${sel}/${s}_${v}
+          # shellcheck disable=SC2086
+          python -m speechlm.bin.slu predict --model-dir "${slu_dir}" --input ${kinds} \
+            --shot-selection "${sel}" --decode-dir "${exp}/${m}/decode_${s}_${v}" \
+            --data-dir "${data}/${s}_${v}" --out "${out}" --threads 1 --no-progress
+          if [[ " ${inputs} " == *" wcn_cal "* ]]; then
+            python -m speechlm.bin.slu predict --model-dir "${slu_dir}" --input wcn \
+              --shot-selection "${sel}" --decode-dir "${exp}/${m}/decode_${s}_${v}_cal" \
+              --data-dir "${data}/${s}_${v}" --out "${out}/wcn_cal" --threads 1 --no-progress
+          fi
+        done
+      done
+    done
+  done
+fi
+
+if [ ${stage} -le 6 ] && [ ${stop_stage} -ge 6 ]; then
+  stage_log 6 "${exp}/RESULTS.md and RESULTS.png"
+  # shellcheck disable=SC2086
+  python local/make_results.py --exp "${exp}" --data "${data}" --models ${asr_models} \
+    --sets ${sets#dev } --voices ${voices} --selections ${selections} --llm "${llm}" \
+    --shots "${shots}" --cmdline "${cmdline}" ${stage_times:+--stage_times "${stage_times}"} \
+    ${notes:+--notes "${notes}"}
+fi
+log "Successfully finished. [elapsed=${SECONDS}s]"
