@@ -21,6 +21,13 @@ FILE`` puts each turn's embedding after its text through the shared projector, a
 
     speechlm paralin synth --csv dev_sent_emo.csv --out data/dev --max-windows 40
     speechlm paralin embed --csv dev_sent_emo.csv --wav-scp data/dev/wav.scp --kind whisper
+
+``baseline`` is the paper's sequence-classification comparison: a frozen sentence encoder
+(MiniLM-L6 by default) over the window's text and a logistic-regression head per label
+(``speechlm.paralin.baseline``), written in ``eval``'s layout (OUT/<NAME>/scores.json).
+
+    speechlm paralin baseline --csv train_sent_emo.csv --eval dev=dev_sent_emo.csv \
+        --out exp/minilm_head --max-windows 2000
 """
 from __future__ import annotations
 
@@ -83,6 +90,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         p.add_argument("--max-tokens", type=int, default=512,
                        help="prompt + target budget; the oldest context turns go first")
         p.add_argument("--no-progress", action="store_true")
+    b = sub.add_parser("baseline", help="sequence classifiers: a frozen sentence encoder + "
+                       "logistic-regression heads for both sentiments")
+    b.add_argument("--csv", required=True, help="MELD-form training CSV")
+    b.add_argument("--eval", nargs="+", required=True, metavar="NAME=CSV",
+                   help="sets to score, e.g. dev=dev_sent_emo.csv")
+    b.add_argument("--out", required=True, help="dir: paralin.json, <NAME>/scores.json")
+    b.add_argument("--encoder", default="minilm-l6", help="speechlm.encoders name or dir")
+    b.add_argument("--context", type=int, default=3, help="previous turns shown")
+    b.add_argument("--max-windows", type=int, default=None, help="first N training windows")
+    b.add_argument("--eval-max-windows", type=int, default=None, help="first N of each set")
+    b.add_argument("--emb-cache", default=None, help="embedding cache dir")
     t.add_argument("--no-context", action="store_true", help="ablation: current turn only")
     t.add_argument("--no-context-sentiment", action="store_true",
                    help="ablation: context turns without their sentiment")
@@ -133,6 +151,22 @@ def run(args: argparse.Namespace) -> int:
                           "seconds": round(time.monotonic() - started, 1)}))
         return 0
 
+    if args.action == "baseline":
+        from speechlm.encoders import load_encoder
+        from speechlm.paralin import baseline
+        from speechlm.paralin.meld import build_windows, read_meld_csv
+
+        evals = {}
+        for spec in args.eval:
+            name, sep, csv = spec.partition("=")
+            if not sep or not name or not csv:
+                raise InputError(f"--eval {spec!r}: give NAME=CSV, e.g. dev=dev_sent_emo.csv")
+            evals[name] = build_windows(read_meld_csv(csv), args.context)[:args.eval_max_windows]
+        encoder = load_encoder(args.encoder, cache=args.emb_cache or True)
+        scores = baseline.run(_windows(args), evals, encoder, Path(args.out),
+                              context=args.context > 0)
+        print(json.dumps(scores))
+        return 0
     if args.action == "check":
         from collections import Counter
 

@@ -26,7 +26,7 @@ base=smollm2-135m-instruct
 context=3                       # previous turns shown
 epochs=1
 speech_kinds="whisper resemblyzer"
-models="full no_context no_context_sentiment speech_whisper speech_resemblyzer"
+models="full no_context no_context_sentiment speech_whisper speech_resemblyzer minilm_head"
 emb_cache=data/emb_cache        # speech embeddings, keyed by encoder and audio content
 help_message="usage: $0 [--stage N] [--stop_stage N] [--quick true] [--test_csv FILE] [--wav_scp PATTERN] [--models LIST]"
 
@@ -96,6 +96,14 @@ options_of() {  # model name -> training options
 train_model() {  # name
   local name=$1
   if [ -f "${exp}/${name}/paralin.json" ]; then log "${exp}/${name}: already trained"; return; fi
+  if [ "${name}" = minilm_head ]; then  # sequence-classifier baseline: fit and score at once
+    local evals=""; for s in ${sets}; do evals+=" ${s}=$(csv_of "${s}")"; done
+    # shellcheck disable=SC2086
+    python -m speechlm.bin.paralin baseline --csv "${meld}/train_sent_emo.csv" --eval ${evals} \
+      --out "${exp}/${name}" --encoder minilm-l6 --context "${context}" \
+      --max-windows "${train_windows}" --eval-max-windows "${eval_windows}"
+    return
+  fi
   # shellcheck disable=SC2046
   python -m speechlm.bin.paralin train --csv "${meld}/train_sent_emo.csv" --out "${exp}/${name}" \
     --base "${base}" --max-windows "${train_windows}" --epochs "${epochs}" --threads 1 \

@@ -13,7 +13,9 @@ MODELS = {"speech_whisper": "context + sentiments + speech (pooled Whisper-tiny)
           "speech_resemblyzer": "context + sentiments + speech (Resemblyzer)",
           "full": "context + its sentiments, without speech embeddings",
           "no_context_sentiment": "context without sentiments",
-          "no_context": "current turn only"}
+          "no_context": "current turn only",
+          "minilm_head": "sequence classifier: MiniLM-L6 (frozen) + logistic-regression heads "
+                         "(no response text)"}
 KEYS = ("cur_acc", "cur_f1", "resp_acc", "resp_f1", "response_bleu", "response_ppl")
 
 
