@@ -40,6 +40,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--lexical", type=int, default=100)
     p.add_argument("--syntactic", type=int, default=100)
     p.add_argument("--cloze", type=int, default=100)
+    p.add_argument("--ears-lines", type=int, default=0,
+                   help="extra lines (half SLURP, half MELD train, none of the LM's, dev or "
+                   "eval text) written to ears_text: more speech for the CTC recognizer only")
     p.add_argument("--seed", type=int, default=0)
 
     u = sub.add_parser("units", help="encoder frames -> k-means units of a data dir")
@@ -61,10 +64,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     c = sub.add_parser("train-ctc", help="unit -> character CTC recognizer")
     c.add_argument("--km", required=True)
-    c.add_argument("--units", required=True)
-    c.add_argument("--data-dir", required=True, help="for its text")
+    c.add_argument("--units", required=True, nargs="+", help="units files (e.g. train, ears)")
+    c.add_argument("--data-dir", required=True, nargs="+", help="their data dirs, for the text")
     c.add_argument("--out", required=True)
     c.add_argument("--epochs", type=int, default=15)
+    c.add_argument("--encoder", choices=("conv", "transformer"), default="conv")
+    c.add_argument("--dim", type=int, default=192)
+    c.add_argument("--layers", type=int, default=4)
+    c.add_argument("--lr", type=float, default=None,
+                   help="peak learning rate (default 1e-3 transformer, 3e-3 conv)")
     c.add_argument("--heldout", type=int, default=50, help="utterances held out for CER")
     c.add_argument("--threads", type=int, default=1)
 
@@ -73,6 +81,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     j.add_argument("--ctc", required=True)
     j.add_argument("--units", required=True, help="units file of held-out utterances")
     j.add_argument("--judges", default="llm,embedding")
+    j.add_argument("--data-dir", help="the utterances' Kaldi data dir: also judge the "
+                   "reference text's halves (perfect ears), the judge's own ceiling")
     j.add_argument("--out", required=True)
     j.add_argument("--threads", type=int, default=1)
 
@@ -136,11 +146,13 @@ def _prepare(args) -> int:
     out.mkdir(parents=True, exist_ok=True)
     rng = random.Random(args.seed)
     slurp = sorted({clean_turn(x) for x in Path(args.slurp).read_text().splitlines()} - {""})
+    slurp_all = slurp
     slurp = rng.sample(slurp, min(args.slurp_lines, len(slurp)))
     meld_dir = Path(args.meld)
     train_d = read_meld_csv(meld_dir / "train_sent_emo.csv")
     turns = sorted({clean_turn(t.text) for d in train_d for t in d})
     turns = [t for t in turns if 3 <= len(t.split()) <= 20]
+    turns_all = turns
     turns = rng.sample(turns, min(args.meld_turns, len(turns)))
     train = slurp + turns
     (out / "train_text").write_text("".join(f"tr{i:05d} {t}\n" for i, t in enumerate(train)))
@@ -164,8 +176,17 @@ def _prepare(args) -> int:
     write_items(out / "items.jsonl", items)
     lines = [f"{it.id}_{role} {text}\n" for it in items for role, text in it.texts().items()]
     (out / "eval_text").write_text("".join(lines))
+    ears: list[str] = []
+    if args.ears_lines > 0:  # own generator: train, dev and items stay what they were
+        ears_rng = random.Random(args.seed + 1)
+        taken = set(train) | set(dev) | {clean_turn(x.split(" ", 1)[1]) for x in lines}
+        for pool, n in ((slurp_all, args.ears_lines // 2),
+                        (turns_all, args.ears_lines - args.ears_lines // 2)):
+            free = [t for t in pool if t not in taken]
+            ears += ears_rng.sample(free, min(n, len(free)))
+        (out / "ears_text").write_text("".join(f"ea{i:05d} {t}\n" for i, t in enumerate(ears)))
     info = {"train_lines": len(train), "slurp_lines": len(slurp), "meld_turns": len(turns),
-            "dev_prompts": len(dev), "lexicon_words": len(lexicon),
+            "ears_lines": len(ears), "dev_prompts": len(dev), "lexicon_words": len(lexicon),
             "items": {k: sum(it.kind == k for it in items)
                       for k in ("lexical", "syntactic", "cloze")}}
     (out / "prepare.json").write_text(json.dumps(info, indent=2) + "\n")
@@ -239,10 +260,17 @@ def _train_ctc(args) -> int:
 
     _threads(args.threads)
     km = KMeansUnits.load(args.km)
-    units = read_units(args.units, km.num_units)
-    text = read_data_dir(args.data_dir).text
+    units, text = {}, {}
+    for f in args.units:
+        units.update(read_units(f, km.num_units))
+    for d in args.data_dir:
+        text.update(read_data_dir(d).text)
+    text = {u: t for u, t in text.items() if u in units}
     held = random.Random(0).sample(sorted(units), min(args.heldout, len(units) // 5))
-    model, report = train_ctc(units, text, CTCConfig(km.num_units, epochs=args.epochs), held)
+    lr = args.lr or (1e-3 if args.encoder == "transformer" else 3e-3)
+    config = CTCConfig(km.num_units, dim=args.dim, layers=args.layers, epochs=args.epochs,
+                       lr=lr, encoder=args.encoder)
+    model, report = train_ctc(units, text, config, held)
     model.save(args.out, report)
     print(json.dumps({k: v for k, v in report.items() if k != "history"}))
     return 0
@@ -335,7 +363,17 @@ def _judge_check(args) -> int:
     km = KMeansUnits.load(args.km)
     units = read_units(args.units, km.num_units)
     ctc = UnitCTC.load(args.ctc)
-    res = [judge_accuracy(units, ctc, load_judge(j)) for j in args.judges.split(",")]
+    reference = None
+    if args.data_dir:
+        from speechlm.data.kaldi_dir import read_data_dir
+
+        reference = read_data_dir(args.data_dir).text
+    res = []
+    for name in args.judges.split(","):
+        judge = load_judge(name)
+        res.append(judge_accuracy(units, ctc, judge))
+        if reference is not None:
+            res.append(judge_accuracy(units, ctc, judge, reference=reference))
     Path(args.out).write_text(json.dumps(res, indent=2) + "\n")
     print(json.dumps(res))
     return 0

@@ -203,13 +203,19 @@ def evaluate(model_dir: str | Path, items: Sequence[EvalItem],
 
 
 def judge_accuracy(units: dict[str, list[int]], ctc, judge, *, fraction: float = 0.5,
-                   min_units: int = 8, seed: int = 0) -> dict:
+                   min_units: int = 8, seed: int = 0,
+                   reference: dict[str, str] | None = None) -> dict:
     """How often ``judge`` prefers an utterance's true second half over another's.
 
     Each utterance is cut at ``fraction`` of its units; both the true rest and the rest of
     a random other utterance are transcribed by ``ctc``, like sampled continuations are,
     and judged after the transcript of the first part. A judge that cannot tell them apart
     (or cannot score one) gets 0.5 for that prompt; the count is reported.
+
+    With ``reference`` (utterance -> its text), the halves are the reference words cut at
+    the same fraction instead ("perfect ears"), over the same utterances and the same
+    random others: the judge's own ceiling, which separates a deaf recognizer from a judge
+    that cannot tell coherence on this text.
     """
     import random
 
@@ -218,9 +224,20 @@ def judge_accuracy(units: dict[str, list[int]], ctc, judge, *, fraction: float =
     ids = sorted(prompts)
     if len(ids) < 2:
         raise InputError("judge check needs at least 2 usable utterances")
-    rests = {u: units[u][len(prompts[u]):] for u in ids}
-    ptext = dict(zip(ids, ctc.transcribe([prompts[u] for u in ids]), strict=True))
-    rtext = dict(zip(ids, ctc.transcribe([rests[u] for u in ids]), strict=True))
+    if reference is None:
+        rests = {u: units[u][len(prompts[u]):] for u in ids}
+        ptext = dict(zip(ids, ctc.transcribe([prompts[u] for u in ids]), strict=True))
+        rtext = dict(zip(ids, ctc.transcribe([rests[u] for u in ids]), strict=True))
+    else:
+        missing = [u for u in ids if u not in reference]
+        if missing:
+            raise InputError(f"no reference text for {len(missing)} utterance(s), e.g. "
+                             f"{missing[0]!r}")
+        ptext, rtext = {}, {}
+        for u in ids:
+            words = reference[u].split()
+            k = min(max(round(len(words) * fraction), 1), len(words) - 1)
+            ptext[u], rtext[u] = " ".join(words[:k]), " ".join(words[k:])
     correct, unscored = 0.0, 0
     for u in ids:
         other = rng.choice([v for v in ids if v != u])
@@ -230,5 +247,5 @@ def judge_accuracy(units: dict[str, list[int]], ctc, judge, *, fraction: float =
             correct += 0.5
         else:
             correct += pair_correct(true_s, other_s)
-    return {"judge": judge.name, "accuracy": correct / len(ids), "prompts": len(ids),
-            "unscored": unscored}
+    return {"judge": judge.name, "ears": "ctc" if reference is None else "reference",
+            "accuracy": correct / len(ids), "prompts": len(ids), "unscored": unscored}

@@ -1,12 +1,21 @@
 """A small CTC recognizer from speech units to characters: the judge's ears without a vocoder.
 
 Embedding of each unit, repeated twice (de-duplicated units can be fewer than the
-characters they carry: CTC needs at least one frame per character), a stack of residual
-1-D convolutions (kernel 5; padding frames are zeroed after every layer, so a batch gives
-what one utterance alone gives) and a linear layer over ``CHARS`` plus the blank (id 0).
-Convolutions rather than a recurrent layer: on this shared 2-core CPU a bidirectional GRU
-took minutes per run. Greedy CTC decoding. Trained on the synthetic corpus's units and
-transcripts; an utterance with more characters than frames is skipped and counted.
+characters they carry: CTC needs at least one frame per character), an encoder and a
+linear layer over ``CHARS`` plus the blank (id 0). Two encoders:
+
+* ``conv`` (default): a stack of residual 1-D convolutions (kernel 5; padding frames are
+  zeroed after every layer, so a batch gives what one utterance alone gives); a receptive
+  field of about 8 units.
+* ``transformer``: one such convolution for local order, then pre-norm self-attention
+  layers over the whole utterance (padding masked), sinusoidal positions. On the full
+  recipe's 2,000 utterances it did no better (held-out CER 52.9% vs 52.2%, 10 epochs) at
+  8x the training time: the recognizer is short of speech, not of context.
+
+Convolutions and attention rather than a recurrent layer: on this shared 2-core CPU a
+bidirectional GRU took minutes per run. Greedy CTC decoding. Trained on the synthetic
+corpus's units and transcripts; an utterance with more characters than frames is skipped
+and counted.
 
 >>> encode_chars("it's ok"), decode_chars(encode_chars("it's ok"))
 ([10, 21, 28, 20, 1, 16, 12], "it's ok")
@@ -54,11 +63,18 @@ class CTCConfig:
     batch_size: int = 32
     lr: float = 3e-3
     seed: int = 0
+    encoder: str = "conv"
+    heads: int = 4
+    dropout: float = 0.1
 
     def __post_init__(self) -> None:
-        for k in ("num_units", "dim", "layers", "epochs", "batch_size"):
+        for k in ("num_units", "dim", "layers", "epochs", "batch_size", "heads"):
             if getattr(self, k) < 1:
                 raise ValueError(f"{k} must be >= 1, got {getattr(self, k)}")
+        if self.encoder not in ("conv", "transformer"):
+            raise ValueError(f"encoder must be conv or transformer, got {self.encoder!r}")
+        if self.encoder == "transformer" and self.dim % self.heads:
+            raise ValueError(f"dim {self.dim} is not a multiple of heads {self.heads}")
 
 
 class UnitCTC(nn.Module):
@@ -66,9 +82,18 @@ class UnitCTC(nn.Module):
         super().__init__()
         self.config = config
         self.embed = nn.Embedding(config.num_units, config.dim)
+        n_conv = config.layers if config.encoder == "conv" else 1
         self.convs = nn.ModuleList(nn.Conv1d(config.dim, config.dim, 5, padding=2)
-                                   for _ in range(config.layers))
-        self.norms = nn.ModuleList(nn.LayerNorm(config.dim) for _ in range(config.layers))
+                                   for _ in range(n_conv))
+        self.norms = nn.ModuleList(nn.LayerNorm(config.dim) for _ in range(n_conv))
+        self.attention = None
+        if config.encoder == "transformer":
+            layer = nn.TransformerEncoderLayer(
+                config.dim, config.heads, 4 * config.dim, config.dropout, activation="gelu",
+                batch_first=True, norm_first=True)
+            self.attention = nn.TransformerEncoder(layer, config.layers,
+                                                   enable_nested_tensor=False)
+            self.final_norm = nn.LayerNorm(config.dim)
         self.out = nn.Linear(config.dim, len(CHARS) + 1)
 
     def forward(self, units: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
@@ -80,6 +105,10 @@ class UnitCTC(nn.Module):
         for conv, norm in zip(self.convs, self.norms, strict=True):
             y = conv(norm(x).transpose(1, 2)).transpose(1, 2)  # (B, T*R, D)
             x = (x + nn.functional.gelu(y)) * mask
+        if self.attention is not None:
+            x = self.attention(x + _positions(x.shape[1], x.shape[2]).to(x.dtype),
+                               src_key_padding_mask=~frames)
+            x = self.final_norm(x) * mask
         return self.out(x).log_softmax(-1)
 
     @torch.no_grad()
@@ -116,6 +145,16 @@ class UnitCTC(nn.Module):
         model = cls(CTCConfig(**meta["config"]))
         model.load_state_dict(torch.load(model_dir / "ctc.pt", map_location="cpu"))
         return model.eval()
+
+
+def _positions(length: int, dim: int) -> torch.Tensor:
+    """(length, dim) sinusoidal position encodings (no trained length limit)."""
+    pos = torch.arange(length, dtype=torch.float32)[:, None]
+    freq = torch.exp(torch.arange(0, dim, 2, dtype=torch.float32) * (-math.log(1e4) / dim))
+    out = torch.zeros(length, dim)
+    out[:, 0::2] = torch.sin(pos * freq)
+    out[:, 1::2] = torch.cos(pos * freq[: dim // 2])
+    return out
 
 
 def _pad(seqs: Sequence[Sequence[int]]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -165,6 +204,7 @@ def train_ctc(units: dict[str, list[int]], text: dict[str, str], config: CTCConf
     ctc = nn.CTCLoss(blank=0, zero_infinity=True)
     rng = random.Random(config.seed)
     steps = config.epochs * math.ceil(len(data) / config.batch_size)
+    warmup = max(1, min(100, steps // 10))
     step, history = 0, []
     for epoch in range(config.epochs):
         model.train()
@@ -177,8 +217,9 @@ def train_ctc(units: dict[str, list[int]], text: dict[str, str], config: CTCConf
             lt = torch.tensor([len(b[1]) for b in batch])
             logp = model(u, lu).transpose(0, 1)  # (T, B, C)
             loss = ctc(logp, targets, lu * REPEAT, lt)
-            for g in opt.param_groups:  # cosine decay to 10%
-                g["lr"] = config.lr * (0.1 + 0.45 * (1 + math.cos(math.pi * step / steps)))
+            for g in opt.param_groups:  # linear warm-up (attention needs it), cosine to 10%
+                g["lr"] = config.lr * min(1.0, (step + 1) / warmup) * (
+                    0.1 + 0.45 * (1 + math.cos(math.pi * step / steps)))
             opt.zero_grad()
             loss.backward()
             nn.utils.clip_grad_norm_(model.parameters(), 1.0)

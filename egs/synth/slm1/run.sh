@@ -31,10 +31,10 @@ if [ -z "${data_root}" ]; then
 fi
 [ -n "${data_root}" ] || { log "data not found: pass --data_root DIR or set SPEECHLM_DATA"; exit 1; }
 if [ "${quick}" = true ]; then
-  exp=exp/quick; lines=250; n_items=40; n_dev=24; k=100; lm_epochs=6; ctc_epochs=10
+  exp=exp/quick; lines=250; n_items=40; n_dev=24; k=100; lm_epochs=6; ctc_epochs=10; ears=500
   n_prompts=40; n_eval_prompts=24; margins="0.2 0.4"; max_tokens=40
 else
-  exp=exp/full; lines=1000; n_items=100; n_dev=60; k=200; lm_epochs=6; ctc_epochs=10
+  exp=exp/full; lines=1000; n_items=100; n_dev=60; k=200; lm_epochs=6; ctc_epochs=10; ears=6000
   n_prompts=80; n_eval_prompts=30; max_tokens=50
 fi
 data=${exp}/data
@@ -45,7 +45,8 @@ if [ ${stage} -le 1 ] && [ ${stop_stage} -ge 1 ]; then
   stage_log 1 "training text (SLURP + MELD train turns), dev prompts, eval items"
   [ -f "${data}/text/prepare.json" ] || ${slm} prepare --slurp "${data_root}/slurp/lm_train_text.txt" \
     --meld "${data_root}/meld" --out "${data}/text" --slurp-lines ${lines} --meld-turns ${lines} \
-    --dev-prompts ${n_dev} --lexical ${n_items} --syntactic ${n_items} --cloze ${n_items} --seed ${seed}
+    --dev-prompts ${n_dev} --lexical ${n_items} --syntactic ${n_items} --cloze ${n_items} \
+    --ears-lines ${ears} --seed ${seed}
 fi
 
 if [ ${stage} -le 2 ] && [ ${stop_stage} -ge 2 ]; then
@@ -58,6 +59,10 @@ if [ ${stage} -le 2 ] && [ ${stop_stage} -ge 2 ]; then
   ${synth} --text "${data}/text/dev_text" --out "${data}/dev" --speaker-prefix dv \
     --voices piper:joe,espeak:en-us,espeak:sampled --piper-renditions 2 --num-voices 8 \
     --voices-per-line 1 --seed $((seed + 1))
+  # the recognizer's extra speech (ears_text: none of the LM's, dev or eval lines), same voices
+  [ ! -f "${data}/text/ears_text" ] || ${synth} --text "${data}/text/ears_text" \
+    --out "${data}/ears" --speaker-prefix ea --voices piper:joe,espeak:en-us,espeak:sampled \
+    --piper-renditions 2 --num-voices 8 --voices-per-line 1 --seed $((seed + 2))
   # both sides of an eval pair must share a voice: one voice for all items
   ${synth} --text "${data}/text/eval_text" --out "${data}/eval" --speaker-prefix ev \
     --voices espeak:en-us --seed ${seed}
@@ -68,7 +73,8 @@ if [ ${stage} -le 3 ] && [ ${stop_stage} -ge 3 ]; then
   stage_log 3 "units: Whisper tiny.en encoder -> k-means K=${k} (fit on train) -> de-duplicated"
   [ -f "${data}/train/units" ] || ${slm} units --data-dir "${data}/train" --km "${exp}/km" --fit \
     --k ${k} --seed ${seed} --out "${data}/train/units"
-  for s in dev eval; do
+  for s in dev eval ears; do
+    [ -d "${data}/${s}" ] || continue
     [ -f "${data}/${s}/units" ] || ${slm} units --data-dir "${data}/${s}" --km "${exp}/km" \
       --out "${data}/${s}/units"
   done
@@ -85,10 +91,12 @@ fi
 
 if [ ${stage} -le 5 ] && [ ${stop_stage} -ge 5 ]; then
   stage_log 5 "unit -> text CTC recognizer; which judge prefers true continuations?"
-  [ -f "${exp}/ctc/ctc.json" ] || ${slm} train-ctc --km "${exp}/km" --units "${data}/train/units" \
-    --data-dir "${data}/train" --out "${exp}/ctc" --epochs ${ctc_epochs} --threads ${threads}
+  ears_sets=train; [ ! -f "${data}/ears/units" ] || ears_sets="train ears"
+  [ -f "${exp}/ctc/ctc.json" ] || ${slm} train-ctc --km "${exp}/km" \
+    --units $(printf "${data}/%s/units " ${ears_sets}) --data-dir $(printf "${data}/%s " ${ears_sets}) \
+    --out "${exp}/ctc" --encoder conv --epochs ${ctc_epochs} --threads ${threads}
   [ -f "${exp}/judge_check.json" ] || ${slm} judge-check --km "${exp}/km" --ctc "${exp}/ctc" \
-    --units "${data}/dev/units" --out "${exp}/judge_check.json"
+    --units "${data}/dev/units" --data-dir "${data}/dev" --out "${exp}/judge_check.json"
 fi
 
 if [ ${stage} -le 6 ] && [ ${stop_stage} -ge 6 ]; then

@@ -65,10 +65,12 @@ def main() -> int:
     if jc:
         lines += ["## Which judge gives better pairs", "",
                   "Accuracy of preferring an utterance's true second half over another "
-                  "utterance's, both through the CTC recognizer (dev; chance 0.5):", "",
-                  "| judge | accuracy | prompts | unscored |", "|---|---|---|---|"]
-        lines += [f"| {j['judge']} | {j['accuracy']:.3f} | {j['prompts']} | {j['unscored']} |"
-                  for j in jc]
+                  "utterance's (dev; chance 0.5). Ears `ctc`: both halves through the CTC "
+                  "recognizer, as sampled continuations are; `reference`: the reference "
+                  "words cut at the same fraction, the judge's ceiling with perfect ears:",
+                  "", "| judge | ears | accuracy | prompts | unscored |", "|---|---|---|---|---|"]
+        lines += [f"| {j['judge']} | {j.get('ears', 'ctc')} | {j['accuracy']:.3f} | "
+                  f"{j['prompts']} | {j['unscored']} |" for j in jc]
         lines.append("")
     models = ["base"] + sorted((d.name for d in exp.glob("dpo_r*")),
                                key=lambda x: int(x[5:])) + ["ft"]
