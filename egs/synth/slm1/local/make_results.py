@@ -58,7 +58,9 @@ def main() -> int:
         f"parameters, `speechlm lm train --tokenizer`, {base.get('steps')} steps in "
         f"{base.get('train_seconds')} s, held-out ppl {base.get('heldout_perplexity', 0):.2f} "
         f"(unigram {base.get('unigram_perplexity', 0):.2f})",
-        f"- unit->text CTC recognizer: {ctc.get('train_utterances')} utterances, "
+        f"- unit->text CTC recognizer ({ctc.get('config', {}).get('encoder', 'conv')}): "
+        f"{ctc.get('train_utterances')} utterances (the LM's {utt['train'].get('utterances')} "
+        f"+ {prep.get('ears_lines', 0)} lines of its own, `ears_text`), "
         f"{ctc.get('train_seconds')} s; held-out CER {ctc.get('heldout_cer_percent', 0):.1f}% "
         f"on {ctc.get('heldout_utterances')} utterances", ""]
     jc = _read(exp / "judge_check.json")
@@ -72,6 +74,20 @@ def main() -> int:
         lines += [f"| {j['judge']} | {j.get('ears', 'ctc')} | {j['accuracy']:.3f} | "
                   f"{j['prompts']} | {j['unscored']} |" for j in jc]
         lines.append("")
+    le = _read(exp / "latent_ears.json")
+    if le:
+        cer = le["cer_percent"]
+        lines += ["## Can Whisper's decoder read the units? (no vocoder)", "",
+                  f"`python local/latent_ears.py --exp {exp}` on {le['utterances']} "
+                  f"{le['set']} utterances: character error rate of Whisper-tiny's decoder "
+                  "given encoder states rebuilt from the units (K centroids) instead of audio:",
+                  "", "| " + " | ".join(cer) + " |", "|---" * len(cer) + "|",
+                  "| " + " | ".join(f"{v:.1f}" for v in cer.values()) + " |", "",
+                  "frames: the real (unpadded) encoder frames; +pad: followed by the encoder "
+                  "frames of silence up to 30 s, as Whisper was trained; centroids: each frame "
+                  "replaced by its unit's centroid; units: de-duplicated units, each centroid "
+                  f"repeated {le['repeat']} times (what a continuation gives). Over 100%: "
+                  "the decoder loops or writes unrelated words.", ""]
     models = ["base"] + sorted((d.name for d in exp.glob("dpo_r*")),
                                key=lambda x: int(x[5:])) + ["ft"]
     lines += ["## Evaluation", "",
