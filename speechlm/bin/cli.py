@@ -40,6 +40,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
            "train the embedded default LM (small Llama + BPE) from a text file"),
     "calibrate-wcn": ("speechlm.bin.calibrate_wcn",
                       "tune the WCN acoustic scale on dev by NCE; rebuild calibrated WCNs"),
+    "spoken-qa": ("speechlm.bin.spoken_qa",
+                  "extractive spoken QA (questions from slot annotations) over ASR output"),
     "slu": ("speechlm.bin.slu",
             "intent classification (LoRA or in-context) from text, 1-best, N-best, WCN, oracle"),
     "paralin": ("speechlm.bin.paralin",

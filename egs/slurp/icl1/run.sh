@@ -11,7 +11,8 @@
 # voice kind (Piper joe; sampled espeak-ng voices), noise and reverb added; 2 Whisper first
 # passes (N-best -> lattice -> WCN, oracle); 3 acoustic scale of the WCN posteriors tuned on
 # dev by NCE, calibrated WCNs of every set; 4 SLU dirs (the few-shot pool per selection);
-# 5 intent classification per first pass x set x input; 6 RESULTS.md and the plot.
+# 5 intent classification per first pass x set x input; 6 spoken QA (questions built from
+# SLURP's slot annotations, EM/F1 per input; --qa false skips it); 7 RESULTS.md and the plot.
 # The speech is SYNTHETIC: SLURP's audio is not available here.
 set -euo pipefail
 
@@ -27,6 +28,9 @@ shots=8
 selections="embedding"          # shot selection(s): embedding (MiniLM), random, similar (TF-IDF)
 inputs="text 1best nbest wcn wcn_cal oracle"   # wcn_cal: WCN at the dev-tuned acoustic scale
 wcn_threshold=0.1
+qa=true                         # stage 6: spoken QA from slot annotations
+qa_inputs="text 1best nbest wcn oracle"
+qa_shots=4
 stage_times=                   # a log of earlier runs (their "Stage N took" lines) for RESULTS.md
 notes=                          # a markdown file appended to RESULTS.md (how it was run)
 help_message="usage: $0 [--stage N] [--stop_stage N] [--quick true] [--test_jsonl 'a.jsonl ...']"
@@ -143,8 +147,31 @@ if [ ${stage} -le 5 ] && [ ${stop_stage} -ge 5 ]; then
   done
 fi
 
-if [ ${stage} -le 6 ] && [ ${stop_stage} -ge 6 ]; then
-  stage_log 6 "${exp}/RESULTS.md and RESULTS.png"
+if [ ${stage} -le 6 ] && [ ${stop_stage} -ge 6 ] && [ "${qa}" = true ]; then
+  stage_log 6 "spoken QA (questions from SLURP's slot annotations): {${sets#dev }} x {${voices// /,}} x {${qa_inputs// /,}}"
+  ann="--annotations slurp-=${slurp}/devel.jsonl"
+  for t in ${test_jsonl}; do
+    ann+=" --annotations test_$(basename "${t}" .jsonl | tr -c 'A-Za-z0-9_\n' _)-=${t}"
+  done
+  for m in ${asr_models}; do
+    for s in ${sets#dev }; do
+      for v in ${voices}; do
+        # shellcheck disable=SC2086
+        python -m speechlm.bin.spoken_qa ${ann} --pool-jsonl "${data}/local/slu_train.jsonl" \
+          --data-dir "${data}/${s}_${v}" --decode-dir "${exp}/${m}/decode_${s}_${v}" \
+          --input ${qa_inputs} --llm "${llm}" --shots "${qa_shots}" \
+          --wcn-threshold "${wcn_threshold}" --out "${exp}/${m}/qa/${s}_${v}" --no-progress
+      done
+    done
+  done
+  # shellcheck disable=SC2086
+  python local/make_results.py --exp "${exp}" --data "${data}" --models ${asr_models} \
+    --sets ${sets#dev } --voices ${voices} --selections ${selections} --llm "${llm}" \
+    --shots "${qa_shots}" --cmdline "${cmdline}" --qa_only
+fi
+
+if [ ${stage} -le 7 ] && [ ${stop_stage} -ge 7 ]; then
+  stage_log 7 "${exp}/RESULTS.md and RESULTS.png"
   # shellcheck disable=SC2086
   python local/make_results.py --exp "${exp}" --data "${data}" --models ${asr_models} \
     --sets ${sets#dev } --voices ${voices} --selections ${selections} --llm "${llm}" \

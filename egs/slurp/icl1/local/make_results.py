@@ -21,6 +21,9 @@ INPUTS = ["text", "1best", "nbest", "wcn", "wcn_cal", "oracle"]
 MIN_GAP = 3.0  # points: below this the oracle - 1-best gap is a few utterances, the ratio noise
 
 
+QA_INPUTS = ("text", "1best", "nbest", "wcn", "oracle")
+
+
 def read_wer(path: Path) -> dict[str, float]:
     out = {}
     if path.is_file():
@@ -107,6 +110,36 @@ def plot(rows, png: Path) -> None:
     fig.savefig(png, dpi=100)
 
 
+def qa_section(exp: Path, models, sets, voices) -> list[str]:
+    """Stage 6's spoken QA: EM / F1 per first pass x set x voice x input."""
+    found = [(m, s, v, json.loads(f.read_text())) for m in models for s in sets for v in voices
+             if (f := exp / m / "qa" / f"{s}_{v}" / "scores.json").is_file()]
+    if not found:
+        return []
+    L = ["## Spoken QA: exact match / F1 (%)", "",
+         "Built here, not a published set: every slot type that occurs once in a test "
+         "sentence's SLURP annotation gives one question from a template per slot type "
+         "(`speechlm.llm.spoken_qa.QUESTIONS`, e.g. time -> \"What time is mentioned?\"), "
+         "answered by the span's words. SmolLM2 reads 4 demonstrations (reference text of "
+         "training-pool sentences, same slot type first), then the request as each input and "
+         "the question, and writes the answer greedily (`speechlm spoken-qa`). SQuAD "
+         "scoring.", "",
+         "|first pass|set|voice|questions|" + "|".join(QA_INPUTS) + "|gap closed (WCN, F1)|",
+         "|---|---|---|---|" + "---|" * len(QA_INPUTS) + "---|"]
+    for m, s, v, sc in found:
+        n = max((x.get("questions", 0) for x in sc.values()), default=0)
+        cells = [f"{sc[k]['exact_match']:.1f} / {sc[k]['f1']:.1f}" if k in sc else "-"
+                 for k in QA_INPUTS]
+        f1 = {k: sc[k]["f1"] for k in ("1best", "wcn", "oracle") if k in sc}
+        gap = (f"{100 * (f1['wcn'] - f1['1best']) / (f1['oracle'] - f1['1best']):.0f}%"
+               if len(f1) == 3 and f1["oracle"] - f1["1best"] >= MIN_GAP else "-")
+        L.append(f"|{m}|{s}|{v}|{n}|" + "|".join(cells) + f"|{gap}|")
+    L += ["", f"Gap closed on F1 as for intents (shown when the oracle is at least {MIN_GAP:.0f}"
+          " points above the 1-best). Per-question answers: "
+          "`<first pass>/qa/<set>_<voice>/<input>.jsonl`.", ""]
+    return L
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--exp", type=Path, required=True)
@@ -120,7 +153,21 @@ def main() -> int:
     p.add_argument("--cmdline", default="")
     p.add_argument("--stage_times", type=Path, default=None, help="run.sh log with stage times")
     p.add_argument("--notes", type=Path, default=None, help="markdown appended (how it was run)")
+    p.add_argument("--qa_only", action="store_true",
+                   help="write only the spoken-QA table, to EXP/RESULTS_qa.md (stage 6)")
     args = p.parse_args()
+    if args.qa_only:
+        qa = qa_section(args.exp, args.models, args.sets, args.voices)
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                                text=True).stdout.strip()
+        head = [f"# RESULTS: egs/slurp/icl1 ({args.exp.name}), spoken QA", "",
+                f"- date `{datetime.now().isoformat(timespec='seconds')}`, git commit "
+                f"`{commit}`, 2 shared CPU cores (loaded by other jobs), no GPU; LLM "
+                f"`{args.llm}`; the speech is synthetic (Piper joe, sampled espeak-ng voices, "
+                "noise and reverberation added)", f"- command: `{args.cmdline or './run.sh'}`", ""]
+        (args.exp / "RESULTS_qa.md").write_text("\n".join(head + qa))
+        print("\n".join(qa))
+        return 0
 
     rows = collect(args.exp, args.models, args.sets, args.voices, args.selections)
     sets_json = args.data / "local" / "sets.json"
@@ -179,6 +226,7 @@ def main() -> int:
           "Shots are reference-text examples of the training pool in every column; only the "
           "query line changes.", "",
           "![accuracy per input and vs WER](RESULTS.png)", ""]
+    L += qa_section(args.exp, args.models, args.sets, args.voices)
     unseen = max((r["unseen"] for r in rows), default=0)
     if unseen:
         L += [f"Reference intents absent from the training pool: up to {unseen} utterances per "
