@@ -156,10 +156,12 @@ if [ ${stage} -le 6 ] && [ ${stop_stage} -ge 6 ] && [ "${qa}" = true ]; then
   for m in ${asr_models}; do
     for s in ${sets#dev }; do
       for v in ${voices}; do
+        kinds=${qa_inputs}  # the reference text is the same sentences for every voice: once
+        [ "${v}" = "${voices%% *}" ] || kinds=$(echo " ${qa_inputs} " | sed 's/ text / /')
         # shellcheck disable=SC2086
         python -m speechlm.bin.spoken_qa ${ann} --pool-jsonl "${data}/local/slu_train.jsonl" \
           --data-dir "${data}/${s}_${v}" --decode-dir "${exp}/${m}/decode_${s}_${v}" \
-          --input ${qa_inputs} --llm "${llm}" --shots "${qa_shots}" \
+          --input ${kinds} --llm "${llm}" --shots "${qa_shots}" \
           --wcn-threshold "${wcn_threshold}" --out "${exp}/${m}/qa/${s}_${v}" --no-progress
       done
     done

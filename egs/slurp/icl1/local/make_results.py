@@ -124,16 +124,24 @@ def qa_section(exp: Path, models, sets, voices) -> list[str]:
          "training-pool sentences, same slot type first), then the request as each input and "
          "the question, and writes the answer greedily (`speechlm spoken-qa`). SQuAD "
          "scoring.", "",
-         "|first pass|set|voice|questions|" + "|".join(QA_INPUTS) + "|gap closed (WCN, F1)|",
-         "|---|---|---|---|" + "---|" * len(QA_INPUTS) + "---|"]
+         "|first pass|set|voice|1-best WER|questions|" + "|".join(QA_INPUTS) +
+         "|gap closed (WCN, F1)|",
+         "|---|---|---|---|---|" + "---|" * len(QA_INPUTS) + "---|"]
+    text_of = {}  # the reference text is asked once per set (the first voice)
+    for m, s, _v, sc in found:
+        text_of.setdefault((m, s), sc.get("text"))
     for m, s, v, sc in found:
+        if "text" not in sc and text_of.get((m, s)):
+            sc = {**sc, "text": text_of[(m, s)]}
         n = max((x.get("questions", 0) for x in sc.values()), default=0)
+        wer = read_wer(exp / m / f"decode_{s}_{v}" / "oracle_wer").get("1-best")
         cells = [f"{sc[k]['exact_match']:.1f} / {sc[k]['f1']:.1f}" if k in sc else "-"
                  for k in QA_INPUTS]
         f1 = {k: sc[k]["f1"] for k in ("1best", "wcn", "oracle") if k in sc}
         gap = (f"{100 * (f1['wcn'] - f1['1best']) / (f1['oracle'] - f1['1best']):.0f}%"
                if len(f1) == 3 and f1["oracle"] - f1["1best"] >= MIN_GAP else "-")
-        L.append(f"|{m}|{s}|{v}|{n}|" + "|".join(cells) + f"|{gap}|")
+        L.append(f"|{m}|{s}|{v}|{'-' if wer is None else f'{wer:.1f}'}|{n}|" + "|".join(cells)
+                 + f"|{gap}|")
     L += ["", f"Gap closed on F1 as for intents (shown when the oracle is at least {MIN_GAP:.0f}"
           " points above the 1-best). Per-question answers: "
           "`<first pass>/qa/<set>_<voice>/<input>.jsonl`.", ""]
