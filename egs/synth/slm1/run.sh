@@ -31,7 +31,7 @@ if [ -z "${data_root}" ]; then
 fi
 [ -n "${data_root}" ] || { log "data not found: pass --data_root DIR or set SPEECHLM_DATA"; exit 1; }
 if [ "${quick}" = true ]; then
-  exp=exp/quick; lines=250; n_items=40; n_dev=24; k=100; lm_epochs=6; ctc_epochs=10; ears=500
+  exp=exp/quick; lines=250; n_items=40; n_dev=24; k=100; lm_epochs=6; ctc_epochs=10; ears=200
   n_prompts=40; n_eval_prompts=24; margins="0.2 0.4"; max_tokens=40
 else
   exp=exp/full; lines=1000; n_items=100; n_dev=60; k=200; lm_epochs=6; ctc_epochs=10; ears=6000
@@ -101,6 +101,16 @@ fi
 
 if [ ${stage} -le 6 ] && [ ${stop_stage} -ge 6 ]; then
   stage_log 6 "DPO rounds (judge ${judge}, margins ${margins}), reference = base"
+  # the gate: pairs carry semantic feedback only if the judge, through the recognizer, tells
+  # true continuations from others; say so loudly when it cannot (the rounds still run)
+  python - "${exp}/judge_check.json" "${judge}" <<'PY' || true
+import json, sys
+rows = json.load(open(sys.argv[1]))
+acc = [r["accuracy"] for r in rows if r["judge"] == sys.argv[2] and r.get("ears", "ctc") == "ctc"]
+if acc and acc[0] < 0.6:
+    print(f"WARNING: judge {sys.argv[2]!r} prefers true continuations only {acc[0]:.2f} of the "
+          "time through the recognizer (chance 0.5): the DPO pairs are close to noise")
+PY
   policy=${exp}/base; r=0
   for m in ${margins}; do
     r=$((r + 1))
