@@ -39,6 +39,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--shots", type=int, default=4)
     parser.add_argument("--max-tokens", type=int, default=12)
     parser.add_argument("--wcn-threshold", type=float, default=0.1)
+    parser.add_argument("--wcn-no-posteriors", action="store_true",
+                        help="write WCN alternatives without their probabilities")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", required=True)
@@ -105,9 +107,11 @@ def run(args: argparse.Namespace) -> int:
     scores_path = out / "scores.json"
     scores = json.loads(scores_path.read_text()) if scores_path.is_file() else {}
     settings = {"llm": args.llm, "shots": args.shots, "max_tokens": args.max_tokens,
-                "wcn_threshold": args.wcn_threshold, "seed": args.seed,
+                "wcn_threshold": args.wcn_threshold,
+                "wcn_posteriors": not args.wcn_no_posteriors, "seed": args.seed,
                 "questions": len(items), "pool": len(pool)}
-    config = SerializeConfig(wcn_threshold=args.wcn_threshold)
+    config = SerializeConfig(wcn_threshold=args.wcn_threshold,
+                             wcn_show_posteriors=not args.wcn_no_posteriors)
     llm = None
     for name in args.input:
         if scores.get(name, {}).get("settings") == settings:

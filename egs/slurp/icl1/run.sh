@@ -31,6 +31,8 @@ wcn_threshold=0.1
 qa=true                         # stage 6: spoken QA from slot annotations
 qa_inputs="text 1best nbest wcn oracle"
 qa_shots=4
+qa_sweep=                       # e.g. "0.05 0.2 0.4": QA from WCNs pruned at each threshold,
+                                # and once without posteriors (RESULTS_qa.md table + plot)
 stage_times=                   # a log of earlier runs (their "Stage N took" lines) for RESULTS.md
 notes=                          # a markdown file appended to RESULTS.md (how it was run)
 help_message="usage: $0 [--stage N] [--stop_stage N] [--quick true] [--test_jsonl 'a.jsonl ...']"
@@ -163,6 +165,20 @@ if [ ${stage} -le 6 ] && [ ${stop_stage} -ge 6 ] && [ "${qa}" = true ]; then
           --data-dir "${data}/${s}_${v}" --decode-dir "${exp}/${m}/decode_${s}_${v}" \
           --input ${kinds} --llm "${llm}" --shots "${qa_shots}" \
           --wcn-threshold "${wcn_threshold}" --out "${exp}/${m}/qa/${s}_${v}" --no-progress
+        for t in ${qa_sweep}; do
+          # shellcheck disable=SC2086
+          python -m speechlm.bin.spoken_qa ${ann} --pool-jsonl "${data}/local/slu_train.jsonl" \
+            --data-dir "${data}/${s}_${v}" --decode-dir "${exp}/${m}/decode_${s}_${v}" \
+            --input wcn --llm "${llm}" --shots "${qa_shots}" --wcn-threshold "${t}" \
+            --out "${exp}/${m}/qa_sweep/${s}_${v}/t${t}" --no-progress
+        done
+        if [ -n "${qa_sweep}" ]; then
+          # shellcheck disable=SC2086
+          python -m speechlm.bin.spoken_qa ${ann} --pool-jsonl "${data}/local/slu_train.jsonl" \
+            --data-dir "${data}/${s}_${v}" --decode-dir "${exp}/${m}/decode_${s}_${v}" \
+            --input wcn --llm "${llm}" --shots "${qa_shots}" --wcn-threshold "${wcn_threshold}" \
+            --wcn-no-posteriors --out "${exp}/${m}/qa_sweep/${s}_${v}/noprob" --no-progress
+        fi
       done
     done
   done

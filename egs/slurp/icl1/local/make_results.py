@@ -110,6 +110,53 @@ def plot(rows, png: Path) -> None:
     fig.savefig(png, dpi=100)
 
 
+def qa_sweep_section(exp: Path, models, sets, voices) -> list[str]:
+    """QA F1 from WCNs pruned at several thresholds, and without posteriors (--qa_sweep)."""
+    rows = []
+    for m in models:
+        for s in sets:
+            for v in voices:
+                d = exp / m / "qa_sweep" / f"{s}_{v}"
+                runs = sorted(d.glob("t*/scores.json"), key=lambda f: float(f.parent.name[1:]))
+                if not runs:
+                    continue
+                pts = [(float(f.parent.name[1:]), json.loads(f.read_text())["wcn"]) for f in runs]
+                base = exp / m / "qa" / f"{s}_{v}" / "scores.json"
+                ref = json.loads(base.read_text()) if base.is_file() else {}
+                noprob = d / "noprob" / "scores.json"
+                npr = json.loads(noprob.read_text())["wcn"] if noprob.is_file() else None
+                rows.append((m, s, v, pts, ref, npr))
+    if not rows:
+        return []
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    L = ["", "### WCN pruning threshold and posteriors (spoken QA, F1 %)", "",
+         "|first pass|set|voice|" + "|".join(f"t={t:g}" for t, _ in rows[0][3]) +
+         "|default t, no posteriors|1-best|", "|---|---|---|" + "---|" * (len(rows[0][3]) + 2)]
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    for m, s, v, pts, ref, npr in rows:
+        np_f1 = "-" if npr is None else f"{npr['f1']:.1f}"
+        b_f1 = f"{ref['1best']['f1']:.1f}" if "1best" in ref else "-"
+        L.append(f"|{m}|{s}|{v}|" + "|".join(f"{r['f1']:.1f}" for _, r in pts) +
+                 f"|{np_f1}|{b_f1}|")
+        ax.plot([t for t, _ in pts], [r["f1"] for _, r in pts], marker="o", label=f"{v} WCN")
+        if "1best" in ref:
+            ax.axhline(ref["1best"]["f1"], ls="--", lw=0.8, color=ax.lines[-1].get_color(),
+                       label=f"{v} 1-best")
+    ax.set_xlabel("WCN pruning threshold (posterior)")
+    ax.set_ylabel("QA F1 (%)")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(exp / "RESULTS_qa.png", dpi=120)
+    plt.close(fig)
+    L += ["", "Bins keep entries at or above the threshold (the best entry always stays); "
+          "'no posteriors': the same bins without their probabilities.", "",
+          "![QA F1 vs WCN threshold](RESULTS_qa.png)"]
+    return L
+
+
 def qa_section(exp: Path, models, sets, voices) -> list[str]:
     """Stage 6's spoken QA: EM / F1 per first pass x set x voice x input."""
     found = [(m, s, v, json.loads(f.read_text())) for m in models for s in sets for v in voices
@@ -142,6 +189,7 @@ def qa_section(exp: Path, models, sets, voices) -> list[str]:
                if len(f1) == 3 and f1["oracle"] - f1["1best"] >= MIN_GAP else "-")
         L.append(f"|{m}|{s}|{v}|{'-' if wer is None else f'{wer:.1f}'}|{n}|" + "|".join(cells)
                  + f"|{gap}|")
+    L += qa_sweep_section(exp, models, sets, voices)
     L += ["", f"Gap closed on F1 as for intents (shown when the oracle is at least {MIN_GAP:.0f}"
           " points above the 1-best). Per-question answers: "
           "`<first pass>/qa/<set>_<voice>/<input>.jsonl`.", ""]
