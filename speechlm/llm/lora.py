@@ -207,7 +207,8 @@ def train_lora(lm_dir: str | Path, examples: Sequence[Example], labels: Sequence
 
 def fit_lora(base: Any, items: Sequence[Any], config: LoRAConfig,
              pad_id: int, *, progress: bool = True, desc: str = "lora",
-             batch_fn: Any = None, extra: torch.nn.Module | None = None) -> tuple[Any, dict]:
+             batch_fn: Any = None, extra: torch.nn.Module | None = None,
+             loss_fn: Any = None, task_type: str = "CAUSAL_LM") -> tuple[Any, dict]:
     """Train a LoRA adapter on ``base`` (a transformers causal LM) over ``(prompt ids,
     target ids)`` pairs, the loss on the target tokens only (linear warmup over 5% of the
     steps, cosine decay to 10%, gradient clipping at 1). The adapter's initialisation
@@ -216,13 +217,15 @@ def fit_lora(base: Any, items: Sequence[Any], config: LoRAConfig,
 
     ``batch_fn(model, items) -> (inputs_embeds (B, T, D), mask, target)`` replaces the
     token-id batching for items that carry more than ids (e.g. ParalinGPT's speech slots),
-    and ``extra`` (e.g. a speech projector) is trained along with the adapter."""
+    and ``extra`` (e.g. a speech projector) is trained along with the adapter.
+    ``loss_fn(model, items) -> loss`` replaces the causal-LM loss altogether, e.g. for a
+    sequence classifier (``task_type="SEQ_CLS"``: peft then trains its head too)."""
     from peft import LoraConfig, get_peft_model
 
     if not items:
         raise ValueError("no training examples")
     lora = LoraConfig(r=config.rank, lora_alpha=config.alpha, lora_dropout=config.dropout,
-                      target_modules=list(config.target_modules), task_type="CAUSAL_LM")
+                      target_modules=list(config.target_modules), task_type=task_type)
     model = get_peft_model(base, lora)
     trainable = [p for p in model.parameters() if p.requires_grad]
     if extra is not None:
@@ -245,8 +248,11 @@ def fit_lora(base: Any, items: Sequence[Any], config: LoRAConfig,
             for g in optimizer.param_groups:
                 g["lr"] = lr
             chosen = [items[i] for i in order[b:b + config.batch_size]]
-            loss = _loss(model, *(batch_fn(model, chosen) if batch_fn is not None
-                                  else _batch(chosen, pad_id)))
+            if loss_fn is not None:
+                loss = loss_fn(model, chosen)
+            else:
+                loss = _loss(model, *(batch_fn(model, chosen) if batch_fn is not None
+                                      else _batch(chosen, pad_id)))
             loss.backward()
             torch.nn.utils.clip_grad_norm_(trainable, 1.0)
             optimizer.step()

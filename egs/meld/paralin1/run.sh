@@ -26,7 +26,8 @@ base=smollm2-135m-instruct
 context=3                       # previous turns shown
 epochs=1
 speech_kinds="whisper resemblyzer"
-models="full no_context no_context_sentiment speech_whisper speech_resemblyzer minilm_head"
+models="full no_context no_context_sentiment speech_whisper speech_resemblyzer emotion"
+models+=" response_only smollm2_head minilm_head"
 emb_cache=data/emb_cache        # speech embeddings, keyed by encoder and audio content
 help_message="usage: $0 [--stage N] [--stop_stage N] [--quick true] [--test_csv FILE] [--wav_scp PATTERN] [--models LIST]"
 
@@ -88,6 +89,9 @@ options_of() {  # model name -> training options
     full) echo "";;
     no_context) echo "--no-context";;
     no_context_sentiment) echo "--no-context-sentiment";;
+    emotion) echo "--emotion";;
+    response_only) echo "--task response";;
+    smollm2_head) echo "--task heads";;
     speech_*) echo "--speech ${1#speech_} --wav-scp ${data}/train/wav.scp --emb-cache ${emb_cache}";;
     *) log "unknown model ${1}"; exit 1;;
   esac
