@@ -58,6 +58,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     t.add_argument("--batch-size", type=int, default=8)
     t.add_argument("--threads", type=int, default=None)
     t.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    x = sub.add_parser("export-base", help="write the base LLM as a transformers dir "
+                       "(float32 safetensors: loads in seconds, a GGUF is dequantized anew "
+                       "at every load)")
+    x.add_argument("--base", default="smollm2-135m-instruct")
+    x.add_argument("--out", required=True)
     c = sub.add_parser("check", help="read a CSV: dialogues, windows, label counts")
     c.add_argument("--csv", required=True)
     e = sub.add_parser("eval", help="predict and score a CSV")
@@ -182,6 +187,24 @@ def run(args: argparse.Namespace) -> int:
                               context=args.context > 0)
         print(json.dumps(scores))
         return 0
+    if args.action == "export-base":
+        import copy
+
+        import torch
+        from transformers import AutoModelForCausalLM
+
+        from speechlm.runtime.loading import load_model_and_tokenizer, resolve_model
+
+        model, tok = load_model_and_tokenizer(resolve_model(args.base), torch.float32)
+        config = copy.deepcopy(model.config)  # a GGUF-loaded model refuses save_pretrained:
+        if hasattr(config, "quantization_config"):  # copy its dequantized weights into a
+            del config.quantization_config  # plain model of the same config
+        plain = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+        plain.load_state_dict(model.state_dict())
+        plain.save_pretrained(args.out)
+        tok.save_pretrained(args.out)
+        print(json.dumps({"base": args.base, "out": args.out}))
+        return 0
     if args.action == "check":
         from collections import Counter
 
@@ -232,6 +255,8 @@ def run(args: argparse.Namespace) -> int:
                            progress=not args.no_progress)
         print(json.dumps(report))
         return 0
+    import time
+
     from speechlm.paralin import seqcls
     from speechlm.paralin.model import (
         Prediction,
@@ -243,6 +268,7 @@ def run(args: argparse.Namespace) -> int:
         speech_kind,
     )
 
+    started = time.monotonic()
     windows = _windows(args)
     if model_kind(args.model) == seqcls.KIND:
         model, tok, fmt, max_tokens = seqcls.load(args.model)
@@ -259,6 +285,7 @@ def run(args: argparse.Namespace) -> int:
                                max_new_tokens=args.max_new_tokens, batch_size=args.batch_size,
                                progress=not args.no_progress)
         scores = evaluate(windows, preds, fmt, extra)
+    scores["eval_seconds"] = round(time.monotonic() - started, 1)  # with model loading
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     with open(out / "predictions.jsonl", "w", encoding="utf-8") as f:

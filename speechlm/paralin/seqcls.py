@@ -73,11 +73,11 @@ def _pad(rows: Sequence[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Te
     return ids, mask
 
 
-def _loss(model: Any, items: Sequence[tuple[list[int], int, int]], pad_id: int):
-    ids, mask = _pad([i for i, _, _ in items], pad_id)
+def _loss(model: Any, items: Sequence[tuple[list[int], tuple[int, int]]], pad_id: int):
+    ids, mask = _pad([i for i, _ in items], pad_id)
     logits = model(input_ids=ids, attention_mask=mask).logits  # (B, 6)
-    cur = torch.tensor([c for _, c, _ in items])
-    resp = torch.tensor([r for _, _, r in items])
+    cur = torch.tensor([c for _, (c, _) in items])
+    resp = torch.tensor([r for _, (_, r) in items])
     ce = torch.nn.functional.cross_entropy
     return ce(logits[:, :N], cur) + ce(logits[:, N:], resp)
 
@@ -99,11 +99,13 @@ def train(windows: Sequence[Window], out_dir: str | Path, *, base: str,
         torch.manual_seed(lora.seed)
         model, tok = _classifier(base)
         prompts, dropped = _encode(windows, tok, fmt, max_tokens)
-        items = [(p, SENTIMENTS.index(w.current.sentiment), SENTIMENTS.index(w.response.sentiment))
+        items = [(p, (SENTIMENTS.index(w.current.sentiment),
+                      SENTIMENTS.index(w.response.sentiment)))
                  for p, w in zip(prompts, windows, strict=True)]
         pad = tok.pad_token_id
         peft_model, stats = fit_lora(model, items, lora, pad, progress=progress, desc="heads",
-                                     loss_fn=lambda m, b: _loss(m, b, pad), task_type="SEQ_CLS")
+                                     loss_fn=lambda m, b: _loss(m, b, pad), task_type="SEQ_CLS",
+                                     group_by_length=True)
         out_dir.mkdir(parents=True, exist_ok=True)
         peft_model.save_pretrained(out_dir)
     finally:
