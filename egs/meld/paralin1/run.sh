@@ -46,8 +46,8 @@ fi
 log "MELD: using $(cd "${meld}" && pwd)"
 # Sizes: what fits this machine (2 shared CPU cores, one torch thread per job; README.md
 # "Sizes and time"): a LoRA step of 8 windows takes ~10 s, evaluating ~1.3 s per window.
-if [ "${quick}" = true ]; then train_windows=32; eval_windows=16; max_new_tokens=24; size=quick
-else train_windows=240; eval_windows=120; max_new_tokens=40; size=full; fi
+if [ "${quick}" = true ]; then train_windows=16; eval_windows=8; max_new_tokens=20; size=quick
+else train_windows=160; eval_windows=80; max_new_tokens=40; size=full; fi
 exp=exp/${size}; data=data/${size}
 emb_cache=${emb_cache:-${data}/emb_cache}
 base_dir=data/base              # the base LLM as float32 safetensors (a GGUF dequantizes slowly)
