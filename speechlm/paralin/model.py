@@ -316,38 +316,43 @@ def _n_tokens(tok: Any, head: str, whole: str) -> int:
     return len(a)
 
 
-def _rank_labels(llm: Any, p: _Prompt, fmt: FormatConfig, ref: str) -> tuple[dict, Any]:
+def _rank_labels(llm: Any, p: _Prompt, fmt: FormatConfig,
+                 window: Window) -> tuple[dict, list[float]]:
     """Rank classification of the window's labels in the target's order, and the
-    reference target's per-token scores.
+    log-probs of the reference response's tokens (after the reference labels).
 
     Each label is the best of its set given the labels chosen before it, exactly as one
-    ``score`` call per label would choose, but with fewer prompt passes: the current and
-    the response sentiment are scored as the 9 pairs ``<cur_sentiment> X <resp_sentiment>
-    Y`` in one call (the current label's score is the sum over its own tokens), and the
-    reference target rides along in the first call (its response tokens give the
-    perplexity)."""
+    ``score`` call per label would choose, but with fewer tokens run: the tag every option
+    starts with (`` <cur_sentiment>``) goes into the shared prefix, the current and the
+    response sentiment are scored as the 9 pairs `` X <resp_sentiment> Y`` in one call (the
+    current label's score is the sum over its own tokens), and the reference target rides
+    along in the first call."""
     tok = llm.tokenizer
+    ref = " " + window_target(window, fmt)
+    resp_at = ref.index(RESPONSE) + len(RESPONSE)  # ref[:resp_at]: the labels and the tag
     pairs = [(c, r) for c in SENTIMENTS for r in SENTIMENTS]
-    pair_texts = [f" {CUR} {c} {RESP} {r}" for c, r in pairs]
+    pair_texts = [f" {c} {RESP} {r}" for c, r in pairs]  # after "... <cur_sentiment>"
     out: dict[str, str] = {}
-    head = ""
     if fmt.with_emotion:
-        emo_texts = [f" {CUR_EMO} {e}" for e in EMOTIONS]
-        res = llm.score([*emo_texts, ref], per_token=True, **p.then())
+        lead = f" {CUR_EMO}"
+        res = llm.score([*(f" {e}" for e in EMOTIONS), ref[len(lead):]], per_token=True,
+                        **p.then(lead))
         out["emotion"] = EMOTIONS[max(range(len(EMOTIONS)), key=lambda i: res[i].total)]
         ref_scored = res[-1]
-        head = f" {CUR_EMO} {out['emotion']}"
-        res = llm.score(pair_texts, per_token=True, **p.then(head))
+        res = llm.score(pair_texts, per_token=True,
+                        **p.then(f" {CUR_EMO} {out['emotion']} {CUR}"))
     else:
-        res = llm.score([*pair_texts, ref], per_token=True, **p.then())
+        lead = f" {CUR}"
+        res = llm.score([*pair_texts, ref[len(lead):]], per_token=True, **p.then(lead))
         ref_scored = res[-1]
     cur_score = {}
     for (c, _), text, sc in zip(pairs, pair_texts, res, strict=False):
-        n = _n_tokens(tok, f" {CUR} {c}", text)
+        n = _n_tokens(tok, f" {c}", text)
         cur_score[c] = sum(sc.token_logprobs[:n])  # the same for the 3 pairs of c
     out["cur"] = max(SENTIMENTS, key=lambda c: cur_score[c])
     out["resp"] = max(SENTIMENTS, key=lambda r: res[pairs.index((out["cur"], r))].total)
-    return out, ref_scored
+    k = _n_tokens(tok, ref[len(lead):resp_at], ref[len(lead):])
+    return out, list(ref_scored.token_logprobs[k:])
 
 
 def predict(llm: Any, windows: Sequence[Window], fmt: FormatConfig, *,
@@ -377,18 +382,16 @@ def predict(llm: Any, windows: Sequence[Window], fmt: FormatConfig, *,
         prompt, d = fit_prompt(w, fmt, count, budget)
         dropped += d
         p = _Prompt(llm, prompt, speech)
-        ref = " " + window_target(w, fmt)
         if fmt.task == "response":
-            lab, ref_scored = {}, llm.score([ref], per_token=True, **p.then())[0]
-            gen_head = f" {RESPONSE}"
+            lab, gen_head = {}, f" {RESPONSE}"
+            logprobs = llm.score([" " + response_text(w, fmt)], per_token=True,
+                                 **p.then(gen_head))[0].token_logprobs
         else:
-            lab, ref_scored = _rank_labels(llm, p, fmt, ref)
+            lab, logprobs = _rank_labels(llm, p, fmt, w)
             emo = f"{CUR_EMO} {lab['emotion']} " if fmt.with_emotion else ""
             gen_head = f" {emo}{CUR} {lab['cur']} {RESP} {lab['resp']} {RESPONSE}"
-        ref_head = ref[:ref.index(RESPONSE) + len(RESPONSE)]
-        k = _n_tokens(tok, ref_head, ref)
-        nll -= sum(ref_scored.token_logprobs[k:])
-        n_tok += len(ref_scored.token_logprobs) - k
+        nll -= sum(logprobs)
+        n_tok += len(logprobs)
         labels.append(lab)
         gen_ctx.append(p.then(gen_head))
         if len(gen_ctx) == batch_size:

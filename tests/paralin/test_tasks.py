@@ -67,7 +67,7 @@ def test_joint_ranking_equals_one_score_call_per_label(fmt):
     w = build_windows([dialogue()], 2)[-1]
     prompt = prompt_text(w, fmt)
     p = _Prompt(llm, prompt, None)
-    labels, ref = _rank_labels(llm, p, fmt, " " + window_target(w, fmt))
+    labels, response_logprobs = _rank_labels(llm, p, fmt, w)
     head = ""
     if fmt.with_emotion:  # the slow way: one call per label, each after the ones chosen
         emo = llm.score([f" <cur_emotion> {e}" for e in EMOTIONS], prefix=prompt)
@@ -78,8 +78,12 @@ def test_joint_ranking_equals_one_score_call_per_label(fmt):
     resp = llm.score([f" {RESP} {s}" for s in SENTIMENTS],
                      prefix=prompt + head + f" {CUR} {labels['cur']}")
     assert labels["resp"] == SENTIMENTS[max(range(3), key=lambda i: resp[i])]
-    whole = llm.score([" " + window_target(w, fmt)], prefix=prompt)[0]
-    assert ref.total == pytest.approx(whole, abs=1e-4)
+    target = window_target(w, fmt)  # the reference response after the reference labels
+    labels_part = target[:target.index("<response>") + len("<response>")]
+    ref = llm.score([" " + response_text(w, fmt)], prefix=f"{prompt} {labels_part}")[0]
+    assert sum(response_logprobs) == pytest.approx(ref, abs=1e-4)
+    assert len(response_logprobs) == len(llm.tokenizer(" " + response_text(w, fmt),
+                                                       add_special_tokens=False)["input_ids"])
 
 
 def test_predict_and_scores_per_task():

@@ -161,10 +161,13 @@ def main() -> int:
             lines.append(f"| {what} | {sc['windows']} | " + " | ".join(
                 str(sc.get(k, "-")) for k in KEYS) +
                 f" | {meta['train_seconds']} | {sc.get('eval_seconds', '-')} |")
-        tests = [t for n in MODELS if n.startswith("speech_") and (t := paired(args.exp, s, n))]
+        pairs = [(n, "full") for n in ("speech_whisper", "speech_resemblyzer", "emotion")]
+        pairs += [("full", "smollm2_head"), ("full", "minilm_head")]
+        tests = [t for n, ref in pairs if (t := paired(args.exp, s, n, ref))]
         if tests:
-            lines += ["", "Paired exact McNemar tests (windows right only with / only without "
-                      "speech; uncorrected for the several comparisons):", "", *tests]
+            lines += ["", "Paired exact McNemar tests on the same windows (`a` vs `b`: windows "
+                      "right only by a / only by b; uncorrected for the several "
+                      "comparisons):", "", *tests]
         pred = next((args.exp / n / s / "predictions.jsonl" for n in MODELS
                      if (args.exp / n / s / "predictions.jsonl").is_file()), Path("-"))
         if pred.is_file():
