@@ -66,9 +66,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     c = sub.add_parser("check", help="read a CSV: dialogues, windows, label counts")
     c.add_argument("--csv", required=True)
     e = sub.add_parser("eval", help="predict and score a CSV")
-    e.add_argument("--model", required=True, help="model dir from `paralin train`")
+    e.add_argument("--model", required=True, nargs="+",
+                   help="model dir(s) from `paralin train` (several: one process)")
     e.add_argument("--csv", required=True, help="MELD-form CSV to evaluate")
-    e.add_argument("--out", required=True)
+    e.add_argument("--out", required=True,
+                   help="dir for scores.json and predictions.jsonl; {model} becomes the "
+                   "model dir")
     e.add_argument("--max-new-tokens", type=int, default=40)
     e.add_argument("--batch-size", type=int, default=8,
                    help="windows generated together (and classified together by heads)")
@@ -255,6 +258,16 @@ def run(args: argparse.Namespace) -> int:
                            progress=not args.no_progress)
         print(json.dumps(report))
         return 0
+    if len(args.model) > 1 and "{model}" not in args.out:
+        raise InputError(f"--out {args.out!r}: with several --model dirs, put {{model}} in "
+                         "it (e.g. {model}/dev)")
+    windows = _windows(args)
+    for model_dir in args.model:  # one process: imports and the base's page cache shared
+        _evaluate_one(args, model_dir, windows, Path(args.out.replace("{model}", model_dir)))
+    return 0
+
+
+def _evaluate_one(args: argparse.Namespace, model_dir: str, windows, out: Path) -> None:
     import time
 
     from speechlm.paralin import seqcls
@@ -269,24 +282,22 @@ def run(args: argparse.Namespace) -> int:
     )
 
     started = time.monotonic()
-    windows = _windows(args)
-    if model_kind(args.model) == seqcls.KIND:
-        model, tok, fmt, max_tokens = seqcls.load(args.model)
+    if model_kind(model_dir) == seqcls.KIND:
+        model, tok, fmt, max_tokens = seqcls.load(model_dir)
         labels, dropped = seqcls.predict(model, tok, windows, fmt, max_tokens=max_tokens,
                                          batch_size=args.batch_size)
         preds = [Prediction(lab["cur"], lab["resp"], None) for lab in labels]
         scores = {**evaluate(windows, preds, fmt), "context_turns_dropped": dropped}
     else:
-        kind = speech_kind(args.model)
+        kind = speech_kind(model_dir)
         speech = None if kind is None else \
-            load_speech(args.model, _speech_vectors(args, windows, kind))
-        llm, fmt, max_tokens = load(args.model)
+            load_speech(model_dir, _speech_vectors(args, windows, kind))
+        llm, fmt, max_tokens = load(model_dir)
         preds, extra = predict(llm, windows, fmt, max_tokens=max_tokens, speech=speech,
                                max_new_tokens=args.max_new_tokens, batch_size=args.batch_size,
                                progress=not args.no_progress)
         scores = evaluate(windows, preds, fmt, extra)
     scores["eval_seconds"] = round(time.monotonic() - started, 1)  # with model loading
-    out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     with open(out / "predictions.jsonl", "w", encoding="utf-8") as f:
         for w, p in zip(windows, preds, strict=True):
@@ -297,8 +308,7 @@ def run(args: argparse.Namespace) -> int:
                 row.update(emotion=p.emotion, emotion_ref=w.current.emotion)
             f.write(json.dumps(row, ensure_ascii=False) + "\n")
     (out / "scores.json").write_text(json.dumps(scores, indent=1) + "\n")
-    print(json.dumps(scores))
-    return 0
+    print(json.dumps({"model": model_dir, **scores}), flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:

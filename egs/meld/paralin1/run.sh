@@ -149,13 +149,16 @@ fi
 
 if [ ${stage} -le 6 ] && [ ${stop_stage} -ge 6 ]; then
   stage_log 6 "evaluating on ${sets}"
-  for name in ${models}; do
-    for s in ${sets}; do
-      [ -f "${exp}/${name}/${s}/scores.json" ] && continue
-      python -m speechlm.bin.paralin eval --model "${exp}/${name}" --csv "$(csv_of "${s}")" \
-        --out "${exp}/${name}/${s}" --max-windows "${eval_windows}" --wav-scp "${data}/${s}/wav.scp" \
-        --emb-cache "${emb_cache}" --max-new-tokens "${max_new_tokens}" ${common}
+  for s in ${sets}; do
+    todo=""  # every model not yet scored on this set, in one process (imports paid once)
+    for name in ${models}; do
+      [ -f "${exp}/${name}/${s}/scores.json" ] || todo+=" ${exp}/${name}"
     done
+    [ -n "${todo}" ] || continue
+    # shellcheck disable=SC2086
+    python -m speechlm.bin.paralin eval --model ${todo} --csv "$(csv_of "${s}")" \
+      --out "{model}/${s}" --max-windows "${eval_windows}" --wav-scp "${data}/${s}/wav.scp" \
+      --emb-cache "${emb_cache}" --max-new-tokens "${max_new_tokens}" ${common}
   done
   took 6
 fi
