@@ -68,6 +68,10 @@ def stage_times(exp: Path) -> list[str]:
         total += int(secs)
         out.append(f"| {n} | {STAGES.get(n, '')} | {secs} | {models} |")
     out.append(f"| all | | {total} | |")
+    if len({f.read_text().strip().partition(" ")[2] for f in files}) > 1:
+        out += ["", "Stages ran in several invocations (e.g. `local/run_by_model.sh`: stages 4-6 "
+                "once per model), so a row is the last invocation's only; each model's own "
+                "training and evaluation times are the `train s` and `eval s` columns above."]
     return out
 
 
