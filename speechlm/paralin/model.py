@@ -177,9 +177,13 @@ def _counter(tok: Any, fmt: FormatConfig):
 def train(windows: Sequence[Window], out_dir: str | Path, *, base: str = DEFAULT_BASE,
           fmt: FormatConfig | None = None, lora: LoRAConfig | None = None,
           max_tokens: int | None = 512, speech: Speech | None = None,
-          projector_hidden: int = 256, progress: bool = True) -> dict:
+          projector_hidden: int = 256, group_by_length: bool = True,
+          progress: bool = True) -> dict:
     """Fit a LoRA adapter on ``windows`` (and, with ``fmt.with_speech``, a projector of
     ``speech``'s vectors); write them and ``paralin.json`` to ``out_dir``.
+
+    ``group_by_length`` batches windows of similar length (``fit_lora``): less padding,
+    but where length follows the label (a toy set) a batch may hold one label only.
 
     Returns the training report (examples, steps, loss, seconds, context turns dropped).
     """
@@ -221,7 +225,8 @@ def train(windows: Sequence[Window], out_dir: str | Path, *, base: str = DEFAULT
         pad = tok.pad_token_id
         loss_fn = partial(_target_loss, batch_fn=batch_fn or (lambda m, b: _batch(b, pad)))
         peft_model, stats = fit_lora(model, items, lora, pad, progress=progress,
-                                     desc="paralin", loss_fn=loss_fn, group_by_length=True,
+                                     desc="paralin", loss_fn=loss_fn,
+                                     group_by_length=group_by_length,
                                      extra=speech.projector if fmt.with_speech else None)
         out_dir.mkdir(parents=True, exist_ok=True)
         peft_model.save_pretrained(out_dir)
@@ -232,7 +237,7 @@ def train(windows: Sequence[Window], out_dir: str | Path, *, base: str = DEFAULT
     report = {**stats, "train_seconds": round(time.monotonic() - started, 1),
               "context_turns_dropped": dropped, "windows": len(windows)}
     meta = {"base": base, "format": asdict(fmt), "lora": asdict(lora), "max_tokens": max_tokens,
-            "report": report}
+            "group_by_length": group_by_length, "report": report}
     if fmt.with_speech:
         meta["speech"] = {"kind": speech.kind, "projector": speech.projector.config.to_dict()}
     (out_dir / META).write_text(json.dumps(meta, indent=1) + "\n")

@@ -84,8 +84,9 @@ def _loss(model: Any, items: Sequence[tuple[list[int], tuple[int, int]]], pad_id
 
 def train(windows: Sequence[Window], out_dir: str | Path, *, base: str,
           fmt: FormatConfig | None = None, lora: LoRAConfig | None = None,
-          max_tokens: int = 512, progress: bool = True) -> dict:
-    """Fit the heads and a LoRA adapter; write them and ``paralin.json`` to ``out_dir``."""
+          max_tokens: int = 512, group_by_length: bool = True, progress: bool = True) -> dict:
+    """Fit the heads and a LoRA adapter; write them and ``paralin.json`` to ``out_dir``
+    (``group_by_length``: as in ``speechlm.paralin.model.train``)."""
     fmt, lora = fmt or FormatConfig(), lora or LoRAConfig()
     if fmt.with_speech or fmt.with_emotion or fmt.task != "multitask":
         raise ValueError("the sequence classifier reads text prompts and predicts the two "
@@ -105,7 +106,7 @@ def train(windows: Sequence[Window], out_dir: str | Path, *, base: str,
         pad = tok.pad_token_id
         peft_model, stats = fit_lora(model, items, lora, pad, progress=progress, desc="heads",
                                      loss_fn=lambda m, b: _loss(m, b, pad), task_type="SEQ_CLS",
-                                     group_by_length=True)
+                                     group_by_length=group_by_length)
         out_dir.mkdir(parents=True, exist_ok=True)
         peft_model.save_pretrained(out_dir)
     finally:
@@ -113,7 +114,8 @@ def train(windows: Sequence[Window], out_dir: str | Path, *, base: str,
     report = {**stats, "train_seconds": round(time.monotonic() - started, 1),
               "context_turns_dropped": dropped, "windows": len(windows)}
     meta = {"kind": KIND, "base": base, "format": asdict(fmt), "lora": asdict(lora),
-            "max_tokens": max_tokens, "labels": list(SENTIMENTS), "report": report}
+            "max_tokens": max_tokens, "labels": list(SENTIMENTS),
+            "group_by_length": group_by_length, "report": report}
     (out_dir / META).write_text(json.dumps(meta, indent=1) + "\n")
     return report
 

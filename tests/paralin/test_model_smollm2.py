@@ -11,7 +11,9 @@ pytestmark = [pytest.mark.slow, pytest.mark.skipif(
 
 
 def parity_windows():
-    """Even turns positive, odd ones negative: both labels follow the turn parity."""
+    """Even turns positive, odd ones negative: both labels follow the turn parity. A
+    window's length follows its position too, so training here does not group batches by
+    length (every batch would hold one label)."""
     lines = ["how are you", "fine thanks", "see you later", "where is it", "over there"]
     dialogues = [[Turn(f"d{k}", i, "Ann" if i % 2 else "Bob", lines[(i + k) % 5], "joy",
                        "positive" if i % 2 == 0 else "negative") for i in range(4)]
@@ -27,7 +29,7 @@ def test_learns_a_constant_pattern_and_writes_the_format(tmp_path):
     windows = parity_windows()
     lora = LoRAConfig(rank=4, alpha=8, epochs=3, lr=2e-3, batch_size=6, threads=1,
                       wcn_noise=0.0, nbest_noise=0.0)
-    report = train(windows, tmp_path / "m", lora=lora, progress=False)
+    report = train(windows, tmp_path / "m", lora=lora, group_by_length=False, progress=False)
     assert report["windows"] == len(windows) and report["steps"] == 3 * 3
     llm, fmt, max_tokens = load(tmp_path / "m")
     assert fmt == FormatConfig()
@@ -48,7 +50,7 @@ def test_sequence_classifier_learns_the_pattern_and_reloads(tmp_path):
     lora = LoRAConfig(rank=4, alpha=8, epochs=4, lr=3e-3, batch_size=6, threads=1,
                       wcn_noise=0.0, nbest_noise=0.0)
     report = seqcls.train(windows, tmp_path / "h", base="smollm2-135m-instruct", lora=lora,
-                          progress=False)
+                          group_by_length=False, progress=False)
     assert report["steps"] == 4 * 3
     model, tok, fmt, max_tokens = seqcls.load(tmp_path / "h")
     assert fmt == FormatConfig()

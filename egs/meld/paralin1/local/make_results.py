@@ -176,9 +176,15 @@ def main() -> int:
                      if (args.exp / n / s / "predictions.jsonl").is_file()), Path("-"))
         if pred.is_file():
             base = constant_baseline(pred)
+            emo = args.exp / "emotion" / s / "predictions.jsonl"
+            emo_line = ""
+            if emo.is_file():
+                refs = [json.loads(line)["emotion_ref"] for line in emo.read_text().splitlines()]
+                label, n = Counter(refs).most_common(1)[0]
+                emo_line = f", current emotion `{label}` {round(100 * n / len(refs), 2)}%"
             lines += ["", f"Best constant label on this set: current `{base['cur_ref'][0]}` "
                       f"{base['cur_ref'][1]}%, response `{base['resp_ref'][0]}` "
-                      f"{base['resp_ref'][1]}%.", ""]
+                      f"{base['resp_ref'][1]}%{emo_line}.", ""]
         lines += relative_gains(rows, s)
     lines += stage_times(args.exp)
     args.out.write_text("\n".join(lines) + "\n")
