@@ -22,6 +22,12 @@ FILE`` puts each turn's embedding after its text through the shared projector, a
     speechlm paralin synth --csv dev_sent_emo.csv --out data/dev --max-windows 40
     speechlm paralin embed --csv dev_sent_emo.csv --wav-scp data/dev/wav.scp --kind whisper
 
+``train --task response`` is the single-task baseline (the response only, no labels);
+``train --task heads`` the sequence classifier on the same LLM (SmolLM2 with a 2 x 3-way
+classification head + LoRA, ``speechlm.paralin.seqcls``); ``train --emotion`` adds MELD's
+emotion as an extra attribute (context turns show it, the current one is predicted first).
+``eval`` reads what a model is from its paralin.json.
+
 ``baseline`` is the paper's sequence-classification comparison: a frozen sentence encoder
 (MiniLM-L6 by default) over the window's text and a logistic-regression head per label
 (``speechlm.paralin.baseline``), written in ``eval``'s layout (OUT/<NAME>/scores.json).
@@ -52,13 +58,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     t.add_argument("--batch-size", type=int, default=8)
     t.add_argument("--threads", type=int, default=None)
     t.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    x = sub.add_parser("export-base", help="write the base LLM as a transformers dir "
+                       "(float32 safetensors: loads in seconds, a GGUF is dequantized anew "
+                       "at every load)")
+    x.add_argument("--base", default="smollm2-135m-instruct")
+    x.add_argument("--out", required=True)
     c = sub.add_parser("check", help="read a CSV: dialogues, windows, label counts")
     c.add_argument("--csv", required=True)
     e = sub.add_parser("eval", help="predict and score a CSV")
-    e.add_argument("--model", required=True, help="model dir from `paralin train`")
+    e.add_argument("--model", required=True, nargs="+",
+                   help="model dir(s) from `paralin train` (several: one process)")
     e.add_argument("--csv", required=True, help="MELD-form CSV to evaluate")
-    e.add_argument("--out", required=True)
+    e.add_argument("--out", required=True,
+                   help="dir for scores.json and predictions.jsonl; {model} becomes the "
+                   "model dir")
     e.add_argument("--max-new-tokens", type=int, default=40)
+    e.add_argument("--batch-size", type=int, default=8,
+                   help="windows generated together (and classified together by heads)")
     c.add_argument("--context", type=int, default=3, help="previous turns shown")
     y = sub.add_parser("synth", help="speak the windows' turns into a Kaldi data dir")
     y.add_argument("--csv", required=True)
@@ -101,6 +117,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     b.add_argument("--max-windows", type=int, default=None, help="first N training windows")
     b.add_argument("--eval-max-windows", type=int, default=None, help="first N of each set")
     b.add_argument("--emb-cache", default=None, help="embedding cache dir")
+    t.add_argument("--task", default="multitask", choices=("multitask", "response", "heads"),
+                   help="multitask: labels then response (ParalinGPT); response: the "
+                   "response only (single-task baseline); heads: a classification head per "
+                   "sentiment on the same LLM (sequence-classifier baseline)")
+    t.add_argument("--emotion", action="store_true",
+                   help="context turns show their emotion; the current emotion is "
+                   "predicted first")
     t.add_argument("--no-context", action="store_true", help="ablation: current turn only")
     t.add_argument("--no-context-sentiment", action="store_true",
                    help="ablation: context turns without their sentiment")
@@ -167,6 +190,24 @@ def run(args: argparse.Namespace) -> int:
                               context=args.context > 0)
         print(json.dumps(scores))
         return 0
+    if args.action == "export-base":
+        import copy
+
+        import torch
+        from transformers import AutoModelForCausalLM
+
+        from speechlm.runtime.loading import load_model_and_tokenizer, resolve_model
+
+        model, tok = load_model_and_tokenizer(resolve_model(args.base), torch.float32)
+        config = copy.deepcopy(model.config)  # a GGUF-loaded model refuses save_pretrained:
+        if hasattr(config, "quantization_config"):  # copy its dequantized weights into a
+            del config.quantization_config  # plain model of the same config
+        plain = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+        plain.load_state_dict(model.state_dict())
+        plain.save_pretrained(args.out)
+        tok.save_pretrained(args.out)
+        print(json.dumps({"base": args.base, "out": args.out}))
+        return 0
     if args.action == "check":
         from collections import Counter
 
@@ -192,41 +233,82 @@ def run(args: argparse.Namespace) -> int:
         if args.speech not in ("none", *SPEECH_KINDS):
             raise InputError(f"--speech {args.speech!r}: one of none, "
                              f"{', '.join(SPEECH_KINDS)}")
+        if args.task == "heads" and (args.speech != "none" or args.emotion):
+            raise InputError("--task heads reads the text only: no --speech or --emotion")
+        if args.task == "response" and args.emotion:
+            raise InputError("--emotion is a label of --task multitask (response writes none)")
         fmt = FormatConfig(with_context=not args.no_context,
                            with_context_sentiment=not args.no_context_sentiment,
-                           with_speech=args.speech != "none")
+                           with_speech=args.speech != "none", with_emotion=args.emotion,
+                           task="response" if args.task == "response" else "multitask")
         windows = _windows(args)
         speech = None if args.speech == "none" else \
             Speech(args.speech, _speech_vectors(args, windows, args.speech))
         lora = LoRAConfig(rank=args.rank, alpha=2 * args.rank, epochs=args.epochs, lr=args.lr,
                           batch_size=args.batch_size, threads=args.threads, wcn_noise=0.0,
                           nbest_noise=0.0)
-        report = train(windows, out, base=args.base, fmt=fmt, lora=lora,
-                       max_tokens=args.max_tokens, speech=speech,
-                       progress=not args.no_progress)
+        if args.task == "heads":
+            from speechlm.paralin import seqcls
+
+            report = seqcls.train(windows, out, base=args.base, fmt=fmt, lora=lora,
+                                  max_tokens=args.max_tokens, progress=not args.no_progress)
+        else:
+            report = train(windows, out, base=args.base, fmt=fmt, lora=lora,
+                           max_tokens=args.max_tokens, speech=speech,
+                           progress=not args.no_progress)
         print(json.dumps(report))
         return 0
-    from speechlm.paralin.model import evaluate, load, load_speech, predict, speech_kind
-
+    if len(args.model) > 1 and "{model}" not in args.out:
+        raise InputError(f"--out {args.out!r}: with several --model dirs, put {{model}} in "
+                         "it (e.g. {model}/dev)")
     windows = _windows(args)
-    kind = speech_kind(args.model)
-    speech = None if kind is None else \
-        load_speech(args.model, _speech_vectors(args, windows, kind))
-    llm, fmt, max_tokens = load(args.model)
-    preds, extra = predict(llm, windows, fmt, max_tokens=max_tokens, speech=speech,
-                           max_new_tokens=args.max_new_tokens, progress=not args.no_progress)
-    scores = evaluate(windows, preds, fmt, extra)
-    out = Path(args.out)
+    for model_dir in args.model:  # one process: imports and the base's page cache shared
+        _evaluate_one(args, model_dir, windows, Path(args.out.replace("{model}", model_dir)))
+    return 0
+
+
+def _evaluate_one(args: argparse.Namespace, model_dir: str, windows, out: Path) -> None:
+    import time
+
+    from speechlm.paralin import seqcls
+    from speechlm.paralin.model import (
+        Prediction,
+        evaluate,
+        load,
+        load_speech,
+        model_kind,
+        predict,
+        speech_kind,
+    )
+
+    started = time.monotonic()
+    if model_kind(model_dir) == seqcls.KIND:
+        model, tok, fmt, max_tokens = seqcls.load(model_dir)
+        labels, dropped = seqcls.predict(model, tok, windows, fmt, max_tokens=max_tokens,
+                                         batch_size=args.batch_size)
+        preds = [Prediction(lab["cur"], lab["resp"], None) for lab in labels]
+        scores = {**evaluate(windows, preds, fmt), "context_turns_dropped": dropped}
+    else:
+        kind = speech_kind(model_dir)
+        speech = None if kind is None else \
+            load_speech(model_dir, _speech_vectors(args, windows, kind))
+        llm, fmt, max_tokens = load(model_dir)
+        preds, extra = predict(llm, windows, fmt, max_tokens=max_tokens, speech=speech,
+                               max_new_tokens=args.max_new_tokens, batch_size=args.batch_size,
+                               progress=not args.no_progress)
+        scores = evaluate(windows, preds, fmt, extra)
+    scores["eval_seconds"] = round(time.monotonic() - started, 1)  # with model loading
     out.mkdir(parents=True, exist_ok=True)
     with open(out / "predictions.jsonl", "w", encoding="utf-8") as f:
         for w, p in zip(windows, preds, strict=True):
-            f.write(json.dumps({"utt": w.current.utt, "cur": p.cur, "cur_ref":
-                                w.current.sentiment, "resp": p.resp,
-                                "resp_ref": w.response.sentiment, "response": p.response,
-                                "response_ref": w.response.text}, ensure_ascii=False) + "\n")
+            row = {"utt": w.current.utt, "cur": p.cur, "cur_ref": w.current.sentiment,
+                   "resp": p.resp, "resp_ref": w.response.sentiment, "response": p.response,
+                   "response_ref": w.response.text}
+            if p.emotion is not None:
+                row.update(emotion=p.emotion, emotion_ref=w.current.emotion)
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
     (out / "scores.json").write_text(json.dumps(scores, indent=1) + "\n")
-    print(json.dumps(scores))
-    return 0
+    print(json.dumps({"model": model_dir, **scores}), flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -207,7 +207,9 @@ def train_lora(lm_dir: str | Path, examples: Sequence[Example], labels: Sequence
 
 def fit_lora(base: Any, items: Sequence[Any], config: LoRAConfig,
              pad_id: int, *, progress: bool = True, desc: str = "lora",
-             batch_fn: Any = None, extra: torch.nn.Module | None = None) -> tuple[Any, dict]:
+             batch_fn: Any = None, extra: torch.nn.Module | None = None,
+             loss_fn: Any = None, task_type: str = "CAUSAL_LM",
+             group_by_length: bool = False) -> tuple[Any, dict]:
     """Train a LoRA adapter on ``base`` (a transformers causal LM) over ``(prompt ids,
     target ids)`` pairs, the loss on the target tokens only (linear warmup over 5% of the
     steps, cosine decay to 10%, gradient clipping at 1). The adapter's initialisation
@@ -216,13 +218,18 @@ def fit_lora(base: Any, items: Sequence[Any], config: LoRAConfig,
 
     ``batch_fn(model, items) -> (inputs_embeds (B, T, D), mask, target)`` replaces the
     token-id batching for items that carry more than ids (e.g. ParalinGPT's speech slots),
-    and ``extra`` (e.g. a speech projector) is trained along with the adapter."""
+    and ``extra`` (e.g. a speech projector) is trained along with the adapter.
+    ``loss_fn(model, items) -> loss`` replaces the causal-LM loss altogether, e.g. for a
+    sequence classifier (``task_type="SEQ_CLS"``: peft then trains its head too).
+    ``group_by_length``: each epoch's shuffled order is cut into chunks of 8 batches, each
+    chunk sorted by length (``len(item[0]) + len(item[1])``) and its batches shuffled
+    again, so a batch pads little (a padded position costs as much as a real one)."""
     from peft import LoraConfig, get_peft_model
 
     if not items:
         raise ValueError("no training examples")
     lora = LoraConfig(r=config.rank, lora_alpha=config.alpha, lora_dropout=config.dropout,
-                      target_modules=list(config.target_modules), task_type="CAUSAL_LM")
+                      target_modules=list(config.target_modules), task_type=task_type)
     model = get_peft_model(base, lora)
     trainable = [p for p in model.parameters() if p.requires_grad]
     if extra is not None:
@@ -239,14 +246,19 @@ def fit_lora(base: Any, items: Sequence[Any], config: LoRAConfig,
     for _ in range(config.epochs):
         order = list(range(len(items)))
         rng.shuffle(order)
+        if group_by_length:
+            order = _grouped(order, items, config.batch_size, rng)
         for b in range(0, len(order), config.batch_size):
             lr = config.lr * min(1.0, (step + 1) / warmup)
             lr *= 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * step / total))
             for g in optimizer.param_groups:
                 g["lr"] = lr
             chosen = [items[i] for i in order[b:b + config.batch_size]]
-            loss = _loss(model, *(batch_fn(model, chosen) if batch_fn is not None
-                                  else _batch(chosen, pad_id)))
+            if loss_fn is not None:
+                loss = loss_fn(model, chosen)
+            else:
+                loss = _loss(model, *(batch_fn(model, chosen) if batch_fn is not None
+                                      else _batch(chosen, pad_id)))
             loss.backward()
             torch.nn.utils.clip_grad_norm_(trainable, 1.0)
             optimizer.step()
@@ -261,6 +273,19 @@ def fit_lora(base: Any, items: Sequence[Any], config: LoRAConfig,
     return model, {"examples": len(items), "steps": step,
                    "final_loss": sum(recent) / max(len(recent), 1),
                    "trainable_params": sum(p.numel() for p in trainable)}
+
+
+def _grouped(order: list[int], items: Sequence[Any], batch_size: int,
+             rng: random.Random) -> list[int]:
+    """``order`` re-cut into batches of similar lengths (see ``fit_lora``)."""
+    size = lambda i: len(items[i][0]) + len(items[i][1])  # noqa: E731
+    chunk = 8 * batch_size
+    batches = []
+    for c in range(0, len(order), chunk):
+        part = sorted(order[c:c + chunk], key=size)
+        batches += [part[b:b + batch_size] for b in range(0, len(part), batch_size)]
+    rng.shuffle(batches)
+    return [i for batch in batches for i in batch]
 
 
 def load_lora_llm(lm_dir: str | Path, adapter_dir: str | Path, **llm_kwargs: Any):

@@ -4,10 +4,13 @@ Training: each window gives ``(prompt, target)``, tokenized exactly as ``LLM.sco
 a prefix and a text (the prompt with the tokenizer's special tokens, the target without,
 then EOS), the loss on the target tokens (``speechlm.llm.lora.fit_lora``).
 
-Prediction, one window at a time through the runtime, in the target's order: the current
-sentiment by rank classification (``LLM.score`` of ``<cur_sentiment> X`` for each label
-after the prompt), then the response sentiment given it, then the response by greedy
-generation after ``... <response>``.
+Prediction through the runtime, in the target's order: the current sentiment by rank
+classification (``LLM.score`` of ``<cur_sentiment> X`` for each label after the prompt),
+then the response sentiment given it (both from one shared-prefix ``score`` call over the
+9 label pairs), then the response by greedy generation after ``... <response>``, batched
+over windows. With emotion (``FormatConfig.with_emotion``) the current emotion is ranked
+first and the sentiments after it; the single-task baseline (``task="response"``) only
+generates.
 
 With speech (``FormatConfig.with_speech``) the prompt holds one slot per turn
 (:mod:`speechlm.paralin.serialize`); the utterance's embedding (``speechlm.paralin.speech``)
@@ -39,11 +42,12 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from speechlm.llm.lora import LoRAConfig, fit_lora, load_lora_llm
+from speechlm.llm.lora import LoRAConfig, _batch, fit_lora, load_lora_llm
 from speechlm.llm.projector import Projector, ProjectorConfig
-from speechlm.paralin.meld import SENTIMENTS, Window
+from speechlm.paralin.meld import EMOTIONS, SENTIMENTS, Window
 from speechlm.paralin.serialize import (
     CUR,
+    CUR_EMO,
     RESP,
     RESPONSE,
     FormatConfig,
@@ -52,7 +56,7 @@ from speechlm.paralin.serialize import (
     response_text,
     speech_turns,
     split_slots,
-    target_text,
+    window_target,
 )
 from speechlm.runtime.base import SamplingParams
 
@@ -64,9 +68,12 @@ DEFAULT_BASE = "smollm2-135m-instruct"
 
 @dataclass(frozen=True)
 class Prediction:
-    cur: str
-    resp: str
-    response: str
+    """One window's outputs; a field the model does not predict is None."""
+
+    cur: str | None
+    resp: str | None
+    response: str | None
+    emotion: str | None = None
 
 
 def _budget(context_len: int, max_tokens: int | None) -> int:
@@ -147,6 +154,20 @@ def _speech_batch(model: Any, items: Sequence[tuple[list[int], list[int], list]]
     return emb, mask, target
 
 
+def _target_loss(model: Any, items: Sequence[Any], batch_fn: Any) -> torch.Tensor:
+    """``speechlm.llm.lora``'s loss (mean cross-entropy over the target tokens) with the
+    LM head applied at the target positions only: the head (49k x 576 for SmolLM2) over
+    every prompt position is a fifth of a step's compute for nothing."""
+    x, mask, target = batch_fn(model, items)  # ids (B, T) or embeddings (B, T, D)
+    causal = model.get_base_model()  # the LoRA-injected *ForCausalLM
+    inputs = {"input_ids": x} if x.dim() == 2 else {"inputs_embeds": x}
+    hidden = causal.model(**inputs, attention_mask=mask).last_hidden_state[:, :-1]  # (B,T-1,D)
+    want = target[:, 1:]
+    keep = want != -100
+    logits = causal.lm_head(hidden[keep])  # (N, V)
+    return torch.nn.functional.cross_entropy(logits.float(), want[keep])
+
+
 def _counter(tok: Any, fmt: FormatConfig):
     if fmt.with_speech:
         return lambda t: len(encode_prompt(tok, t)[0])
@@ -156,9 +177,13 @@ def _counter(tok: Any, fmt: FormatConfig):
 def train(windows: Sequence[Window], out_dir: str | Path, *, base: str = DEFAULT_BASE,
           fmt: FormatConfig | None = None, lora: LoRAConfig | None = None,
           max_tokens: int | None = 512, speech: Speech | None = None,
-          projector_hidden: int = 256, progress: bool = True) -> dict:
+          projector_hidden: int = 256, group_by_length: bool = True,
+          progress: bool = True) -> dict:
     """Fit a LoRA adapter on ``windows`` (and, with ``fmt.with_speech``, a projector of
     ``speech``'s vectors); write them and ``paralin.json`` to ``out_dir``.
+
+    ``group_by_length`` batches windows of similar length (``fit_lora``): less padding,
+    but where length follows the label (a toy set) a batch may hold one label only.
 
     Returns the training report (examples, steps, loss, seconds, context turns dropped).
     """
@@ -183,8 +208,7 @@ def train(windows: Sequence[Window], out_dir: str | Path, *, base: str = DEFAULT
         for w in windows:
             prompt, d = fit_prompt(w, fmt, count, budget)
             dropped += d
-            target = " " + target_text(w.current.sentiment, w.response.sentiment,
-                                       response_text(w, fmt))
+            target = " " + window_target(w, fmt)
             tgt = list(tok(target, add_special_tokens=False)["input_ids"])[:64]
             if fmt.with_speech:
                 ids, slots = encode_prompt(tok, prompt)
@@ -198,8 +222,11 @@ def train(windows: Sequence[Window], out_dir: str | Path, *, base: str = DEFAULT
                 in_dim=dim, out_dim=model.config.hidden_size, downsample=1,
                 hidden=projector_hidden))
             batch_fn = partial(_speech_batch, speech=speech)
-        peft_model, stats = fit_lora(model, items, lora, tok.pad_token_id, progress=progress,
-                                     desc="paralin", batch_fn=batch_fn,
+        pad = tok.pad_token_id
+        loss_fn = partial(_target_loss, batch_fn=batch_fn or (lambda m, b: _batch(b, pad)))
+        peft_model, stats = fit_lora(model, items, lora, pad, progress=progress,
+                                     desc="paralin", loss_fn=loss_fn,
+                                     group_by_length=group_by_length,
                                      extra=speech.projector if fmt.with_speech else None)
         out_dir.mkdir(parents=True, exist_ok=True)
         peft_model.save_pretrained(out_dir)
@@ -210,7 +237,7 @@ def train(windows: Sequence[Window], out_dir: str | Path, *, base: str = DEFAULT
     report = {**stats, "train_seconds": round(time.monotonic() - started, 1),
               "context_turns_dropped": dropped, "windows": len(windows)}
     meta = {"base": base, "format": asdict(fmt), "lora": asdict(lora), "max_tokens": max_tokens,
-            "report": report}
+            "group_by_length": group_by_length, "report": report}
     if fmt.with_speech:
         meta["speech"] = {"kind": speech.kind, "projector": speech.projector.config.to_dict()}
     (out_dir / META).write_text(json.dumps(meta, indent=1) + "\n")
@@ -229,6 +256,11 @@ def load(model_dir: str | Path) -> tuple[Any, FormatConfig, int | None]:
     meta = _meta(model_dir)
     return (load_lora_llm(meta["base"], model_dir), FormatConfig(**meta["format"]),
             meta.get("max_tokens"))
+
+
+def model_kind(model_dir: str | Path) -> str:
+    """``serialized`` (this module's LoRA LM) or ``seqcls`` (``speechlm.paralin.seqcls``)."""
+    return _meta(Path(model_dir)).get("kind", "serialized")
 
 
 def speech_kind(model_dir: str | Path) -> str | None:
@@ -259,31 +291,85 @@ class _Prompt:
             with torch.no_grad():
                 self.embeds = _with_slots(llm.embed_tokens(ids), slots, speech)
 
-    def then(self, more: str) -> dict:
+    def then(self, more: str = "") -> dict:
         """``score`` keyword arguments for the prompt followed by ``more``."""
         if self.embeds is None:
             return {"prefix": self.text + more}
+        if not more:
+            return {"prefix_embeds": self.embeds}
         ids = self.llm.tokenizer(more, add_special_tokens=False)["input_ids"]
         return {"prefix_embeds": torch.cat([self.embeds, self.llm.embed_tokens(ids)])}
 
-    def generate(self, more: str, params: SamplingParams) -> str:
-        ctx = self.then(more)
-        if "prefix" in ctx:
-            return self.llm.generate(ctx["prefix"], params)[0].text
-        return self.llm.generate_from_embeds([ctx["prefix_embeds"]], params)[0].text
+
+def _generate(llm: Any, contexts: Sequence[dict], params: SamplingParams) -> list[str]:
+    """Greedy continuations of a batch of prompts (all text or all embeddings)."""
+    if "prefix" in contexts[0]:
+        outs = llm.generate([c["prefix"] for c in contexts], params)
+    else:
+        outs = llm.generate_from_embeds([c["prefix_embeds"] for c in contexts], params)
+    return [" ".join(o.text.split()) for o in outs]
 
 
-def _best(llm: Any, options: Sequence[str], ctx: dict) -> str:
-    scores = llm.score([f" {o}" for o in options], **ctx)
-    return options[max(range(len(options)), key=lambda i: scores[i])]
+def _n_tokens(tok: Any, head: str, whole: str) -> int:
+    """How many of ``whole``'s tokens spell ``head`` (its start); raises if ``whole``
+    does not tokenize as ``head`` followed by more (then joint scoring would be wrong)."""
+    a = tok(head, add_special_tokens=False)["input_ids"]
+    b = tok(whole, add_special_tokens=False)["input_ids"]
+    if list(b[:len(a)]) != list(a):
+        raise RuntimeError(f"the tokenizer splits {whole!r} differently from its start "
+                           f"{head!r}: labels cannot be scored jointly")
+    return len(a)
+
+
+def _rank_labels(llm: Any, p: _Prompt, fmt: FormatConfig,
+                 window: Window) -> tuple[dict, list[float]]:
+    """Rank classification of the window's labels in the target's order, and the
+    log-probs of the reference response's tokens (after the reference labels).
+
+    Each label is the best of its set given the labels chosen before it, exactly as one
+    ``score`` call per label would choose, but with fewer tokens run: the tag every option
+    starts with (`` <cur_sentiment>``) goes into the shared prefix, the current and the
+    response sentiment are scored as the 9 pairs `` X <resp_sentiment> Y`` in one call (the
+    current label's score is the sum over its own tokens), and the reference target rides
+    along in the first call."""
+    tok = llm.tokenizer
+    ref = " " + window_target(window, fmt)
+    resp_at = ref.index(RESPONSE) + len(RESPONSE)  # ref[:resp_at]: the labels and the tag
+    pairs = [(c, r) for c in SENTIMENTS for r in SENTIMENTS]
+    pair_texts = [f" {c} {RESP} {r}" for c, r in pairs]  # after "... <cur_sentiment>"
+    out: dict[str, str] = {}
+    if fmt.with_emotion:
+        lead = f" {CUR_EMO}"
+        res = llm.score([*(f" {e}" for e in EMOTIONS), ref[len(lead):]], per_token=True,
+                        **p.then(lead))
+        out["emotion"] = EMOTIONS[max(range(len(EMOTIONS)), key=lambda i: res[i].total)]
+        ref_scored = res[-1]
+        res = llm.score(pair_texts, per_token=True,
+                        **p.then(f" {CUR_EMO} {out['emotion']} {CUR}"))
+    else:
+        lead = f" {CUR}"
+        res = llm.score([*pair_texts, ref[len(lead):]], per_token=True, **p.then(lead))
+        ref_scored = res[-1]
+    cur_score = {}
+    for (c, _), text, sc in zip(pairs, pair_texts, res, strict=False):
+        n = _n_tokens(tok, f" {c}", text)
+        cur_score[c] = sum(sc.token_logprobs[:n])  # the same for the 3 pairs of c
+    out["cur"] = max(SENTIMENTS, key=lambda c: cur_score[c])
+    out["resp"] = max(SENTIMENTS, key=lambda r: res[pairs.index((out["cur"], r))].total)
+    k = _n_tokens(tok, ref[len(lead):resp_at], ref[len(lead):])
+    return out, list(ref_scored.token_logprobs[k:])
 
 
 def predict(llm: Any, windows: Sequence[Window], fmt: FormatConfig, *,
             max_tokens: int | None = 512, max_new_tokens: int = 40,
-            speech: Speech | None = None,
+            speech: Speech | None = None, batch_size: int = 8,
             progress: bool = True) -> tuple[list[Prediction], dict]:
     """Predictions in the target's order, and ``{"context_turns_dropped", "response_nll",
-    "response_tokens"}`` (the reference responses' log-loss under the model)."""
+    "response_tokens"}`` (the reference responses' log-loss under the model).
+
+    Labels by rank classification (:func:`_rank_labels`, one window at a time); the
+    responses by greedy generation in batches of ``batch_size`` windows (left-padded by
+    the runtime, each row independent of the others)."""
     if fmt.with_speech:
         if speech is None or speech.projector is None:
             raise ValueError("this model reads speech embeddings: pass speech (load_speech)")
@@ -293,26 +379,36 @@ def predict(llm: Any, windows: Sequence[Window], fmt: FormatConfig, *,
     tok = llm.tokenizer
     budget = _budget(llm.max_length, max_tokens)
     count = _counter(tok, fmt)
-    out, dropped, nll, n_tok = [], 0, 0.0, 0
-    for w in tqdm(windows, disable=not progress, desc="paralin predict", unit="win"):
+    labels, gen_ctx, dropped, nll, n_tok = [], [], 0, 0.0, 0
+    params = SamplingParams(max_tokens=max_new_tokens, stop=("\n", "<"))
+    texts: list[str] = []
+    bar = tqdm(total=len(windows), disable=not progress, desc="paralin predict", unit="win")
+    for w in windows:
         prompt, d = fit_prompt(w, fmt, count, budget)
         dropped += d
         p = _Prompt(llm, prompt, speech)
-        if p.embeds is None:  # the text model's prefix: the prompt, unchanged
-            cur = _best(llm, [f"{CUR} {s}" for s in SENTIMENTS], {"prefix": prompt})
+        if fmt.task == "response":
+            lab, gen_head = {}, f" {RESPONSE}"
+            logprobs = llm.score([" " + response_text(w, fmt)], per_token=True,
+                                 **p.then(gen_head))[0].token_logprobs
         else:
-            cur = _best(llm, [f"{CUR} {s}" for s in SENTIMENTS],
-                        {"prefix_embeds": p.embeds})
-        cur = cur.split()[-1]
-        resp = _best(llm, [f"{RESP} {s}" for s in SENTIMENTS], p.then(f" {CUR} {cur}"))
-        resp = resp.split()[-1]
-        text = p.generate(f" {CUR} {cur} {RESP} {resp} {RESPONSE}",
-                          SamplingParams(max_tokens=max_new_tokens, stop=("\n", "<")))
-        out.append(Prediction(cur, resp, " ".join(text.split())))
-        ref = p.then(f" {CUR} {w.current.sentiment} {RESP} {w.response.sentiment} {RESPONSE}")
-        scored = llm.score([" " + response_text(w, fmt)], per_token=True, **ref)[0]
-        nll -= scored.total
-        n_tok += len(scored.token_logprobs)
+            lab, logprobs = _rank_labels(llm, p, fmt, w)
+            emo = f"{CUR_EMO} {lab['emotion']} " if fmt.with_emotion else ""
+            gen_head = f" {emo}{CUR} {lab['cur']} {RESP} {lab['resp']} {RESPONSE}"
+        nll -= sum(logprobs)
+        n_tok += len(logprobs)
+        labels.append(lab)
+        gen_ctx.append(p.then(gen_head))
+        if len(gen_ctx) == batch_size:
+            texts += _generate(llm, gen_ctx, params)
+            bar.update(len(gen_ctx))
+            gen_ctx = []
+    if gen_ctx:
+        texts += _generate(llm, gen_ctx, params)
+        bar.update(len(gen_ctx))
+    bar.close()
+    out = [Prediction(lab.get("cur"), lab.get("resp"), text, lab.get("emotion"))
+           for lab, text in zip(labels, texts, strict=True)]
     return out, {"context_turns_dropped": dropped, "response_nll": nll,
                  "response_tokens": n_tok}
 
@@ -323,27 +419,33 @@ def weighted_f1(refs: Sequence[str], hyps: Sequence[str]) -> float:
     return round(float(f1_score(list(refs), list(hyps), average="weighted", zero_division=0)), 4)
 
 
+def _acc(r: Sequence[str], h: Sequence[str]) -> float:
+    return round(100 * sum(a == b for a, b in zip(r, h, strict=True)) / max(len(r), 1), 2)
+
+
 def evaluate(windows: Sequence[Window], preds: Sequence[Prediction], fmt: FormatConfig,
              extra: dict | None = None) -> dict:
-    """Accuracy / weighted F1 of both labels, response BLEU and perplexity."""
+    """Accuracy / weighted F1 of the labels the model predicts (emotion where it does),
+    response BLEU and perplexity where it writes responses."""
     import sacrebleu
 
     if len(windows) != len(preds):
         raise ValueError(f"{len(windows)} windows but {len(preds)} predictions")
-    cur_ref = [w.current.sentiment for w in windows]
-    resp_ref = [w.response.sentiment for w in windows]
-    cur_hyp = [p.cur for p in preds]
-    resp_hyp = [p.resp for p in preds]
-
-    def acc(r, h):
-        return round(100 * sum(a == b for a, b in zip(r, h, strict=True)) / max(len(r), 1), 2)
-
-    bleu = sacrebleu.corpus_bleu([p.response for p in preds],
-                                 [[response_text(w, fmt) for w in windows]]).score
-    out = {"windows": len(windows),
-           "cur_acc": acc(cur_ref, cur_hyp), "cur_f1": weighted_f1(cur_ref, cur_hyp),
-           "resp_acc": acc(resp_ref, resp_hyp), "resp_f1": weighted_f1(resp_ref, resp_hyp),
-           "response_bleu": round(bleu, 2)}
+    out: dict[str, Any] = {"windows": len(windows)}
+    for key, ref_of in (("emotion", lambda w: w.current.emotion),
+                        ("cur", lambda w: w.current.sentiment),
+                        ("resp", lambda w: w.response.sentiment)):
+        hyp = [getattr(p, key) for p in preds]
+        if all(h is None for h in hyp):
+            continue
+        ref = [ref_of(w) for w in windows]
+        hyp = [h or "" for h in hyp]
+        name = "emo" if key == "emotion" else key
+        out[f"{name}_acc"], out[f"{name}_f1"] = _acc(ref, hyp), weighted_f1(ref, hyp)
+    if any(p.response is not None for p in preds):
+        bleu = sacrebleu.corpus_bleu([p.response or "" for p in preds],
+                                     [[response_text(w, fmt) for w in windows]]).score
+        out["response_bleu"] = round(bleu, 2)
     if extra and extra.get("response_tokens"):
         out["response_ppl"] = round(math.exp(extra["response_nll"] / extra["response_tokens"]), 2)
         out["context_turns_dropped"] = extra["context_turns_dropped"]

@@ -16,6 +16,12 @@ in the paper's order (each conditioned on the previous)::
 The tags are plain text (no new tokens), so the base model's tokenizer and weights stay as
 they are and the LoRA adapter learns the format.
 
+Emotion (``with_emotion``, MELD's 7 classes) is an optional extra attribute: each context
+turn also shows ``<emotion> X`` and the target starts with the current turn's emotion,
+predicted first (``<cur_emotion> joy <cur_sentiment> positive ...``). Single-task response
+generation (``task="response"``, a baseline) keeps the prompt and drops the labels from the
+target: ``<response> Monica: oh no``.
+
 With speech (``with_speech``) each turn's text is followed by ``<speech>`` and a *slot*, the
 placeholder ``{{speech:<utt>}}`` of that utterance's embedding; the model code
 (:mod:`speechlm.paralin.model`) tokenizes the text around the slots and puts the projected
@@ -30,6 +36,8 @@ A prompt longer than the token budget loses its oldest context turns first
 '<cur_sentiment> positive <resp_sentiment> negative <response> Monica: oh no'
 >>> parse_target(target_text("positive", "negative", "Monica: oh no"))
 ('positive', 'negative', 'Monica: oh no')
+>>> target_text("positive", "negative", "Monica: oh no", emotion="joy")
+'<cur_emotion> joy <cur_sentiment> positive <resp_sentiment> negative <response> Monica: oh no'
 """
 from __future__ import annotations
 
@@ -37,10 +45,12 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from speechlm.paralin.meld import SENTIMENTS, Turn, Window
+from speechlm.paralin.meld import EMOTIONS, SENTIMENTS, Turn, Window
 
 CUR, RESP, RESPONSE, TURN, SENT = ("<cur_sentiment>", "<resp_sentiment>", "<response>",
                                    "<turn>", "<sentiment>")
+EMO, CUR_EMO = "<emotion>", "<cur_emotion>"
+TASKS = ("multitask", "response")
 SPEECH = "<speech>"
 _SLOT_RE = re.compile(r"\{\{speech:([A-Za-z0-9_.-]+)\}\}")
 
@@ -89,12 +99,25 @@ class FormatConfig:
         with_context_sentiment: give each context turn's sentiment label.
         with_speaker: prefix each turn with its speaker's name.
         with_speech: follow each turn's text with its speech-embedding slot.
+        with_emotion: give each context turn's emotion too, and predict the current
+            turn's emotion first (multitask only).
+        task: ``multitask`` (labels, then the response) or ``response`` (the response
+            only: the single-task baseline).
     """
 
     with_context: bool = True
     with_context_sentiment: bool = True
     with_speaker: bool = True
     with_speech: bool = False
+    with_emotion: bool = False
+    task: str = "multitask"
+
+    def __post_init__(self) -> None:
+        if self.task not in TASKS:
+            raise ValueError(f"task {self.task!r}: one of {', '.join(TASKS)}")
+        if self.with_emotion and self.task != "multitask":
+            raise ValueError("with_emotion: the emotion is a label of the multitask target; "
+                             f"task {self.task!r} writes no labels")
 
 
 def turn_line(turn: Turn, config: FormatConfig, *, label: bool) -> str:
@@ -102,6 +125,8 @@ def turn_line(turn: Turn, config: FormatConfig, *, label: bool) -> str:
     line = f"{TURN} {who}{turn.text}"
     if config.with_speech:
         line += f" {SPEECH} {SpeechSlot(turn.utt)}"
+    if config.with_emotion and label:
+        line += f" {EMO} {turn.emotion}"
     return f"{line} {SENT} {turn.sentiment}" if label else line
 
 
@@ -126,8 +151,27 @@ def response_text(window: Window, config: FormatConfig = FormatConfig()) -> str:
     return f"{who}{window.response.text}"
 
 
-def target_text(cur: str, resp: str, response: str) -> str:
-    return f"{CUR} {cur} {RESP} {resp} {RESPONSE} {response}"
+def target_text(cur: str, resp: str, response: str, *, emotion: str | None = None) -> str:
+    """The multitask target; with ``emotion`` the current turn's emotion comes first."""
+    head = f"{CUR_EMO} {emotion} " if emotion is not None else ""
+    return f"{head}{CUR} {cur} {RESP} {resp} {RESPONSE} {response}"
+
+
+def window_target(window: Window, config: FormatConfig = FormatConfig()) -> str:
+    """What the model is trained to write after the prompt of ``window``."""
+    response = response_text(window, config)
+    if config.task == "response":
+        return f"{RESPONSE} {response}"
+    return target_text(window.current.sentiment, window.response.sentiment, response,
+                       emotion=window.current.emotion if config.with_emotion else None)
+
+
+def parse_emotion(text: str) -> str | None:
+    """The current emotion of a generation (None: missing or not one of the 7)."""
+    if CUR_EMO not in text:
+        return None
+    words = text.split(CUR_EMO, 1)[1].split()
+    return words[0] if words and words[0] in EMOTIONS else None
 
 
 def parse_target(text: str) -> tuple[str | None, str | None, str]:

@@ -9,9 +9,10 @@
 # Stages: 1 read and check the CSVs, 2 speech: synthesize every turn the windows show
 # (Piper and espeak-ng voices, one per speaker within a dialogue) or take --wav_scp, 3 speech
 # embeddings (pooled Whisper-tiny states; Resemblyzer), cached on disk by content, 4 train the
-# serialized model (context with its sentiments), 5 ablations (no context; context without
-# sentiments; with speech embeddings, each kind), 6 evaluate every model on dev (and
-# --test_csv), 7 RESULTS.md with a plot.
+# serialized model (context with its sentiments), 5 ablations and baselines (no context;
+# context without sentiments; with speech embeddings, each kind; with emotion; single-task
+# response generation; SmolLM2 and MiniLM sequence classifiers), 6 evaluate every model on
+# dev (and --test_csv), 7 RESULTS.md with a plot and the stage times.
 # Synthetic speech carries no emotion: no gain is expected from its embeddings; with real
 # recordings pass --wav_scp (a Kaldi wav.scp per set, ids dia<D>_utt<III> or MELD's
 # dia<D>_utt<I>; "{set}" in the path becomes train, dev or test).
@@ -26,8 +27,10 @@ base=smollm2-135m-instruct
 context=3                       # previous turns shown
 epochs=1
 speech_kinds="whisper resemblyzer"
-models="full no_context no_context_sentiment speech_whisper speech_resemblyzer minilm_head"
-emb_cache=data/emb_cache        # speech embeddings, keyed by encoder and audio content
+models="full no_context no_context_sentiment speech_whisper speech_resemblyzer emotion"
+models+=" response_only smollm2_head minilm_head"
+emb_cache=                      # speech embeddings by encoder and audio content (default:
+                                # data/<size>/emb_cache)
 help_message="usage: $0 [--stage N] [--stop_stage N] [--quick true] [--test_csv FILE] [--wav_scp PATTERN] [--models LIST]"
 
 cmdline="$0 $*"
@@ -41,9 +44,18 @@ if [ -z "${meld}" ]; then
 fi
 [ -n "${meld}" ] || { log "MELD CSVs not found: pass --meld DIR or set SPEECHLM_DATA"; exit 1; }
 log "MELD: using $(cd "${meld}" && pwd)"
-if [ "${quick}" = true ]; then train_windows=120; eval_windows=40; size=quick
-else train_windows=1500; eval_windows=300; size=full; fi
+# Sizes: what fits this machine (2 shared CPU cores, one torch thread per job; README.md
+# "Sizes and time"): a LoRA step of 8 windows takes ~10 s, evaluating ~1.3 s per window.
+if [ "${quick}" = true ]; then train_windows=16; eval_windows=8; max_new_tokens=20; size=quick
+else train_windows=160; eval_windows=80; max_new_tokens=40; size=full; fi
 exp=exp/${size}; data=data/${size}
+emb_cache=${emb_cache:-${data}/emb_cache}
+base_dir=data/base              # the base LLM as float32 safetensors (a GGUF dequantizes slowly)
+mkdir -p "${exp}/timing"
+stage_t0=${SECONDS}
+took() {  # stage: its wall time in this invocation (and for which models) -> exp/<size>/timing
+  echo "$((SECONDS - stage_t0)) ${models}" > "${exp}/timing/stage$1"; stage_t0=${SECONDS}
+}
 sets="dev"; [ -z "${test_csv}" ] || sets+=" test"
 csv_of() {
   case $1 in train) echo "${meld}/train_sent_emo.csv";; dev) echo "${meld}/dev_sent_emo.csv";;
@@ -57,6 +69,7 @@ if [ ${stage} -le 1 ] && [ ${stop_stage} -ge 1 ]; then
   for f in "${meld}/train_sent_emo.csv" "${meld}/dev_sent_emo.csv" ${test_csv}; do
     python -m speechlm.bin.paralin check --csv "${f}" --context "${context}"
   done
+  took 1
 fi
 
 if [ ${stage} -le 2 ] && [ ${stop_stage} -ge 2 ]; then
@@ -70,6 +83,7 @@ if [ ${stage} -le 2 ] && [ ${stop_stage} -ge 2 ]; then
         --context "${context}" --max-windows "$(windows_of "${s}")" --threads 1
     fi
   done
+  took 2
 fi
 
 if [ ${stage} -le 3 ] && [ ${stop_stage} -ge 3 ]; then
@@ -81,6 +95,7 @@ if [ ${stage} -le 3 ] && [ ${stop_stage} -ge 3 ]; then
         --max-windows "$(windows_of "${s}")" | tee "${data}/${s}/embed_${kind}.json"
     done
   done
+  took 3
 fi
 
 options_of() {  # model name -> training options
@@ -88,6 +103,9 @@ options_of() {  # model name -> training options
     full) echo "";;
     no_context) echo "--no-context";;
     no_context_sentiment) echo "--no-context-sentiment";;
+    emotion) echo "--emotion";;
+    response_only) echo "--task response";;
+    smollm2_head) echo "--task heads";;
     speech_*) echo "--speech ${1#speech_} --wav-scp ${data}/train/wav.scp --emb-cache ${emb_cache}";;
     *) log "unknown model ${1}"; exit 1;;
   esac
@@ -104,15 +122,20 @@ train_model() {  # name
       --max-windows "${train_windows}" --eval-max-windows "${eval_windows}"
     return
   fi
+  if [ ! -f "${base_dir}/config.json" ]; then
+    log "writing ${base} to ${base_dir} (float32 safetensors, loaded by every model)"
+    python -m speechlm.bin.paralin export-base --base "${base}" --out "${base_dir}"
+  fi
   # shellcheck disable=SC2046
   python -m speechlm.bin.paralin train --csv "${meld}/train_sent_emo.csv" --out "${exp}/${name}" \
-    --base "${base}" --max-windows "${train_windows}" --epochs "${epochs}" --threads 1 \
+    --base "${base_dir}" --max-windows "${train_windows}" --epochs "${epochs}" --threads 1 \
     ${common} --overwrite $(options_of "${name}")
 }
 
 if [ ${stage} -le 4 ] && [ ${stop_stage} -ge 4 ]; then
   stage_log 4 "training the serialized multitask model (context ${context}, with sentiments)"
   case " ${models} " in *" full "*) train_model full;; esac
+  took 4
 fi
 
 if [ ${stage} -le 5 ] && [ ${stop_stage} -ge 5 ]; then
@@ -121,24 +144,30 @@ if [ ${stage} -le 5 ] && [ ${stop_stage} -ge 5 ]; then
     stage_log 5 "ablation ${name}"
     train_model "${name}"
   done
+  took 5
 fi
 
 if [ ${stage} -le 6 ] && [ ${stop_stage} -ge 6 ]; then
   stage_log 6 "evaluating on ${sets}"
-  for name in ${models}; do
-    for s in ${sets}; do
-      [ -f "${exp}/${name}/${s}/scores.json" ] && continue
-      python -m speechlm.bin.paralin eval --model "${exp}/${name}" --csv "$(csv_of "${s}")" \
-        --out "${exp}/${name}/${s}" --max-windows "${eval_windows}" --wav-scp "${data}/${s}/wav.scp" \
-        --emb-cache "${emb_cache}" ${common}
+  for s in ${sets}; do
+    todo=""  # every model not yet scored on this set, in one process (imports paid once)
+    for name in ${models}; do
+      [ -f "${exp}/${name}/${s}/scores.json" ] || todo+=" ${exp}/${name}"
     done
+    [ -n "${todo}" ] || continue
+    # shellcheck disable=SC2086
+    python -m speechlm.bin.paralin eval --model ${todo} --csv "$(csv_of "${s}")" \
+      --out "{model}/${s}" --max-windows "${eval_windows}" --wav-scp "${data}/${s}/wav.scp" \
+      --emb-cache "${emb_cache}" --max-new-tokens "${max_new_tokens}" ${common}
   done
+  took 6
 fi
 
 if [ ${stage} -le 7 ] && [ ${stop_stage} -ge 7 ]; then
   stage_log 7 "RESULTS.md"
   python local/make_results.py --exp "${exp}" --data "${data}" --sets ${sets} \
     --cmdline "${cmdline}" --out "${exp}/RESULTS.md"
+  took 7
   cat "${exp}/RESULTS.md"
 fi
 log "Successfully finished. [elapsed=${SECONDS}s]"

@@ -11,12 +11,68 @@ from pathlib import Path
 
 MODELS = {"speech_whisper": "context + sentiments + speech (pooled Whisper-tiny)",
           "speech_resemblyzer": "context + sentiments + speech (Resemblyzer)",
+          "emotion": "context + sentiments + emotions; current emotion predicted first",
           "full": "context + its sentiments, without speech embeddings",
           "no_context_sentiment": "context without sentiments",
           "no_context": "current turn only",
+          "response_only": "single-task: the response only (no labels), same prompt as full",
+          "smollm2_head": "sequence classifier: SmolLM2 + LoRA, 2 x 3-way head on the last "
+                          "state, same prompt as full",
           "minilm_head": "sequence classifier: MiniLM-L6 (frozen) + logistic-regression heads "
                          "(no response text)"}
-KEYS = ("cur_acc", "cur_f1", "resp_acc", "resp_f1", "response_bleu", "response_ppl")
+KEYS = ("cur_acc", "cur_f1", "resp_acc", "resp_f1", "response_bleu", "response_ppl",
+        "emo_acc", "emo_f1")
+# ParalinGPT (arXiv 2312.15316, Switchboard): serialized multitask vs sequence classifiers
+PAPER = {"cur_acc": 6.7, "resp_acc": 12.0, "response_bleu": 3.5}
+STAGES = {1: "read and check the CSVs", 2: "speech (synthesis)", 3: "speech embeddings",
+          4: "train the serialized model", 5: "train ablations and baselines",
+          6: "evaluate", 7: "RESULTS.md"}
+
+
+def relative_gains(rows: dict, s: str) -> list[str]:
+    """The serialized model's relative gains over the baselines, beside the paper's."""
+    full = rows.get((s, "full"))
+    if not full:
+        return []
+    out = ["", "Relative gains of the serialized model (`full`) over the baselines, "
+           "100 * (full - baseline) / baseline, beside ParalinGPT's on Switchboard "
+           "(+6.7% current-sentiment accuracy, +12.0% response-sentiment accuracy over "
+           "sequence classifiers; +3.5% BLEU over single-task response generation):", "",
+           "| baseline | cur acc | resp acc | BLEU |", "|---|---|---|---|",
+           "| paper (ParalinGPT vs its baselines) | +6.7% | +12.0% | +3.5% |"]
+    for name in ("smollm2_head", "minilm_head", "response_only"):
+        b = rows.get((s, name))
+        if not b:
+            continue
+        cells = []
+        for key in ("cur_acc", "resp_acc", "response_bleu"):
+            if key in b and key in full and b[key]:
+                cells.append(f"{100 * (full[key] - b[key]) / b[key]:+.1f}%")
+            else:
+                cells.append("-")
+        out.append(f"| `{name}` | " + " | ".join(cells) + " |")
+    return out
+
+
+def stage_times(exp: Path) -> list[str]:
+    files = sorted((exp / "timing").glob("stage*")) if (exp / "timing").is_dir() else []
+    if not files:
+        return []
+    out = ["", "## Wall time per stage", "",
+           "The last invocation that ran each stage (seconds; model loading included):", "",
+           "| stage | what | seconds | models of that invocation |", "|---|---|---|---|"]
+    total = 0
+    for f in files:
+        n = int(f.name[5:])
+        secs, _, models = f.read_text().strip().partition(" ")
+        total += int(secs)
+        out.append(f"| {n} | {STAGES.get(n, '')} | {secs} | {models} |")
+    out.append(f"| all | | {total} | |")
+    if len({f.read_text().strip().partition(" ")[2] for f in files}) > 1:
+        out += ["", "Stages ran in several invocations (e.g. `local/run_by_model.sh`: stages 4-6 "
+                "once per model), so a row is the last invocation's only; each model's own "
+                "training and evaluation times are the `train s` and `eval s` columns above."]
+    return out
 
 
 def constant_baseline(pred_file: Path) -> dict:
@@ -97,7 +153,8 @@ def main() -> int:
     for s in args.sets:
         lines += [f"## {s}", "",
                   "| model | windows | cur acc | cur F1 | resp acc | resp F1 | BLEU | resp ppl |"
-                  " train s |", "|---|---|---|---|---|---|---|---|---|"]
+                  " emo acc | emo F1 | train s | eval s |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for name, what in MODELS.items():
             f = args.exp / name / s / "scores.json"
             if not f.is_file():
@@ -106,18 +163,30 @@ def main() -> int:
             meta = json.loads((args.exp / name / "paralin.json").read_text())["report"]
             rows[(s, name)] = sc
             lines.append(f"| {what} | {sc['windows']} | " + " | ".join(
-                str(sc.get(k, "-")) for k in KEYS) + f" | {meta['train_seconds']} |")
-        tests = [t for n in MODELS if n.startswith("speech_") and (t := paired(args.exp, s, n))]
+                str(sc.get(k, "-")) for k in KEYS) +
+                f" | {meta['train_seconds']} | {sc.get('eval_seconds', '-')} |")
+        pairs = [(n, "full") for n in ("speech_whisper", "speech_resemblyzer", "emotion")]
+        pairs += [("full", "smollm2_head"), ("full", "minilm_head")]
+        tests = [t for n, ref in pairs if (t := paired(args.exp, s, n, ref))]
         if tests:
-            lines += ["", "Paired exact McNemar tests (windows right only with / only without "
-                      "speech; uncorrected for the several comparisons):", "", *tests]
+            lines += ["", "Paired exact McNemar tests on the same windows (`a` vs `b`: windows "
+                      "right only by a / only by b; uncorrected for the several "
+                      "comparisons):", "", *tests]
         pred = next((args.exp / n / s / "predictions.jsonl" for n in MODELS
                      if (args.exp / n / s / "predictions.jsonl").is_file()), Path("-"))
         if pred.is_file():
             base = constant_baseline(pred)
+            emo = args.exp / "emotion" / s / "predictions.jsonl"
+            emo_line = ""
+            if emo.is_file():
+                refs = [json.loads(line)["emotion_ref"] for line in emo.read_text().splitlines()]
+                label, n = Counter(refs).most_common(1)[0]
+                emo_line = f", current emotion `{label}` {round(100 * n / len(refs), 2)}%"
             lines += ["", f"Best constant label on this set: current `{base['cur_ref'][0]}` "
                       f"{base['cur_ref'][1]}%, response `{base['resp_ref'][0]}` "
-                      f"{base['resp_ref'][1]}%.", ""]
+                      f"{base['resp_ref'][1]}%{emo_line}.", ""]
+        lines += relative_gains(rows, s)
+    lines += stage_times(args.exp)
     args.out.write_text("\n".join(lines) + "\n")
     if rows:
         import matplotlib
