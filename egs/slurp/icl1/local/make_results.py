@@ -123,6 +123,9 @@ def qa_sweep_section(exp: Path, models, sets, voices) -> list[str]:
                 pts = [(float(f.parent.name[1:]), json.loads(f.read_text())["wcn"]) for f in runs]
                 base = exp / m / "qa" / f"{s}_{v}" / "scores.json"
                 ref = json.loads(base.read_text()) if base.is_file() else {}
+                if "wcn" in ref and ref["wcn"]["settings"].get("wcn_posteriors", True):
+                    t0 = ref["wcn"]["settings"]["wcn_threshold"]  # stage 6's own WCN run
+                    pts = sorted({t: r for t, r in [(t0, ref["wcn"]), *pts]}.items())
                 noprob = d / "noprob" / "scores.json"
                 npr = json.loads(noprob.read_text())["wcn"] if noprob.is_file() else None
                 rows.append((m, s, v, pts, ref, npr))
@@ -189,11 +192,10 @@ def qa_section(exp: Path, models, sets, voices) -> list[str]:
                if len(f1) == 3 and f1["oracle"] - f1["1best"] >= MIN_GAP else "-")
         L.append(f"|{m}|{s}|{v}|{'-' if wer is None else f'{wer:.1f}'}|{n}|" + "|".join(cells)
                  + f"|{gap}|")
-    L += qa_sweep_section(exp, models, sets, voices)
     L += ["", f"Gap closed on F1 as for intents (shown when the oracle is at least {MIN_GAP:.0f}"
           " points above the 1-best). Per-question answers: "
-          "`<first pass>/qa/<set>_<voice>/<input>.jsonl`.", ""]
-    return L
+          "`<first pass>/qa/<set>_<voice>/<input>.jsonl`."]
+    return L + qa_sweep_section(exp, models, sets, voices) + [""]
 
 
 def main() -> int:
