@@ -537,10 +537,11 @@ def rescore(nbest: Any, method: str = "lm", *, llm: Any = DEFAULT_LLM,
     Args:
         nbest: one N-best (a list of texts, best first), ``{utt: [texts]}``, a
             HyPoradise-form file, or ``NbestItem`` s.
-        method: ``lm``, ``lm_norm``, ``prompt``, ``tap``, ``ger-select``, ``ger-free`` or
-            ``mwer``.
-        llm: a loaded LLM or what :func:`load_llm` takes (not used by ``mwer``).
-        model: the scorer dir of ``mwer`` (``speechlm rescore train --method mwer``).
+        method: ``lm``, ``lm_norm``, ``prompt``, ``tap``, ``ger-select``, ``ger-free``,
+            ``mwer`` or ``pll``.
+        llm: a loaded LLM or what :func:`load_llm` takes (not used by ``mwer``/``pll``).
+        model: the scorer dir of ``mwer`` or ``pll`` (``speechlm rescore train --method
+            mwer|pll``).
         llm_scale: weight of the method's score beside the first pass (rank prior when
             the N-best has no scores).
         threshold: the ``ger-free`` guard (edit distance to the closest hypothesis over its
@@ -568,12 +569,13 @@ def rescore(nbest: Any, method: str = "lm", *, llm: Any = DEFAULT_LLM,
 
     items = items_of(nbest)
     config = sp.MethodConfig(method, shots=shots, demos=demos)
-    if method == "mwer":
-        from speechlm.llm.second_pass.mwer import load_scorer
+    if method in ("mwer", "pll"):
+        from speechlm.llm.second_pass.run import load_trained_scorer
 
         if model is None:
-            raise ValueError("method 'mwer' needs model= (a scorer dir)")
-        return sp.choose(items, load_scorer(model).score(items), llm_scale)
+            raise ValueError(f"method {method!r} needs model= (a scorer dir from 'speechlm "
+                             f"rescore train --method {method}')")
+        return sp.choose(items, load_trained_scorer(method, model)[0].score(items), llm_scale)
     if not hasattr(llm, "score"):
         llm = load_llm(llm)
     builder = sp.PromptBuilder(llm.tokenizer)
