@@ -40,6 +40,7 @@ fi
 [ -n "${data}" ] || { log "N-best files not found: pass --data DIR or set SPEECHLM_DATA"; exit 1; }
 clean=${data}/test_ls_clean.json; other=${data}/test_ls_other.json
 [ "${quick}" = true ] && size=quick
+pll_epochs=3                         # the MLM head starts from random: more passes than MWER
 all_lanes="llm1 llm2 llm3 bi bi2 causal gerlora gerlora2"
 case ${size} in
   quick) ndev=20; neval=30; ntrain=80; ntrain_llm=24; epochs=1; ntrain_long=400; ntrain_ger=12; ngen_dev=8; ngen=10
@@ -126,7 +127,7 @@ if [ ${stage} -le 3 ] && [ ${stop_stage} -ge 3 ]; then
       evals="${ev}" method ${l} lik_smollm2_prob${sfx} --method mwer --model ${exp}/models/lik_smollm2_prob${sfx}
     done
     for l in bi cheap; do  # pseudo-log-likelihood baseline (bidirectional): MLM head fine-tuned on the references
-      train ${l} ${exp}/models/pll_minilm${sfx} --method pll --model minilm-l6 --train "${clean}@${th}:${ntrain}" --epochs ${epochs}
+      train ${l} ${exp}/models/pll_minilm${sfx} --method pll --model minilm-l6 --train "${clean}@${th}:${ntrain}" --epochs ${pll_epochs} --backbone-lr 1e-4
       evals="${ev}" method ${l} pll_minilm${sfx} --method pll --model ${exp}/models/pll_minilm${sfx}
     done
     evals="${ev}" method llm2 prompt_3shot_similar${sfx} --method prompt --llm ${llm} --train "${clean}@${th}:${ntrain}" --shots 3 --demos similar
