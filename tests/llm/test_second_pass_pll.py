@@ -139,3 +139,28 @@ def test_cli_train_pll_refuses_a_causal_lm(tmp_path, capsys):
     code = main(["train", "--method", "pll", "--model", "smollm2-135m-instruct", "--train",
                  str(clean), "--out", str(tmp_path / "o")])
     assert code != 0 and "is a causal LM" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name, head", [("minilm-l6", "cls.predictions."),
+                                        ("mpnet-base", "lm_head.")])
+def test_catalogue_encoders_have_no_mlm_head_and_get_one(name, head):
+    from speechlm.core import catalogue
+
+    try:
+        catalogue.locate(name)
+    except (catalogue.ModelNotInstalled, catalogue.ModelFileError) as e:  # not installed
+        pytest.skip(str(e))
+    scorer, new = build_pll_scorer(PllConfig(model=name, rows_per_batch=7, sents_per_step=4,
+                                             epochs=3))
+    # the head is what is missing, and all of it that is not tied to the embeddings
+    assert new and all(k.startswith(head) for k in new)
+    assert any(".dense." in k for k in new)
+    emb = scorer.mlm.get_input_embeddings().weight
+    assert scorer.mlm.get_output_embeddings().weight.data_ptr() == emb.data_ptr()
+    texts = ["he hoped there would be stew for dinner", "he hope there would be stew for diner"]
+    together = scorer.costs(texts)
+    assert together == pytest.approx([scorer.costs([t])[0] for t in texts], rel=1e-4)
+    refs = [NbestItem(f"u{i}", ("x",), t) for i, t in enumerate(texts * 8)]
+    stats = train_pll(scorer, refs, progress=False)
+    assert stats["final_loss"] < stats["first_loss"]
