@@ -140,7 +140,9 @@ def run_method(config: M.MethodConfig, dev: EvalSet, evals: Sequence[EvalSet], o
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     notes = notes if notes is not None else []
-    result: dict = {"method": config.key, **(extra or {})}
+    # the 1-minute load average when the run started and ended: latencies on a shared
+    # machine mean little without it
+    result: dict = {"method": config.key, **(extra or {}), "load": [round(os.getloadavg()[0], 2)]}
     builder = M.PromptBuilder(llm.tokenizer) if llm is not None else None
     if config.method == "tap":
         builder.activation = activation_turns(llm)
@@ -191,6 +193,7 @@ def run_method(config: M.MethodConfig, dev: EvalSet, evals: Sequence[EvalSet], o
         sets[s.name] = {**_summary(s.items, picks, [r.seconds for r in res.values()]),
                         **extra_stats, "role": "dev" if s is dev else "eval"}
     result["sets"] = sets
+    result["load"].append(round(os.getloadavg()[0], 2))
     (out / "notes.txt").write_text("".join(f"{n}\n" for n in notes), encoding="utf-8")
     (out / "result.json").write_text(json.dumps(result, indent=1) + "\n")
     return result

@@ -109,9 +109,10 @@ def main(exp: Path, command: str) -> None:
               "where dev says its score helps; `llm_scale 0` means dev preferred the "
               "1-best. The *score alone* column shows how each scorer ranks by itself.",
               "- Latency: wall seconds per utterance of one process on one thread while "
-              "the machine's load varied between about 2 and 15 over the run (other "
-              "sessions' jobs); rows measured at different times differ by up to ~4x for "
-              "the same work (e.g. the 3-shot prompts). Compare within a family: "
+              "the machine's load varied with other sessions' jobs (about 2 to 15 over the "
+              "quick run; each result.json of later runs records the 1-minute load average "
+              "at its start and end: " + loads(results) + "); rows measured at different "
+              "times differ by up to ~4x for the same work. Compare within a family: "
               "pooled scorers (one forward, no vocabulary softmax) vs probability-based "
               "scoring of the same model, bidirectional vs causal.",
               "- `sweep` in each result.json holds every setting's WER on every set "
@@ -120,6 +121,11 @@ def main(exp: Path, command: str) -> None:
     main_sets = [sn for sn in sets if sn[0].endswith("_h2")]
     size = max((n for _, n in main_sets), default=0)
     plot(exp, results, order, [sn for sn in main_sets if sn[1] == size] or sets)
+
+
+def loads(results: dict) -> str:
+    got = [f"{k} {r['load'][0]:g}-{r['load'][-1]:g}" for k, r in results.items() if "load" in r]
+    return ", ".join(got) if got else "not recorded"
 
 
 def crossfit(results: dict, fold2: dict, order: list[str]) -> list[str]:
