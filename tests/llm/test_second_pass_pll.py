@@ -164,3 +164,13 @@ def test_catalogue_encoders_have_no_mlm_head_and_get_one(name, head):
     refs = [NbestItem(f"u{i}", ("x",), t) for i, t in enumerate(texts * 8)]
     stats = train_pll(scorer, refs, progress=False)
     assert stats["final_loss"] < stats["first_loss"]
+
+
+def test_a_hypothesis_over_max_length_is_truncated_and_named(caplog):
+    mlm, tok = _tiny_mlm()
+    scorer = PllScorer(mlm, tok, PllConfig(model="tiny", max_length=5))
+    with caplog.at_level("WARNING"):
+        got = scorer.score([NbestItem("utt-7", ("one two three four five six seven", "six"))])
+    assert "utt-7" in caplog.text and "over 5 tokens" in caplog.text
+    assert got["utt-7"].scores[0] == pytest.approx(-scorer.costs(["one two three four"])[0],
+                                                   abs=1e-4)

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import math
 import random
 import time
@@ -35,6 +36,8 @@ import torch
 from torch import nn
 
 from speechlm.llm.second_pass.nbest import NbestItem
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["PllConfig", "PllScorer", "build_pll_scorer", "load_pll_scorer", "save_pll_scorer",
            "train_pll"]
@@ -165,8 +168,13 @@ class PllScorer(nn.Module):
         out = {}
         for it in tqdm(items, desc=self.config.key, disable=not progress, mininterval=5.0):
             t0 = time.perf_counter()
+            cut = self.truncated
             vals = [-c for c in self.costs(list(it.hyps))] if it.hyps else []
             out[it.utt] = Scored(vals, time.perf_counter() - t0)
+            if self.truncated > cut:
+                logger.warning("utterance %s: %d hypotheses over %d tokens: PLL of their "
+                               "first %d tokens", it.utt, self.truncated - cut,
+                               self.config.max_length, self.config.max_length)
         return out
 
 
