@@ -24,7 +24,7 @@ LABELS = {
     "ger-free_lora": "GER LoRA, free + guard",
     "mwer_minilm_mean": "MWER bidirectional MiniLM, mean pooling",
     "mwer_minilm_attention": "MWER bidirectional MiniLM, attention pooling",
-    "mwer_minilm_mean_long": "MWER MiniLM mean, long (quick 400, medium 1,000 utts), lr 10x head, 2x encoder",
+    "mwer_minilm_mean_long": "MWER MiniLM mean, more data (quick 400, medium 1,000), lr 10x",
     "mwer_minilm_mean_frozen": "MWER MiniLM head only (no fine-tuning of the encoder)",
     "mwer_mpnet_mean": "MWER bidirectional mpnet, mean pooling",
     "mwer_smollm2_prob": "MWER causal SmolLM2 LoRA, probability-based",
