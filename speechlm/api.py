@@ -46,7 +46,7 @@ if TYPE_CHECKING:
     from speechlm.runtime import LLM
 
 __all__ = ["ASR", "AudioLimits", "AudioRejected", "Transcript", "load_asr", "load_llm", "rescore",
-           "read_audio_input", "rescore_nbest", "rescored_json", "slu"]
+           "read_audio_input", "rescore_nbest", "rescore_ranked", "rescored_json", "slu"]
 
 POCKETSPHINX = "pocketsphinx"
 
@@ -537,10 +537,11 @@ def rescore(nbest: Any, method: str = "lm", *, llm: Any = DEFAULT_LLM,
     Args:
         nbest: one N-best (a list of texts, best first), ``{utt: [texts]}``, a
             HyPoradise-form file, or ``NbestItem`` s.
-        method: ``lm``, ``lm_norm``, ``prompt``, ``tap``, ``ger-select``, ``ger-free`` or
-            ``mwer``.
-        llm: a loaded LLM or what :func:`load_llm` takes (not used by ``mwer``).
-        model: the scorer dir of ``mwer`` (``speechlm rescore train --method mwer``).
+        method: ``lm``, ``lm_norm``, ``prompt``, ``tap``, ``ger-select``, ``ger-free``,
+            ``mwer`` or ``pll``.
+        llm: a loaded LLM or what :func:`load_llm` takes (not used by ``mwer``/``pll``).
+        model: the scorer dir of ``mwer`` or ``pll`` (``speechlm rescore train --method
+            mwer|pll``).
         llm_scale: weight of the method's score beside the first pass (rank prior when
             the N-best has no scores).
         threshold: the ``ger-free`` guard (edit distance to the closest hypothesis over its
@@ -568,12 +569,13 @@ def rescore(nbest: Any, method: str = "lm", *, llm: Any = DEFAULT_LLM,
 
     items = items_of(nbest)
     config = sp.MethodConfig(method, shots=shots, demos=demos)
-    if method == "mwer":
-        from speechlm.llm.second_pass.mwer import load_scorer
+    if method in ("mwer", "pll"):
+        from speechlm.llm.second_pass.run import load_trained_scorer
 
         if model is None:
-            raise ValueError("method 'mwer' needs model= (a scorer dir)")
-        return sp.choose(items, load_scorer(model).score(items), llm_scale)
+            raise ValueError(f"method {method!r} needs model= (a scorer dir from 'speechlm "
+                             f"rescore train --method {method}')")
+        return sp.choose(items, load_trained_scorer(method, model)[0].score(items), llm_scale)
     if not hasattr(llm, "score"):
         llm = load_llm(llm)
     builder = sp.PromptBuilder(llm.tokenizer)
@@ -594,6 +596,106 @@ def rescore(nbest: Any, method: str = "lm", *, llm: Any = DEFAULT_LLM,
                         threshold)[0]
     return sp.choose(items, sp.score(llm, items, config, builder=builder, demos=pool),
                      llm_scale)
+
+
+SECOND_PASS_METHODS = ("lm", "lm_norm", "prompt", "tap", "ger-select", "ger-free", "mwer", "pll")
+TRAINED_METHODS = ("mwer", "pll")
+
+
+def rescore_ranked(hyps: list[str] | list[tuple[str, float]], method: str = "lm", *,
+                   llm: Any = None, scorer: Any = None, llm_scale: float = 0.5,
+                   threshold: float = 0.3, utt: str = "utt", cache: dict | None = None
+                   ) -> dict:
+    """One N-best through one method of ``speechlm.llm.second_pass``, every hypothesis with
+    its score (the form of ``/v1/rescore``).
+
+    ``tot_score = first_pass + llm_scale * llm_score``, where ``first_pass`` is the given
+    score, or the rank prior ``-rank`` when the hypotheses come without scores (texts in
+    first-pass order), and ``llm_score`` is the method's score of the hypothesis. ``ger-free``
+    also writes a transcript, kept when it is within ``threshold`` (word edit distance over
+    the closest hypothesis's length) of the N-best, else the 1-best.
+
+    Args:
+        hyps: texts best first, or ``(text, score)`` pairs (natural-log first-pass scores).
+        method: one of :data:`SECOND_PASS_METHODS`.
+        llm: the runtime LLM (every method but ``mwer``/``pll``).
+        scorer: a trained scorer, or its dir (``mwer``/``pll``).
+        cache: a dict the caller keeps between calls: loaded scorer dirs and the
+            task-activating turns (generated once per LLM) are kept in it.
+
+    Returns:
+        ``{"method", "text" (the chosen transcript), "hyps": [{"text", "score",
+        "llm_score", "tot_score"}] best first, "correction" (ger-free: ``{"text", "kept",
+        "reason"}``, else None), "notes" (dropped duplicates, a failed scoring)}``.
+
+    Raises:
+        ValueError: an unknown method, an empty hypothesis, a missing LLM or scorer.
+        FileNotFoundError: a scorer dir that is missing or of the other method.
+    """
+    from speechlm.llm.second_pass import methods as sp
+    from speechlm.llm.second_pass.nbest import parse_nbest
+    from speechlm.llm.second_pass.prompt import activation_turns
+
+    if method not in SECOND_PASS_METHODS:
+        raise ValueError(f"method must be one of {', '.join(SECOND_PASS_METHODS)}, got "
+                         f"{method!r}")
+    pairs = [(h, None) if isinstance(h, str) else (str(h[0]), float(h[1])) for h in hyps]
+    if not pairs:
+        raise ValueError(f"utterance {utt}: no hypotheses")
+    for k, (text, _) in enumerate(pairs):
+        if not text.strip():
+            raise ValueError(f"utterance {utt}: hypothesis {k + 1} is empty")
+    given = [sc for _, sc in pairs]
+    if any(sc is None for sc in given) and any(sc is not None for sc in given):
+        raise ValueError(f"utterance {utt}: give a score for every hypothesis or for none")
+    entry: dict = {"id": utt, "input": [t for t, _ in pairs]}
+    if given[0] is not None:
+        entry["scores"] = given
+    items, found = parse_nbest([entry], "request")
+    item, notes = items[0], [str(n) for n in found if n.kind != "missing_reference"]
+    cache = cache if cache is not None else {}
+    config = sp.MethodConfig(method)
+    correction = None
+    if method in TRAINED_METHODS:
+        if scorer is None:
+            raise ValueError(f"method {method!r} needs a trained scorer (a dir from 'speechlm "
+                             f"rescore train --method {method}')")
+        if isinstance(scorer, (str, os.PathLike)):
+            from speechlm.llm.second_pass.run import load_trained_scorer
+
+            key = (method, str(scorer))
+            if key not in cache:
+                cache[key] = load_trained_scorer(method, scorer)[0]
+            scorer = cache[key]
+        scores = scorer.score([item])[item.utt].scores
+    else:
+        if llm is None:
+            raise ValueError(f"method {method!r} needs an LLM")
+        builder = sp.PromptBuilder(llm.tokenizer)
+        if method == "tap":
+            key = ("activation", id(llm))
+            if key not in cache:
+                cache[key] = activation_turns(llm)
+            builder.activation = cache[key]
+        if method == "ger-free":
+            got = sp.correct(llm, [item], config, builder=builder, notes=found)[item.utt]
+            texts, counts = sp.guard([item], {item.utt: got}, threshold)
+            correction = {"text": got.text, "kept": bool(counts["kept"]),
+                          "reason": got.reason or ("" if counts["kept"] else "drift")}
+            scores = [0.0] * len(item.hyps)
+        else:
+            res = sp.score(llm, [item], config, builder=builder, notes=found)[item.utt]
+            scores = res.scores
+            if res.failed:
+                notes += [str(n) for n in found if n.kind in ("failed", "context")]
+    tot = [fp + llm_scale * v for fp, v in zip(item.first_pass, scores, strict=True)]
+    order = sorted(range(len(tot)), key=lambda k: (-tot[k], k))
+    ranked = [{"text": item.hyps[k], "score": round(item.first_pass[k], 4),
+               "llm_score": round(scores[k], 4), "tot_score": round(tot[k], 4)}
+              for k in order]
+    text = texts[item.utt] if correction is not None else ranked[0]["text"]
+    return {"method": method, "text": text, "hyps": ranked, "correction": correction,
+            "notes": notes}
 
 
 def rescored_json(h: Hypothesis) -> dict:

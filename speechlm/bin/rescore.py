@@ -9,6 +9,8 @@ Second pass on HyPoradise-form N-best files (``speechlm.llm.second_pass``; set s
     speechlm rescore train --method mwer --model minilm-l6 --pooling mean \
         --train clean.json@1 --out DIR          (or --model smollm2-135m-instruct --pooling prob)
     speechlm rescore --method mwer --model DIR --dev ... --nbest ... --out OUT
+    speechlm rescore train --method pll --model minilm-l6 --train clean.json@1 --out DIR
+    speechlm rescore --method pll --model DIR --dev ... --nbest ... --out OUT
     speechlm rescore train --method ger-lora --llm smollm2-135m-instruct --train ... --out DIR
 
 Each tunes its weight on --dev (GER free: the guard threshold) and writes OUT/result.json,
@@ -52,13 +54,13 @@ def _floats(text: str, name: str) -> list[float]:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("action", nargs="?", choices=["train"],
-                        help="'train': fit an MWER scorer or a GER LoRA adapter")
+                        help="'train': fit an MWER or PLL scorer or a GER LoRA adapter")
     parser.add_argument("--decode-dir", default=None, help="holds nbest.jsonl")
     parser.add_argument("--out", required=True)
     sp = parser.add_argument_group("second pass on N-best files")
     sp.add_argument("--method", default=None,
                     choices=["lm", "lm_norm", "prompt", "tap", "ger-select", "ger-free", "mwer",
-                             "ger-lora"])
+                             "pll", "ger-lora"])
     sp.add_argument("--nbest", nargs="+", default=[], help="eval set specs FILE[@1|@2][:N]")
     sp.add_argument("--dev", default=None, help="tuning set spec")
     sp.add_argument("--train", default=None, help="training set spec (demos, MWER, LoRA)")
@@ -67,7 +69,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     sp.add_argument("--encoder", default="minilm-l6", help="sentence encoder (similar demos)")
     sp.add_argument("--adapter", default=None, help="GER LoRA adapter dir for --llm")
     sp.add_argument("--model", default=None,
-                    help="mwer: backbone to train (catalogue name/dir) or scorer dir to use")
+                    help="mwer/pll: backbone to train (catalogue name/dir) or scorer dir to use")
     sp.add_argument("--pooling", default="mean", choices=["prob", "mean", "last", "attention"])
     sp.add_argument("--objective", default="mwer", choices=["mwer", "likelihood"])
     sp.add_argument("--freeze", action="store_true", help="train the head only")

@@ -58,8 +58,31 @@ def _train(args: argparse.Namespace) -> int:
         scorer = build_scorer(cfg)
         stats = train_scorer(scorer, train)
         save_scorer(scorer, args.out, stats)
+    elif args.method == "pll":
+        from speechlm.llm.second_pass.pll import (
+            PllConfig,
+            build_pll_scorer,
+            save_pll_scorer,
+            train_pll,
+        )
+
+        if not args.model:
+            raise UsageError("train --method pll needs --model (a bidirectional encoder: "
+                             "minilm-l6, mpnet-base or a dir)")
+        if _kind(args.model) != "bidirectional":
+            raise UsageError(f"train --method pll: {args.model} is a causal LM; PLL is the "
+                             "bidirectional baseline (use --method mwer --objective "
+                             "likelihood --pooling prob for a causal one)")
+        cfg = PllConfig(model=args.model, lr=args.lr or 1e-3, backbone_lr=args.backbone_lr,
+                        epochs=args.epochs)
+        scorer, new_keys = build_pll_scorer(cfg)
+        if new_keys:
+            print(f"rescore train: {args.model} has no MLM head weights; newly initialised: "
+                  f"{', '.join(new_keys)}", file=sys.stderr)
+        stats = train_pll(scorer, train)
+        save_pll_scorer(scorer, args.out, stats, new_keys)
     else:
-        raise UsageError("train takes --method mwer or --method ger-lora")
+        raise UsageError("train takes --method mwer, pll or ger-lora")
     print(f"rescore train: {json.dumps(stats)}", file=sys.stderr)
     return 0
 
@@ -68,7 +91,7 @@ def run_second_pass(args: argparse.Namespace) -> int:
     if args.action == "train":
         return _train(args)
     from speechlm.llm.second_pass.methods import MethodConfig
-    from speechlm.llm.second_pass.run import load_set, run_method
+    from speechlm.llm.second_pass.run import TRAINED, load_set, load_trained_scorer, run_method
 
     if args.method == "ger-lora":
         raise UsageError("ger-lora is trained (speechlm rescore train --method ger-lora); use "
@@ -87,14 +110,11 @@ def run_second_pass(args: argparse.Namespace) -> int:
     config = MethodConfig(args.method, shots=args.shots, demos=args.demos)
     llm = scorer = encoder = None
     extra: dict = {}
-    if args.method == "mwer":
-        from speechlm.llm.second_pass.mwer import load_scorer
-
+    if args.method in TRAINED:
         if not args.model:
-            raise UsageError("--method mwer needs --model (a scorer dir)")
-        scorer = load_scorer(args.model)
-        extra = {"model": args.model, "scorer": scorer.config.key,
-                 "train": json.loads((Path(args.model) / "mwer.json").read_text())["train"]}
+            raise UsageError(f"--method {args.method} needs --model (a scorer dir from "
+                             f"'speechlm rescore train --method {args.method}')")
+        scorer, extra = load_trained_scorer(args.method, args.model)
     else:
         if args.adapter:
             from speechlm.llm.lora import load_lora_llm

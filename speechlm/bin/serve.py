@@ -77,6 +77,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-nbest", type=int, default=10, help="largest N-best asked for")
     parser.add_argument("--llm-scale", type=float, default=0.5,
                         help="default LLM weight in rescoring")
+    parser.add_argument("--scorer", action="append", default=[], metavar="DIR",
+                        help="a trained scorer dir (speechlm rescore train --method mwer|pll) "
+                             "/v1/rescore may use as model (repeatable)")
     parser.add_argument("--drain-seconds", type=float, default=10.0,
                         help="on SIGTERM, how long running decodes may finish before their "
                              "workers are killed")
@@ -147,7 +150,8 @@ def build_state(args: argparse.Namespace):
                          max_seconds=args.max_seconds, max_concurrency=args.max_concurrency,
                          max_waiting=args.max_waiting, max_batch=args.max_batch,
                          max_nbest=args.max_nbest,
-                         llm_scale=args.llm_scale, drain_seconds=args.drain_seconds,
+                         llm_scale=args.llm_scale, scorers=tuple(args.scorer),
+                         drain_seconds=args.drain_seconds,
                          decode_processes=not args.decode_in_threads,
                          guard=GuardConfig(allowed_hosts=allowed_hosts(args),
                                            api_key=args.api_key or None,

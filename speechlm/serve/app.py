@@ -6,7 +6,10 @@
     POST /v1/audio/transcriptions  OpenAI-compatible: file, model (a served name or
                           whisper-1 for the default), response_format json | text |
                           verbose_json (word timestamps); errors in OpenAI's shape
-    POST /v1/rescore      JSON: {"hyps": [{"text", "score"}], "prefix"?, "llm_scale"?}
+    POST /v1/rescore      JSON: {"hyps": [{"text", "score"?}], "method"?, "model"?,
+                          "prefix"?, "llm_scale"?, "threshold"?}: re-rank with a second-pass
+                          method (lm, lm_norm, prompt, tap, ger-select, ger-free, or the
+                          trained scorers mwer/pll served with --scorer DIR)
     GET  /healthz         models offered/loaded, LLM, queue depth
     GET  /metrics         request counters + the runtime's counters (Prometheus text)
 
@@ -27,8 +30,10 @@ deletes after the request) up to ``max_upload_bytes``, then passed to a worker a
 # and the form limits come from the config inside ``create_app``.
 import asyncio
 import logging
+import threading
 import time
-from typing import Annotated, Any
+from pathlib import Path
+from typing import Annotated, Any, Literal
 
 from fastapi import FastAPI, File, Form, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
@@ -36,7 +41,14 @@ from fastapi.responses import JSONResponse, PlainTextResponse, RedirectResponse
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from speechlm.api import AudioRejected, rescore_nbest, rescored_json
+from speechlm.api import (
+    SECOND_PASS_METHODS,
+    TRAINED_METHODS,
+    AudioRejected,
+    rescore_nbest,
+    rescore_ranked,
+    rescored_json,
+)
 from speechlm.serve.guard import Guard
 from speechlm.serve.state import QueueFull, ServeState
 from speechlm.serve.workers import Cancelled, PoolClosed
@@ -108,19 +120,41 @@ class TranscribeResponse(BaseModel):
 
 class RescoreHypIn(BaseModel):
     text: str = Field(min_length=1, max_length=2000)
-    score: float = Field(default=0.0, allow_inf_nan=False, ge=-1e9, le=1e9)
+    score: float | None = Field(default=None, allow_inf_nan=False, ge=-1e9, le=1e9,
+                                description="first-pass score, natural log (method lm: 0 "
+                                "when absent; other methods: give all or none, none = the "
+                                "list order is the first pass's ranking)")
 
 
 class RescoreRequest(BaseModel):
     hyps: list[RescoreHypIn] = Field(min_length=1, max_length=100)
-    prefix: str | None = Field(default=None, min_length=1, max_length=2000)
-    llm_scale: float | None = Field(default=None, allow_inf_nan=False, ge=0, le=100)
+    method: Literal[SECOND_PASS_METHODS] = Field(  # type: ignore[valid-type]
+        default="lm", description="second-pass method (speechlm rescore --method)")
+    model: str | None = Field(default=None, min_length=1, max_length=500,
+                              description="mwer/pll: a scorer dir the server was started "
+                              "with (--scorer DIR), by path or dir name")
+    prefix: str | None = Field(default=None, min_length=1, max_length=2000,
+                               description="method lm only: text the hypotheses continue")
+    llm_scale: float | None = Field(default=None, allow_inf_nan=False, ge=0, le=1000)
+    threshold: float | None = Field(default=None, allow_inf_nan=False, ge=-1, le=100,
+                                    description="ger-free only: the guard (default 0.3)")
+
+
+class Correction(BaseModel):
+    text: str | None = Field(description="the generated transcript (null: failed)")
+    kept: bool = Field(description="within the guard threshold of the N-best")
+    reason: str = Field(description="why it was not kept (drift, empty, error, context)")
 
 
 class RescoreResponse(BaseModel):
     hyps: list[RescoredHyp]
-    llm: str
+    llm: str = Field(description="the LLM, or the scorer dir (mwer/pll)")
     llm_scale: float
+    method: str = "lm"
+    text: str = Field(default="", description="the chosen transcript")
+    correction: Correction | None = None
+    notes: list[str] = Field(default_factory=list,
+                             description="dropped duplicates, scoring failures")
     figures: dict[str, Any] = Field(default_factory=dict,
                                     description="tokens/s, latency, attention backend")
 
@@ -370,24 +404,61 @@ def _add_api_routes(app: FastAPI, state: ServeState) -> None:
                 "segments": [{"id": 0, "start": 0.0, "end": round(t.duration, 3),
                               "text": t.text}]}
 
-    @app.post("/v1/rescore", response_model=RescoreResponse, responses=_ERRORS,
-              summary="Re-rank an N-best list with the LLM")
-    async def rescore(body: RescoreRequest):
-        if state.llm is None:
-            return _error(422, "no_llm", "no LLM is loaded: start the server with --llm DIR")
-        scale = state.config.llm_scale if body.llm_scale is None else body.llm_scale
+    scorers = {}  # served scorer dirs by path and by dir name
+    for d in state.config.scorers:
+        scorers[d] = scorers[Path(d).name] = d
+    cache: dict = {}  # loaded scorers and task-activating turns, kept between requests
+    cache_lock = threading.Lock()
 
-        def work():
-            ranked = rescore_nbest(state.llm, [(h.text, h.score) for h in body.hyps],
+    @app.post("/v1/rescore", response_model=RescoreResponse, responses=_ERRORS,
+              summary="Re-rank an N-best list with a second-pass method")
+    async def rescore(body: RescoreRequest):
+        method = body.method
+        scale = state.config.llm_scale if body.llm_scale is None else body.llm_scale
+        if body.model is not None and method not in TRAINED_METHODS:
+            return _error(422, "invalid_request", f"model is for the trained methods "
+                          f"({', '.join(TRAINED_METHODS)}), not {method}")
+        if body.prefix is not None and method != "lm":
+            return _error(422, "invalid_request", f"prefix is for method lm only, not {method}")
+        if body.threshold is not None and method != "ger-free":
+            return _error(422, "invalid_request", "threshold is for method ger-free only")
+        if method in TRAINED_METHODS:
+            served = ", ".join(state.config.scorers) or "none (start the server with --scorer DIR)"
+            if body.model is None:
+                return _error(422, "no_model", f"method {method} needs model: a scorer dir "
+                              f"from 'speechlm rescore train --method {method}'; served: "
+                              f"{served}")
+            if body.model not in scorers:
+                return _error(422, "unknown_model", f"scorer {body.model!r} is not served; "
+                              f"served: {served}")
+        elif state.llm is None:
+            return _error(422, "no_llm", "no LLM is loaded: start the server with --llm DIR")
+
+        def work_lm():
+            ranked = rescore_nbest(state.llm, [(h.text, h.score or 0.0) for h in body.hyps],
                                    prefix=body.prefix, llm_scale=scale)
             return {"hyps": [rescored_json(r) for r in ranked], "llm": state.llm_name or "llm",
-                    "llm_scale": scale, "figures": state.llm_figures()}
+                    "llm_scale": scale, "text": ranked[0].text,
+                    "figures": state.llm_figures()}
+
+        def work():
+            hyps = [h.text if h.score is None else (h.text, h.score) for h in body.hyps]
+            with cache_lock:  # one request at a time loads a scorer or the activation turns
+                out = rescore_ranked(hyps, method, llm=state.llm,
+                                     scorer=scorers.get(body.model or ""), llm_scale=scale,
+                                     threshold=0.3 if body.threshold is None else body.threshold,
+                                     cache=cache)
+            name = body.model if method in TRAINED_METHODS else (state.llm_name or "llm")
+            figures = state.llm_figures() if method not in TRAINED_METHODS else {}
+            return {**out, "llm": name, "llm_scale": scale, "figures": figures}
 
         try:
-            return await asyncio.wrap_future(state.run_in_thread(work))
+            return await asyncio.wrap_future(state.run_in_thread(
+                work_lm if method == "lm" else work))
+        except FileNotFoundError as e:  # a served dir that is gone, or of the other method
+            return _error(422, "invalid_model", str(e))
         except ValueError as e:  # empty after tokenizing, over the context length
             return _error(422, "invalid_text", str(e))
-
 
 
 _ENDPOINTS = {"/v1/transcribe", "/v1/audio/transcriptions", "/v1/rescore", "/healthz",

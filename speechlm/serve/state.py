@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from speechlm.api import POCKETSPHINX, AudioLimits, load_asr
@@ -80,6 +81,8 @@ class ServeConfig:
             e.g. Whisper on a GPU). 1: one at a time.
         max_nbest: largest ``nbest`` a request may ask for (models keep this many).
         llm_scale: default weight of the LLM log-probability in rescoring.
+        scorers: trained second-pass scorer dirs (``speechlm rescore train --method
+            mwer|pll``) that ``/v1/rescore`` may use, named by path or dir name.
         decode_processes: decode in worker processes that each load the models once (the
             server stays responsive during a decode); False decodes on threads of the
             server process (an ASR object put in by a caller, as tests do).
@@ -96,6 +99,7 @@ class ServeConfig:
     max_batch: int = 1
     max_nbest: int = 10
     llm_scale: float = 0.5
+    scorers: tuple[str, ...] = ()
     decode_processes: bool = True
     drain_seconds: float = 10.0
     guard: GuardConfig = field(default_factory=GuardConfig)
@@ -103,6 +107,10 @@ class ServeConfig:
     def __post_init__(self) -> None:
         if not self.models:
             raise ValueError("at least one ASR model is needed")
+        for d in self.scorers:
+            if not any((Path(d) / f).is_file() for f in ("mwer.json", "pll.json")):
+                raise ValueError(f"scorer {d}: not a scorer dir (no mwer.json or pll.json; "
+                                 "train one with 'speechlm rescore train --method mwer|pll')")
         names = [m.name for m in self.models]
         if len(set(names)) != len(names):
             raise ValueError(f"model names must be unique, got {names}")

@@ -4,25 +4,29 @@
 # MiniLM and mpnet: LM rescoring, prompting (zero-shot, k-shot, task-activating), GER
 # (select / guarded free, zero-shot and LoRA) and discriminative MWER scorers.
 #
-#   ./run.sh --quick true          # small documented subsets, every method (see RESULTS.md)
-#   ./run.sh                       # larger subsets
+#   ./run.sh --size quick          # small documented subsets, every method (exp/quick)
+#   ./run.sh --size medium         # the cheap methods on dev 300 / report 300+300+300 (exp/medium)
+#   ./run.sh                       # larger subsets, every method (exp/full)
 #   for l in llm1 llm2 llm3 bi bi2 causal gerlora gerlora2; do ./run.sh --stage 3 --stop_stage 3 --lanes $l & done; wait
 #   ./run.sh --stage 4             # lanes side by side (2 cores: about 2 h for --quick)
 #
 # Splits (speechlm.llm.second_pass.nbest: speakers from utterance ids, else contiguous
-# blocks of 50 since these files have no ids): training = first speaker-half of
-# test-clean (@1); tuning = first half of test-other (@1); report = second half of
-# test-other (@2) and of test-clean (@2, one fold of a cross-fit: trained on @1).
-# Stages: 1 check the files, 3 train (MWER scorers, GER LoRA) and run every method,
+# blocks of 50 since these files have no ids): tuning = first speaker-half of test-other
+# (@1); report = second half of test-other (@2) and all of test-clean by cross-fitting:
+# a trained method is trained on test-clean @1 and reported on @2 (fold 1), and trained
+# on @2 and reported on @1 (fold 2, dirs *_f2); stage 4 pools the two halves' errors.
+# Stages: 1 check the files, 3 train (MWER/PLL scorers, GER LoRA) and run every method,
 # 4 RESULTS.md + plot.
 set -euo pipefail
 
 stage=1; stop_stage=100
 data=                                # default: $SPEECHLM_DATA/hyporadise_nbest, ../shared/data/...
-quick=false
-lanes="llm1 llm2 llm3 bi bi2 causal gerlora gerlora2"  # stage 3 lanes, see below
+size=full                            # quick | medium | full (see README.md: subsets)
+quick=false                          # --quick true == --size quick
+lanes=                               # stage 3 lanes (default: all of the size's), see below
+folds="1 2"                          # cross-fit folds of the trained methods (train @f, report the other half of test-clean)
 llm=smollm2-135m-instruct
-help_message="usage: $0 [--stage N] [--stop_stage N] [--quick true] [--lanes 'llm1 ... gerlora2']"
+help_message="usage: $0 [--stage N] [--stop_stage N] [--size quick|medium|full] [--lanes 'llm1 ... gerlora2'] [--folds '1 2']"
 
 cmdline="$0 $*"
 . ./path.sh; . ./cmd.sh; . utils/parse_options.sh
@@ -35,14 +39,32 @@ if [ -z "${data}" ]; then
 fi
 [ -n "${data}" ] || { log "N-best files not found: pass --data DIR or set SPEECHLM_DATA"; exit 1; }
 clean=${data}/test_ls_clean.json; other=${data}/test_ls_other.json
-if [ "${quick}" = true ]; then exp=exp/quick; ndev=20; neval=30; ntrain=80; ntrain_llm=24; epochs=1; ntrain_long=400; ntrain_ger=12; ngen_dev=8; ngen=10
-  smollm2_pools="prob mean"
-else exp=exp/full; ndev=150; neval=300; ntrain=1200; ntrain_llm=300; epochs=2; ntrain_long=1300; ntrain_ger=300; ngen_dev=${ndev}; ngen=${neval}
-  smollm2_pools="prob mean last attention"; fi
+[ "${quick}" = true ] && size=quick
+pll_epochs=3                         # the MLM head starts from random: more passes than MWER
+all_lanes="llm1 llm2 llm3 bi bi2 causal gerlora gerlora2"
+case ${size} in
+  quick) ndev=20; neval=30; ntrain=80; ntrain_llm=24; epochs=1; ntrain_long=400; ntrain_ger=12; ngen_dev=8; ngen=10
+    smollm2_pools="prob mean" ;;
+  # the cheap methods only (lane "cheap"), on sets large enough for the tuning to mean something
+  medium) ndev=300; neval=300; ntrain=1000; ntrain_llm=300; epochs=1; ntrain_long=1000; ntrain_ger=0; ngen_dev=0; ngen=0
+    smollm2_pools=""; all_lanes="cheap" ;;
+  full) ndev=150; neval=300; ntrain=1200; ntrain_llm=300; epochs=2; ntrain_long=1300; ntrain_ger=300; ngen_dev=${ndev}; ngen=${neval}
+    smollm2_pools="prob mean last attention" ;;
+  *) log "--size must be quick, medium or full, got '${size}'"; exit 1 ;;
+esac
+exp=exp/${size}; lanes=${lanes:-${all_lanes}}
+# Roles (README.md): tune on test-other @1; report on test-other @2 and on test-clean by
+# cross-fitting. Methods that learn nothing from the training split run on both halves of
+# test-clean at once (evals_all); a trained method runs once per fold f (fold_of): trained
+# on test-clean @f, reported on test-other @2 (fold 1) and the other half of test-clean.
 dev="${other}@1:${ndev}"; evals="${other}@2:${neval} ${clean}@2:${neval}"
-dev_gen="${other}@1:${ngen_dev}"; evals_gen="${other}@2:${ngen} ${clean}@2:${ngen}"
-train="${clean}@1:${ntrain}"; train_llm="${clean}@1:${ntrain_llm}"; train_long="${clean}@1:${ntrain_long}"
-train_ger="${clean}@1:${ntrain_ger}"
+evals_all="${evals} ${clean}@1:${neval}"
+dev_gen="${other}@1:${ngen_dev}"; evals_gen="${other}@2:${ngen} ${clean}@2:${ngen} ${clean}@1:${ngen}"
+# fold_of F: sets sfx (result/model dir suffix), ev (report sets), ev_gen (free GER's),
+# and th (the training half of test-clean) for fold F
+fold_of() {
+  if [ "$1" = 1 ]; then sfx=; th=1; ev="${evals}"; ev_gen="${other}@2:${ngen} ${clean}@2:${ngen}"
+  else sfx=_f2; th=2; ev="${clean}@1:${neval}"; ev_gen="${clean}@1:${ngen}"; fi; }
 rescore="python -m speechlm.bin.cli rescore --threads 1"
 mkdir -p ${exp}
 has_lane() { [[ " ${lanes} " == *" $1 "* ]]; }
@@ -59,7 +81,7 @@ method() { local lane=$1 tag=$2; shift 2
 # train LANE DIR ARGS: fit a scorer / adapter into DIR unless it is there
 train() { local lane=$1 dir=$2; shift 2
   has_lane ${lane} || return 0
-  [ -f ${dir}/mwer.json ] || [ -f ${dir}/ger_lora.json ] && { log "${dir}: trained"; return 0; }
+  { [ -f ${dir}/mwer.json ] || [ -f ${dir}/pll.json ] || [ -f ${dir}/ger_lora.json ]; } && { log "${dir}: trained"; return 0; }
   log "train ${dir}"; mkdir -p ${dir}
   ${rescore} train "$@" --out ${dir} 2> ${dir}.log || { tail -3 ${dir}.log; return 1; }; }
 
@@ -79,42 +101,59 @@ fi
 
 # Lanes (run side by side as separate processes; each method trains then runs):
 #   llm1: LM and prompt rescoring    llm2: k-shot similar + task-activating prompting
-#   llm3: zero-shot GER              bi, bi2: MWER MiniLM / mpnet
+#   llm3: zero-shot GER              bi, bi2: MWER MiniLM / mpnet, PLL MiniLM
 #   causal: MWER SmolLM2 + likelihood baseline    gerlora: GER LoRA (select; gerlora2:
 #   free, once gerlora has trained the adapter)
+#   cheap (--size medium): LM sum and length-normalised, MWER MiniLM mean, PLL MiniLM,
+#   likelihood SmolLM2, one after the other in one process at a time
 if [ ${stage} -le 3 ] && [ ${stop_stage} -ge 3 ]; then
-  log "Stage 2-3: train and run every method (lanes: ${lanes}), tuned on ${dev}"
-  method llm1 lm --method lm --llm ${llm}
-  method llm1 lm_norm --method lm_norm --llm ${llm}
-  method llm1 prompt --method prompt --llm ${llm}
-  method llm2 prompt_3shot_similar --method prompt --llm ${llm} --train "${train}" --shots 3 --demos similar
-  method llm2 tap_3shot_similar --method tap --llm ${llm} --train "${train}" --shots 3 --demos similar
-  method llm3 ger-select --method ger-select --llm ${llm}
+  log "Stage 2-3: train and run every method (lanes: ${lanes}, folds: ${folds}), tuned on ${dev}"
+  # untrained: both halves of test-clean at once
+  for m in lm lm_norm; do
+    evals="${evals_all}" method llm1 ${m} --method ${m} --llm ${llm}
+    evals="${evals_all}" method cheap ${m} --method ${m} --llm ${llm}
+  done
+  evals="${evals_all}" method llm1 prompt --method prompt --llm ${llm}
+  evals="${evals_all}" method llm3 ger-select --method ger-select --llm ${llm}
   # free GER generates ~2x the 1-best's tokens: on smaller subsets (--quick) to finish
   dev="${dev_gen}" evals="${evals_gen}" method llm3 ger-free --method ger-free --llm ${llm}
-  for p in mean attention; do
-    train bi ${exp}/models/mwer_minilm_${p} --method mwer --model minilm-l6 --pooling ${p} --train "${train}" --epochs ${epochs}
+  for f in ${folds}; do fold_of ${f}
+    log "fold ${f}: train on ${clean}@${th}, report on ${ev}"
+    # the medium run's scorers, cheapest first (the same settings as bi2 / causal / PLL)
+    train cheap ${exp}/models/mwer_minilm_mean_long${sfx} --method mwer --model minilm-l6 --pooling mean --train "${clean}@${th}:${ntrain_long}" --lr 1e-2 --backbone-lr 1e-4
+    evals="${ev}" method cheap mwer_minilm_mean_long${sfx} --method mwer --model ${exp}/models/mwer_minilm_mean_long${sfx}
+    for l in causal cheap; do  # likelihood baseline (causal)
+      train ${l} ${exp}/models/lik_smollm2_prob${sfx} --method mwer --model ${llm} --pooling prob --objective likelihood --train "${clean}@${th}:${ntrain_llm}"
+      evals="${ev}" method ${l} lik_smollm2_prob${sfx} --method mwer --model ${exp}/models/lik_smollm2_prob${sfx}
+    done
+    for l in bi cheap; do  # pseudo-log-likelihood baseline (bidirectional): MLM head fine-tuned on the references
+      train ${l} ${exp}/models/pll_minilm${sfx} --method pll --model minilm-l6 --train "${clean}@${th}:${ntrain}" --epochs ${pll_epochs} --backbone-lr 1e-4
+      evals="${ev}" method ${l} pll_minilm${sfx} --method pll --model ${exp}/models/pll_minilm${sfx}
+    done
+    evals="${ev}" method llm2 prompt_3shot_similar${sfx} --method prompt --llm ${llm} --train "${clean}@${th}:${ntrain}" --shots 3 --demos similar
+    evals="${ev}" method llm2 tap_3shot_similar${sfx} --method tap --llm ${llm} --train "${clean}@${th}:${ntrain}" --shots 3 --demos similar
+    for p in mean attention; do
+      train bi ${exp}/models/mwer_minilm_${p}${sfx} --method mwer --model minilm-l6 --pooling ${p} --train "${clean}@${th}:${ntrain}" --epochs ${epochs}
+    done
+    train bi ${exp}/models/mwer_minilm_mean_frozen${sfx} --method mwer --model minilm-l6 --pooling mean --freeze --train "${clean}@${th}:${ntrain}" --epochs ${epochs}
+    # the same with more data, 10x the head and 2x the encoder learning rate (the short runs barely move)
+    train bi2 ${exp}/models/mwer_minilm_mean_long${sfx} --method mwer --model minilm-l6 --pooling mean --train "${clean}@${th}:${ntrain_long}" --lr 1e-2 --backbone-lr 1e-4
+    evals="${ev}" method bi2 mwer_minilm_mean_long${sfx} --method mwer --model ${exp}/models/mwer_minilm_mean_long${sfx}
+    train bi ${exp}/models/mwer_mpnet_mean${sfx} --method mwer --model mpnet-base --pooling mean --train "${clean}@${th}:${ntrain_llm}"
+    for m in mwer_minilm_mean mwer_minilm_attention mwer_minilm_mean_frozen mwer_mpnet_mean; do
+      evals="${ev}" method bi ${m}${sfx} --method mwer --model ${exp}/models/${m}${sfx}
+    done
+    for p in ${smollm2_pools}; do
+      train causal ${exp}/models/mwer_smollm2_${p}${sfx} --method mwer --model ${llm} --pooling ${p} --train "${clean}@${th}:${ntrain_llm}"
+      evals="${ev}" method causal mwer_smollm2_${p}${sfx} --method mwer --model ${exp}/models/mwer_smollm2_${p}${sfx}
+    done
+    # batch 1: a batch of 4 GER prompts (~350 tokens, 49k-word softmax) was killed for memory
+    train gerlora ${exp}/models/ger_lora${sfx} --method ger-lora --llm ${llm} --train "${clean}@${th}:${ntrain_ger}"
+    evals="${ev}" method gerlora ger-select_lora${sfx} --method ger-select --llm ${llm} --adapter ${exp}/models/ger_lora${sfx}
+    [ -f ${exp}/models/ger_lora${sfx}/ger_lora.json ] && \
+      dev="${dev_gen}" evals="${ev_gen}" method gerlora2 ger-free_lora${sfx} --method ger-free --llm ${llm} --adapter ${exp}/models/ger_lora${sfx}
+    evals="${ev}" method llm1 prompt_3shot_random${sfx} --method prompt --llm ${llm} --train "${clean}@${th}:${ntrain}" --shots 3
   done
-  train bi ${exp}/models/mwer_minilm_mean_frozen --method mwer --model minilm-l6 --pooling mean --freeze --train "${train}" --epochs ${epochs}
-  # the same with 5x the data, 10x the head and 2x the encoder learning rate (the short runs barely move)
-  train bi2 ${exp}/models/mwer_minilm_mean_long --method mwer --model minilm-l6 --pooling mean --train "${train_long}" --lr 1e-2 --backbone-lr 1e-4
-  method bi2 mwer_minilm_mean_long --method mwer --model ${exp}/models/mwer_minilm_mean_long
-  train bi ${exp}/models/mwer_mpnet_mean --method mwer --model mpnet-base --pooling mean --train "${train_llm}"
-  for m in mwer_minilm_mean mwer_minilm_attention mwer_minilm_mean_frozen mwer_mpnet_mean; do
-    method bi ${m} --method mwer --model ${exp}/models/${m}
-  done
-  for p in ${smollm2_pools}; do
-    train causal ${exp}/models/mwer_smollm2_${p} --method mwer --model ${llm} --pooling ${p} --train "${train_llm}"
-    method causal mwer_smollm2_${p} --method mwer --model ${exp}/models/mwer_smollm2_${p}
-  done
-  train causal ${exp}/models/lik_smollm2_prob --method mwer --model ${llm} --pooling prob --objective likelihood --train "${train_llm}"
-  method causal lik_smollm2_prob --method mwer --model ${exp}/models/lik_smollm2_prob
-  # batch 1: a batch of 4 GER prompts (~350 tokens, 49k-word softmax) was killed for memory
-  train gerlora ${exp}/models/ger_lora --method ger-lora --llm ${llm} --train "${train_ger}"
-  method gerlora ger-select_lora --method ger-select --llm ${llm} --adapter ${exp}/models/ger_lora
-  [ -f ${exp}/models/ger_lora/ger_lora.json ] && \
-    dev="${dev_gen}" evals="${evals_gen}" method gerlora2 ger-free_lora --method ger-free --llm ${llm} --adapter ${exp}/models/ger_lora
-  method llm1 prompt_3shot_random --method prompt --llm ${llm} --train "${train}" --shots 3
 fi
 
 if [ ${stage} -le 4 ] && [ ${stop_stage} -ge 4 ]; then

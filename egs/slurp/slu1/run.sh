@@ -9,7 +9,8 @@
 # not available here. Stages: 1 text splits + synthetic speech, 2 LMs (word trigram for the
 # first passes, embedded LLM), 3 PocketSphinx first pass with lattices, 4 ESPnet system
 # (train on synthetic speech of the LM text, lattice decoding), 5 LLM N-best rescoring (swept
-# on dev, applied to test), 6 intent classification from text/1-best/N-best/WCN/oracle,
+# on dev, applied to test; or --rescore_method M: a second-pass method of
+# speechlm.llm.second_pass), 6 intent classification from text/1-best/N-best/WCN/oracle,
 # 7 RESULTS.md.
 set -euo pipefail
 
@@ -33,7 +34,11 @@ llm=exp/llm                     # stage 5's LLM: the embedded LM of stage 2, or 
                                 # LLM (smollm2-135m-instruct) or any local checkpoint dir
 llm_url=                        # an OpenAI-compatible server (vLLM...) for the rescoring LLM of
 llm_model=                      # stage 5, e.g. http://gpu:8000/v1; default: the embedded exp/llm
-help_message="usage: $0 [--stage N] [--stop_stage N] [--nj N] [--quick true] [--test_jsonl 'a.jsonl ...']"
+rescore_method=sweep            # stage 5: sweep (llm_scale x length bonus, the default) or a
+                                # second-pass method: lm lm_norm prompt tap ger-select ger-free
+                                # mwer pll (speechlm rescore --method; weight tuned on dev)
+rescore_model=                  # mwer/pll: the scorer dir (speechlm rescore train --method ...)
+help_message="usage: $0 [--stage N] [--stop_stage N] [--nj N] [--quick true] [--test_jsonl 'a.jsonl ...'] [--rescore_method sweep|lm|lm_norm|prompt|tap|ger-select|ger-free|mwer|pll [--rescore_model DIR]]"
 
 cmdline="$0 $*"                 # for RESULTS.md
 . ./path.sh; . ./cmd.sh; . utils/parse_options.sh
@@ -132,7 +137,24 @@ fi
 systems=exp/pocketsphinx
 [ "${use_espnet}" = true ] && systems+=" ${asr_exp}"
 
-if [ ${stage} -le 5 ] && [ ${stop_stage} -ge 5 ]; then
+if [ ${stage} -le 5 ] && [ ${stop_stage} -ge 5 ] && [ "${rescore_method}" != sweep ]; then
+  stage_log 5 "second pass --method ${rescore_method} (weight tuned on dev, applied to the test sets)"
+  llm_opts="--llm ${llm}"
+  [ -z "${llm_url}" ] || llm_opts="--llm-url ${llm_url} ${llm_model:+--llm-model ${llm_model}}"
+  case ${rescore_method} in mwer|pll) llm_opts="--model ${rescore_model:?--rescore_method ${rescore_method} needs --rescore_model DIR}" ;; esac
+  for sys in ${systems}; do
+    out=${sys}/rescore_${rescore_method}; mkdir -p ${out}
+    cat $(for s in ${eval_sets}; do echo data/${s}/text; done) > ${out}/ref.txt  # utt ids differ by set
+    # shellcheck disable=SC2046,SC2086
+    python -m speechlm.bin.rescore --method ${rescore_method} ${llm_opts} --dev ${sys}/decode_dev \
+      --nbest $(for s in ${eval_sets}; do [ "${s}" = dev ] || echo ${sys}/decode_${s}; done) \
+      --ref ${out}/ref.txt --out ${out}
+    # stage 7 reads decode_<set>/rescore_llm/{best.json,text}: the method's tuned output
+    python local/link_second_pass.py ${out} ${sys} ${eval_sets}
+  done
+fi
+
+if [ ${stage} -le 5 ] && [ ${stop_stage} -ge 5 ] && [ "${rescore_method}" = sweep ]; then
   stage_log 5 "LLM N-best rescoring (sweep on dev, best setting applied to the test sets)"
   llm_opts="--llm ${llm}"
   [ -z "${llm_url}" ] || llm_opts="--llm-url ${llm_url} ${llm_model:+--llm-model ${llm_model}}"

@@ -21,6 +21,8 @@ tap            the same after the task-activating turns
 ger-select     ln p(hyp as the answer | the N-best in the prompt), i.e. constrained GER
 ger-free       (generation) the transcript the LLM writes after the N-best, guarded
 mwer           minus the cost of a discriminatively trained scorer (``second_pass.mwer``)
+pll            pseudo-log-likelihood of a fine-tuned bidirectional masked LM
+               (``second_pass.pll``)
 =============  ===========================================================================
 """
 from __future__ import annotations
@@ -43,7 +45,7 @@ logger = logging.getLogger(__name__)
 __all__ = ["METHODS", "Correction", "DemoPool", "MethodConfig", "Scored", "choose", "correct",
            "guard", "normalize_output", "score", "tune_scale", "tune_threshold"]
 
-METHODS = ("lm", "lm_norm", "prompt", "tap", "ger-select", "ger-free", "mwer")
+METHODS = ("lm", "lm_norm", "prompt", "tap", "ger-select", "ger-free", "mwer", "pll")
 SCALES = (0.0, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 30.0, 100.0,
           1000.0)  # the large ones for MWER heads, whose cost scale is free
 # -1 keeps no output (always the 1-best): dev is never worse than the 1-best, as with
@@ -85,7 +87,7 @@ class MethodConfig:
     @property
     def key(self) -> str:
         """The setting's name in results (``prompt_3shot_similar``)."""
-        if self.method in ("lm", "lm_norm", "mwer") or not self.shots:
+        if self.method in ("lm", "lm_norm", "mwer", "pll") or not self.shots:
             return self.method
         return f"{self.method}_{self.shots}shot_{self.demos}"
 
@@ -152,7 +154,7 @@ def build_prefix(llm, builder: PromptBuilder, config: MethodConfig, item: NbestI
     then (GER) hypotheses from the end of the N-best; the instructions are never cut. None
     when even the 1-best alone does not fit."""
     method = config.method
-    if method in ("lm", "lm_norm", "mwer"):
+    if method in ("lm", "lm_norm", "mwer", "pll"):
         return None
     demos = list(demos)
     hyps = list(item.hyps)
@@ -189,9 +191,9 @@ def score(llm, items: Sequence[NbestItem], config: MethodConfig, *,
     encoded once and shared by the hypotheses. An utterance whose prompt cannot fit gets
     all-zero scores (the first pass decides) and ``failed``.
     """
-    if config.method in ("ger-free", "mwer"):
+    if config.method in ("ger-free", "mwer", "pll"):
         raise ValueError(f"{config.method} does not score through the LLM; see correct() / "
-                         "second_pass.mwer")
+                         "second_pass.mwer / second_pass.pll")
     from tqdm import tqdm
 
     builder = builder or PromptBuilder(llm.tokenizer)

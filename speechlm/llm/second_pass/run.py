@@ -27,7 +27,10 @@ from speechlm.llm.second_pass.evaluate import errors, gap_closed, one_best, orac
 from speechlm.llm.second_pass.nbest import NbestItem, Note, read_nbest, split_by_speaker
 from speechlm.llm.second_pass.prompt import activation_turns
 
-__all__ = ["EvalSet", "load_set", "run_method"]
+__all__ = ["TRAINED", "EvalSet", "load_set", "load_trained_scorer", "run_method"]
+
+# methods whose scorer is a trained dir (``speechlm rescore train --method M``), not the LLM
+TRAINED = ("mwer", "pll")
 
 _SPEC = re.compile(r"^(?P<path>.*?)(@(?P<half>[12]))?(:(?P<n>\d+))?$")
 
@@ -61,6 +64,41 @@ def load_set(spec: str, notes: list[Note] | None = None, *, block: int = 50,
     return EvalSet(name, items)
 
 
+def load_trained_scorer(method: str, model_dir: str | os.PathLike):
+    """The scorer of a trained method's dir and what ``result.json`` records of it.
+
+    Args:
+        method: ``mwer`` (``mwer.json``: MWER or likelihood scorers) or ``pll``.
+        model_dir: the dir ``speechlm rescore train --method METHOD`` wrote.
+
+    Returns:
+        (scorer with ``score(items)``, ``{"model", "scorer", "train"}``).
+
+    Raises:
+        FileNotFoundError: no such dir, or a dir of the other method (the message says).
+        ValueError: ``method`` is not a trained method.
+    """
+    d = Path(model_dir)
+    if not d.is_dir():
+        raise FileNotFoundError(f"{d}: no such scorer dir (train one with 'speechlm rescore "
+                                f"train --method {method}')")
+    if method == "mwer":
+        from speechlm.llm.second_pass.mwer import load_scorer
+
+        if not (d / "mwer.json").is_file() and (d / "pll.json").is_file():
+            raise FileNotFoundError(f"{d}: a PLL scorer dir (pll.json): use method pll")
+        scorer, meta = load_scorer(d), d / "mwer.json"
+    elif method == "pll":
+        from speechlm.llm.second_pass.pll import load_pll_scorer
+
+        scorer, meta = load_pll_scorer(d), d / "pll.json"
+    else:
+        raise ValueError(f"method {method!r} has no trained scorer dir; those that do: "
+                         f"{', '.join(TRAINED)}")
+    return scorer, {"model": str(d), "scorer": scorer.config.key,
+                    "train": json.loads(meta.read_text()).get("train", {})}
+
+
 def _write_text(path: Path, hyps: dict[str, str]) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text("".join(f"{u} {h}".rstrip() + "\n" for u, h in sorted(hyps.items())),
@@ -71,11 +109,17 @@ def _write_text(path: Path, hyps: dict[str, str]) -> None:
 def _summary(items: Sequence[NbestItem], picks: dict[str, str], seconds: list[float]) -> dict:
     first, best = wer(items, one_best(items)), wer(items, oracle(items))
     got = wer(items, picks)
+    # counts, so that halves (the two folds of a cross-fit) pool into one WER
+    scored = [it for it in items if it.ref is not None]
+    counts = {"words": sum(len(it.ref.split()) for it in scored),
+              "errors": sum(errors(it.ref, picks.get(it.utt, "")) for it in scored),
+              "one_best_errors": sum(errors(it.ref, one_best([it])[it.utt]) for it in scored),
+              "oracle_errors": sum(errors(it.ref, oracle([it])[it.utt]) for it in scored)}
     return {"utts": len(items), "wer": round(got, 2), "one_best": round(first, 2),
             "oracle": round(best, 2),
             "rel_gain": round(100 * (first - got) / first, 1) if first else None,
             "gap_closed": round(gap_closed(got, first, best), 1),
-            "latency_s": round(sum(seconds) / max(len(seconds), 1), 3)}
+            "latency_s": round(sum(seconds) / max(len(seconds), 1), 3), **counts}
 
 
 def run_method(config: M.MethodConfig, dev: EvalSet, evals: Sequence[EvalSet], out: str | Path,
@@ -88,7 +132,7 @@ def run_method(config: M.MethodConfig, dev: EvalSet, evals: Sequence[EvalSet], o
         config: the method setting.
         dev, evals: tuning set and report sets.
         llm: the runtime LLM (all methods but mwer).
-        scorer: a ``second_pass.mwer.Scorer`` (mwer).
+        scorer: a ``second_pass.mwer.Scorer`` (mwer) or ``second_pass.pll.PllScorer`` (pll).
         train: the training split, for demonstrations.
         encoder: sentence encoder for ``similar`` demonstrations.
         extra: fields added to result.json (model, training stats).
@@ -96,7 +140,9 @@ def run_method(config: M.MethodConfig, dev: EvalSet, evals: Sequence[EvalSet], o
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     notes = notes if notes is not None else []
-    result: dict = {"method": config.key, **(extra or {})}
+    # the 1-minute load average when the run started and ended: latencies on a shared
+    # machine mean little without it
+    result: dict = {"method": config.key, **(extra or {}), "load": [round(os.getloadavg()[0], 2)]}
     builder = M.PromptBuilder(llm.tokenizer) if llm is not None else None
     if config.method == "tap":
         builder.activation = activation_turns(llm)
@@ -105,7 +151,7 @@ def run_method(config: M.MethodConfig, dev: EvalSet, evals: Sequence[EvalSet], o
         if config.shots else None
 
     def run_on(items):
-        if config.method == "mwer":
+        if config.method in ("mwer", "pll"):
             return scorer.score(items, progress=progress)
         if config.method == "ger-free":
             return M.correct(llm, items, config, builder=builder, demos=demos, notes=notes,
@@ -147,6 +193,7 @@ def run_method(config: M.MethodConfig, dev: EvalSet, evals: Sequence[EvalSet], o
         sets[s.name] = {**_summary(s.items, picks, [r.seconds for r in res.values()]),
                         **extra_stats, "role": "dev" if s is dev else "eval"}
     result["sets"] = sets
+    result["load"].append(round(os.getloadavg()[0], 2))
     (out / "notes.txt").write_text("".join(f"{n}\n" for n in notes), encoding="utf-8")
     (out / "result.json").write_text(json.dumps(result, indent=1) + "\n")
     return result

@@ -24,7 +24,7 @@ LABELS = {
     "ger-free_lora": "GER LoRA, free + guard",
     "mwer_minilm_mean": "MWER bidirectional MiniLM, mean pooling",
     "mwer_minilm_attention": "MWER bidirectional MiniLM, attention pooling",
-    "mwer_minilm_mean_long": "MWER MiniLM mean, 400 utts, lr 10x head, 2x encoder",
+    "mwer_minilm_mean_long": "MWER MiniLM mean, more data (quick 400, medium 1,000), lr 10x",
     "mwer_minilm_mean_frozen": "MWER MiniLM head only (no fine-tuning of the encoder)",
     "mwer_mpnet_mean": "MWER bidirectional mpnet, mean pooling",
     "mwer_smollm2_prob": "MWER causal SmolLM2 LoRA, probability-based",
@@ -32,13 +32,17 @@ LABELS = {
     "mwer_smollm2_last": "MWER causal SmolLM2 LoRA, last-token pooling",
     "mwer_smollm2_attention": "MWER causal SmolLM2 LoRA, attention pooling",
     "lik_smollm2_prob": "likelihood baseline: SmolLM2 LoRA on references (cross-entropy)",
+    "pll_minilm": "PLL baseline: MiniLM + new MLM head, masked-LM on references",
 }
+FOLD2 = "_f2"  # a trained method's second cross-fit fold (trained on test-clean @2)
 
 
 def main(exp: Path, command: str) -> None:
-    results = {}
+    results, fold2 = {}, {}
     for f in sorted(exp.glob("*/result.json")):
-        results[f.parent.name] = json.loads(f.read_text())
+        name = f.parent.name
+        (fold2 if name.endswith(FOLD2) else results)[name.removesuffix(FOLD2)] = \
+            json.loads(f.read_text())
     order = [k for k in LABELS if k in results] + sorted(set(results) - set(LABELS))
     # a table per set and size (free GER runs on smaller subsets in --quick)
     sets = sorted({(s, v["utts"]) for r in results.values() for s, v in r["sets"].items()},
@@ -82,24 +86,33 @@ def main(exp: Path, command: str) -> None:
                          f"{train} | "
                          f"{'; '.join(note)} |")
         lines.append("")
+    lines += crossfit(results, fold2, order)
     lines += targets(results)
-    missing = [k for k in LABELS if k not in results]
+    missing = [k for k in LABELS if k not in results] if exp.name != "medium" else []
     if missing:
         lines += ["## Not in this run", "",
                   "Rows without a result.json (not run, or not finished before the run was "
                   "summarised): " + ", ".join(f"`{k}`" for k in missing) + ".", ""]
+    words = {s: v["words"] for r in results.values() for s, v in r["sets"].items()
+             if "words" in v and v["utts"] == max(n for s2, n in sets if s2 == s)}
+    if words:
+        sizes = "; ".join(f"{s} {w} reference words (one word {100 / w:.3f}% WER)"
+                          for s, w in sorted(words.items()))
+    else:
+        sizes = ("the quick sets hold ~600 reference words per 30 utterances, so one word is "
+                 "~0.17% WER")
     lines += ["## How to read this", "",
               "- Subsets and roles: see README.md (speaker-disjoint halves; contiguous "
-              "blocks of 50 since the files have no ids). The quick sets hold ~600 "
-              "reference words per 30 utterances, so one word is ~0.17% WER and the dev "
-              "set (20 utterances) decides the weight from a handful of errors.",
+              f"blocks of 50 since the files have no ids). Sizes: {sizes}. The dev set "
+              "decides the weight from its errors alone: a small dev set from a handful.",
               "- The rank prior carries the first pass: a method changes the output only "
               "where dev says its score helps; `llm_scale 0` means dev preferred the "
               "1-best. The *score alone* column shows how each scorer ranks by itself.",
               "- Latency: wall seconds per utterance of one process on one thread while "
-              "the machine's load varied between about 2 and 15 over the run (other "
-              "sessions' jobs); rows measured at different times differ by up to ~4x for "
-              "the same work (e.g. the 3-shot prompts). Compare within a family: "
+              "the machine's load varied with other sessions' jobs (about 2 to 15 over the "
+              "quick run; each result.json of later runs records the 1-minute load average "
+              "at its start and end: " + loads(results) + "); rows measured at different "
+              "times differ by up to ~4x for the same work. Compare within a family: "
               "pooled scorers (one forward, no vocabulary softmax) vs probability-based "
               "scoring of the same model, bidirectional vs causal.",
               "- `sweep` in each result.json holds every setting's WER on every set "
@@ -108,6 +121,49 @@ def main(exp: Path, command: str) -> None:
     main_sets = [sn for sn in sets if sn[0].endswith("_h2")]
     size = max((n for _, n in main_sets), default=0)
     plot(exp, results, order, [sn for sn in main_sets if sn[1] == size] or sets)
+
+
+def loads(results: dict) -> str:
+    got = [f"{k} {r['load'][0]:g}-{r['load'][-1]:g}" for k, r in results.items() if "load" in r]
+    return ", ".join(got) if got else "not recorded"
+
+
+def crossfit(results: dict, fold2: dict, order: list[str]) -> list[str]:
+    """test-clean as a whole by cross-fitting: the errors of both halves pooled. A trained
+    method contributes @2 from its fold-1 run (trained on @1) and @1 from its fold-2 run
+    (trained on @2, dir ``*_f2``); an untrained one both halves of its one run."""
+    h1, h2 = "test_ls_clean_h1", "test_ls_clean_h2"
+    rows = []
+    for k in order:
+        a = results[k]["sets"].get(h2)
+        b = (fold2.get(k) or results[k])["sets"].get(h1)
+        if not a or not b or "errors" not in a or "errors" not in b:
+            continue
+        words = a["words"] + b["words"]
+        wer = 100 * (a["errors"] + b["errors"]) / words
+        first = 100 * (a["one_best_errors"] + b["one_best_errors"]) / words
+        best = 100 * (a["oracle_errors"] + b["oracle_errors"]) / words
+        lat = (a["latency_s"] * a["utts"] + b["latency_s"] * b["utts"]) / (a["utts"] + b["utts"])
+        tuned = (f"{results[k].get('llm_scale', '')}" +
+                 (f" / {fold2[k].get('llm_scale', '')}" if k in fold2 else ""))
+        rows.append((k, a["utts"] + b["utts"], wer, first, best, lat, tuned,
+                     "2 folds" if k in fold2 else "untrained: one run"))
+    if not rows:
+        return []
+    _, n, _, first, best, *_ = rows[0]
+    out = [f"## test_ls_clean, cross-fit ({n} utterances: both halves)", "",
+           f"1-best **{first:.2f}**, N-best oracle **{best:.2f}** (% WER). Errors of the two "
+           "halves pooled: @2 from the fold trained on @1, @1 from the fold trained on @2 "
+           "(each fold's weight tuned on the same test-other dev half; *tuned* gives fold 1 "
+           "/ fold 2).", "",
+           "| method | WER | rel. gain % | gap closed % | latency s/utt | tuned | folds |",
+           "|---|---|---|---|---|---|---|"]
+    for k, _, wer, first, best, lat, tuned, how in rows:
+        gain = f"{100 * (first - wer) / first:.1f}" if first else ""
+        gap = f"{100 * (first - wer) / (first - best):.1f}" if first != best else ""
+        out.append(f"| {LABELS.get(k, k)} | {wer:.2f} | {gain} | {gap} | {lat:.3f} | "
+                   f"{tuned} | {how} |")
+    return [*out, ""]
 
 
 def targets(results: dict) -> list[str]:
@@ -170,7 +226,7 @@ def plot(exp: Path, results: dict, order: list[str], sets: list[str]) -> None:
         ax.set_xlabel("latency per utterance, s (2 loaded CPU cores, 1 thread)")
         ax.set_ylabel("WER % (filled: tuned on dev; hollow: the score alone)")
         ax.set_title(f"{s} ({n} utterances)")
-        ax.legend(loc="upper right", fontsize=8)
+        ax.legend(loc="center right", fontsize=8)  # the hollow points sit high
     fig.tight_layout()
     fig.savefig(exp / "RESULTS.png", dpi=110)
 
