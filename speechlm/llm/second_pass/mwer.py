@@ -316,22 +316,34 @@ def train_scorer(scorer: Scorer, train: Sequence[NbestItem], *, progress: bool =
                     errs[r, : len(h)], mask[r, : len(h)] = torch.tensor(e, dtype=torch.float), 1
                     k += len(h)
                 loss = mwer_loss(costs, errs, mask)
-            frac = step / max(steps - 1, 1)  # linear decay to 10%
-            for g, lr in zip(opt.param_groups, base_lrs, strict=True):
-                g["lr"] = lr * (1 - 0.9 * frac)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_([p for g in groups for p in g["params"]], 1.0)
-            opt.step()
-            opt.zero_grad(set_to_none=True)
-            losses.append(loss.item())
+            losses.append(decayed_step(opt, base_lrs, loss,
+                                       [p for g in groups for p in g["params"]], step, steps))
             step += 1
             bar.update(1)
     bar.close()
-    k = max(1, len(losses) // 10)
     return {"utterances": len(data), "steps": step,
-            "train_seconds": round(time.monotonic() - t0, 1),
-            "first_loss": sum(losses[:k]) / k, "final_loss": sum(losses[-k:]) / k,
+            "train_seconds": round(time.monotonic() - t0, 1), **loss_summary(losses),
             "trainable_params": sum(p.numel() for g in groups for p in g["params"])}
+
+
+def decayed_step(opt, base_lrs: Sequence[float], loss: torch.Tensor, params, step: int,
+                 steps: int) -> float:
+    """One clipped optimizer step at the learning rate decayed linearly to 10% of
+    ``base_lrs`` over ``steps``; returns the loss value."""
+    frac = step / max(steps - 1, 1)
+    for g, lr in zip(opt.param_groups, base_lrs, strict=True):
+        g["lr"] = lr * (1 - 0.9 * frac)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(params, 1.0)
+    opt.step()
+    opt.zero_grad(set_to_none=True)
+    return loss.item()
+
+
+def loss_summary(losses: Sequence[float]) -> dict[str, float]:
+    """Mean loss of the first and of the last tenth of the steps."""
+    k = max(1, len(losses) // 10)
+    return {"first_loss": sum(losses[:k]) / k, "final_loss": sum(losses[-k:]) / k}
 
 
 def save_scorer(scorer: Scorer, out_dir: str | Path, stats: dict | None = None) -> Path:

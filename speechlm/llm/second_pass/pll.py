@@ -35,6 +35,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from speechlm.llm.second_pass.mwer import decayed_step, loss_summary
 from speechlm.llm.second_pass.nbest import NbestItem
 
 logger = logging.getLogger(__name__)
@@ -257,21 +258,13 @@ def train_pll(scorer: PllScorer, train: Sequence[NbestItem], *, progress: bool =
             sel = labels != -100  # (B, T): only the chosen positions reach the head
             logits = scorer.head(hidden[sel]).float()  # (M, V)
             loss = nn.functional.cross_entropy(logits, labels[sel])
-            frac = step / max(steps - 1, 1)  # linear decay to 10%
-            for g, lr in zip(opt.param_groups, base_lrs, strict=True):
-                g["lr"] = lr * (1 - 0.9 * frac)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(scorer.mlm.parameters(), 1.0)
-            opt.step()
-            opt.zero_grad(set_to_none=True)
-            losses.append(loss.item())
+            losses.append(decayed_step(opt, base_lrs, loss, list(scorer.mlm.parameters()),
+                                       step, steps))
             step += 1
             bar.update(1)
     bar.close()
-    k = max(1, len(losses) // 10)
     return {"sentences": len(sents), "steps": step,
-            "train_seconds": round(time.monotonic() - t0, 1),
-            "first_loss": sum(losses[:k]) / k, "final_loss": sum(losses[-k:]) / k,
+            "train_seconds": round(time.monotonic() - t0, 1), **loss_summary(losses),
             "trainable_params": sum(p.numel() for p in scorer.mlm.parameters())}
 
 
