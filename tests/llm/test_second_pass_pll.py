@@ -149,7 +149,7 @@ def test_catalogue_encoders_have_no_mlm_head_and_get_one(name, head):
 
     try:
         catalogue.locate(name)
-    except (catalogue.ModelNotInstalled, catalogue.ModelFileError) as e:  # not installed
+    except catalogue.ModelNotInstalled as e:  # a broken install fails, only absent skips
         pytest.skip(str(e))
     scorer, new = build_pll_scorer(PllConfig(model=name, rows_per_batch=7, sents_per_step=4,
                                              epochs=3))

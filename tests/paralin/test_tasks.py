@@ -60,7 +60,9 @@ def test_emotion_and_response_only_round_trip():
 
 
 @pytest.mark.parametrize("fmt", [FormatConfig(), EMO])
-def test_joint_ranking_equals_one_score_call_per_label(fmt):
+def test_joint_ranking_equals_one_score_call_per_label(fmt, one_torch_thread):
+    # one thread: the tiny random model's label scores nearly tie, and multi-threaded float
+    # sums of differently shaped batches can flip a near-tie
     from speechlm.paralin.model import _Prompt
 
     llm = tiny_llm()
