@@ -44,6 +44,7 @@ from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM, PreTra
 
 from speechlm.core.errors import InputError, UsageError
 from speechlm.core.hashing import file_sha256
+from speechlm.llm.threads import torch_threads
 
 logger = logging.getLogger(__name__)
 
@@ -482,13 +483,8 @@ def train_lm(
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / RUN_CONFIG).write_text(json.dumps(run_config, indent=2) + "\n")
 
-    old_threads = torch.get_num_threads()
-    if config.threads is not None:
-        torch.set_num_threads(config.threads)
-    try:
+    with torch_threads(config.threads):
         return _train(lines, text, text_sha, out_dir, config, state, progress, tokenizer)
-    finally:
-        torch.set_num_threads(old_threads)
 
 
 def _train(

@@ -39,6 +39,7 @@ from speechlm.llm.icl import Example
 from speechlm.llm.serialize import SerializeConfig, noisy_bins, noisy_nbest, serialize_nbest
 from speechlm.llm.serialize import serialize_wcn as _wcn
 from speechlm.llm.slu import PromptConfig, PromptFitter
+from speechlm.llm.threads import torch_threads
 
 logger = logging.getLogger(__name__)
 
@@ -186,10 +187,7 @@ def train_lora(lm_dir: str | Path, examples: Sequence[Example], labels: Sequence
     unknown = sorted({lab for _, lab in pairs} - set(labels))
     if unknown:
         raise ValueError(f"training intents not in the label set: {unknown[:5]}")
-    old_threads = torch.get_num_threads()
-    if config.threads is not None:
-        torch.set_num_threads(config.threads)
-    try:
+    with torch_threads(config.threads):
         started = time.monotonic()
         tokenizer = AutoTokenizer.from_pretrained(lm_dir, local_files_only=True)
         torch.manual_seed(config.seed)
@@ -200,8 +198,6 @@ def train_lora(lm_dir: str | Path, examples: Sequence[Example], labels: Sequence
         model, stats = fit_lora(base, items, config, pad, progress=progress)
         model.save_pretrained(out_dir)
         seconds = time.monotonic() - started
-    finally:
-        torch.set_num_threads(old_threads)
     return {**stats, "train_seconds": round(seconds, 1)}
 
 

@@ -44,6 +44,7 @@ from tqdm.auto import tqdm
 
 from speechlm.llm.lora import LoRAConfig, _batch, fit_lora, load_lora_llm
 from speechlm.llm.projector import Projector, ProjectorConfig
+from speechlm.llm.threads import torch_threads
 from speechlm.paralin.meld import EMOTIONS, SENTIMENTS, Window
 from speechlm.paralin.serialize import (
     CUR,
@@ -196,10 +197,7 @@ def train(windows: Sequence[Window], out_dir: str | Path, *, base: str = DEFAULT
         speech.check([t.utt for w in windows for t in speech_turns(w, fmt)])
     out_dir = Path(out_dir)
     started = time.monotonic()
-    old_threads = torch.get_num_threads()
-    if lora.threads is not None:
-        torch.set_num_threads(lora.threads)
-    try:
+    with torch_threads(lora.threads):
         torch.manual_seed(lora.seed)
         model, tok = load_model_and_tokenizer(resolve_model(base), torch.float32)
         budget = _budget(context_length(model.config), max_tokens)
@@ -232,8 +230,6 @@ def train(windows: Sequence[Window], out_dir: str | Path, *, base: str = DEFAULT
         peft_model.save_pretrained(out_dir)
         if fmt.with_speech:
             torch.save(speech.projector.state_dict(), out_dir / PROJECTOR)
-    finally:
-        torch.set_num_threads(old_threads)
     report = {**stats, "train_seconds": round(time.monotonic() - started, 1),
               "context_turns_dropped": dropped, "windows": len(windows)}
     meta = {"base": base, "format": asdict(fmt), "lora": asdict(lora), "max_tokens": max_tokens,

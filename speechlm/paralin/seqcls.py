@@ -25,6 +25,7 @@ from typing import Any
 import torch
 
 from speechlm.llm.lora import LoRAConfig, fit_lora
+from speechlm.llm.threads import torch_threads
 from speechlm.paralin.meld import SENTIMENTS, Window
 from speechlm.paralin.serialize import FormatConfig, fit_prompt
 
@@ -93,10 +94,7 @@ def train(windows: Sequence[Window], out_dir: str | Path, *, base: str,
                          "sentiments only (no speech, emotion or response task)")
     out_dir = Path(out_dir)
     started = time.monotonic()
-    old_threads = torch.get_num_threads()
-    if lora.threads is not None:
-        torch.set_num_threads(lora.threads)
-    try:
+    with torch_threads(lora.threads):
         torch.manual_seed(lora.seed)
         model, tok = _classifier(base)
         prompts, dropped = _encode(windows, tok, fmt, max_tokens)
@@ -109,8 +107,6 @@ def train(windows: Sequence[Window], out_dir: str | Path, *, base: str,
                                      group_by_length=group_by_length)
         out_dir.mkdir(parents=True, exist_ok=True)
         peft_model.save_pretrained(out_dir)
-    finally:
-        torch.set_num_threads(old_threads)
     report = {**stats, "train_seconds": round(time.monotonic() - started, 1),
               "context_turns_dropped": dropped, "windows": len(windows)}
     meta = {"kind": KIND, "base": base, "format": asdict(fmt), "lora": asdict(lora),
