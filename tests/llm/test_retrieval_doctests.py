@@ -4,7 +4,8 @@ import importlib
 import pytest
 
 MODULES = ["speechlm.runtime.retrieval", "speechlm.llm.retrieval.datastore",
-           "speechlm.llm.projector"]
+           "speechlm.llm.projector", "speechlm.llm.retrieval.cross_attention",
+           "speechlm.llm.retrieval.neighbours"]
 
 
 @pytest.mark.parametrize("name", MODULES)
