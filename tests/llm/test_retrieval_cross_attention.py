@@ -142,6 +142,7 @@ def test_generation_with_the_kv_cache_equals_full_recomputation():
     open_gates(model.adapters)
     f = feats_of(1)[0]
     mem = model.item_memory(["s1", "s2"], store)
+    assert mem.shape == (4 + 5, 128)
     prompt = slm.prompt_embeds(f)
     with torch.no_grad(), model.adapters.memory(mem[None]):
         out = slm.llm.generate_from_embeds([prompt], SamplingParams(max_tokens=5))[0]
@@ -190,15 +191,19 @@ def test_item_memory_text_tokens_mean_and_speech():
     store = ItemStore(TEXTS, speech)
     tokens = CrossAttentionSpeechLLM(slm, RetrievalAugmentConfig())
     mem = tokens.item_memory(["s0", "s3"], store)
-    assert mem.shape == (3 + 2, 64)  # "one two three" + "four five", BOS dropped
-    state = slm.llm.hidden_states([" four five"], layer=-1)[0][1:]
-    torch.testing.assert_close(mem[3:], state)  # the LLM's own final states
+    # (BOS, one, two, three) + (BOS, four, five): one (state, next token) pair per position
+    assert mem.shape == (4 + 3, 128)
+    state = slm.llm.hidden_states([" four five"], layer=-1)[0]
+    torch.testing.assert_close(mem[4:, :64], state)  # keys: the LLM's own final states
+    tok = slm.llm.tokenizer
+    nxt = [*tok(" four five", add_special_tokens=False)["input_ids"], tok.eos_token_id]
+    torch.testing.assert_close(mem[4:, 64:], slm.llm.embed_tokens(nxt))  # values: next token
     tokens.close()
     both = CrossAttentionSpeechLLM(slm, RetrievalAugmentConfig(
         items="text+speech", text_pooling="mean", speech_dim=8))
     mem = both.item_memory(["s0", "s3"], store)
-    assert mem.shape == (4, 64)  # (text mean, speech) per item
-    torch.testing.assert_close(mem[2], state.mean(0))
+    assert mem.shape == (4, 128)  # (text mean, speech) per item
+    torch.testing.assert_close(mem[2, :64], state.mean(0))
     with pytest.raises(ValueError, match=r"shape \(8,\), the model expects \(4,\)"):
         CrossAttentionSpeechLLM(slm, RetrievalAugmentConfig(
             items="speech", speech_dim=4)).item_memory(["s0"], store)
@@ -250,3 +255,33 @@ def test_in_context_prefix_and_the_context_cap():
     assert base.shape[0] < cut.shape[0] <= 124
     hyps = transcribe_in_context(slm, feats_of(3), [["four five"], [], many])
     assert len(hyps) == 3
+
+
+def test_adapters_learn_to_copy_from_a_useful_memory():
+    # a frozen random LLM cannot predict these texts; with its own transcript retrieved
+    # (oracle neighbours), training should teach the blocks to read the next token off the
+    # memory. Its logits are near-flat (lm_head std 0.02 after a norm: loss near ln 256 =
+    # 5.5), so the loss can only fall so far; greedy decoding shows the copy
+    slm = tiny_speech_llm()
+    store = ItemStore(TEXTS)
+    ids = list(TEXTS)
+    feats = feats_of(len(ids))
+    texts = [TEXTS[u] for u in ids]
+    model = CrossAttentionSpeechLLM(slm, RetrievalAugmentConfig(epochs=100, batch_size=5,
+                                                                lr=1e-2, layers=(-1,)))
+    model.fit(feats, texts, [[u] for u in ids], store, progress=False)
+    eos = slm.llm.tokenizer.eos_token_id
+    targets = [slm.target_ids(t) + [eos] for t in texts]
+
+    def loss(neighbours):
+        emb, mask, lab, mem, mem_mask = model._batch(feats, targets, neighbours, store)
+        with torch.no_grad(), model.adapters.memory(mem, mem_mask):
+            logits = slm.llm.model(inputs_embeds=emb, attention_mask=mask).logits[:, :-1]
+        return torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]),
+                                                 lab[:, 1:].reshape(-1)).item()
+
+    own, other = loss([[u] for u in ids]), loss([[u] for u in ids[1:] + ids[:1]])
+    assert own < other - 0.6, (own, other)
+    assert model.transcribe_features(feats, [[u] for u in ids], store) == texts
+    shifted = model.transcribe_features(feats, [[u] for u in ids[1:] + ids[:1]], store)
+    assert shifted == texts[1:] + texts[:1]  # it copies whatever it is given

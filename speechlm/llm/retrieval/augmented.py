@@ -4,11 +4,16 @@ an in-context prefix (arXiv 2406.09618's multi-modal retrieval, Flamingo/RETRO-s
 For each utterance, the top-k store utterances (by speech or text similarity,
 ``speechlm.llm.retrieval.neighbours``) become *memory items*:
 
-* ``text``: the retrieved transcript read by the LLM itself (final hidden states of
-  ``BOS + " " + text``, BOS dropped; every token state, or their mean with ``text_pooling =
-  "mean"``), so the memory lives in the LLM's own space and costs no new encoder;
+* ``text``: the retrieved transcript read by the LLM itself, as the (key, value) pairs of a
+  kNN-LM datastore: at each position of ``BOS + " " + text``, the LLM's final hidden state
+  (what it predicts next) beside the input embedding of the token that does come next (the
+  text's tokens, then EOS); every pair, or their mean with ``text_pooling = "mean"``. The
+  memory lives in the LLM's own spaces and costs no new encoder;
 * ``speech``: the retrieved utterance's mean-pooled encoder states through a trainable
-  linear layer to the LLM's width (one vector per item).
+  linear layer to one (key, value) pair.
+
+Memory vectors are ``2 D`` wide (key half, value half); the blocks start by attending with
+their state to the keys and adding the values (``GatedCrossAttention``'s identity start).
 
 :class:`CrossAttentionSpeechLLM` attaches gated cross-attention blocks
 (``speechlm.llm.retrieval.cross_attention``) to the speech-prefix LLM's decoder layers and
@@ -113,7 +118,7 @@ class RetrievalAugmentConfig:
 class ItemStore:
     """The utterances one can retrieve: id -> transcript (and pooled speech vector).
 
-    Text states are computed once per LLM (:meth:`text_states`), since the LLM is frozen.
+    Text pairs are computed once (:meth:`text_pairs`), since the LLM is frozen.
     """
 
     def __init__(self, texts: Mapping[str, str],
@@ -131,20 +136,25 @@ class ItemStore:
         self.texts, self.speech = dict(texts), dict(speech) if speech is not None else None
         self._states: dict[str, torch.Tensor] = {}
 
-    def text_states(self, llm: Any, ids: Sequence[str], batch_size: int = 16
-                    ) -> list[torch.Tensor]:
-        """Final hidden states ``(T_i, D)`` of each item's ``" " + text`` (BOS row dropped)."""
+    def text_pairs(self, llm: Any, ids: Sequence[str], batch_size: int = 16
+                   ) -> list[torch.Tensor]:
+        """``(T_i, 2 D)`` per item: [final hidden state at each position of ``BOS + " " +
+        text``, input embedding of the next token (text tokens, then EOS)]."""
         todo = sorted({u for u in ids if u not in self._states})
         for u in todo:
             if u not in self.texts:
                 raise KeyError(f"retrieval item store: unknown utterance {u!r}")
         if todo:
-            has_bos = llm.tokenizer.bos_token_id is not None
-            states = llm.hidden_states([" " + self.texts[u].strip() for u in todo], layer=-1,
-                                       batch_size=batch_size)
-            for u, s in zip(todo, states, strict=True):
-                s = s[1:] if has_bos and len(s) > 1 else s
-                self._states[u] = s.clone()  # out of inference mode: usable in training
+            tok = llm.tokenizer
+            if tok.eos_token_id is None:
+                raise ValueError("text memory needs an EOS token (the value after each text)")
+            spaced = [" " + self.texts[u].strip() for u in todo]
+            states = llm.hidden_states(spaced, layer=-1, batch_size=batch_size)
+            for u, text, s in zip(todo, spaced, states, strict=True):
+                nxt = list(tok(text, add_special_tokens=False)["input_ids"]) + [tok.eos_token_id]
+                nxt = nxt[len(nxt) - len(s):]  # without BOS the first token has no state
+                # clone: out of inference mode, usable in training
+                self._states[u] = torch.cat([s, llm.embed_tokens(nxt).float()], dim=1).clone()
         return [self._states[u] for u in ids]
 
 
@@ -166,11 +176,12 @@ class CrossAttentionSpeechLLM:
         if modules is None:
             torch.manual_seed(config.seed)
             modules = nn.ModuleDict({"adapters": CrossAttentionAdapters(model, CrossAttentionConfig(
-                layers=config.layers, heads=config.heads, ff_mult=config.ff_mult))})
+                layers=config.layers, heads=config.heads, mem_dim=2 * self.dim,
+                ff_mult=config.ff_mult))})
             if "speech" in config.items:
                 if config.speech_dim < 1:
                     raise ValueError("speech items need speech_dim (the encoder state width)")
-                modules["speech_in"] = nn.Linear(config.speech_dim, self.dim)
+                modules["speech_in"] = nn.Linear(config.speech_dim, 2 * self.dim)
         self.modules = modules
         self.adapters: CrossAttentionAdapters = modules["adapters"]
         self.adapters.attach(model)
@@ -181,9 +192,9 @@ class CrossAttentionSpeechLLM:
 
     # ---- memory ---------------------------------------------------------------------------
     def item_memory(self, ids: Sequence[str], store: ItemStore) -> torch.Tensor:
-        """Memory ``(M, D)`` of retrieved utterances ``ids`` (in retrieval order)."""
+        """Memory ``(M, 2 D)`` of retrieved utterances ``ids`` (in retrieval order)."""
         c, parts = self.config, []
-        states = store.text_states(self.slm.llm, ids) if "text" in c.items else [None] * len(ids)
+        states = store.text_pairs(self.slm.llm, ids) if "text" in c.items else [None] * len(ids)
         for u, s in zip(ids, states, strict=True):
             if s is not None:
                 parts.append(s if c.text_pooling == "tokens" else s.mean(dim=0, keepdim=True))
@@ -195,7 +206,7 @@ class CrossAttentionSpeechLLM:
                     raise ValueError(f"speech vector of {u!r} has shape {tuple(x.shape)}, the "
                                      f"model expects ({c.speech_dim},)")
                 parts.append(self.modules["speech_in"](x)[None])
-        return torch.cat(parts) if parts else torch.zeros(0, self.dim)
+        return torch.cat(parts) if parts else torch.zeros(0, 2 * self.dim)
 
     # ---- decoding -------------------------------------------------------------------------
     def transcribe_features(self, feats: Sequence[np.ndarray],
@@ -235,7 +246,7 @@ class CrossAttentionSpeechLLM:
         for i, r in enumerate(rows):
             emb[i, : len(r)], mask[i, : len(r)] = r, 1
             lab[i, : len(r)] = torch.tensor(labels[i])
-        mem, mem_mask = pad_memory(mems, self.dim)
+        mem, mem_mask = pad_memory(mems, 2 * self.dim)
         return emb, mask, lab, mem, mem_mask
 
     def fit(self, feats: Sequence[np.ndarray], texts: Sequence[str],

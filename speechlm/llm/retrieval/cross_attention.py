@@ -75,10 +75,23 @@ class GatedCrossAttention(nn.Module):
                              f"{heads} heads")
         self.dim, self.mem_dim, self.heads = dim, mem_dim, heads
         self.norm = nn.LayerNorm(dim)
-        self.mem_norm = nn.LayerNorm(mem_dim)
+        # a 2D-wide memory is (key, value) halves of different scales: normalise each
+        halves = 2 if mem_dim == 2 * dim else 1
+        self.mem_norms = nn.ModuleList(nn.LayerNorm(mem_dim // halves) for _ in range(halves))
         self.q = nn.Linear(dim, dim, bias=False)
         self.kv = nn.Linear(mem_dim, 2 * dim, bias=False)
         self.out = nn.Linear(dim, dim, bias=False)
+        # Identity projections: at the start each head attends to the memory vectors most
+        # like its own state (a soft kNN over the memory) and reads them unchanged, so the
+        # first gradients already favour copying from the right item. A memory of width 2D
+        # holds (key, value) halves, like a kNN-LM datastore's (state, next token) pairs.
+        with torch.no_grad():
+            if mem_dim in (dim, 2 * dim):
+                for w in (self.q.weight, self.out.weight):
+                    nn.init.eye_(w)
+                k, v = self.kv.weight.chunk(2)  # (D, mem_dim) each
+                k.zero_()[:, :dim] = torch.eye(dim)
+                v.zero_()[:, mem_dim - dim:] = torch.eye(dim)
         self.attn_gate = nn.Parameter(torch.zeros(()))
         self.ff = None
         if ff_mult:
@@ -105,7 +118,9 @@ class GatedCrossAttention(nn.Module):
         mask = mask | ~any_item[:, None]  # an empty row attends to its padding, then is zeroed
         h, hd = self.heads, d // self.heads
         q = self.q(self.norm(x)).view(b, t, h, hd).transpose(1, 2)  # (B, H, T, hd)
-        k, v = self.kv(self.mem_norm(memory)).view(-1, m, 2, h, hd).permute(2, 0, 3, 1, 4)
+        memory = torch.cat([norm(part) for norm, part in zip(
+            self.mem_norms, memory.chunk(len(self.mem_norms), dim=-1), strict=True)], dim=-1)
+        k, v = self.kv(memory).view(-1, m, 2, h, hd).permute(2, 0, 3, 1, 4)
         k, v = k.expand(b, -1, -1, -1), v.expand(b, -1, -1, -1)  # (B, H, M, hd)
         a = nn.functional.scaled_dot_product_attention(
             q, k, v, attn_mask=mask.expand(b, -1)[:, None, None, :])  # (B, H, T, hd)

@@ -1,0 +1,215 @@
+#!/usr/bin/env python3
+"""Retrieved utterances read by the speech-prefix LLM: gated cross-attention and in-context.
+
+For dev and test, the top-k utterances of the retrieval store (data/store) are found by
+speech (mean-pooled Whisper encoder states, cosine) or by text (MiniLM sentence embedding of
+the speech LLM's own first-pass hypothesis against the store transcripts, cosine). They are
+then read either
+
+* through gated cross-attention blocks after the chosen decoder layers (memory: each
+  retrieved transcript's token states from the LLM itself, optionally its pooled speech),
+  trained on the training split with the speech LLM's loss, LLM and projector frozen; the
+  training queries retrieve from train + store, never themselves; or
+* as an in-context prefix ``[BOS] Similar requests: a; b; ... [speech] Transcript:`` with
+  no new weights.
+
+WER and entity error come from local/evaluate.py's scoring. Writes OUT/results.json
+(``systems`` in evaluate.py's layout, ``retrieval`` diagnostics, ``train``: the adapters'
+training reports) and OUT/hyp_<system>_<set>.txt; adapters in OUT/xattn_<retrieve_by>.
+Resumable: trained adapters and first-pass hypotheses are reused when they match.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from evaluate import entities_of, metrics  # noqa: E402  (the recipe's one scoring)
+
+from speechlm.llm.retrieval.augmented import (  # noqa: E402
+    CrossAttentionSpeechLLM,
+    ItemStore,
+    RetrievalAugmentConfig,
+    train_cross_attention,
+    transcribe_in_context,
+)
+from speechlm.llm.retrieval.neighbours import NeighbourIndex, mean_pool  # noqa: E402
+from speechlm.llm.speech_llm import SpeechLLM, data_dir_features  # noqa: E402
+
+SETS = ("train", "store", "dev", "test")
+
+
+def load_sets(model: SpeechLLM, data: Path, feats_dir: Path, out: Path) -> dict:
+    """``set -> (utts, feats, texts)``; encoder caches are copied from ``feats_dir`` (read
+    only) into OUT/feats, computed there when missing."""
+    enc = model.config.encoder
+    sets = {}
+    for name in SETS:
+        cache = out / "feats" / f"{name}.{enc}.npz"
+        src = feats_dir / cache.name
+        if not cache.is_file() and src.is_file():
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(src, cache)
+        utts, feats, refs = data_dir_features(data / name, enc, cache)
+        sets[name] = (utts, [f.astype(np.float32) for f in feats], refs)
+    return sets
+
+
+def first_pass(model: SpeechLLM, name: str, utts, feats, out: Path, batch: int = 8) -> dict:
+    """The plain speech LLM's greedy hypotheses (cached in OUT/first_pass_<set>.json, keyed
+    by the model's fingerprint)."""
+    path = out / f"first_pass_{name}.json"
+    fp = model.fingerprint()
+    if path.is_file():
+        cached = json.loads(path.read_text())
+        if cached["fingerprint"] == fp and set(cached["hyps"]) == set(utts):
+            return cached
+    start, hyps = time.perf_counter(), {}
+    for s in range(0, len(utts), batch):
+        for u, t in zip(utts[s : s + batch], model.transcribe_features(feats[s : s + batch]),
+                        strict=True):
+            hyps[u] = t
+    res = {"fingerprint": fp, "hyps": hyps, "seconds": round(time.perf_counter() - start, 2)}
+    path.write_text(json.dumps(res, indent=1) + "\n")
+    return res
+
+
+def entity_recall(neigh: list[list[str]], utts, texts: dict, ents: dict) -> float:
+    """% of reference entities found (as a word run) in the retrieved transcripts."""
+    hit = total = 0
+    for u, ids in zip(utts, neigh, strict=True):
+        pool = " | ".join(f" {texts[i]} " for i in ids)
+        for e in ents.get(u.rsplit("-", 1)[-1], []):
+            total += 1
+            hit += f" {e} " in pool
+    return round(100.0 * hit / max(total, 1), 2)
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--model-dir", required=True, help="the speech-llm model dir (stage 3)")
+    p.add_argument("--feats-dir", required=True, help="encoder-state caches (read only)")
+    p.add_argument("--data", default="data", help="dir with train/ store/ dev/ test/ local/")
+    p.add_argument("--out", required=True)
+    p.add_argument("--retrieve-by", default="speech,text")
+    p.add_argument("--k", type=int, default=4)
+    p.add_argument("--items", default="text", help="text | speech | text+speech")
+    p.add_argument("--text-pooling", default="tokens")
+    p.add_argument("--layers", default="all", help="'all' or decoder layer ids, e.g. 0,-1")
+    p.add_argument("--epochs", type=int, default=4)
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--train-store", default="train+store", choices=["train", "train+store"],
+                   help="what training queries retrieve from (themselves excluded)")
+    p.add_argument("--sentence-encoder", default="minilm-l6")
+    p.add_argument("--no-progress", action="store_true")
+    a = p.parse_args()
+    out, data = Path(a.out), Path(a.data)
+    out.mkdir(parents=True, exist_ok=True)
+    model = SpeechLLM.load(a.model_dir, with_encoder=False)
+    sets = load_sets(model, data, Path(a.feats_dir), out)
+    ents = {n: entities_of(data / "local", n) for n in ("dev", "test")}
+    texts = {u: t for n in SETS for u, t in sets[n][2].items()}
+    speech_vec = {u: mean_pool(f) for n in SETS for u, f in zip(sets[n][0], sets[n][1],
+                                                                   strict=True)}
+    res: dict = {"systems": {}, "retrieval": {}, "train": {}, "args": vars(a)}
+
+    def record(system: str, name: str, hyps: dict, extra: dict | None = None) -> None:
+        utts, _, refs = sets[name]
+        m = {**metrics(refs, hyps, ents[name]), **(extra or {})}
+        res["systems"].setdefault(system, {})[name] = m
+        (out / f"hyp_{system}_{name}.txt").write_text(
+            "".join(f"{u} {hyps.get(u, '')}\n" for u in utts))
+        print(f"{system:28s} {name:5s} {json.dumps(m)}", file=sys.stderr, flush=True)
+
+    # 1. first pass: the plain speech LLM (baseline row, text-retrieval queries)
+    fp = {n: first_pass(model, n, sets[n][0], sets[n][1], out) for n in ("train", "dev", "test")}
+    for n in ("dev", "test"):
+        record("speech_llm", n, fp[n]["hyps"])
+
+    # 2. neighbours: evaluation from the store, training from train (+ store), self excluded
+    train_pool = ["train"] + (["store"] if a.train_store == "train+store" else [])
+    pool_ids = {"eval": list(sets["store"][0]),
+                "train": [u for n in train_pool for u in sets[n][0]]}
+    keys, queries = {}, {}
+    keys["speech"] = {g: np.stack([speech_vec[u] for u in ids]) for g, ids in pool_ids.items()}
+    queries["speech"] = {n: np.stack([speech_vec[u] for u in sets[n][0]])
+                         for n in ("train", "dev", "test")}
+    kinds = a.retrieve_by.split(",")
+    if "text" in kinds:
+        from speechlm.encoders.sentence import SentenceEncoder
+
+        enc = SentenceEncoder(a.sentence_encoder)
+        keys["text"] = {g: enc.embed([texts[u] for u in ids]) for g, ids in pool_ids.items()}
+        queries["text"] = {n: enc.embed([fp[n]["hyps"][u] for u in sets[n][0]])
+                           for n in ("train", "dev", "test")}
+    neighbours = {}
+    for kind in kinds:
+        idx = {g: NeighbourIndex(keys[kind][g], ids) for g, ids in pool_ids.items()}
+        neighbours[kind] = {
+            "train": idx["train"].search(queries[kind]["train"], a.k, exclude=sets["train"][0]),
+            **{n: idx["eval"].search(queries[kind][n], a.k) for n in ("dev", "test")}}
+        tr = neighbours[kind]["train"]
+        res["retrieval"][kind] = {
+            **{f"{n}_entity_recall": entity_recall(neighbours[kind][n], sets[n][0], texts,
+                                                   ents[n]) for n in ("dev", "test")},
+            "train_top1_same_text": round(100.0 * np.mean([
+                texts[ids[0]] == texts[u] for u, ids in zip(sets["train"][0], tr, strict=True)
+            ]), 2)}
+        print(f"retrieval {kind}: {res['retrieval'][kind]}", file=sys.stderr, flush=True)
+
+    # 3. cross-attention adapters, trained per retrieval kind
+    store = ItemStore(texts, speech_vec)
+    n_layers = model.llm.model.config.num_hidden_layers
+    layers = tuple(range(n_layers)) if a.layers == "all" else \
+        tuple(int(x) for x in a.layers.split(","))
+    train_utts, train_feats, train_refs = sets["train"]
+    for kind in kinds:
+        config = RetrievalAugmentConfig(
+            retrieve_by=kind, k=a.k, items=a.items, text_pooling=a.text_pooling, layers=layers,
+            speech_dim=int(train_feats[0].shape[1]), epochs=a.epochs, batch_size=a.batch_size,
+            lr=a.lr)
+        mdir = out / f"xattn_{kind}"
+        xa = None
+        if (mdir / "cross_attention.json").is_file():
+            meta = json.loads((mdir / "cross_attention.json").read_text())
+            if meta["cross_attention"] == config.to_dict():
+                try:
+                    xa = CrossAttentionSpeechLLM.load(mdir, model)
+                except ValueError as e:  # another speech LLM: retrain
+                    print(f"retraining {mdir}: {e}", file=sys.stderr)
+        if xa is None:
+            xa = train_cross_attention(model, train_feats, [train_refs[u] for u in train_utts],
+                                       neighbours[kind]["train"], store, mdir, config,
+                                       progress=not a.no_progress)
+        res["train"][kind] = json.loads((mdir / "train_report.json").read_text())
+        for n in ("dev", "test"):
+            start = time.perf_counter()
+            hyps = xa.transcribe_features(sets[n][1], neighbours[kind][n], store)
+            record(f"speech_llm+xattn_{kind}", n, dict(zip(sets[n][0], hyps, strict=True)),
+                   {"seconds": round(time.perf_counter() - start, 2), "k": a.k})
+        xa.close()
+
+    # 4. the in-context prefix (no new weights)
+    for kind in kinds:
+        for n in ("dev", "test"):
+            start = time.perf_counter()
+            hyps = transcribe_in_context(model, sets[n][1],
+                                         [[texts[i] for i in ids] for ids in neighbours[kind][n]])
+            record(f"speech_llm+icl_{kind}", n, dict(zip(sets[n][0], hyps, strict=True)),
+                   {"seconds": round(time.perf_counter() - start, 2), "k": a.k})
+    (out / "results.json").write_text(json.dumps(res, indent=1) + "\n")
+    print(f"wrote {out / 'results.json'}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    torch.set_num_threads(1)
+    sys.exit(main())
