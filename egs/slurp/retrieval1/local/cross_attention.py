@@ -13,6 +13,11 @@ then read either
 * as an in-context prefix ``[BOS] Similar requests: a; b; ... [speech] Transcript:`` with
   no new weights.
 
+With ``--oracle``, an upper-bound diagnostic (not the paper's setting) adds a ``oracle``
+retrieval kind: each utterance's own transcript at a random place among k - 1 speech
+neighbours, in training and in evaluation, to show how much each reading mechanism takes from
+a retrieval that found the right sentence.
+
 WER and entity error come from local/evaluate.py's scoring. Writes OUT/results.json
 (``systems`` in evaluate.py's layout, ``retrieval`` diagnostics, ``train``: the adapters'
 training reports) and OUT/hyp_<system>_<set>.txt; adapters in OUT/xattn_<retrieve_by>.
@@ -109,6 +114,8 @@ def main() -> int:
     p.add_argument("--train-store", default="train+store", choices=["train", "train+store"],
                    help="what training queries retrieve from (themselves excluded)")
     p.add_argument("--sentence-encoder", default="minilm-l6")
+    p.add_argument("--oracle", action="store_true",
+                   help="also the own-transcript upper bound (a diagnostic)")
     p.add_argument("--no-progress", action="store_true")
     a = p.parse_args()
     out, data = Path(a.out), Path(a.data)
@@ -136,13 +143,15 @@ def main() -> int:
 
     # 2. neighbours: evaluation from the store, training from train (+ store), self excluded
     train_pool = ["train"] + (["store"] if a.train_store == "train+store" else [])
+    kinds = a.retrieve_by.split(",")
+    if a.oracle and "speech" not in kinds:
+        kinds.insert(0, "speech")  # the oracle fills its lists from speech neighbours
     pool_ids = {"eval": list(sets["store"][0]),
                 "train": [u for n in train_pool for u in sets[n][0]]}
     keys, queries = {}, {}
     keys["speech"] = {g: np.stack([speech_vec[u] for u in ids]) for g, ids in pool_ids.items()}
     queries["speech"] = {n: np.stack([speech_vec[u] for u in sets[n][0]])
                          for n in ("train", "dev", "test")}
-    kinds = a.retrieve_by.split(",")
     if "text" in kinds:
         from speechlm.encoders.sentence import SentenceEncoder
 
@@ -164,6 +173,17 @@ def main() -> int:
                 texts[ids[0]] == texts[u] for u, ids in zip(sets["train"][0], tr, strict=True)
             ]), 2)}
         print(f"retrieval {kind}: {res['retrieval'][kind]}", file=sys.stderr, flush=True)
+    if a.oracle:
+        rng = np.random.default_rng(0)
+        neighbours["oracle"] = {}
+        for n, near in neighbours["speech"].items():
+            rows = []
+            for u, ids in zip(sets[n][0], near, strict=True):
+                row = [i for i in ids if i != u][: a.k - 1]
+                row.insert(int(rng.integers(len(row) + 1)), u)
+                rows.append(row)
+            neighbours["oracle"][n] = rows
+        kinds.append("oracle")
 
     # 3. cross-attention adapters, trained per retrieval kind
     store = ItemStore(texts, speech_vec)
@@ -173,7 +193,8 @@ def main() -> int:
     train_utts, train_feats, train_refs = sets["train"]
     for kind in kinds:
         config = RetrievalAugmentConfig(
-            retrieve_by=kind, k=a.k, items=a.items, text_pooling=a.text_pooling, layers=layers,
+            retrieve_by="speech" if kind == "oracle" else kind, k=a.k, items=a.items,
+            text_pooling=a.text_pooling, layers=layers,
             speech_dim=int(train_feats[0].shape[1]), epochs=a.epochs, batch_size=a.batch_size,
             lr=a.lr)
         mdir = out / f"xattn_{kind}"
