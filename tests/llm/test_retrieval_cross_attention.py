@@ -285,3 +285,30 @@ def test_adapters_learn_to_copy_from_a_useful_memory():
     assert model.transcribe_features(feats, [[u] for u in ids], store) == texts
     shifted = model.transcribe_features(feats, [[u] for u in ids[1:] + ids[:1]], store)
     assert shifted == texts[1:] + texts[:1]  # it copies whatever it is given
+
+
+@pytest.mark.slow  # loads SmolLM2-135M (about 10-30 s here)
+def test_smollm2_gate_zero_and_cached_generation():
+    from speechlm.core import catalogue
+
+    try:
+        catalogue.locate("smollm2-135m-instruct")
+    except catalogue.ModelNotInstalled as e:  # a broken install fails, only absent skips
+        pytest.skip(str(e))
+    llm = LLM.from_pretrained("smollm2-135m-instruct")
+    x = llm.embed_tokens(llm.tokenizer("The capital of France is")["input_ids"])
+    with torch.no_grad():
+        plain = llm.model(inputs_embeds=x[None]).logits
+    adapters = CrossAttentionAdapters(llm.model, CrossAttentionConfig(
+        layers=(5, 17, -1), mem_dim=2 * 576)).attach(llm.model)
+    mem = torch.cat(ItemStore({"a": "the capital of italy is rome", "b": "paris is lovely"})
+                    .text_pairs(llm, ["a", "b"]))
+    with torch.no_grad(), adapters.memory(mem[None]):
+        assert torch.equal(llm.model(inputs_embeds=x[None]).logits, plain)
+        open_gates(adapters, 0.5)
+        out = llm.generate_from_embeds([x], SamplingParams(max_tokens=6))[0]
+        full = torch.cat([x, llm.embed_tokens(out.token_ids)])[None]
+        logits = llm.model(inputs_embeds=full).logits[0]
+    n = len(out.token_ids)
+    assert logits[len(x) - 1 : len(x) - 1 + n].argmax(-1).tolist() == out.token_ids
+    adapters.detach()
