@@ -110,6 +110,7 @@ def test_memory_padding_and_batch_alignment():
         alone = block(x[i : i + 1], rows[i][None])
         torch.testing.assert_close(batched[i], alone[0], rtol=1e-5, atol=1e-5)
     assert torch.equal(batched[2], x[2])  # an empty memory: no update, no NaN
+    assert torch.equal(block(x, torch.zeros(3, 0, 16)), x)  # nothing retrieved at all
     shared = block(x, rows[1][None])  # one memory row for the whole batch
     torch.testing.assert_close(shared[1], batched[1], rtol=1e-5, atol=1e-5)
     with pytest.raises(ValueError, match="2 rows, the LLM runs 3"):

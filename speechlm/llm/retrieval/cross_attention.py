@@ -109,6 +109,8 @@ class GatedCrossAttention(nn.Module):
             raise ValueError(f"cross-attention memory has {memory.shape[0]} rows, the LLM "
                              f"runs {b}: set one memory row per batch row (or one for all)")
         m = memory.shape[1]
+        if m == 0:  # nothing retrieved: the plain layer output
+            return x
         if mask is None:
             mask = torch.ones(memory.shape[:2], dtype=torch.bool, device=memory.device)
         if mask.shape != memory.shape[:2]:
