@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -51,19 +50,24 @@ from speechlm.llm.speech_llm import SpeechLLM, data_dir_features  # noqa: E402
 SETS = ("train", "store", "dev", "test")
 
 
-def load_sets(model: SpeechLLM, data: Path, feats_dir: Path, out: Path) -> dict:
-    """``set -> (utts, feats, texts)``; encoder caches are copied from ``feats_dir`` (read
-    only) into OUT/feats, computed there when missing."""
+def load_sets(model: SpeechLLM, data: Path, feats_dir: Path, out: Path,
+              train_limit: int = 0) -> dict:
+    """``set -> (utts, feats, texts)`` (float16 states, as cached). OUT/feats links to the
+    caches in ``feats_dir``; a stale or missing one is computed into OUT/feats, replacing
+    the link, never the linked file."""
     enc = model.config.encoder
     sets = {}
     for name in SETS:
         cache = out / "feats" / f"{name}.{enc}.npz"
         src = feats_dir / cache.name
-        if not cache.is_file() and src.is_file():
+        if not cache.exists() and src.is_file():
             cache.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(src, cache)
+            cache.symlink_to(src.resolve())
         utts, feats, refs = data_dir_features(data / name, enc, cache)
-        sets[name] = (utts, [f.astype(np.float32) for f in feats], refs)
+        if name == "train" and train_limit:
+            utts, feats = utts[:train_limit], feats[:train_limit]
+            refs = {u: refs[u] for u in utts}
+        sets[name] = (utts, feats, refs)
     return sets
 
 
@@ -111,6 +115,8 @@ def main() -> int:
     p.add_argument("--epochs", type=int, default=4)
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--train-limit", type=int, default=0,
+                   help="train on the first N training utterances (0: all)")
     p.add_argument("--train-store", default="train+store", choices=["train", "train+store"],
                    help="what training queries retrieve from (themselves excluded)")
     p.add_argument("--sentence-encoder", default="minilm-l6")
@@ -121,7 +127,7 @@ def main() -> int:
     out, data = Path(a.out), Path(a.data)
     out.mkdir(parents=True, exist_ok=True)
     model = SpeechLLM.load(a.model_dir, with_encoder=False)
-    sets = load_sets(model, data, Path(a.feats_dir), out)
+    sets = load_sets(model, data, Path(a.feats_dir), out, a.train_limit)
     ents = {n: entities_of(data / "local", n) for n in ("dev", "test")}
     texts = {u: t for n in SETS for u, t in sets[n][2].items()}
     speech_vec = {u: mean_pool(f) for n in SETS for u, f in zip(sets[n][0], sets[n][1],
