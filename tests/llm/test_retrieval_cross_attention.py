@@ -174,6 +174,17 @@ def test_retrieval_excludes_the_utterance_itself():
     assert index.search(vecs[:1], k=9, exclude=["s0"])[0] == [
         u for u in index.search(vecs[:1], k=5)[0] if u != "s0"]
     assert mean_pool(np.ones((3, 4))).tolist() == [1, 1, 1, 1]
+    # standardised: cosine after z-scoring every dimension with the store's statistics
+    keys = rng.standard_normal((20, 6)).astype(np.float32) * [50, 1, 1, 1, 1, 1] + 100
+    query = rng.standard_normal((3, 6)).astype(np.float32) + 100
+    z = (keys - keys.mean(0)) / keys.std(0)
+    zq = (query - keys.mean(0)) / keys.std(0)
+    cos = (zq / np.linalg.norm(zq, axis=1, keepdims=True)) @ (
+        z / np.linalg.norm(z, axis=1, keepdims=True)).T
+    names = [f"u{i}" for i in range(20)]
+    std_index = NeighbourIndex(keys, names, standardise=True)
+    assert std_index.search(query, 3) == [[names[i] for i in np.argsort(-c)[:3]] for c in cos]
+    assert std_index.search(query, 3) != NeighbourIndex(keys, names).search(query, 3)
     with pytest.raises(ValueError, match="store is empty"):
         NeighbourIndex(np.zeros((0, 8), np.float32), [])
     with pytest.raises(ValueError, match="8-dimensional"):

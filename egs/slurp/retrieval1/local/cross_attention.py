@@ -2,7 +2,8 @@
 """Retrieved utterances read by the speech-prefix LLM: gated cross-attention and in-context.
 
 For dev and test, the top-k utterances of the retrieval store (data/store) are found by
-speech (mean-pooled Whisper encoder states, cosine) or by text (MiniLM sentence embedding of
+speech (mean-pooled Whisper encoder states, z-scored per dimension with the store's
+statistics, cosine) or by text (MiniLM sentence embedding of
 the speech LLM's own first-pass hypothesis against the store transcripts, cosine). They are
 then read either
 
@@ -120,6 +121,8 @@ def main() -> int:
     p.add_argument("--train-store", default="train+store", choices=["train", "train+store"],
                    help="what training queries retrieve from (themselves excluded)")
     p.add_argument("--sentence-encoder", default="minilm-l6")
+    p.add_argument("--speech-key", default="zmean", choices=["mean", "zmean"],
+                   help="mean-pooled states, plain or z-scored with the store's statistics")
     p.add_argument("--oracle", action="store_true",
                    help="also the own-transcript upper bound (a diagnostic)")
     p.add_argument("--no-progress", action="store_true")
@@ -167,7 +170,9 @@ def main() -> int:
                            for n in ("train", "dev", "test")}
     neighbours = {}
     for kind in kinds:
-        idx = {g: NeighbourIndex(keys[kind][g], ids) for g, ids in pool_ids.items()}
+        z = kind == "speech" and a.speech_key == "zmean"
+        idx = {g: NeighbourIndex(keys[kind][g], ids, standardise=z)
+               for g, ids in pool_ids.items()}
         neighbours[kind] = {
             "train": idx["train"].search(queries[kind]["train"], a.k, exclude=sets["train"][0]),
             **{n: idx["eval"].search(queries[kind][n], a.k) for n in ("dev", "test")}}
