@@ -27,6 +27,7 @@ Resumable: trained adapters and first-pass hypotheses are reused when they match
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import sys
 import time
@@ -208,19 +209,22 @@ def main() -> int:
             text_pooling=a.text_pooling, layers=layers,
             speech_dim=int(train_feats[0].shape[1]), epochs=a.epochs, batch_size=a.batch_size,
             lr=a.lr)
-        mdir = out / f"xattn_{kind}"
+        mdir, stamp_file = out / f"xattn_{kind}", out / f"xattn_{kind}.stamp"
+        # what the adapters were trained from: settings, training utterances, neighbours
+        stamp = hashlib.sha256(json.dumps([config.to_dict(), train_utts,
+                                           neighbours[kind]["train"]]).encode()).hexdigest()
         xa = None
-        if (mdir / "cross_attention.json").is_file():
-            meta = json.loads((mdir / "cross_attention.json").read_text())
-            if meta["cross_attention"] == config.to_dict():
-                try:
-                    xa = CrossAttentionSpeechLLM.load(mdir, model)
-                except ValueError as e:  # another speech LLM: retrain
-                    print(f"retraining {mdir}: {e}", file=sys.stderr)
+        if (mdir / "cross_attention.json").is_file() and stamp_file.is_file() \
+                and stamp_file.read_text() == stamp:
+            try:
+                xa = CrossAttentionSpeechLLM.load(mdir, model)
+            except ValueError as e:  # another speech LLM: retrain
+                print(f"retraining {mdir}: {e}", file=sys.stderr)
         if xa is None:
             xa = train_cross_attention(model, train_feats, [train_refs[u] for u in train_utts],
                                        neighbours[kind]["train"], store, mdir, config,
                                        progress=not a.no_progress)
+            stamp_file.write_text(stamp)
         res["train"][kind] = json.loads((mdir / "train_report.json").read_text())
         for n in ("dev", "test"):
             start = time.perf_counter()
