@@ -10,15 +10,18 @@ from speechlm.llm.retrieval.augmented import (
     CrossAttentionSpeechLLM,
     ItemStore,
     RetrievalAugmentConfig,
-    in_context_embeds,
     train_cross_attention,
-    transcribe_in_context,
 )
 from speechlm.llm.retrieval.cross_attention import (
     CrossAttentionAdapters,
     CrossAttentionConfig,
     GatedCrossAttention,
     pad_memory,
+)
+from speechlm.llm.retrieval.in_context import (
+    fit_in_context,
+    in_context_embeds,
+    transcribe_in_context,
 )
 from speechlm.llm.retrieval.neighbours import NeighbourIndex, mean_pool
 from speechlm.llm.speech_llm import SpeechLLM, SpeechLLMConfig
@@ -324,3 +327,19 @@ def test_smollm2_gate_zero_and_cached_generation():
     n = len(out.token_ids)
     assert logits[len(x) - 1 : len(x) - 1 + n].argmax(-1).tolist() == out.token_ids
     adapters.detach()
+
+
+def test_in_context_training_tunes_the_llm_only():
+    slm = tiny_speech_llm()
+    feats = feats_of(4)
+    texts = [TEXTS[u] for u in ("s0", "s1", "s2", "s3")]
+    lm_head = slm.llm.model.get_output_embeddings().weight.detach().clone()
+    proj = {k: v.clone() for k, v in slm.projector.state_dict().items()}
+    report = fit_in_context(slm, feats, texts, [[t] for t in texts], epochs=8, batch_size=4,
+                            lr=3e-3, progress=False)
+    assert report["steps"] == 8 and report["final_loss"] < report["first_loss"] - 0.5
+    assert not torch.equal(lm_head, slm.llm.model.get_output_embeddings().weight)
+    assert all(torch.equal(v, slm.projector.state_dict()[k]) for k, v in proj.items())
+    assert not any(p.requires_grad for p in slm.llm.model.parameters())
+    with pytest.raises(ValueError, match="3 texts, 4 neighbour lists"):
+        fit_in_context(slm, feats, texts[:3], [[t] for t in texts], progress=False)

@@ -23,8 +23,8 @@ exactly as the speech LLM does. Decoding is greedy through the runtime
 (``LLM.generate_from_embeds``), one utterance at a time: the runtime drops finished rows
 from a batch without telling forward hooks, so a batched memory would lose its alignment.
 
-:func:`in_context_embeds` is the cheaper comparison with no new weights: the retrieved
-texts as prompt tokens (``[BOS] Similar requests: a; b. [speech] Transcript:``).
+The cheaper comparison, the retrieved texts as an in-context prefix, is
+``speechlm.llm.retrieval.in_context``.
 
 A model dir holds ``cross_attention.json`` (this config, the speech LLM's fingerprint),
 ``adapters.pt`` and ``train_report.json``; it is loaded on top of the speech-llm model dir
@@ -372,44 +372,3 @@ def train_cross_attention(speech_llm: Any, feats: Sequence[np.ndarray], texts: S
     stats["train_seconds"] = round(time.monotonic() - start, 1)
     model.save(out, stats)
     return model
-
-
-# ---- the in-context comparison ---------------------------------------------------------
-def in_context_embeds(speech_llm: Any, feats: np.ndarray, texts: Sequence[str], *,
-                      intro: str = " Similar requests:", sep: str = ";") -> torch.Tensor:
-    """``[BOS] intro t1; t2; ... . [speech] [prompt]`` as input embeddings ``(P, D)``.
-
-    Retrieved texts are dropped from the end until the prompt leaves room for
-    ``max_new_tokens`` within the LLM's context length.
-    """
-    llm, tok = speech_llm.llm, speech_llm.llm.tokenizer
-    base = speech_llm.prompt_embeds(feats)  # [BOS] [speech] [prompt]
-    n_bos = 1 if tok.bos_token_id is not None else 0
-    room = llm.max_length - speech_llm.config.max_new_tokens - base.shape[0]
-    kept = list(texts)
-    while kept:
-        ids = tok(f"{intro} {f'{sep} '.join(t.strip() for t in kept)}.",
-                  add_special_tokens=False)["input_ids"]
-        if len(ids) <= room:
-            return torch.cat([base[:n_bos], llm.embed_tokens(ids), base[n_bos:]])
-        kept.pop()
-    return base
-
-
-def transcribe_in_context(speech_llm: Any, feats: Sequence[np.ndarray],
-                          neighbour_texts: Sequence[Sequence[str]], batch_size: int = 8
-                          ) -> list[str]:
-    """Greedy transcripts with the retrieved texts as a prompt prefix (no new weights)."""
-    from speechlm.runtime import SamplingParams
-
-    if len(feats) != len(neighbour_texts):
-        raise ValueError(f"{len(feats)} utterances but {len(neighbour_texts)} neighbour lists")
-    params = SamplingParams(max_tokens=speech_llm.config.max_new_tokens)
-    out = []
-    for s in range(0, len(feats), batch_size):
-        prompts = [in_context_embeds(speech_llm, f, t)
-                   for f, t in zip(feats[s : s + batch_size],
-                                   neighbour_texts[s : s + batch_size], strict=True)]
-        out += [" ".join(c.text.split())
-                for c in speech_llm.llm.generate_from_embeds(prompts, params)]
-    return out
