@@ -12,7 +12,7 @@ then read either
   trained on the training split with the speech LLM's loss, LLM and projector frozen; the
   training queries retrieve from train + store, never themselves; or
 * as an in-context prefix ``[BOS] Similar requests: a; b; ... [speech] Transcript:`` with
-  no new weights.
+  no new weights, and (``--icl-epochs``) after fine-tuning the LLM on such prompts.
 
 With ``--oracle``, an upper-bound diagnostic (not the paper's setting) adds a ``oracle``
 retrieval kind: each utterance's own transcript at a random place among k - 1 speech
@@ -44,8 +44,8 @@ from speechlm.llm.retrieval.augmented import (  # noqa: E402
     ItemStore,
     RetrievalAugmentConfig,
     train_cross_attention,
-    transcribe_in_context,
 )
+from speechlm.llm.retrieval.in_context import fit_in_context, transcribe_in_context  # noqa: E402
 from speechlm.llm.retrieval.neighbours import NeighbourIndex, mean_pool  # noqa: E402
 from speechlm.llm.speech_llm import SpeechLLM, data_dir_features  # noqa: E402
 
@@ -126,6 +126,9 @@ def main() -> int:
                    help="mean-pooled states, plain or z-scored with the store's statistics")
     p.add_argument("--oracle", action="store_true",
                    help="also the own-transcript upper bound (a diagnostic)")
+    p.add_argument("--icl-epochs", type=int, default=0,
+                   help="also fine-tune the LLM on in-context prompts for N epochs (0: no)")
+    p.add_argument("--icl-lr", type=float, default=5e-4)
     p.add_argument("--no-progress", action="store_true")
     a = p.parse_args()
     out, data = Path(a.out), Path(a.data)
@@ -240,6 +243,23 @@ def main() -> int:
             hyps = transcribe_in_context(model, sets[n][1],
                                          [[texts[i] for i in ids] for ids in neighbours[kind][n]])
             record(f"speech_llm+icl_{kind}", n, dict(zip(sets[n][0], hyps, strict=True)),
+                   {"seconds": round(time.perf_counter() - start, 2), "k": a.k})
+
+    # 5. the in-context prefix after fine-tuning the LLM on such prompts (a fresh copy of the
+    # speech LLM per kind: the tuning changes its LLM in place; the tuned LLM is not kept)
+    for kind in kinds if a.icl_epochs else []:
+        tuned = SpeechLLM.load(a.model_dir, with_encoder=False)
+        report = fit_in_context(tuned, train_feats, [train_refs[u] for u in train_utts],
+                                [[texts[i] for i in ids] for ids in neighbours[kind]["train"]],
+                                epochs=a.icl_epochs, batch_size=a.batch_size, lr=a.icl_lr,
+                                progress=not a.no_progress)
+        res["train"][f"icl_{kind}"] = report
+        print(f"in-context training ({kind}): {report}", file=sys.stderr, flush=True)
+        for n in ("dev", "test"):
+            start = time.perf_counter()
+            hyps = transcribe_in_context(tuned, sets[n][1],
+                                         [[texts[i] for i in ids] for ids in neighbours[kind][n]])
+            record(f"speech_llm+icl_tuned_{kind}", n, dict(zip(sets[n][0], hyps, strict=True)),
                    {"seconds": round(time.perf_counter() - start, 2), "k": a.k})
     (out / "results.json").write_text(json.dumps(res, indent=1) + "\n")
     print(f"wrote {out / 'results.json'}", file=sys.stderr)
