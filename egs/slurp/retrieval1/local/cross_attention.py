@@ -126,8 +126,11 @@ def main() -> int:
                    help="mean-pooled states, plain or z-scored with the store's statistics")
     p.add_argument("--oracle", action="store_true",
                    help="also the own-transcript upper bound (a diagnostic)")
-    p.add_argument("--icl-epochs", type=int, default=0,
-                   help="also fine-tune the LLM on in-context prompts for N epochs (0: no)")
+    p.add_argument("--systems", default="xattn,icl",
+                   help="comma list of xattn (cross-attention), icl (in-context prefix), "
+                        "icl_tuned (in-context after LLM fine-tuning, --icl-epochs)")
+    p.add_argument("--icl-epochs", type=int, default=1,
+                   help="epochs of LLM fine-tuning on in-context prompts (icl_tuned)")
     p.add_argument("--icl-lr", type=float, default=5e-4)
     p.add_argument("--no-progress", action="store_true")
     a = p.parse_args()
@@ -206,7 +209,8 @@ def main() -> int:
     layers = tuple(range(n_layers)) if a.layers == "all" else \
         tuple(int(x) for x in a.layers.split(","))
     train_utts, train_feats, train_refs = sets["train"]
-    for kind in kinds:
+    systems = a.systems.split(",")
+    for kind in kinds if "xattn" in systems else []:
         config = RetrievalAugmentConfig(
             retrieve_by="speech" if kind == "oracle" else kind, k=a.k, items=a.items,
             text_pooling=a.text_pooling, layers=layers,
@@ -237,7 +241,7 @@ def main() -> int:
         xa.close()
 
     # 4. the in-context prefix (no new weights)
-    for kind in kinds:
+    for kind in kinds if "icl" in systems else []:
         for n in ("dev", "test"):
             start = time.perf_counter()
             hyps = transcribe_in_context(model, sets[n][1],
@@ -247,7 +251,7 @@ def main() -> int:
 
     # 5. the in-context prefix after fine-tuning the LLM on such prompts (a fresh copy of the
     # speech LLM per kind: the tuning changes its LLM in place; the tuned LLM is not kept)
-    for kind in kinds if a.icl_epochs else []:
+    for kind in kinds if "icl_tuned" in systems else []:
         tuned = SpeechLLM.load(a.model_dir, with_encoder=False)
         report = fit_in_context(tuned, train_feats, [train_refs[u] for u in train_utts],
                                 [[texts[i] for i in ids] for ids in neighbours[kind]["train"]],
