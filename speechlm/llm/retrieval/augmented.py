@@ -19,9 +19,11 @@ their state to the keys and adding the values (``GatedCrossAttention``'s identit
 (``speechlm.llm.retrieval.cross_attention``) to the speech-prefix LLM's decoder layers and
 trains them (and the speech item projection) with the speech LLM's own loss, the transcript
 tokens + EOS, while the LLM and the projector stay frozen: at initialisation it transcribes
-exactly as the speech LLM does. Decoding is greedy through the runtime
-(``LLM.generate_from_embeds``), one utterance at a time: the runtime drops finished rows
-from a batch without telling forward hooks, so a batched memory would lose its alignment.
+exactly as the speech LLM does, whatever trained change follows is the retrieval's, and the
+store's memory is encoded once (a fine-tuned LLM would have to re-encode it every step).
+Decoding is greedy through the runtime (``LLM.generate_from_embeds``), one utterance at a
+time: the runtime drops finished rows from a batch without telling forward hooks, so a
+batched memory would lose its alignment.
 
 The cheaper comparison, the retrieved texts as an in-context prefix, is
 ``speechlm.llm.retrieval.in_context``.
