@@ -3,21 +3,25 @@
 
 For dev and test, the top-k utterances of the retrieval store (data/store) are found by
 speech (mean-pooled Whisper encoder states, z-scored per dimension with the store's
-statistics, cosine) or by text (MiniLM sentence embedding of
-the speech LLM's own first-pass hypothesis against the store transcripts, cosine). They are
-then read either
+statistics, cosine) or by text (MiniLM sentence embedding of the speech LLM's own
+first-pass hypothesis against the store transcripts, cosine). They are then read either
 
 * through gated cross-attention blocks after the chosen decoder layers (memory: each
-  retrieved transcript's token states from the LLM itself, optionally its pooled speech),
-  trained on the training split with the speech LLM's loss, LLM and projector frozen; the
-  training queries retrieve from train + store, never themselves; or
+  retrieved transcript as (LLM final state, next-token embedding) pairs, optionally its
+  pooled speech), trained on the training split with the speech LLM's loss, LLM and
+  projector frozen; the training queries retrieve from train + store, never themselves
+  (``xattn``); or
 * as an in-context prefix ``[BOS] Similar requests: a; b; ... [speech] Transcript:`` with
-  no new weights, and (``--icl-epochs``) after fine-tuning the LLM on such prompts.
+  no new weights (``icl``), and after fine-tuning the LLM on such prompts for
+  ``--icl-epochs`` (``icl_tuned``; a fresh copy of the speech LLM per retrieval kind).
 
 With ``--oracle``, an upper-bound diagnostic (not the paper's setting) adds a ``oracle``
 retrieval kind: each utterance's own transcript at a random place among k - 1 speech
 neighbours, in training and in evaluation, to show how much each reading mechanism takes from
 a retrieval that found the right sentence.
+
+    python local/cross_attention.py --model-dir exp/speech_llm --feats-dir exp/feats \
+        --data data --out exp/xattn --oracle --systems xattn,icl,icl_tuned
 
 WER and entity error come from local/evaluate.py's scoring. Writes OUT/results.json
 (``systems`` in evaluate.py's layout, ``retrieval`` diagnostics, ``train``: the adapters'
