@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Stage 5: the speech-prefix LLM with and without kNN-LM retrieval, and N-best rescoring.
 
-Greedy decoding of dev and test with the speech-prefix LLM: plain, + kNN-LM over the text-key
+Greedy decoding of dev and test with the speech-prefix LLM (and, when it has a CTC head, the
+CTC best path of its projected prefix alone): plain, + kNN-LM over the text-key
 store, + kNN-LM over the speech-key store (lambda, k, T swept on dev, the best applied to
 test). N-best rescoring of Whisper's 5-best: Whisper score + llm_scale * ln p(text) from the
 LLM (plain / + text-key kNN) and from the speech-prefix LLM (plain / + speech-key kNN),
@@ -118,6 +119,9 @@ def main() -> int:
         utts, feats, _, _ = sets[name]
         hyps, t = decode(model, utts, feats)
         record("speech_llm", name, hyps, t)
+        if model.ctc_head is not None:  # what the prefix carries, read without the LLM
+            record("speech_llm_ctc", name,
+                   dict(zip(utts, model.ctc_transcribe_features(feats), strict=True)))
     # 2. + kNN-LM, swept on dev
     grid = list(itertools.product([float(x) for x in a.lams.split(",")],
                                   [int(x) for x in a.ks.split(",")],

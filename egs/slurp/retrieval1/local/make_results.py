@@ -13,6 +13,7 @@ ROWS = [
     ("whisper+lm+knn_text", "+ rescoring: embedded LM + kNN-LM, text keys"),
     ("whisper+speech_llm", "+ rescoring: speech-prefix LLM"),
     ("whisper+speech_llm+knn_speech", "+ rescoring: speech-prefix LLM + kNN-LM, speech keys"),
+    ("speech_llm_ctc", "projector CTC best path (no LLM)"),
     ("speech_llm", "speech-prefix LLM (greedy)"),
     ("speech_llm+knn_text", "+ kNN-LM, text keys"),
     ("speech_llm+knn_speech", "+ kNN-LM, speech keys"),
@@ -78,7 +79,15 @@ def main() -> int:
         f"({'fine-tuned with the projector' if slm.get('train_llm') else 'frozen'}). "
         f"Trained: {report['trainable_params']:,} parameters, {report['steps']} "
         f"steps on {report['examples']} utterances in {report['train_seconds']:.0f} s, final "
-        f"loss {report['final_loss']}.",
+        f"loss {report['final_loss']}" + (
+            f" (transcript cross-entropy {report['final_ce']} + {slm['ctc_weight']} x CTC "
+            f"{report['final_ctc']}). The CTC loss reads the transcript's tokens off the "
+            "projected prefix, scored against the LLM's own input embedding table (plus a "
+            "learned blank)" + ("; the LLM reads one embedding per CTC segment (the mean of "
+                                "the frames the best path gives one token, blank frames "
+                                "dropped)" if slm.get("ctc_compress") else
+                                "; the LLM reads every projected frame") + "."
+            if slm.get("ctc_weight") else "."),
         "",
         "kNN-LM: p = lam p_kNN + (1 - lam) p_LM, p_kNN = softmax(-d / T) over k neighbours "
         "(squared L2) of the LLM's final hidden state. Text keys: the LLM reads the store's "
