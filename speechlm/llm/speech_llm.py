@@ -196,15 +196,34 @@ class SpeechLLM:
         return torch.cat([bos, speech, self.llm.embed_tokens(self._prompt)], dim=0)
 
     # ---- decoding --------------------------------------------------------------------
+    def ctc_log_posteriors(self, feats: np.ndarray) -> torch.Tensor:
+        """``(T / k, V + 1)`` CTC log-posteriors of the projected frames (blank last)."""
+        if self.ctc_head is None:
+            raise ValueError("this speech-llm model has no CTC head (ctc_weight was 0)")
+        table = self.llm.model.get_input_embeddings().weight
+        with torch.no_grad():
+            speech = self.projector(torch.as_tensor(np.asarray(feats), dtype=torch.float32)[None])
+            return self.ctc_head.log_probs(speech.to(table.dtype), table)[0]
+
     def transcribe_features(self, feats: Sequence[np.ndarray], *,
-                            logits_processor: Any = None) -> list[str]:
-        """Greedy transcripts of encoder states (one ``(T, in_dim)`` array each)."""
+                            logits_processor: Any = None, ctc_weight: float = 0.0) -> list[str]:
+        """Greedy transcripts of encoder states (one ``(T, in_dim)`` array each).
+
+        ``ctc_weight`` > 0 decodes jointly with the CTC head's prefix scores
+        (``speechlm.llm.ctc_prefix``), on top of ``logits_processor`` if given.
+        """
         from speechlm.runtime import SamplingParams
 
         if not feats:
             return []
         prompts = [self.prompt_embeds(f) for f in feats]
         params = SamplingParams(max_tokens=self.config.max_new_tokens)
+        if ctc_weight > 0:
+            from speechlm.llm.ctc_prefix import CTCJointProcessor
+
+            logits_processor = CTCJointProcessor(
+                [self.ctc_log_posteriors(f) for f in feats], self.llm.eos_ids, ctc_weight,
+                inner=logits_processor)
         out = self.llm.generate_from_embeds(prompts, params, logits_processor=logits_processor)
         return [" ".join(c.text.split()) for c in out]
 

@@ -174,6 +174,8 @@ def test_ctc_head_learns_the_transcripts_and_round_trips(tmp_path):
     assert stats["final_ctc"] < 0.5 and stats["final_loss"] > stats["final_ctc"]
     model = SpeechLLM(llm, proj, config, ctc_head=head)
     assert model.ctc_transcribe_features(feats) == TEXTS
+    # joint decoding at CTC weight 1 follows the CTC prefix scores alone
+    assert model.transcribe_features(feats, ctc_weight=1.0) == TEXTS
     sl.save_speech_llm(tmp_path / "m", config, proj, stats, ctc_head=head)
     again = SpeechLLM.load(tmp_path / "m", llm=llm, with_encoder=False)
     assert again.ctc_transcribe_features(feats) == TEXTS

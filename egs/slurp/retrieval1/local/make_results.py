@@ -17,6 +17,9 @@ ROWS = [
     ("speech_llm", "speech-prefix LLM (greedy)"),
     ("speech_llm+knn_text", "+ kNN-LM, text keys"),
     ("speech_llm+knn_speech", "+ kNN-LM, speech keys"),
+    ("speech_llm+ctc", "speech-prefix LLM, joint CTC decoding"),
+    ("speech_llm+ctc+knn_text", "+ kNN-LM, text keys"),
+    ("speech_llm+ctc+knn_speech", "+ kNN-LM, speech keys"),
 ]
 
 
@@ -103,13 +106,30 @@ def main() -> int:
         if key not in sys_:
             continue
         d, t = sys_[key]["dev"], sys_[key]["test"]
-        setting = ", ".join(f"{k}={t[k]}" for k in ("lam", "k", "T", "llm_scale") if k in t)
+        setting = ", ".join(f"{k}={t[k]}" for k in ("lam", "k", "T", "llm_scale", "ctc_weight")
+                            if k in t)
         rel = (t["wer"] - base["wer"]) / max(base["wer"], 1e-9) * 100
         lines.append(f"| {name} | {d['wer']:.1f} | {d['eer']:.1f} | {t['wer']:.1f} | "
                      f"{t['eer']:.1f} | {rel:+.0f}% | {setting} |")
     lines += ["", "WER and entity error rate (EER: a reference entity counts as an error when "
               "its words are not a contiguous run of the hypothesis) in %. "
               f"Test: {base['words']} words, {base['entities']} entities.", ""]
+    if "test_in_store" in base:
+        ins, ctl = base["test_in_store"], base["test_control"]
+        lines += ["### Test split by entity: in the store vs control", "",
+                  f"*in store*: the {ins['utts']} test utterances with an entity that occurs in "
+                  f"the store's text ({ins['entities']} entities), where retrieval can bring it "
+                  f"in; *control*: the other {ctl['utts']} ({ctl['entities']} entities), where "
+                  "it must not hurt.", "",
+                  "| system | in-store WER | in-store EER | control WER | control EER |",
+                  "|---|---|---|---|---|"]
+        for key, name in ROWS:
+            t = sys_.get(key, {}).get("test", {})
+            if "test_in_store" in t:
+                i, c = t["test_in_store"], t["test_control"]
+                lines.append(f"| {name} | {i['wer']:.1f} | {i['eer']:.1f} | {c['wer']:.1f} | "
+                             f"{c['eer']:.1f} |")
+        lines.append("")
     tk, sk = sys_.get("speech_llm+knn_text", {}).get("test"), \
         sys_.get("speech_llm+knn_speech", {}).get("test")
     if tk and sk:
@@ -157,7 +177,10 @@ def main() -> int:
         lines += ["", f"![query time vs store size]({png.name})"]
     lines += ["", "## Dev sweeps", ""]
     for name, sweep in res["sweeps"].items():
-        if isinstance(sweep, list):
+        if isinstance(sweep, list) and sweep and "ctc_weight" in sweep[0]:
+            cells = "; ".join(f"ctc_weight={r['ctc_weight']}: {r['wer']:.1f}/{r['eer']:.1f}"
+                              for r in sweep)
+        elif isinstance(sweep, list):
             cells = "; ".join(f"lam={r['lam']} k={r['k']} T={r['T']}: {r['wer']:.1f}/"
                               f"{r['eer']:.1f}" for r in sweep)
         else:
