@@ -490,7 +490,14 @@ def train_speech_llm(feats: Sequence[np.ndarray], texts: Sequence[str], out: str
 
 # ---- the recognizer backend ("speechlm decode --backend speech-llm") ---------------------
 class SpeechLLMBackend:
-    """``speechlm.asr.Recognizer`` backend: greedy 1-best of a speech-llm model dir."""
+    """``speechlm.asr.Recognizer`` backend: greedy 1-best of a speech-llm model dir.
+
+    ``ctc_weight`` (``--ctc-weight``, else the model dir's ``decode.yaml``, which the
+    retrieval1 recipe writes with the weight tuned on dev) sets joint CTC / LLM decoding
+    for a model with a CTC head; without either, 0.5 with a head and 0 without.
+    """
+
+    default_ctc_weight = 0.5
 
     has_lattice = False
     am_scale = 1.0
@@ -500,10 +507,19 @@ class SpeechLLMBackend:
             raise ValueError("decode config: the speech-llm backend needs --model-dir (a dir "
                              "from speechlm speech-llm train)")
         self.model = SpeechLLM.load(config.model)
+        if self.model.ctc_head is None:
+            if config.ctc_weight:
+                raise ValueError(f"{config.model}: --ctc-weight {config.ctc_weight} needs a "
+                                 f"model with a CTC head ({CTC_WEIGHTS}); this one has none")
+            self.ctc_weight = 0.0
+        else:
+            self.ctc_weight = (self.default_ctc_weight if config.ctc_weight is None
+                               else float(config.ctc_weight))
         self.name = Path(config.model).name
         self.sample_rate = SpeechLLM.sample_rate
         self.info = {"model": self.name, "path": str(config.model),
-                     "llm": self.model.config.llm, "encoder": self.model.config.encoder}
+                     "llm": self.model.config.llm, "encoder": self.model.config.encoder,
+                     "ctc_weight": self.ctc_weight}
 
     def prepare(self, samples: np.ndarray) -> np.ndarray:
         return self.model.features(samples)
@@ -520,7 +536,7 @@ class SpeechLLMBackend:
         if not batch:
             return []
         utts, feats = zip(*batch, strict=True)
-        texts = self.model.transcribe_features(list(feats))
+        texts = self.model.transcribe_features(list(feats), ctc_weight=self.ctc_weight)
         return [([Hypothesis(text=t, score=0.0)] if t else [], None) for t in texts]
 
 

@@ -87,9 +87,15 @@ def test_speech_keys_and_knn_on_the_speech_llm(trained, tmp_path):
     assert model.transcribe_features(feats, logits_processor=knn1) == TEXTS
 
 
-def test_decode_config_speech_llm_backend():
+def test_decode_config_speech_llm_backend(tmp_path):
     from speechlm.asr.decode_config import DecodeConfig
     from speechlm.asr.recognizer import BACKEND_CLASSES
+
+    # the recipe's tuned CTC weight comes from the model dir; the command line wins
+    (tmp_path / "decode.yaml").write_text("ctc_weight: 0.7\n")
+    cfg = DecodeConfig(backend="speech-llm", model=str(tmp_path))
+    assert cfg.with_model_defaults().ctc_weight == 0.7
+    assert cfg.replace(ctc_weight=0.2).with_model_defaults().ctc_weight == 0.2
 
     assert BACKEND_CLASSES["speech-llm"] == "speechlm.llm.speech_llm:SpeechLLMBackend"
     with pytest.raises(ValueError, match="needs a model"):

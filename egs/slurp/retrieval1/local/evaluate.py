@@ -169,6 +169,11 @@ def main() -> int:
             sweep.append({"ctc_weight": w, **metrics(refs, hyps, ents)})
         res["sweeps"]["ctc_joint"] = sweep
         w = min(sweep, key=lambda r: (r["wer"], r["eer"]))["ctc_weight"]
+        # the tuned weight travels with the model: `speechlm decode --backend speech-llm`
+        # reads it from the model dir's decode.yaml (ESPnet's convention)
+        (Path(a.model_dir) / "decode.yaml").write_text(
+            f"# written by local/evaluate.py: the CTC weight with the lowest dev WER\n"
+            f"ctc_weight: {w}\n")
         for key in (None, "text", "speech"):
             knn, extra = None, {"ctc_weight": w}
             if key is not None:
