@@ -125,6 +125,7 @@ def main() -> int:
             for sub, keep in subsets.items():
                 m[sub] = {**metrics({u: r for u, r in refs.items() if u in keep}, hyps, ents),
                           "utts": len(keep)}
+        res["systems"].setdefault(system, {})[name] = m
         (out / f"hyp_{system}_{name}.txt").write_text(
             "".join(f"{u} {hyps.get(u, '')}\n" for u in utts))
         print(f"{system:32s} {name:5s} {json.dumps(m)}", file=sys.stderr, flush=True)
