@@ -162,7 +162,7 @@ class DecodeConfig:
         """Settings left None taken from the model dir's ``decode.yaml`` (the config the
         recipe decoded with, exported by ``speechlm train-asr --decode-config``): what the
         command line and ``--config`` set wins, the model's defaults come next."""
-        if self.backend != "espnet" or not self.model:
+        if self.backend not in ("espnet", "speech-llm") or not self.model:
             return self
         path = Path(self.model) / "decode.yaml"
         if not path.is_file():

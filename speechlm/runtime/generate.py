@@ -329,7 +329,8 @@ def sample_loop(
         eos_ids: ids that end a row (finish_reason "eos"; EOS is not in ``token_ids``
             but its log-prob is in ``logprobs``).
         streams: one ``TextStream`` per row (stop strings, streaming).
-        processor: ``(hidden (B, D), logits (B, V)) -> scores`` at every step (kNN-LM).
+        processor: ``(hidden (B, D), logits (B, V)) -> scores`` at every step (kNN-LM);
+            its optional ``set_rows`` / ``observe`` hooks get the rows and chosen tokens.
         prompt_embeds: B tensors ``(len(prompts[r]), D)`` fed instead of the prompt ids'
             embeddings (a prefix that is not text); the ids then only give lengths.
     """
@@ -345,6 +346,10 @@ def sample_loop(
         embeds = prompt_embeds[0].new_zeros(ids.shape[0], ids.shape[1], prompt_embeds[0].shape[-1])
         for r, e in enumerate(prompt_embeds):
             embeds[r, ids.shape[1] - e.shape[0]:] = e
+    set_rows = getattr(processor, "set_rows", None)  # row-aware processors (see
+    observe = getattr(processor, "observe", None)     # runtime.retrieval.LogitsProcessor)
+    if set_rows is not None:
+        set_rows(list(range(len(prompts))))
     logits = engine.last_logits(ids, mask, positions, cache, phase="prefill", stats=stats,
                                 processor=processor, inputs_embeds=embeds)  # (B, V)
     stats.prompt_tokens += int(mask.sum())
@@ -356,6 +361,8 @@ def sample_loop(
     positions = positions[:, -1:]  # (B, 1)
     while active:
         next_ids = choose_tokens(logits, params, generator)  # (B,)
+        if observe is not None:
+            observe(list(active), next_ids.tolist())
         # ln p(token): one logsumexp instead of a full (B, V) log_softmax
         logps = logits.gather(-1, next_ids[:, None])[:, 0] - torch.logsumexp(logits, dim=-1)
         keep = []
@@ -387,6 +394,8 @@ def sample_loop(
             active = [active[r] for r in keep]
         mask = torch.cat([mask, mask.new_ones(len(active), 1)], dim=1)  # (B, L + 1)
         positions = positions + 1
+        if set_rows is not None:
+            set_rows(list(active))
         logits = engine.last_logits(
             next_ids[:, None],
             None if unpadded else mask,

@@ -50,6 +50,16 @@ class LogitsProcessor:
 
     The scores returned are used as logits (greedy argmax, sampling, log-softmax for
     scoring). A processor that returns log-probabilities keeps scores normalised.
+
+    A processor whose scores depend on each row's own history (e.g. a CTC prefix scorer
+    holding one posteriorgram per prompt) also defines, in greedy/sampled generation:
+
+    * ``set_rows(rows)``: called before each step's ``__call__`` with the prompt index of
+      every row of the coming ``(N, V)`` logits (rows leave the batch as they finish);
+    * ``observe(rows, tokens)``: called after each step with the prompt index and the
+      chosen token of every row (an EOS token included, as the row's last).
+
+    Processors without them are called exactly as before.
     """
 
     def __call__(self, hidden: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:

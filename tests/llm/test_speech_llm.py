@@ -7,7 +7,13 @@ import torch
 from speechlm.llm.projector import Projector, ProjectorConfig
 from speechlm.llm.retrieval import build_datastore
 from speechlm.llm.retrieval.keys import speech_keys
-from speechlm.llm.speech_llm import SpeechLLM, SpeechLLMConfig, fit_projector, save_speech_llm
+from speechlm.llm.speech_llm import (
+    SpeechLLM,
+    SpeechLLMConfig,
+    TiedCTC,
+    fit_projector,
+    save_speech_llm,
+)
 from speechlm.runtime.llm import LLM
 from speechlm.runtime.retrieval import KNNLogitsProcessor
 from speechlm.testing.llm import tiny_config, tiny_tokenizer
@@ -20,8 +26,10 @@ def trained():
     llm = LLM.from_config(tiny_config("llama"), tiny_tokenizer("llama"), seed=0)
     rng = np.random.default_rng(0)
     feats = [rng.standard_normal((10 + 3 * i, 8)).astype(np.float32) for i in range(4)]
+    # ctc_weight 0: this fixture tests the transcript loss alone (4-7 frames cannot carry
+    # these byte-level transcripts through CTC anyway)
     config = SpeechLLMConfig(llm="tiny", encoder="none", prompt=" :", epochs=60,
-                             batch_size=4, lr=3e-2, hidden=64, downsample=2)
+                             batch_size=4, lr=3e-2, hidden=64, downsample=2, ctc_weight=0.0)
     torch.manual_seed(0)
     proj = Projector(ProjectorConfig(in_dim=8, out_dim=64, downsample=2, hidden=64))
     first = fit_projector(llm.model, llm.tokenizer, proj, feats, TEXTS,
@@ -79,9 +87,15 @@ def test_speech_keys_and_knn_on_the_speech_llm(trained, tmp_path):
     assert model.transcribe_features(feats, logits_processor=knn1) == TEXTS
 
 
-def test_decode_config_speech_llm_backend():
+def test_decode_config_speech_llm_backend(tmp_path):
     from speechlm.asr.decode_config import DecodeConfig
     from speechlm.asr.recognizer import BACKEND_CLASSES
+
+    # the recipe's tuned CTC weight comes from the model dir; the command line wins
+    (tmp_path / "decode.yaml").write_text("ctc_weight: 0.7\n")
+    cfg = DecodeConfig(backend="speech-llm", model=str(tmp_path))
+    assert cfg.with_model_defaults().ctc_weight == 0.7
+    assert cfg.replace(ctc_weight=0.2).with_model_defaults().ctc_weight == 0.2
 
     assert BACKEND_CLASSES["speech-llm"] == "speechlm.llm.speech_llm:SpeechLLMBackend"
     with pytest.raises(ValueError, match="needs a model"):
@@ -118,3 +132,58 @@ def test_train_llm_saves_and_reloads_the_tuned_llm(tmp_path):
     again = SpeechLLM.load(tmp_path / "m", with_encoder=False)
     assert torch.equal(again.llm.model.get_output_embeddings().weight,
                        llm.model.get_output_embeddings().weight)
+
+
+def test_tied_ctc_reads_tokens_off_the_embedding_table():
+    head = TiedCTC(4)
+    table = torch.eye(4)[:3] * 5  # tokens 0-2 along the first three axes
+    with torch.no_grad():
+        head.blank.copy_(torch.tensor([0.0, 0.0, 0.0, 5.0]))
+    e = torch.eye(4)
+    speech = torch.stack([e[0], e[0], e[3], e[0], e[1], e[1], e[3], e[2]])
+    assert head.greedy(speech, table) == [0, 0, 1, 2]  # repeats merged unless split by blank
+    logp = head.log_probs(speech[None], table)
+    assert logp.shape == (1, 8, 4) and torch.allclose(logp.exp().sum(-1), torch.ones(1, 8))
+    # the loss is lower for the spoken tokens than for others, and the table gets no gradient
+    table.requires_grad_(True)
+    good = head.loss(speech[None], [8], table, [[0, 0, 1, 2]])
+    bad = head.loss(speech[None], [8], table, [[2, 1]])
+    assert good < bad
+    good.backward()
+    assert table.grad is None and head.blank.grad is not None
+    # compression: one mean embedding per best-path run, blanks dropped
+    c = head.compress(speech, table)
+    assert c.shape == (4, 4) and torch.equal(c[0], e[0]) and torch.equal(c[3], e[2])
+    silent = torch.stack([e[3], e[3] * 2])
+    assert torch.equal(head.compress(silent, table), silent.mean(0, keepdim=True))
+    with pytest.raises(ValueError, match="ctc_weight"):
+        SpeechLLMConfig(ctc_weight=-1.0)
+    with pytest.raises(ValueError, match="ctc_compress"):
+        SpeechLLMConfig(ctc_weight=0.0, ctc_compress=True)
+
+
+@pytest.mark.slow  # trains for a few seconds
+def test_ctc_head_learns_the_transcripts_and_round_trips(tmp_path):
+    from speechlm.llm import speech_llm as sl
+
+    llm = LLM.from_config(tiny_config("llama"), tiny_tokenizer("llama"), seed=0)
+    rng = np.random.default_rng(0)
+    # enough frames for every byte of the transcript (downsample 2: 20 embeddings)
+    feats = [rng.standard_normal((40, 8)).astype(np.float32) for _ in TEXTS]
+    config = SpeechLLMConfig(llm="tiny", encoder="none", prompt=" :", epochs=150,
+                             batch_size=4, lr=1e-2, hidden=64, downsample=2, ctc_weight=1.0)
+    torch.manual_seed(0)
+    proj = Projector(ProjectorConfig(in_dim=8, out_dim=64, downsample=2, hidden=64))
+    head = TiedCTC(64)
+    stats = fit_projector(llm.model, llm.tokenizer, proj, feats, TEXTS, config,
+                          ctc_head=head, progress=False)
+    assert stats["final_ctc"] < 0.5 and stats["final_loss"] > stats["final_ctc"]
+    model = SpeechLLM(llm, proj, config, ctc_head=head)
+    assert model.ctc_transcribe_features(feats) == TEXTS
+    # joint decoding at CTC weight 1 follows the CTC prefix scores alone
+    assert model.transcribe_features(feats, ctc_weight=1.0) == TEXTS
+    sl.save_speech_llm(tmp_path / "m", config, proj, stats, ctc_head=head)
+    again = SpeechLLM.load(tmp_path / "m", llm=llm, with_encoder=False)
+    assert again.ctc_transcribe_features(feats) == TEXTS
+    with pytest.raises(ValueError, match="no CTC head"):
+        SpeechLLM(llm, proj, config).ctc_transcribe_features(feats)

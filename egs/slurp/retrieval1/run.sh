@@ -2,7 +2,7 @@
 # egs/slurp/retrieval1/run.sh: a speech-prefix LLM (Whisper encoder -> projector -> LLM) and
 # kNN-LM retrieval with text keys and speech keys (arXiv 2406.09618), on synthetic SLURP speech.
 #
-#   ./run.sh                  # the RESULTS.md run (1000 training utterances, 500 store)
+#   ./run.sh                  # the RESULTS.md run (10000 training utterances, 500 store)
 #   ./run.sh --quick true     # smaller sets, shorter training (integration path)
 #
 # Stages: 1 splits + synthetic speech, 2 embedded LM (the speech-prefix LLM's LLM),
@@ -17,6 +17,7 @@ quick=false
 llm=exp/lm                      # the speech-prefix LLM's LLM: the embedded LM of stage 2, or
                                 # smollm2-135m-instruct (about 10 s per batch of 8 here)
 index=flat                      # datastore index: flat | ivf | ivfpq
+train_size=                     # projector training utterances (default 10000; quick 2000)
 help_message="usage: $0 [--stage N] [--stop_stage N] [--quick true] [--llm NAME|DIR]"
 
 cmdline="$0 $*"
@@ -30,13 +31,16 @@ fi
 [ -n "${slurp}" ] || { log "SLURP text not found: pass --slurp DIR or set SPEECHLM_DATA"; exit 1; }
 
 if [ "${quick}" = true ]; then
-  sizes="--train_size 300 --store_size 200 --dev_size 20 --test_size 40"
-  lm_opts="--steps 300 --layers 2 --hidden 128 --context-length 192"; slm_opts="--epochs 3 --lr 3e-3 --train-llm --llm-lr 1e-3"
+  sizes="--train_size ${train_size:-2000} --store_size 200 --dev_size 20 --test_size 40"
+  lm_opts="--steps 300 --layers 2 --hidden 128 --context-length 192"
+  slm_opts="--epochs 3 --lr 3e-3 --train-llm --llm-lr 1e-3 --ctc-weight 1 --ctc-compress"
   sweep="--lams 0.25,0.5 --ks 8 --temps 1,10 --llm-scales 0,0.3,1"; bench_sizes=10000,100000
   exp=exp/quick; data=data/quick
 else
-  sizes="--train_size 1000 --store_size 500 --dev_size 40 --test_size 80"
-  lm_opts="--epochs 3 --context-length 192"; slm_opts="--epochs 6 --lr 3e-3 --train-llm --llm-lr 1e-3"; sweep=""; bench_sizes=10000,100000,1000000
+  sizes="--train_size ${train_size:-10000} --store_size 500 --dev_size 40 --test_size 80"
+  lm_opts="--epochs 3 --context-length 192"
+  slm_opts="--epochs 5 --lr 3e-3 --train-llm --llm-lr 1e-3 --ctc-weight 1 --ctc-compress"
+  sweep=""; bench_sizes=10000,100000,1000000
   exp=exp; data=data
 fi
 [ "${llm}" = exp/lm ] && llm=${exp}/lm

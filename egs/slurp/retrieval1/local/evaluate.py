@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Stage 5: the speech-prefix LLM with and without kNN-LM retrieval, and N-best rescoring.
 
-Greedy decoding of dev and test with the speech-prefix LLM: plain, + kNN-LM over the text-key
+Greedy decoding of dev and test with the speech-prefix LLM (and, when it has a CTC head, the
+CTC best path of its projected prefix alone): plain, + kNN-LM over the text-key
 store, + kNN-LM over the speech-key store (lambda, k, T swept on dev, the best applied to
 test). N-best rescoring of Whisper's 5-best: Whisper score + llm_scale * ln p(text) from the
 LLM (plain / + text-key kNN) and from the speech-prefix LLM (plain / + speech-key kNN),
@@ -50,10 +51,12 @@ def metrics(refs: dict[str, str], hyps: dict[str, str], ents: dict[str, list[str
             "words": stats.ref_words, "entities": total}
 
 
-def decode(model: SpeechLLM, utts, feats, knn=None, batch: int = 8) -> tuple[dict, dict]:
+def decode(model: SpeechLLM, utts, feats, knn=None, batch: int = 8,
+           ctc_weight: float = 0.0) -> tuple[dict, dict]:
     hyps, start, tokens = {}, time.perf_counter(), 0
     for s in range(0, len(utts), batch):
-        texts = model.transcribe_features(feats[s : s + batch], logits_processor=knn)
+        texts = model.transcribe_features(feats[s : s + batch], logits_processor=knn,
+                                          ctc_weight=ctc_weight)
         for u, t in zip(utts[s : s + batch], texts, strict=True):
             hyps[u] = t
             tokens += len(model.target_ids(t)) + 1 if t else 1
@@ -85,6 +88,8 @@ def main() -> int:
     p.add_argument("--ks", default="8,32")
     p.add_argument("--temps", default="1,10")
     p.add_argument("--llm-scales", default="0,0.1,0.3,0.5,1")
+    p.add_argument("--ctc-weights", default="0.3,0.5,0.7",
+                   help="CTC weights of joint decoding swept on dev (models with a CTC head)")
     a = p.parse_args()
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -103,10 +108,23 @@ def main() -> int:
                                  expect_fingerprint=f"speech|{model.fingerprint()}"),
     }
     res: dict = {"stores": {k: v.meta for k, v in stores.items()}, "systems": {}}
+    # the issue's control: test utterances with an entity that the store's text holds (where
+    # retrieval can help) vs those without one (where it must not hurt)
+    store_text = " " + " ".join(
+        line.split(" ", 1)[1] for line in
+        (Path(a.data) / "local" / "store.text").read_text().splitlines() if " " in line) + " "
+    _, _, test_refs, test_ents = sets["test"]
+    in_store = {u for u in test_refs
+                if any(f" {e} " in store_text for e in test_ents.get(u.rsplit("-", 1)[-1], []))}
+    subsets = {"test_in_store": in_store, "test_control": set(test_refs) - in_store}
 
     def record(system: str, name: str, hyps: dict, extra: dict | None = None) -> dict:
         utts, _, refs, ents = sets[name]
         m = {**metrics(refs, hyps, ents), **(extra or {})}
+        if name == "test":
+            for sub, keep in subsets.items():
+                m[sub] = {**metrics({u: r for u, r in refs.items() if u in keep}, hyps, ents),
+                          "utts": len(keep)}
         res["systems"].setdefault(system, {})[name] = m
         (out / f"hyp_{system}_{name}.txt").write_text(
             "".join(f"{u} {hyps.get(u, '')}\n" for u in utts))
@@ -118,6 +136,9 @@ def main() -> int:
         utts, feats, _, _ = sets[name]
         hyps, t = decode(model, utts, feats)
         record("speech_llm", name, hyps, t)
+        if model.ctc_head is not None:  # what the prefix carries, read without the LLM
+            record("speech_llm_ctc", name,
+                   dict(zip(utts, model.ctc_transcribe_features(feats), strict=True)))
     # 2. + kNN-LM, swept on dev
     grid = list(itertools.product([float(x) for x in a.lams.split(",")],
                                   [int(x) for x in a.ks.split(",")],
@@ -139,6 +160,32 @@ def main() -> int:
             hyps, t = decode(model, utts, feats, knn)
             record(f"speech_llm+knn_{key}", name, hyps,
                    {**t, "lam": best["lam"], "k": best["k"], "T": best["T"]})
+    # 2b. joint CTC / LLM decoding (CTC prefix scores of the projector's CTC head), the CTC
+    # weight swept on dev, then with each store's best kNN setting on top
+    if model.ctc_head is not None:
+        utts, feats, refs, ents = sets["dev"]
+        sweep = []
+        for w in [float(x) for x in a.ctc_weights.split(",")]:
+            hyps, _ = decode(model, utts, feats, ctc_weight=w)
+            sweep.append({"ctc_weight": w, **metrics(refs, hyps, ents)})
+        res["sweeps"]["ctc_joint"] = sweep
+        w = min(sweep, key=lambda r: (r["wer"], r["eer"]))["ctc_weight"]
+        # the tuned weight travels with the model: `speechlm decode --backend speech-llm`
+        # reads it from the model dir's decode.yaml (ESPnet's convention)
+        (Path(a.model_dir) / "decode.yaml").write_text(
+            f"# written by local/evaluate.py: the CTC weight with the lowest dev WER\n"
+            f"ctc_weight: {w}\n")
+        for key in (None, "text", "speech"):
+            knn, extra = None, {"ctc_weight": w}
+            if key is not None:
+                b = res["systems"][f"speech_llm+knn_{key}"]["dev"]
+                knn = KNNLogitsProcessor(stores[key], lam=b["lam"], k=b["k"], temperature=b["T"])
+                extra.update(lam=b["lam"], k=b["k"], T=b["T"])
+            for name in ("dev", "test"):
+                utts, feats, _, _ = sets[name]
+                hyps, t = decode(model, utts, feats, knn, ctc_weight=w)
+                record("speech_llm+ctc" + (f"+knn_{key}" if key else ""), name, hyps,
+                       {**t, **extra})
     # 3. Whisper 5-best and its rescoring
     scales = [float(x) for x in a.llm_scales.split(",")]
     nbests = {n: read_nbest_jsonl(Path(a.whisper_dir) / f"decode_{n}" / "nbest.jsonl")

@@ -13,9 +13,13 @@ ROWS = [
     ("whisper+lm+knn_text", "+ rescoring: embedded LM + kNN-LM, text keys"),
     ("whisper+speech_llm", "+ rescoring: speech-prefix LLM"),
     ("whisper+speech_llm+knn_speech", "+ rescoring: speech-prefix LLM + kNN-LM, speech keys"),
+    ("speech_llm_ctc", "projector CTC best path (no LLM)"),
     ("speech_llm", "speech-prefix LLM (greedy)"),
     ("speech_llm+knn_text", "+ kNN-LM, text keys"),
     ("speech_llm+knn_speech", "+ kNN-LM, speech keys"),
+    ("speech_llm+ctc", "speech-prefix LLM, joint CTC decoding"),
+    ("speech_llm+ctc+knn_text", "+ kNN-LM, text keys"),
+    ("speech_llm+ctc+knn_speech", "+ kNN-LM, speech keys"),
 ]
 
 
@@ -60,8 +64,8 @@ def main() -> int:
     lines = [
         "# SLURP (synthetic speech): speech-prefix LLM and kNN-LM retrieval",
         "",
-        f"Command: `{a.cmdline}`. Machine: 2 shared CPU cores, loaded by other jobs (load "
-        "average 13-19 during the run); all timings are from that machine.",
+        f"Command: `{a.cmdline}`. Machine: 2 CPU cores shared with other jobs, no GPU; all "
+        "timings are from that machine.",
         "",
         f"Data: SLURP devel sentences with entity annotations, split by sentence into test "
         f"({sets['test']}), dev ({sets['dev']}) and a retrieval store ({sets['store']} "
@@ -78,7 +82,15 @@ def main() -> int:
         f"({'fine-tuned with the projector' if slm.get('train_llm') else 'frozen'}). "
         f"Trained: {report['trainable_params']:,} parameters, {report['steps']} "
         f"steps on {report['examples']} utterances in {report['train_seconds']:.0f} s, final "
-        f"loss {report['final_loss']}.",
+        f"loss {report['final_loss']}" + (
+            f" (transcript cross-entropy {report['final_ce']} + {slm['ctc_weight']} x CTC "
+            f"{report['final_ctc']}). The CTC loss reads the transcript's tokens off the "
+            "projected prefix, scored against the LLM's own input embedding table (plus a "
+            "learned blank)" + ("; the LLM reads one embedding per CTC segment (the mean of "
+                                "the frames the best path gives one token, blank frames "
+                                "dropped)" if slm.get("ctc_compress") else
+                                "; the LLM reads every projected frame") + "."
+            if slm.get("ctc_weight") else "."),
         "",
         "kNN-LM: p = lam p_kNN + (1 - lam) p_LM, p_kNN = softmax(-d / T) over k neighbours "
         "(squared L2) of the LLM's final hidden state. Text keys: the LLM reads the store's "
@@ -94,26 +106,48 @@ def main() -> int:
         if key not in sys_:
             continue
         d, t = sys_[key]["dev"], sys_[key]["test"]
-        setting = ", ".join(f"{k}={t[k]}" for k in ("lam", "k", "T", "llm_scale") if k in t)
+        setting = ", ".join(f"{k}={t[k]}" for k in ("lam", "k", "T", "llm_scale", "ctc_weight")
+                            if k in t)
         rel = (t["wer"] - base["wer"]) / max(base["wer"], 1e-9) * 100
         lines.append(f"| {name} | {d['wer']:.1f} | {d['eer']:.1f} | {t['wer']:.1f} | "
                      f"{t['eer']:.1f} | {rel:+.0f}% | {setting} |")
     lines += ["", "WER and entity error rate (EER: a reference entity counts as an error when "
               "its words are not a contiguous run of the hypothesis) in %. "
               f"Test: {base['words']} words, {base['entities']} entities.", ""]
-    tk, sk = sys_.get("speech_llm+knn_text", {}).get("test"), \
-        sys_.get("speech_llm+knn_speech", {}).get("test")
-    if tk and sk:
-        holds = "holds" if sk["wer"] < tk["wer"] else "does not hold"
-        lines += [f"Speech keys vs text keys on the speech-prefix LLM, test WER: "
-                  f"{sk['wer']:.1f} vs {tk['wer']:.1f} (EER {sk['eer']:.1f} vs {tk['eer']:.1f}):"
-                  f" the paper's direction (speech-key retrieval beats text-key retrieval) "
-                  f"{holds} here."]
-        if base["wer"] > 50:
-            lines[-1] += (f" But the speech-prefix LLM itself does not transcribe yet "
-                          f"({base['wer']:.0f}% test WER: it writes fluent in-domain "
-                          "sentences mostly unrelated to the audio), so this is no test of "
-                          "the paper's claim: the claim is neither reproduced nor refuted.")
+    if "test_in_store" in base:
+        ins, ctl = base["test_in_store"], base["test_control"]
+        lines += ["### Test split by entity: in the store vs control", "",
+                  f"*in store*: the {ins['utts']} test utterances with an entity that occurs in "
+                  f"the store's text ({ins['entities']} entities), where retrieval can bring it "
+                  f"in; *control*: the other {ctl['utts']} ({ctl['entities']} entities), where "
+                  "it must not hurt.", "",
+                  "| system | in-store WER | in-store EER | control WER | control EER |",
+                  "|---|---|---|---|---|"]
+        for key, name in ROWS:
+            t = sys_.get(key, {}).get("test", {})
+            if "test_in_store" in t:
+                i, c = t["test_in_store"], t["test_control"]
+                lines.append(f"| {name} | {i['wer']:.1f} | {i['eer']:.1f} | {c['wer']:.1f} | "
+                             f"{c['eer']:.1f} |")
+        lines.append("")
+    for base_key, label in (("speech_llm", "the speech-prefix LLM"),
+                            ("speech_llm+ctc", "joint CTC decoding")):
+        b = sys_.get(base_key, {}).get("test")
+        tk = sys_.get(f"{base_key}+knn_text", {}).get("test")
+        sk = sys_.get(f"{base_key}+knn_speech", {}).get("test")
+        if not (b and tk and sk):
+            continue
+        holds = ("holds" if sk["wer"] < tk["wer"] else
+                 "does not hold" if sk["wer"] > tk["wer"] else "is a tie")
+        words = b["words"]
+        lines += [f"Speech keys vs text keys on {label}, test WER: {sk['wer']:.1f} vs "
+                  f"{tk['wer']:.1f} (without retrieval {b['wer']:.1f}; EER {sk['eer']:.1f} vs "
+                  f"{tk['eer']:.1f}): the paper's direction (speech-key retrieval beats "
+                  f"text-key retrieval) {holds} here; one point is "
+                  f"{words / 100:.0f} of the {words} test words."]
+        if b["wer"] > 90:
+            lines[-1] += (f" But {label} does not transcribe ({b['wer']:.0f}% test WER), so "
+                          "this is no test of the paper's claim.")
         lines.append("")
     # costs
     lines += ["## Cost", "", "| store | keys | dim | build s (index) | key extraction s | "
@@ -148,7 +182,10 @@ def main() -> int:
         lines += ["", f"![query time vs store size]({png.name})"]
     lines += ["", "## Dev sweeps", ""]
     for name, sweep in res["sweeps"].items():
-        if isinstance(sweep, list):
+        if isinstance(sweep, list) and sweep and "ctc_weight" in sweep[0]:
+            cells = "; ".join(f"ctc_weight={r['ctc_weight']}: {r['wer']:.1f}/{r['eer']:.1f}"
+                              for r in sweep)
+        elif isinstance(sweep, list):
             cells = "; ".join(f"lam={r['lam']} k={r['k']} T={r['T']}: {r['wer']:.1f}/"
                               f"{r['eer']:.1f}" for r in sweep)
         else:
