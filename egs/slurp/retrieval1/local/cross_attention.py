@@ -123,6 +123,9 @@ def main() -> int:
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--train-limit", type=int, default=0,
                    help="train on the first N training utterances (0: all)")
+    p.add_argument("--adapter-data", default="train", choices=["train", "store"],
+                   help="what the adapters learn on: the training split, or the store split "
+                        "(held out from the speech LLM's training; self-excluded retrieval)")
     p.add_argument("--train-store", default="train+store", choices=["train", "train+store"],
                    help="what training queries retrieve from (themselves excluded)")
     p.add_argument("--sentence-encoder", default="minilm-l6")
@@ -157,12 +160,14 @@ def main() -> int:
         print(f"{system:28s} {name:5s} {json.dumps(m)}", file=sys.stderr, flush=True)
 
     # 1. first pass: the plain speech LLM (baseline row, text-retrieval queries)
-    fp = {n: first_pass(model, n, sets[n][0], sets[n][1], out) for n in ("train", "dev", "test")}
+    fit = a.adapter_data  # the utterances the adapters (and the tuned in-context LLM) learn on
+    qsets = {"train": fit, "dev": "dev", "test": "test"}  # query group -> data set
+    fp = {n: first_pass(model, n, sets[n][0], sets[n][1], out) for n in (fit, "dev", "test")}
     for n in ("dev", "test"):
         record("speech_llm", n, fp[n]["hyps"])
 
     # 2. neighbours: evaluation from the store, training from train (+ store), self excluded
-    train_pool = ["train"] + (["store"] if a.train_store == "train+store" else [])
+    train_pool = [fit] + (["store"] if a.train_store == "train+store" and fit == "train" else [])
     kinds = a.retrieve_by.split(",")
     if a.oracle and "speech" not in kinds:
         kinds.insert(0, "speech")  # the oracle fills its lists from speech neighbours
@@ -170,29 +175,29 @@ def main() -> int:
                 "train": [u for n in train_pool for u in sets[n][0]]}
     keys, queries = {}, {}
     keys["speech"] = {g: np.stack([speech_vec[u] for u in ids]) for g, ids in pool_ids.items()}
-    queries["speech"] = {n: np.stack([speech_vec[u] for u in sets[n][0]])
-                         for n in ("train", "dev", "test")}
+    queries["speech"] = {n: np.stack([speech_vec[u] for u in sets[s][0]])
+                         for n, s in qsets.items()}
     if "text" in kinds:
         from speechlm.encoders.sentence import SentenceEncoder
 
         enc = SentenceEncoder(a.sentence_encoder)
         keys["text"] = {g: enc.embed([texts[u] for u in ids]) for g, ids in pool_ids.items()}
-        queries["text"] = {n: enc.embed([fp[n]["hyps"][u] for u in sets[n][0]])
-                           for n in ("train", "dev", "test")}
+        queries["text"] = {n: enc.embed([fp[s]["hyps"][u] for u in sets[s][0]])
+                           for n, s in qsets.items()}
     neighbours = {}
     for kind in kinds:
         z = kind == "speech" and a.speech_key == "zmean"
         idx = {g: NeighbourIndex(keys[kind][g], ids, standardise=z)
                for g, ids in pool_ids.items()}
         neighbours[kind] = {
-            "train": idx["train"].search(queries[kind]["train"], a.k, exclude=sets["train"][0]),
+            "train": idx["train"].search(queries[kind]["train"], a.k, exclude=sets[fit][0]),
             **{n: idx["eval"].search(queries[kind][n], a.k) for n in ("dev", "test")}}
         tr = neighbours[kind]["train"]
         res["retrieval"][kind] = {
             **{f"{n}_entity_recall": entity_recall(neighbours[kind][n], sets[n][0], texts,
                                                    ents[n]) for n in ("dev", "test")},
             "train_top1_same_text": round(100.0 * np.mean([
-                texts[ids[0]] == texts[u] for u, ids in zip(sets["train"][0], tr, strict=True)
+                texts[ids[0]] == texts[u] for u, ids in zip(sets[fit][0], tr, strict=True)
             ]), 2)}
         print(f"retrieval {kind}: {res['retrieval'][kind]}", file=sys.stderr, flush=True)
     if a.oracle:
@@ -200,7 +205,7 @@ def main() -> int:
         neighbours["oracle"] = {}
         for n, near in neighbours["speech"].items():
             rows = []
-            for u, ids in zip(sets[n][0], near, strict=True):
+            for u, ids in zip(sets[qsets[n]][0], near, strict=True):
                 row = [i for i in ids if i != u][: a.k - 1]
                 row.insert(int(rng.integers(len(row) + 1)), u)
                 rows.append(row)
@@ -212,7 +217,7 @@ def main() -> int:
     n_layers = model.llm.model.config.num_hidden_layers
     layers = tuple(range(n_layers)) if a.layers == "all" else \
         tuple(int(x) for x in a.layers.split(","))
-    train_utts, train_feats, train_refs = sets["train"]
+    train_utts, train_feats, train_refs = sets[fit]
     systems = a.systems.split(",")
     for kind in kinds if "xattn" in systems else []:
         config = RetrievalAugmentConfig(
