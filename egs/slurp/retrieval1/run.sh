@@ -8,7 +8,8 @@
 # Stages: 1 splits + synthetic speech, 2 embedded LM (the speech-prefix LLM's LLM),
 # 3 Whisper encoder states + projector training, 4 Whisper 5-best (baseline, N-best for
 # rescoring), 5 datastores (text keys, speech keys), 6 decoding with/without kNN-LM and
-# N-best rescoring (swept on dev), 7 FAISS scaling bench, 8 RESULTS.md + plot.
+# N-best rescoring (swept on dev), joint CTC decoding, cross-attention and in-context
+# retrieval, 7 FAISS scaling bench, 8 RESULTS.md + plot.
 set -euo pipefail
 
 stage=1; stop_stage=100
@@ -35,12 +36,13 @@ if [ "${quick}" = true ]; then
   lm_opts="--steps 300 --layers 2 --hidden 128 --context-length 192"
   slm_opts="--epochs 3 --lr 3e-3 --train-llm --llm-lr 1e-3 --ctc-weight 1 --ctc-compress"
   sweep="--lams 0.25,0.5 --ks 8 --temps 1,10 --llm-scales 0,0.3,1"; bench_sizes=10000,100000
+  xattn_opts="--train-limit 1000"
   exp=exp/quick; data=data/quick
 else
   sizes="--train_size ${train_size:-10000} --store_size 500 --dev_size 40 --test_size 80"
   lm_opts="--epochs 3 --context-length 192"
   slm_opts="--epochs 5 --lr 3e-3 --train-llm --llm-lr 1e-3 --ctc-weight 1 --ctc-compress"
-  sweep=""; bench_sizes=10000,100000,1000000
+  sweep=""; bench_sizes=10000,100000,1000000; xattn_opts="--train-limit 3000"
   exp=exp; data=data
 fi
 [ "${llm}" = exp/lm ] && llm=${exp}/lm
@@ -97,6 +99,12 @@ if [ ${stage} -le 6 ] && [ ${stop_stage} -ge 6 ]; then
   python local/evaluate.py --model-dir "${exp}/speech_llm" --text-store "${exp}/store_text" \
     --speech-store "${exp}/store_speech" --whisper-dir "${exp}/whisper" \
     --feats-dir "${exp}/feats" --data "${data}" --out "${exp}/eval" ${sweep}
+  # retrieved utterances read through gated cross-attention or as an in-context prefix
+  # (--oracle: the upper bound with each utterance's own transcript among the k)
+  # shellcheck disable=SC2086
+  python local/cross_attention.py --model-dir "${exp}/speech_llm" --feats-dir "${exp}/feats" \
+    --data "${data}" --out "${exp}/xattn" --oracle --systems xattn,icl,icl_tuned \
+    --epochs 2 --lr 1e-2 ${xattn_opts} --no-progress
 fi
 
 if [ ${stage} -le 7 ] && [ ${stop_stage} -ge 7 ]; then

@@ -17,6 +17,14 @@ ROWS = [
     ("speech_llm", "speech-prefix LLM (greedy)"),
     ("speech_llm+knn_text", "+ kNN-LM, text keys"),
     ("speech_llm+knn_speech", "+ kNN-LM, speech keys"),
+    ("speech_llm+xattn_text", "+ cross-attention, text retrieval"),
+    ("speech_llm+xattn_speech", "+ cross-attention, speech retrieval"),
+    ("speech_llm+icl_text", "+ in-context prefix, text retrieval"),
+    ("speech_llm+icl_speech", "+ in-context prefix, speech retrieval"),
+    ("speech_llm+icl_tuned_text", "+ in-context prefix, LLM tuned on such prompts, text"),
+    ("speech_llm+icl_tuned_speech", "+ in-context prefix, LLM tuned on such prompts, speech"),
+    ("speech_llm+xattn_oracle", "oracle: cross-attention, own transcript among k"),
+    ("speech_llm+icl_tuned_oracle", "oracle: in-context (tuned), own transcript among k"),
     ("speech_llm+ctc", "speech-prefix LLM, joint CTC decoding"),
     ("speech_llm+ctc+knn_text", "+ kNN-LM, text keys"),
     ("speech_llm+ctc+knn_speech", "+ kNN-LM, speech keys"),
@@ -60,6 +68,10 @@ def main() -> int:
     report = json.loads((exp / "speech_llm" / "train_report.json").read_text())
     slm = json.loads((exp / "speech_llm" / "speech_llm.json").read_text())["speech_llm"]
     sys_ = res["systems"]
+    xattn_path = exp / "xattn" / "results.json"
+    xattn = json.loads(xattn_path.read_text()) if xattn_path.is_file() else None
+    if xattn:  # local/cross_attention.py: same layout; its plain row is the same model
+        sys_.update({k: v for k, v in xattn["systems"].items() if k != "speech_llm"})
     base = sys_["speech_llm"]["test"]
     lines = [
         "# SLURP (synthetic speech): speech-prefix LLM and kNN-LM retrieval",
@@ -114,6 +126,24 @@ def main() -> int:
     lines += ["", "WER and entity error rate (EER: a reference entity counts as an error when "
               "its words are not a contiguous run of the hypothesis) in %. "
               f"Test: {base['words']} words, {base['entities']} entities.", ""]
+    if xattn:
+        ret = xattn.get("retrieval", {})
+        args = xattn.get("args", {})
+        recall = "; ".join(f"{k} {v['test_entity_recall']:.1f}%" for k, v in ret.items()
+                           if "test_entity_recall" in v)
+        lines += ["Cross-attention and in-context retrieval (`local/cross_attention.py`): the "
+                  f"top-{args.get('k', 'k')} store utterances by speech (z-scored mean-pooled "
+                  "Whisper states, cosine) or by text (MiniLM of the speech LLM's own "
+                  "first-pass hypothesis), read through gated, zero-initialised cross-"
+                  "attention blocks after every decoder layer (memory: the retrieved "
+                  "transcripts as (LLM final state, next-token embedding) pairs; trained with "
+                  "the speech LLM frozen, retrieving from train + store without the utterance "
+                  "itself) or put before the speech prefix as text (`Similar requests: ...`), "
+                  "without and with one epoch of LLM fine-tuning on such prompts. Greedy "
+                  "decoding, no CTC. Share of test entities found in the retrieved "
+                  f"transcripts: {recall}. *oracle* rows put each utterance's own transcript "
+                  "among the k: an upper bound on what the reading mechanism takes from a "
+                  "retrieval that found the sentence, not the paper's setting.", ""]
     if "test_in_store" in base:
         ins, ctl = base["test_in_store"], base["test_control"]
         lines += ["### Test split by entity: in the store vs control", "",
