@@ -48,11 +48,11 @@ def test_test_dir_is_the_test_set_and_leaves_the_pool(snips, tmp_path):
     test_dir = tmp_path / "held_out"
     test_dir.mkdir()
     _snips_file(test_dir / "validate_PlayMusic.json", "PlayMusic",
-                ["PlayMusic words a", "new one", "new two", "new 3"])
+                ["PlayMusic words a", "new one", "new two", "new 3", "Fernández"])
     sets, summary = prepare_slu.prepare_snips(snips, dev_per_intent=2, test_per_intent=0,
                                               seed=0, test_dir=test_dir)
     assert sorted(r["text"] for r in sets["test"]) == [
-        "please new one", "please new two", "please playmusic words a"]
+        "please fernandez", "please new one", "please new two", "please playmusic words a"]
     assert all(r["id"].startswith("snipstest-PlayMusic-") for r in sets["test"])
     pool = {r["text"] for r in sets["slu_train"]}
     assert not pool & {r["text"] for r in sets["test"]}  # the overlap leaves the pool

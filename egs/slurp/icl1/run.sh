@@ -27,6 +27,8 @@ slurp=                          # default: $SPEECHLM_DATA/slurp, ../shared/data/
 snips=                          # --corpus snips: default $SPEECHLM_DATA/snips, ../shared/data/snips
 snips_test_dir=                 # --corpus snips: validate_<Intent>.json files = the test set
 snips_pool_per_intent=300       # --corpus snips: few-shot pool sentences per intent (0 = all)
+snips_test_per_intent=          # --corpus snips: test sentences per intent (default 10, quick 3;
+                                # 0 = every row of --snips_test_dir)
 test_jsonl=                     # extra SLURP-form test sets (never used for any choice)
 quick=false
 asr_models="whisper-tiny.en"    # catalogue Whisper models (whisper-base works too)
@@ -77,6 +79,10 @@ case ${corpus} in
     # sentences per intent (7 intents)
     if [ "${quick}" = true ]; then dev_size=2; test_size=3; exp=exp/snips_quick
     else dev_size=4; test_size=10; exp=exp/snips_full; fi
+    [ -z "${snips_test_per_intent}" ] || test_size=${snips_test_per_intent}
+    if [ "${test_size}" = 0 ] && [ -z "${snips_test_dir}" ]; then
+      log "--snips_test_per_intent 0 (all) needs --snips_test_dir"; exit 1
+    fi
     [ -z "${snips_test_dir}" ] || exp=${exp}_testdir ;;
   *) log "--corpus ${corpus}: slurp or snips"; exit 1 ;;
 esac

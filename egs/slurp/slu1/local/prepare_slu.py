@@ -24,6 +24,7 @@ import json
 import random
 import re
 import sys
+import unicodedata
 from pathlib import Path
 
 from speechlm.data.snips import read_snips_dir, split_per_intent
@@ -55,22 +56,30 @@ def read_slurp_jsonl(path: Path, prefix: str) -> list[dict]:
     return rows
 
 
+def fold_accents(text: str) -> str:
+    """``Fernández`` -> ``Fernandez`` (NFKD, combining marks dropped), so ``normalize`` keeps
+    the letters instead of cutting the word in two."""
+    return "".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c))
+
+
 def read_snips(snips_dir: Path, pattern: str = "train_*_full.json",
-               prefix: str = "snips-") -> tuple[list[dict], int]:
+               prefix: str = "snips-", accents: bool = False) -> tuple[list[dict], int]:
     """SNIPS rows (``speechlm.data.snips``) as ``{"id", "text", "intent", "spans"}``, text and
     spans normalised, and the number of rows left out for holding digits (the synthesiser
     would read them out but they would be scored as digits). Ids are ``<prefix><Intent>-<row>``.
+    ``accents``: fold accented letters first (``fold_accents``; --corpus snips does).
     """
+    prep = fold_accents if accents else str
     rows, with_digits = [], 0
     for u in read_snips_dir(snips_dir, pattern):
-        text = normalize(u.text)
+        text = normalize(prep(u.text))
         if not text:
             continue  # punctuation only
         if re.search(r"\d", text):
             with_digits += 1
             continue
         rows.append({"id": f"{prefix}{u.intent}-{u.row:04d}", "text": text, "intent": u.intent,
-                     "spans": [[slot, normalize(value)] for slot, value in u.spans]})
+                     "spans": [[slot, normalize(prep(value))] for slot, value in u.spans]})
     return rows, with_digits
 
 
@@ -124,13 +133,14 @@ def prepare_snips(snips: Path, dev_per_intent: int, test_per_intent: int, seed: 
     files, the benchmark's test split), test is those rows (``test_per_intent`` of each
     intent, seeded; 0 = all) and only dev is drawn. Every sentence of dev or test is removed
     from the pool, which then keeps ``pool_per_intent`` sentences of each intent (seeded;
-    0 = all). Sentences with digits are left out everywhere (counted).
+    0 = all). Accented letters are folded (``é`` -> ``e``); sentences with digits are left
+    out everywhere (counted).
     """
-    rows, digits = read_snips(snips)
+    rows, digits = read_snips(snips, accents=True)
     summary = {"left_out_with_digits": {"train_full": digits}}
     parts = split_per_intent(rows, dev_per_intent, 0 if test_dir else test_per_intent, seed)
     if test_dir is not None:
-        test_rows, test_digits = read_snips(test_dir, "validate_*.json", "snipstest-")
+        test_rows, test_digits = read_snips(test_dir, "validate_*.json", "snipstest-", True)
         parts["test"] = _sample_per_intent(test_rows, test_per_intent, seed)
         summary["left_out_with_digits"]["test_dir"] = test_digits
         summary["test_dir"] = str(test_dir)
