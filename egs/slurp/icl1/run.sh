@@ -27,7 +27,7 @@ slurp=                          # default: $SPEECHLM_DATA/slurp, ../shared/data/
 snips=                          # --corpus snips: default $SPEECHLM_DATA/snips, ../shared/data/snips
 snips_test_dir=                 # --corpus snips: validate_<Intent>.json files = the test set
 snips_pool_per_intent=300       # --corpus snips: few-shot pool sentences per intent (0 = all)
-snips_test_per_intent=          # --corpus snips: test sentences per intent (default 10, quick 3;
+snips_test_per_intent=          # --corpus snips: test sentences per intent (default 10, quick 2;
                                 # 0 = every row of --snips_test_dir)
 test_jsonl=                     # extra SLURP-form test sets (never used for any choice)
 quick=false
@@ -77,7 +77,7 @@ case ${corpus} in
     fi
     log "snips: using $(cd "${snips}" && pwd)${snips_test_dir:+, test set $(cd "${snips_test_dir}" && pwd)}"
     # sentences per intent (7 intents)
-    if [ "${quick}" = true ]; then dev_size=2; test_size=3; exp=exp/snips_quick
+    if [ "${quick}" = true ]; then dev_size=2; test_size=2; exp=exp/snips_quick
     else dev_size=4; test_size=10; exp=exp/snips_full; fi
     [ -z "${snips_test_per_intent}" ] || test_size=${snips_test_per_intent}
     if [ "${test_size}" = 0 ] && [ -z "${snips_test_dir}" ]; then
