@@ -252,8 +252,9 @@ def main() -> int:
          f"- LLM `{args.llm}`, {args.shots} shots per query, selection: "
          f"{', '.join(args.selections)}; sets (sentences): `{json.dumps(sizes)}`"]
     if args.corpus == "snips":
-        test = (f"test = the rows of `{Path(summary['test_dir']).name}/validate_*.json`"
-                if summary.get("test_dir") else "dev and test drawn from the other sentences")
+        test = (f"test = rows of `{Path(summary['test_dir']).name}/validate_*.json` and dev "
+                "drawn from the other training sentences" if summary.get("test_dir")
+                else "dev and test drawn from the other sentences")
         L += ["- SNIPS: the few-shot pool is a seeded sample per intent of "
               f"`train_<Intent>_full.json`; {test}, per intent with seed `0:<Intent>` "
               "(`../slu1/local/prepare_slu.py --corpus snips`); dev and test sentences are "
