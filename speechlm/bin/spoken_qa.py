@@ -6,7 +6,9 @@ r"""Extractive spoken QA from text, 1-best, N-best, WCN or oracle, by an LLM in 
 
 The questions come from slot annotations (``speechlm.llm.spoken_qa``: one question per slot
 type of a sentence, its answer the span's words). ``--annotations PREFIX=FILE`` (repeatable)
-reads SLURP-form JSONL; sentence ids are PREFIX + ``slurp_id``. A data-dir utterance belongs
+reads SLURP-form JSONL (``sentence_annotation``) or rows with SNIPS-style ``spans``
+(``[[slot type, value], ...]``, as egs/slurp/icl1 --corpus snips writes its sets); sentence
+ids are PREFIX + ``slurp_id`` (or ``id``). A data-dir utterance belongs
 to the sentence whose id ends it (``<speaker>-<sentence id>``, how the recipes name them).
 ``--pool-jsonl`` (``{"id", "text"}`` rows, e.g. the SLU training split) gives the
 demonstrations: their reference text and their own questions.
@@ -28,7 +30,8 @@ from speechlm.bin import command_main
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--annotations", action="append", required=True, metavar="PREFIX=FILE",
-                        help="SLURP-form JSONL with sentence_annotation; ids PREFIX+slurp_id")
+                        help="JSONL with sentence_annotation (SLURP) or spans (SNIPS-style); "
+                        "ids PREFIX+slurp_id (or id)")
     parser.add_argument("--pool-jsonl", required=True,
                         help="demonstration sentences: {id, text} rows (e.g. slu_train.jsonl)")
     parser.add_argument("--data-dir", required=True, help="the set's Kaldi data dir")

@@ -1,7 +1,9 @@
 """Extractive spoken QA over ASR output: the second task of ICL over WCNs (arXiv 2401.02921).
 
 No spoken-QA corpus is available here, so the set is **built from slot annotations**:
-SLURP's ``sentence_annotation`` marks spans (``wake me up at [time : five am]``); every
+SLURP's ``sentence_annotation`` marks spans (``wake me up at [time : five am]``), and SNIPS-style
+rows carry them as a list (``"spans": [["city", "paris"], ...]``, the text of the chunks that
+have an ``entity``, ``speechlm.data.snips``); every
 slot type that occurs once in a sentence gives one question about that utterance, written
 from a template per slot type (``QUESTIONS``; other types get "What <type> is mentioned?"),
 and its answer is the span's words. A slot type that occurs twice in a sentence with
@@ -14,6 +16,8 @@ exact match and token F1 after lower-casing and removing punctuation and article
 
 >>> parse_annotation("wake me up at [time : five am] [date : tomorrow]")
 [('time', 'five am'), ('date', 'tomorrow')]
+>>> [(i.slot, i.question, i.answer) for i in build_items([("u1", [("timeRange", "Tonight")])])[0]]
+[('timeRange', 'What time is mentioned?', 'tonight')]
 >>> round(token_f1("five am", "at five am"), 3), exact_match("The five AM", "five am")
 (0.8, True)
 """
@@ -54,6 +58,20 @@ QUESTIONS = {
     "list_name": "Which list is mentioned?",
     "color_type": "Which color is mentioned?",
     "playlist_name": "Which playlist is mentioned?",
+    # SNIPS slot types (SNIPS also has movie_name and movie_type: SLURP's default wording)
+    "timeRange": "What time is mentioned?",
+    "playlist": "Which playlist is mentioned?",
+    "artist": "Which artist is mentioned?",
+    "music_item": "Which kind of music item is mentioned?",
+    "city": "Which city is mentioned?",
+    "state": "Which state is mentioned?",
+    "country": "Which country is mentioned?",
+    "restaurant_type": "Which kind of restaurant is mentioned?",
+    "party_size_number": "For how many people?",
+    "rating_value": "Which rating is given?",
+    "best_rating": "What is the best rating mentioned?",
+    "object_name": "Which title is mentioned?",
+    "object_type": "Which kind of thing is mentioned?",
 }
 INSTRUCTION = ("Answer each question with the words of the voice assistant request that "
                "answer it. Requests may be speech recognizer output: hypotheses split by "
@@ -72,7 +90,8 @@ class QAItem:
 
 
 def question_for(slot: str) -> str:
-    return QUESTIONS.get(slot, f"What {slot.replace('_', ' ')} is mentioned?")
+    words = re.sub(r"(?<=[a-z])(?=[A-Z])", " ", slot).replace("_", " ").lower()
+    return QUESTIONS.get(slot, f"What {words} is mentioned?")
 
 
 def parse_annotation(annotated: str) -> list[tuple[str, str]]:
@@ -85,8 +104,12 @@ def _normalize_value(text: str) -> str:
     return " ".join(text.split())
 
 
-def build_items(annotations: Iterable[tuple[str, str]]) -> tuple[list[QAItem], Counter]:
-    """QA items of ``(utterance id, annotated sentence)`` pairs.
+Annotation = str | Sequence[tuple[str, str]]
+
+
+def build_items(annotations: Iterable[tuple[str, Annotation]]) -> tuple[list[QAItem], Counter]:
+    """QA items of ``(utterance id, annotation)`` pairs; an annotation is a SLURP annotated
+    sentence or the ``(slot type, value)`` spans themselves (SNIPS).
 
     Returns:
         (items in input order, counts: ``items``, ``no_slot`` (sentences without a span),
@@ -94,7 +117,7 @@ def build_items(annotations: Iterable[tuple[str, str]]) -> tuple[list[QAItem], C
     """
     items, counts = [], Counter()
     for utt, annotated in annotations:
-        spans = parse_annotation(annotated)
+        spans = parse_annotation(annotated) if isinstance(annotated, str) else list(annotated)
         if not spans:
             counts["no_slot"] += 1
             continue
@@ -114,31 +137,41 @@ def build_items(annotations: Iterable[tuple[str, str]]) -> tuple[list[QAItem], C
     return items, counts
 
 
-def read_annotations(slurp_jsonl: str | Path, prefix: str = "") -> dict[str, str]:
-    """``prefix + slurp_id`` -> ``sentence_annotation`` of a SLURP-form JSONL file.
+def read_annotations(jsonl: str | Path, prefix: str = "") -> dict[str, Annotation]:
+    """``prefix + id`` -> annotation of each line of a JSONL file.
 
-    Lines without a ``sentence_annotation`` (a set labelled with intents only) are left
-    out: their utterances get no question.
+    A line is SLURP's (``slurp_id``, ``sentence_annotation``: the annotated sentence) or
+    SNIPS-style (``id``, ``spans``: ``[[slot type, value], ...]``, as the icl1 recipe writes
+    SNIPS sets). Lines with neither (a set labelled with intents only) are left out: their
+    utterances get no question.
 
     Raises:
-        InputError: a line that is not a JSON object, or an annotation that is not a
-            string (file and line named).
+        InputError: a line that is not a JSON object, an annotation that is not a string,
+            or spans that are not pairs of strings (file and line named).
     """
-    path, out = Path(slurp_jsonl), {}
+    path, out = Path(jsonl), {}
     with open(path, encoding="utf-8") as f:
         for n, line in enumerate(f, start=1):
             if not line.strip():
                 continue
             try:
                 obj = json.loads(line)
-                annotated = obj.get("sentence_annotation")
+                annotated, spans = obj.get("sentence_annotation"), obj.get("spans")
             except (json.JSONDecodeError, AttributeError) as e:
-                raise InputError(f"{path}:{n}: not a SLURP JSON line ({e})") from None
-            if annotated is None:
-                continue
-            if not isinstance(annotated, str):
-                raise InputError(f"{path}:{n}: sentence_annotation is not a string")
-            out[f"{prefix}{obj.get('slurp_id', obj.get('id', n))}"] = annotated
+                raise InputError(f"{path}:{n}: not a SLURP JSON line or a row with 'spans' "
+                                 f"({e})") from None
+            key = f"{prefix}{obj.get('slurp_id', obj.get('id', n))}"
+            if annotated is not None:
+                if not isinstance(annotated, str):
+                    raise InputError(f"{path}:{n}: sentence_annotation is not a string")
+                out[key] = annotated
+            elif spans is not None:
+                if not isinstance(spans, list) or not all(
+                        isinstance(x, list | tuple) and len(x) == 2
+                        and all(isinstance(y, str) for y in x) for x in spans):
+                    raise InputError(f"{path}:{n}: spans is not a list of [slot type, value] "
+                                     "string pairs")
+                out[key] = [(slot, value) for slot, value in spans]
     return out
 
 

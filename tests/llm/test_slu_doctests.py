@@ -3,7 +3,8 @@ import importlib
 
 import pytest
 
-MODULES = ["speechlm.llm.serialize", "speechlm.llm.icl", "speechlm.llm.slu", "speechlm.llm.lora"]
+MODULES = ["speechlm.llm.serialize", "speechlm.llm.icl", "speechlm.llm.slu", "speechlm.llm.lora",
+           "speechlm.llm.spoken_qa"]
 
 
 @pytest.mark.parametrize("name", MODULES)

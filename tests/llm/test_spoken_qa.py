@@ -94,3 +94,36 @@ def test_annotations_reader_names_the_bad_line(tmp_path):
                  + json.dumps({"slurp_id": 8, "sentence": "no annotation"}) + "\n")
     assert read_annotations(f, "slurp-") == {"slurp-7": "at [time : noon]"}
     assert parse_annotation(read_annotations(f)["7"]) == [("time", "noon")]
+
+
+def test_snips_spans_give_the_same_items_as_an_annotated_sentence():
+    snips, counts = build_items([
+        ("u1", [("city", "Paris"), ("timeRange", "Tonight")]),
+        ("u2", []),
+        ("u3", [("artist", "abba"), ("artist", "queen")]),
+        ("u4", [("object_select", "this")]),
+    ])
+    assert [(i.utt, i.slot, i.answer) for i in snips] == [
+        ("u1", "city", "paris"), ("u1", "timeRange", "tonight"), ("u4", "object_select", "this")]
+    assert [i.question for i in snips] == [
+        "Which city is mentioned?", "What time is mentioned?", "What object select is mentioned?"]
+    assert counts == {"items": 3, "no_slot": 1, "ambiguous": 1}
+    slurp, _ = build_items([("u1", "weather in [city : Paris] [timeRange : Tonight]")])
+    assert slurp == snips[:2]
+    assert build_items([("x", [("partySizeNumber", "2")])])[0][0].question == \
+        "What party size number is mentioned?"
+
+
+def test_annotations_reader_takes_snips_spans_and_names_bad_spans(tmp_path):
+    f = tmp_path / "test.jsonl"
+    f.write_text(json.dumps({"id": "snips-GetWeather-0001", "text": "rain in paris",
+                             "spans": [["city", "paris"]]}) + "\n"
+                 + json.dumps({"id": "snips-GetWeather-0002", "text": "rain", "spans": []})
+                 + "\n" + json.dumps({"id": "x", "text": "no spans"}) + "\n")
+    ann = read_annotations(f)
+    assert ann == {"snips-GetWeather-0001": [("city", "paris")], "snips-GetWeather-0002": []}
+    assert build_items(ann.items())[1] == {"items": 1, "no_slot": 1}
+    f.write_text(json.dumps({"id": "a", "spans": [["city", "paris"]]}) + "\n"
+                 + json.dumps({"id": "b", "spans": [["city"]]}) + "\n")
+    with pytest.raises(InputError, match=r"test.jsonl:2: spans is not a list of \[slot type"):
+        read_annotations(f)

@@ -6,6 +6,8 @@
 #   ./run.sh --quick true            # small sets (< 15 min on 2 CPU cores)
 #   ./run.sh                         # the sizes of exp/full/RESULTS.md
 #   ./run.sh --test_jsonl "/path/to/test.jsonl"   # also a SLURP-form set never used here
+#   ./run.sh --corpus snips [--quick true]       # SNIPS: exp/snips_{quick,full}
+#   ./run.sh --corpus snips --snips_test_dir DIR # SNIPS test = DIR/validate_*.json: exp/snips_*_testdir
 #
 # Stages: 1 SLU splits (../slu1/local/prepare_slu.py) and synthetic speech, one data dir per
 # voice kind (Piper joe; sampled espeak-ng voices), noise and reverb added; 2 Whisper first
@@ -13,11 +15,20 @@
 # dev by NCE, calibrated WCNs of every set; 4 SLU dirs (the few-shot pool per selection);
 # 5 intent classification per first pass x set x input; 6 spoken QA (questions built from
 # SLURP's slot annotations, EM/F1 per input; --qa false skips it); 7 RESULTS.md and the plot.
-# The speech is SYNTHETIC: SLURP's audio is not available here.
+# --corpus snips: the few-shot pool is SNIPS's train_<Intent>_full.json, dev and test drawn
+# per intent from its other sentences (or test = --snips_test_dir's validate_<Intent>.json);
+# the QA questions come from SNIPS's entity chunks. The same stages otherwise.
+# The speech is SYNTHETIC: SLURP's and SNIPS's audio are not available here.
 set -euo pipefail
 
 stage=1; stop_stage=100; nj=1
+corpus=slurp                    # slurp | snips
 slurp=                          # default: $SPEECHLM_DATA/slurp, ../shared/data/slurp
+snips=                          # --corpus snips: default $SPEECHLM_DATA/snips, ../shared/data/snips
+snips_test_dir=                 # --corpus snips: validate_<Intent>.json files = the test set
+snips_pool_per_intent=300       # --corpus snips: few-shot pool sentences per intent (0 = all)
+snips_test_per_intent=          # --corpus snips: test sentences per intent (default 10, quick 2;
+                                # 0 = every row of --snips_test_dir)
 test_jsonl=                     # extra SLURP-form test sets (never used for any choice)
 quick=false
 asr_models="whisper-tiny.en"    # catalogue Whisper models (whisper-base works too)
@@ -35,22 +46,46 @@ qa_sweep=                       # e.g. "0.05 0.2 0.4": QA from WCNs pruned at ea
                                 # and once without posteriors (RESULTS_qa.md table + plot)
 stage_times=                   # a log of earlier runs (their "Stage N took" lines) for RESULTS.md
 notes=                          # a markdown file appended to RESULTS.md (how it was run)
-help_message="usage: $0 [--stage N] [--stop_stage N] [--quick true] [--test_jsonl 'a.jsonl ...']"
+help_message="usage: $0 [--stage N] [--stop_stage N] [--quick true] [--test_jsonl 'a.jsonl ...']
+       $0 --corpus snips [--quick true] [--snips_test_dir DIR]"
 
 cmdline="$0 $*"
 . ./path.sh; . ./cmd.sh; . utils/parse_options.sh
 . utils/log.sh
 
-if [ -z "${slurp}" ]; then
-  for d in "${SPEECHLM_DATA:+${SPEECHLM_DATA}/slurp}" ../../../../shared/data/slurp; do
-    [ -n "${d}" ] && [ -f "${d}/devel.jsonl" ] && { slurp=${d}; break; }
-  done
-fi
-[ -n "${slurp}" ] || { log "SLURP text not found: pass --slurp DIR or set SPEECHLM_DATA"; exit 1; }
-log "slurp: using $(cd "${slurp}" && pwd)"
-
-if [ "${quick}" = true ]; then dev_size=16; test_size=20; exp=exp/quick
-else dev_size=40; test_size=100; exp=exp/full; fi
+case ${corpus} in
+  slurp)
+    if [ -z "${slurp}" ]; then
+      for d in "${SPEECHLM_DATA:+${SPEECHLM_DATA}/slurp}" ../../../../shared/data/slurp; do
+        [ -n "${d}" ] && [ -f "${d}/devel.jsonl" ] && { slurp=${d}; break; }
+      done
+    fi
+    [ -n "${slurp}" ] || { log "SLURP text not found: pass --slurp DIR or set SPEECHLM_DATA"; exit 1; }
+    log "slurp: using $(cd "${slurp}" && pwd)"
+    if [ "${quick}" = true ]; then dev_size=16; test_size=20; exp=exp/quick
+    else dev_size=40; test_size=100; exp=exp/full; fi ;;
+  snips)
+    if [ -z "${snips}" ]; then
+      for d in "${SPEECHLM_DATA:+${SPEECHLM_DATA}/snips}" ../../../../shared/data/snips; do
+        [ -n "${d}" ] && compgen -G "${d}/train_*_full.json" >/dev/null && { snips=${d}; break; }
+      done
+    fi
+    [ -n "${snips}" ] || { log "SNIPS not found: pass --snips DIR or set SPEECHLM_DATA"; exit 1; }
+    [ -z "${test_jsonl}" ] || { log "--test_jsonl is SLURP's; SNIPS takes --snips_test_dir"; exit 1; }
+    if [ -n "${snips_test_dir}" ] && ! compgen -G "${snips_test_dir}/validate_*.json" >/dev/null; then
+      log "--snips_test_dir ${snips_test_dir}: no validate_*.json file"; exit 1
+    fi
+    log "snips: using $(cd "${snips}" && pwd)${snips_test_dir:+, test set $(cd "${snips_test_dir}" && pwd)}"
+    # sentences per intent (7 intents)
+    if [ "${quick}" = true ]; then dev_size=2; test_size=2; exp=exp/snips_quick
+    else dev_size=4; test_size=10; exp=exp/snips_full; fi
+    [ -z "${snips_test_per_intent}" ] || test_size=${snips_test_per_intent}
+    if [ "${test_size}" = 0 ] && [ -z "${snips_test_dir}" ]; then
+      log "--snips_test_per_intent 0 (all) needs --snips_test_dir"; exit 1
+    fi
+    [ -z "${snips_test_dir}" ] || exp=${exp}_testdir ;;
+  *) log "--corpus ${corpus}: slurp or snips"; exit 1 ;;
+esac
 data=data/${exp#exp/}
 sets="dev test"
 for t in ${test_jsonl}; do sets+=" test_$(basename "${t}" .jsonl | tr -c 'A-Za-z0-9_\n' _)"; done
@@ -64,10 +99,16 @@ voice_opts() {
 
 if [ ${stage} -le 1 ] && [ ${stop_stage} -ge 1 ]; then
   stage_log 1 "SLU splits and synthetic speech -> ${data}/<set>_<voice>"
-  # shellcheck disable=SC2086
-  python ../slu1/local/prepare_slu.py --slurp "${slurp}" --out "${data}/local" \
-    --dev_size "${dev_size}" --test_size "${test_size}" --asr_train_lines 0 \
-    ${test_jsonl:+--test_jsonl ${test_jsonl}}
+  if [ "${corpus}" = snips ]; then
+    python ../slu1/local/prepare_slu.py --corpus snips --snips "${snips}" --out "${data}/local" \
+      --dev_per_intent "${dev_size}" --test_per_intent "${test_size}" \
+      --pool_per_intent "${snips_pool_per_intent}" ${snips_test_dir:+--snips_test_dir "${snips_test_dir}"}
+  else
+    # shellcheck disable=SC2086
+    python ../slu1/local/prepare_slu.py --slurp "${slurp}" --out "${data}/local" \
+      --dev_size "${dev_size}" --test_size "${test_size}" --asr_train_lines 0 \
+      ${test_jsonl:+--test_jsonl ${test_jsonl}}
+  fi
   seed=0
   for s in ${sets}; do
     for v in ${voices}; do
@@ -150,11 +191,15 @@ if [ ${stage} -le 5 ] && [ ${stop_stage} -ge 5 ]; then
 fi
 
 if [ ${stage} -le 6 ] && [ ${stop_stage} -ge 6 ] && [ "${qa}" = true ]; then
-  stage_log 6 "spoken QA (questions from SLURP's slot annotations): {${sets#dev }} x {${voices// /,}} x {${qa_inputs// /,}}"
-  ann="--annotations slurp-=${slurp}/devel.jsonl"
-  for t in ${test_jsonl}; do
-    ann+=" --annotations test_$(basename "${t}" .jsonl | tr -c 'A-Za-z0-9_\n' _)-=${t}"
-  done
+  stage_log 6 "spoken QA (questions from ${corpus^^}'s slot annotations): {${sets#dev }} x {${voices// /,}} x {${qa_inputs// /,}}"
+  if [ "${corpus}" = snips ]; then  # the sets' rows carry SNIPS's spans; ids are sentence ids
+    ann="--annotations =${data}/local/slu_train.jsonl --annotations =${data}/local/test.jsonl"
+  else
+    ann="--annotations slurp-=${slurp}/devel.jsonl"
+    for t in ${test_jsonl}; do
+      ann+=" --annotations test_$(basename "${t}" .jsonl | tr -c 'A-Za-z0-9_\n' _)-=${t}"
+    done
+  fi
   for m in ${asr_models}; do
     for s in ${sets#dev }; do
       for v in ${voices}; do
@@ -185,7 +230,7 @@ if [ ${stage} -le 6 ] && [ ${stop_stage} -ge 6 ] && [ "${qa}" = true ]; then
   # shellcheck disable=SC2086
   python local/make_results.py --exp "${exp}" --data "${data}" --models ${asr_models} \
     --sets ${sets#dev } --voices ${voices} --selections ${selections} --llm "${llm}" \
-    --shots "${qa_shots}" --cmdline "${cmdline}" --qa_only
+    --shots "${qa_shots}" --cmdline "${cmdline}" --qa_only --corpus "${corpus}"
 fi
 
 if [ ${stage} -le 7 ] && [ ${stop_stage} -ge 7 ]; then
@@ -194,6 +239,7 @@ if [ ${stage} -le 7 ] && [ ${stop_stage} -ge 7 ]; then
   python local/make_results.py --exp "${exp}" --data "${data}" --models ${asr_models} \
     --sets ${sets#dev } --voices ${voices} --selections ${selections} --llm "${llm}" \
     --shots "${shots}" --cmdline "${cmdline}" ${stage_times:+--stage_times "${stage_times}"} \
+    --corpus "${corpus}" \
     ${notes:+--notes "${notes}"}
 fi
 log "Successfully finished. [elapsed=${SECONDS}s]"

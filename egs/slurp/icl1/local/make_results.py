@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Stage 6: EXP/RESULTS.md and EXP/RESULTS.png from the outputs of stages 1-5.
 
-Reads, under EXP (exp/quick or exp/full): <model>/decode_<set>_<voice>/oracle_wer (WERs),
+Reads, under EXP (exp/quick, exp/full, exp/snips_*): <model>/decode_<set>_<voice>/oracle_wer (WERs),
 <model>/calibration.json and decode_<set>_<voice>_cal/calibration.json (acoustic scale,
 NCE, ECE), <model>/icl_<selection>/<set>_<voice>/<input>/accuracy.json (intent accuracy;
 ``text`` lives under the first voice of the first model: the same sentences for all).
@@ -18,6 +18,8 @@ from datetime import datetime
 from pathlib import Path
 
 INPUTS = ["text", "1best", "nbest", "wcn", "wcn_cal", "oracle"]
+CORPUS = {"slurp": "SLURP", "snips": "SNIPS"}
+SOURCE = {"slurp": "SLURP annotation", "snips": "SNIPS entity chunks"}  # of the QA questions
 MIN_GAP = 3.0  # points: below this the oracle - 1-best gap is a few utterances, the ratio noise
 
 
@@ -160,7 +162,7 @@ def qa_sweep_section(exp: Path, models, sets, voices) -> list[str]:
     return L
 
 
-def qa_section(exp: Path, models, sets, voices) -> list[str]:
+def qa_section(exp: Path, models, sets, voices, corpus: str = "slurp") -> list[str]:
     """Stage 6's spoken QA: EM / F1 per first pass x set x voice x input."""
     found = [(m, s, v, json.loads(f.read_text())) for m in models for s in sets for v in voices
              if (f := exp / m / "qa" / f"{s}_{v}" / "scores.json").is_file()]
@@ -168,7 +170,7 @@ def qa_section(exp: Path, models, sets, voices) -> list[str]:
         return []
     L = ["## Spoken QA: exact match / F1 (%)", "",
          "Built here, not a published set: every slot type that occurs once in a test "
-         "sentence's SLURP annotation gives one question from a template per slot type "
+         f"sentence's {SOURCE[corpus]} gives one question from a template per slot type "
          "(`speechlm.llm.spoken_qa.QUESTIONS`, e.g. time -> \"What time is mentioned?\"), "
          "answered by the span's words. SmolLM2 reads 4 demonstrations (reference text of "
          "training-pool sentences, same slot type first), then the request as each input and "
@@ -211,11 +213,12 @@ def main() -> int:
     p.add_argument("--cmdline", default="")
     p.add_argument("--stage_times", type=Path, default=None, help="run.sh log with stage times")
     p.add_argument("--notes", type=Path, default=None, help="markdown appended (how it was run)")
+    p.add_argument("--corpus", choices=sorted(CORPUS), default="slurp")
     p.add_argument("--qa_only", action="store_true",
                    help="write only the spoken-QA table, to EXP/RESULTS_qa.md (stage 6)")
     args = p.parse_args()
     if args.qa_only:
-        qa = qa_section(args.exp, args.models, args.sets, args.voices)
+        qa = qa_section(args.exp, args.models, args.sets, args.voices, args.corpus)
         commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
                                 text=True).stdout.strip()
         head = [f"# RESULTS: egs/slurp/icl1 ({args.exp.name}), spoken QA", "",
@@ -227,25 +230,37 @@ def main() -> int:
         print("\n".join(qa))
         return 0
 
+    name = CORPUS[args.corpus]
     rows = collect(args.exp, args.models, args.sets, args.voices, args.selections)
     sets_json = args.data / "local" / "sets.json"
-    sizes = json.loads(sets_json.read_text())["sets"] if sets_json.is_file() else {}
+    summary = json.loads(sets_json.read_text()) if sets_json.is_file() else {}
+    sizes = summary.get("sets", {})
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
                             text=True).stdout.strip()
     L = [f"# RESULTS: egs/slurp/icl1 ({args.exp.name})", "",
-         "In-context SLU (arXiv 2401.02921) on SLURP with SmolLM2-135M-Instruct: rank "
+         f"In-context SLU (arXiv 2401.02921) on {name} with SmolLM2-135M-Instruct: rank "
          "classification over the training pool's intents after few-shot examples, from the "
          "reference text, the first pass's 1-best, N-best, WCN (raw and calibrated posteriors) "
          "and the lattice oracle path.", "",
-         "**The speech is synthetic** (SLURP's audio is not available here): the Piper voice "
+         f"**The speech is synthetic** ({name}'s audio is not available here): the Piper voice "
          "`joe` and 40 sampled espeak-ng voices, each with added noise and reverberation. WERs "
-         "are not comparable with published SLURP numbers.", "",
+         f"are not comparable with published {name} numbers.", "",
          "## Environment",
          f"- date `{datetime.now().isoformat(timespec='seconds')}`, git commit `{commit}`, "
          f"python `{platform.python_version()}`, machine `{platform.machine()}`, 2 shared CPU "
          "cores (loaded by other jobs), no GPU, one torch thread per process",
          f"- LLM `{args.llm}`, {args.shots} shots per query, selection: "
-         f"{', '.join(args.selections)}; sets (sentences): `{json.dumps(sizes)}`", ""]
+         f"{', '.join(args.selections)}; sets (sentences): `{json.dumps(sizes)}`"]
+    if args.corpus == "snips":
+        test = (f"test = rows of `{Path(summary['test_dir']).name}/validate_*.json` and dev "
+                "drawn from the other training sentences" if summary.get("test_dir")
+                else "dev and test drawn from the other sentences")
+        L += ["- SNIPS: the few-shot pool is a seeded sample per intent of "
+              f"`train_<Intent>_full.json`; {test}, per intent with seed `0:<Intent>` "
+              "(`../slu1/local/prepare_slu.py --corpus snips`); dev and test sentences are "
+              "removed from the pool; sentences with digits are left out (the synthesiser "
+              f"reads them out): `{json.dumps(summary.get('left_out_with_digits', {}))}`"]
+    L += [""]
     L += ["## First pass: WER (%) and WCN calibration", "",
           "|first pass|set|voice|1-best|WCN MBR|N-best oracle|WCN oracle|am_scale (dev NCE)|"
           "NCE raw → cal|ECE raw → cal|",
@@ -284,7 +299,7 @@ def main() -> int:
           "Shots are reference-text examples of the training pool in every column; only the "
           "query line changes.", "",
           "![accuracy per input and vs WER](RESULTS.png)", ""]
-    L += qa_section(args.exp, args.models, args.sets, args.voices)
+    L += qa_section(args.exp, args.models, args.sets, args.voices, args.corpus)
     unseen = max((r["unseen"] for r in rows), default=0)
     if unseen:
         L += [f"Reference intents absent from the training pool: up to {unseen} utterances per "

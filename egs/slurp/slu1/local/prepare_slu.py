@@ -1,6 +1,9 @@
 #!/usr/bin/env python3
 """Stage 1 text side: SLU splits of SLURP (and SNIPS) and the LM training text.
 
+``--corpus snips`` (egs/slurp/icl1 --corpus snips) writes SNIPS splits only: see
+``prepare_snips``.
+
 SLURP's only labelled sentences here are its devel split; they are split *by sentence* into
 slu_train / dev / test (seeded). Any ``--test_jsonl`` (SLURP's form: ``sentence``, ``intent``,
 ``slurp_id`` or ``id``) becomes one more test set. No sentence of a dev or test set is ever
@@ -21,7 +24,10 @@ import json
 import random
 import re
 import sys
+import unicodedata
 from pathlib import Path
+
+from speechlm.data.snips import read_snips_dir, split_per_intent
 
 _KEEP = re.compile(r"[^a-z0-9' ]+")
 
@@ -50,18 +56,31 @@ def read_slurp_jsonl(path: Path, prefix: str) -> list[dict]:
     return rows
 
 
-def read_snips(snips_dir: Path) -> list[dict]:
-    rows = []
-    for path in sorted(snips_dir.glob("train_*_full.json")):
-        data = json.loads(path.read_text(encoding="utf-8", errors="replace"))
-        for intent, items in data.items():
-            for k, item in enumerate(items):
-                text = normalize("".join(chunk["text"] for chunk in item["data"]))
-                # digits would be read out by the synthesiser but scored as digits
-                if text and not re.search(r"\d", text):
-                    rows.append({"id": f"snips-{intent}-{k:04d}", "text": text,
-                                 "intent": intent})
-    return rows
+def fold_accents(text: str) -> str:
+    """``Fernández`` -> ``Fernandez`` (NFKD, combining marks dropped), so ``normalize`` keeps
+    the letters instead of cutting the word in two."""
+    return "".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c))
+
+
+def read_snips(snips_dir: Path, pattern: str = "train_*_full.json",
+               prefix: str = "snips-", accents: bool = False) -> tuple[list[dict], int]:
+    """SNIPS rows (``speechlm.data.snips``) as ``{"id", "text", "intent", "spans"}``, text and
+    spans normalised, and the number of rows left out for holding digits (the synthesiser
+    would read them out but they would be scored as digits). Ids are ``<prefix><Intent>-<row>``.
+    ``accents``: fold accented letters first (``fold_accents``; --corpus snips does).
+    """
+    prep = fold_accents if accents else str
+    rows, with_digits = [], 0
+    for u in read_snips_dir(snips_dir, pattern):
+        text = normalize(prep(u.text))
+        if not text:
+            continue  # punctuation only
+        if re.search(r"\d", text):
+            with_digits += 1
+            continue
+        rows.append({"id": f"{prefix}{u.intent}-{u.row:04d}", "text": text, "intent": u.intent,
+                     "spans": [[slot, normalize(prep(value))] for slot, value in u.spans]})
+    return rows, with_digits
 
 
 def split(rows: list[dict], n_dev: int, n_test: int, seed: int):
@@ -89,11 +108,65 @@ def write_set(out: Path, name: str, rows: list[dict]) -> None:
         f.writelines(f"{r['id']} {r['text']}\n" for r in rows)
 
 
+def _sample_per_intent(rows: list[dict], n: int, seed: int) -> list[dict]:
+    """At most ``n`` rows per intent (seeded per intent; 0 = all), one row per sentence."""
+    seen: set[str] = set()
+    firsts = [r for r in rows if not (r["text"] in seen or seen.add(r["text"]))]
+    out = []
+    for intent in sorted({r["intent"] for r in firsts}):
+        mine = [r for r in firsts if r["intent"] == intent]
+        if n and len(mine) > n:
+            mine = random.Random(f"{seed}:{intent}").sample(mine, n)
+        out += mine
+    return out
+
+
+def prepare_snips(snips: Path, dev_per_intent: int, test_per_intent: int, seed: int,
+                  test_dir: Path | None = None, pool_per_intent: int = 0
+                  ) -> tuple[dict[str, list[dict]], dict]:
+    """SNIPS sets for in-context SLU: ``slu_train`` (the few-shot pool), ``dev``, ``test``.
+
+    The pool is the ``train_<Intent>_full.json`` files. Without ``test_dir``, dev and test are
+    drawn from those files' sentences per intent (``split_per_intent``: ``test_per_intent``
+    then ``dev_per_intent`` distinct sentences of each intent, shuffled with seed
+    ``"<seed>:<intent>"``) and the rest is the pool. With ``test_dir`` (``validate_*.json``
+    files, the benchmark's test split), test is those rows (``test_per_intent`` of each
+    intent, seeded; 0 = all) and only dev is drawn. Every sentence of dev or test is removed
+    from the pool, which then keeps ``pool_per_intent`` sentences of each intent (seeded;
+    0 = all). Accented letters are folded (``é`` -> ``e``); sentences with digits are left
+    out everywhere (counted).
+    """
+    rows, digits = read_snips(snips, accents=True)
+    summary = {"left_out_with_digits": {"train_full": digits}}
+    parts = split_per_intent(rows, dev_per_intent, 0 if test_dir else test_per_intent, seed)
+    if test_dir is not None:
+        test_rows, test_digits = read_snips(test_dir, "validate_*.json", "snipstest-", True)
+        parts["test"] = _sample_per_intent(test_rows, test_per_intent, seed)
+        summary["left_out_with_digits"]["test_dir"] = test_digits
+        summary["test_dir"] = str(test_dir)
+    held_out = {r["text"] for r in parts["dev"] + parts["test"]}
+    pool = [r for r in parts["train"] if r["text"] not in held_out]
+    summary["removed_as_held_out"] = {"slu_train": len(parts["train"]) - len(pool)}
+    pool = _sample_per_intent(pool, pool_per_intent, seed)
+    pool_intents = {r["intent"] for r in pool}
+    summary["test_intents_not_in_pool"] = sorted({r["intent"] for r in parts["test"]}
+                                                 - pool_intents)
+    return {"slu_train": pool, "dev": parts["dev"], "test": parts["test"]}, summary
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--slurp", type=Path, required=True)
+    p.add_argument("--corpus", choices=["slurp", "snips"], default="slurp",
+                   help="snips: SNIPS sets only (--snips, --snips_test_dir, *_per_intent)")
+    p.add_argument("--slurp", type=Path, default=None)
     p.add_argument("--snips", type=Path, default=None)
+    p.add_argument("--snips_test_dir", type=Path, default=None,
+                   help="--corpus snips: a dir of validate_<Intent>.json files as the test set")
+    p.add_argument("--dev_per_intent", type=int, default=5)
+    p.add_argument("--test_per_intent", type=int, default=10)
+    p.add_argument("--pool_per_intent", type=int, default=0,
+                   help="--corpus snips: few-shot pool sentences per intent (seeded; 0 = all)")
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--test_jsonl", nargs="*", default=[], type=Path)
     p.add_argument("--dev_size", type=int, default=300)
@@ -106,6 +179,20 @@ def main() -> int:
     args = p.parse_args()
 
     args.out.mkdir(parents=True, exist_ok=True)
+    if args.corpus == "snips":
+        if args.snips is None:
+            p.error("--corpus snips needs --snips DIR")
+        sets, summary = prepare_snips(args.snips, args.dev_per_intent, args.test_per_intent,
+                                      args.seed, args.snips_test_dir, args.pool_per_intent)
+        for name, rows in sets.items():
+            write_set(args.out, name, rows)
+        summary = {"sets": {n: len(r) for n, r in sets.items()}, **summary}
+        (args.out / "sets.json").write_text(json.dumps(summary, indent=1) + "\n")
+        print(json.dumps(summary))
+        return 0
+    if args.slurp is None:
+        p.error("--slurp DIR is required (or --corpus snips)")
+    args.out.mkdir(parents=True, exist_ok=True)
     slurp = split(read_slurp_jsonl(args.slurp / "devel.jsonl", "slurp-"),
                   args.dev_size, args.test_size, args.seed)
     sets = {"slu_train": slurp["train"], "dev": slurp["dev"], "test": slurp["test"]}
@@ -113,8 +200,10 @@ def main() -> int:
         name = "test_" + re.sub(r"[^A-Za-z0-9_]+", "_", path.stem)
         sets[name] = read_slurp_jsonl(path, f"{name}-")
     if args.snips is not None:
-        snips = split(read_snips(args.snips), args.snips_eval_size, args.snips_eval_size,
-                      args.seed)
+        # the SLU system of this recipe reads id, text and intent (no slot spans)
+        snips_rows = [{k: r[k] for k in ("id", "text", "intent")}
+                      for r in read_snips(args.snips)[0]]
+        snips = split(snips_rows, args.snips_eval_size, args.snips_eval_size, args.seed)
         train = snips["train"]
         if args.snips_train_size and len(train) > args.snips_train_size:
             train = random.Random(args.seed).sample(train, args.snips_train_size)
