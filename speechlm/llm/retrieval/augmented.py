@@ -212,8 +212,11 @@ class CrossAttentionSpeechLLM:
 
     # ---- decoding -------------------------------------------------------------------------
     def transcribe_features(self, feats: Sequence[np.ndarray],
-                            neighbours: Sequence[Sequence[str]], store: ItemStore) -> list[str]:
-        """Greedy transcripts, each utterance reading its neighbours' memory."""
+                            neighbours: Sequence[Sequence[str]], store: ItemStore, *,
+                            ctc_weight: float = 0.0) -> list[str]:
+        """Greedy transcripts, each utterance reading its neighbours' memory; with
+        ``ctc_weight`` > 0 jointly with the speech LLM's CTC prefix scores."""
+        from speechlm.llm.ctc_prefix import CTCJointProcessor
         from speechlm.runtime import SamplingParams
 
         if len(feats) != len(neighbours):
@@ -224,8 +227,12 @@ class CrossAttentionSpeechLLM:
             for f, ids in zip(feats, neighbours, strict=True):
                 mem = self.item_memory(list(ids), store)
                 prompt = self.slm.prompt_embeds(f)
+                joint = (CTCJointProcessor([self.slm.ctc_log_posteriors(f)],
+                                           self.slm.llm.eos_ids, ctc_weight)
+                         if ctc_weight > 0 else None)
                 with self.adapters.memory(mem[None]):
-                    c = self.slm.llm.generate_from_embeds([prompt], params)[0]
+                    c = self.slm.llm.generate_from_embeds([prompt], params,
+                                                          logits_processor=joint)[0]
                 out.append(" ".join(c.text.split()))
         return out
 

@@ -139,11 +139,24 @@ def main() -> int:
     p.add_argument("--icl-epochs", type=int, default=1,
                    help="epochs of LLM fine-tuning on in-context prompts (icl_tuned)")
     p.add_argument("--icl-lr", type=float, default=5e-4)
+    p.add_argument("--ctc-weight", type=float, default=None,
+                   help="also decode the cross-attention systems jointly with the CTC head "
+                        "at this weight (default: the model dir's decode.yaml, written by "
+                        "local/evaluate.py; 0: no)")
     p.add_argument("--no-progress", action="store_true")
     a = p.parse_args()
     out, data = Path(a.out), Path(a.data)
     out.mkdir(parents=True, exist_ok=True)
     model = SpeechLLM.load(a.model_dir, with_encoder=False)
+    ctc_weight = a.ctc_weight
+    if ctc_weight is None:  # the weight local/evaluate.py tuned on dev, if any
+        from speechlm.asr.decode_config import model_defaults
+
+        decode_yaml = Path(a.model_dir) / "decode.yaml"
+        ctc_weight = (model_defaults(decode_yaml).get("ctc_weight") or 0.0
+                      if decode_yaml.is_file() else 0.0)
+    if model.ctc_head is None:
+        ctc_weight = 0.0
     sets = load_sets(model, data, Path(a.feats_dir), out, a.train_limit)
     ents = {n: entities_of(data / "local", n) for n in ("dev", "test")}
     texts = {u: t for n in SETS for u, t in sets[n][2].items()}
@@ -247,6 +260,14 @@ def main() -> int:
             hyps = xa.transcribe_features(sets[n][1], neighbours[kind][n], store)
             record(f"speech_llm+xattn_{kind}", n, dict(zip(sets[n][0], hyps, strict=True)),
                    {"seconds": round(time.perf_counter() - start, 2), "k": a.k})
+            if ctc_weight > 0:  # the same adapters under joint CTC decoding
+                start = time.perf_counter()
+                hyps = xa.transcribe_features(sets[n][1], neighbours[kind][n], store,
+                                              ctc_weight=ctc_weight)
+                record(f"speech_llm+ctc+xattn_{kind}", n,
+                       dict(zip(sets[n][0], hyps, strict=True)),
+                       {"seconds": round(time.perf_counter() - start, 2), "k": a.k,
+                        "ctc_weight": ctc_weight})
         xa.close()
 
     # 4. the in-context prefix (no new weights)

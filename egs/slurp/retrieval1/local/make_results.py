@@ -28,6 +28,9 @@ ROWS = [
     ("speech_llm+ctc", "speech-prefix LLM, joint CTC decoding"),
     ("speech_llm+ctc+knn_text", "+ kNN-LM, text keys"),
     ("speech_llm+ctc+knn_speech", "+ kNN-LM, speech keys"),
+    ("speech_llm+ctc+xattn_text", "+ cross-attention, text retrieval"),
+    ("speech_llm+ctc+xattn_speech", "+ cross-attention, speech retrieval"),
+    ("speech_llm+ctc+xattn_oracle", "oracle: cross-attention, own transcript among k"),
 ]
 
 
@@ -139,8 +142,9 @@ def main() -> int:
                   "transcripts as (LLM final state, next-token embedding) pairs; trained with "
                   "the speech LLM frozen, retrieving from train + store without the utterance "
                   "itself) or put before the speech prefix as text (`Similar requests: ...`), "
-                  "without and with one epoch of LLM fine-tuning on such prompts. Greedy "
-                  "decoding, no CTC. Share of test entities found in the retrieved "
+                  "without and with one epoch of LLM fine-tuning on such prompts; greedy, and "
+                  "for cross-attention also with joint CTC decoding. Share of test entities "
+                  "found in the retrieved "
                   f"transcripts: {recall}. *oracle* rows put each utterance's own transcript "
                   "among the k: an upper bound on what the reading mechanism takes from a "
                   "retrieval that found the sentence, not the paper's setting.", ""]
