@@ -38,6 +38,8 @@ llm=smollm2-135m-instruct       # a catalogue LLM or a local checkpoint dir
 shots=8
 selections="embedding"          # shot selection(s): embedding (MiniLM), random, similar (TF-IDF)
 inputs="text 1best nbest wcn wcn_cal oracle"   # wcn_cal: WCN at the dev-tuned acoustic scale
+shots_sweep=                    # e.g. "0 1 2 4": stage 5 also classifies ${sweep_inputs} with
+sweep_inputs="1best wcn oracle" # each shot count -> exp/.../RESULTS_shots.md + plot
 wcn_threshold=0.1
 qa=true                         # stage 6: spoken QA from slot annotations
 qa_inputs="text 1best nbest wcn oracle"
@@ -188,6 +190,25 @@ if [ ${stage} -le 5 ] && [ ${stop_stage} -ge 5 ]; then
       done
     done
   done
+  if [ -n "${shots_sweep}" ]; then
+    # the paper's shot-count analysis: the first first pass and selection, ${sweep_inputs}
+    m=${asr_models%% *}; sel=${selections%% *}
+    for n in ${shots_sweep}; do
+      for s in ${eval_sets}; do
+        for v in ${voices}; do
+          # shellcheck disable=SC2086
+          python -m speechlm.bin.slu predict --model-dir "${slu_dir}" --input ${sweep_inputs} \
+            --shots "${n}" --shot-selection "${sel}" \
+            --decode-dir "${exp}/${m}/decode_${s}_${v}" --data-dir "${data}/${s}_${v}" \
+            --out "${exp}/${m}/icl_shots/${sel}/${n}/${s}_${v}" --threads 1 --no-progress
+        done
+      done
+    done
+    # shellcheck disable=SC2086
+    python local/shot_sweep_results.py --exp "${exp}" --models "${m}" --sets ${eval_sets} \
+      --voices ${voices} --inputs ${sweep_inputs} --shots ${shots_sweep} \
+      --main_shots "${shots}" --selection "${sel}" --cmdline "${cmdline}"
+  fi
 fi
 
 if [ ${stage} -le 6 ] && [ ${stop_stage} -ge 6 ] && [ "${qa}" = true ]; then

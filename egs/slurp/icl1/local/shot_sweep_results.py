@@ -1,0 +1,100 @@
+#!/usr/bin/env python3
+"""Stage 5's shot-count sweep -> EXP/RESULTS_shots.md and EXP/RESULTS_shots.png.
+
+Reads ``<model>/icl_shots/<selection>/<N>/<set>_<voice>/<input>/accuracy.json`` (the sweep)
+and ``<model>/icl_<selection>/<set>_<voice>/<input>/accuracy.json`` (the main run, at
+``--main_shots``), one table per first pass x set: intent accuracy per input and shot count,
+and the WCN's gap closed, (WCN - 1-best) / (oracle - 1-best), where the oracle is at least 3
+points above the 1-best.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def read_acc(path: Path) -> float | None:
+    if not path.is_file():
+        return None
+    return 100.0 * json.loads(path.read_text())["accuracy"]
+
+
+def gap_closed(acc: dict) -> str:
+    one, wcn, orc = acc.get("1best"), acc.get("wcn"), acc.get("oracle")
+    if None in (one, wcn, orc) or orc - one < 3.0:
+        return "-"
+    return f"{100.0 * (wcn - one) / (orc - one):.0f}%"
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--exp", required=True)
+    p.add_argument("--models", nargs="+", required=True)
+    p.add_argument("--sets", nargs="+", required=True)
+    p.add_argument("--voices", nargs="+", required=True)
+    p.add_argument("--inputs", nargs="+", required=True)
+    p.add_argument("--shots", nargs="+", type=int, required=True, help="the sweep's counts")
+    p.add_argument("--main_shots", type=int, required=True)
+    p.add_argument("--selection", default="embedding")
+    p.add_argument("--cmdline", default="")
+    a = p.parse_args()
+    exp = Path(a.exp)
+    counts = sorted(set(a.shots) | {a.main_shots})
+    lines = ["# Intent accuracy vs number of shots", "",
+             f"Command: `{a.cmdline}`. Shots chosen by {a.selection} from the few-shot pool; "
+             f"{a.main_shots} shots is the main run (RESULTS.md). Accuracy in %; gap closed = "
+             "(WCN - 1-best) / (oracle - 1-best), shown where the oracle is at least 3 points "
+             "above the 1-best.", ""]
+    curves = {}
+    for m in a.models:
+        for s in a.sets:
+            for v in a.voices:
+                table = {}
+                for n in counts:
+                    base = (exp / m / f"icl_{a.selection}" / f"{s}_{v}" if n == a.main_shots
+                            else exp / m / "icl_shots" / a.selection / str(n) / f"{s}_{v}")
+                    table[n] = {i: read_acc(base / i / "accuracy.json") for i in a.inputs}
+                if not any(x is not None for row in table.values() for x in row.values()):
+                    continue
+                curves[(m, s, v)] = table
+                lines += [f"## {m}, {s}, {v}", "",
+                          "| shots | " + " | ".join(a.inputs) + " | gap closed (WCN) |",
+                          "|---" * (len(a.inputs) + 2) + "|"]
+                for n, acc in table.items():
+                    cells = ["" if acc[i] is None else f"{acc[i]:.1f}" for i in a.inputs]
+                    lines.append(f"| {n} | " + " | ".join(cells) + f" | {gap_closed(acc)} |")
+                lines.append("")
+    if not curves:
+        print(f"{exp}: no sweep results found", file=sys.stderr)
+        return 1
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(curves), figsize=(4.2 * len(curves), 3.4), squeeze=False)
+    for ax, ((m, s, v), table) in zip(axes[0], curves.items(), strict=True):
+        for i in a.inputs:
+            pts = [(n, acc[i]) for n, acc in table.items() if acc[i] is not None]
+            if pts:
+                ax.plot(*zip(*pts, strict=True), marker="o", label=i)
+        ax.set_xscale("symlog", linthresh=1)
+        ax.set_xticks(counts, [str(n) for n in counts])
+        ax.set_xlabel("shots")
+        ax.set_ylabel("intent accuracy (%)")
+        ax.set_title(f"{m}: {s} {v}", fontsize=9)
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=8)
+    fig.tight_layout()
+    png = exp / "RESULTS_shots.png"
+    fig.savefig(png, dpi=110)
+    lines += [f"![accuracy vs shots]({png.name})", ""]
+    (exp / "RESULTS_shots.md").write_text("\n".join(lines))
+    print(f"wrote {exp / 'RESULTS_shots.md'}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
