@@ -94,12 +94,17 @@ class SpeechLLMConfig:
 
     @classmethod
     def from_dict(cls, values: dict, source: str = "config") -> SpeechLLMConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"{source}: unknown speech-llm keys {unknown}; known: "
-                             f"{sorted(known)}")
-        return cls(**values)
+        return config_from_dict(cls, values, source, "speech-llm")
+
+
+def config_from_dict(cls: Any, values: dict, source: str, what: str) -> Any:
+    """``cls(**values)`` for a config dataclass, refusing keys it does not have (naming
+    ``source``, e.g. the json file, and listing the known keys)."""
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ValueError(f"{source}: unknown {what} keys {unknown}; known: {sorted(known)}")
+    return cls(**values)
 
 
 def load_encoder(name: str) -> Any:

@@ -41,7 +41,7 @@ import random
 import shutil
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -106,12 +106,9 @@ class RetrievalAugmentConfig:
 
     @classmethod
     def from_dict(cls, values: dict, source: str = "config") -> RetrievalAugmentConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"{source}: unknown cross-attention keys {unknown}; known: "
-                             f"{sorted(known)}")
-        return cls(**values)
+        from speechlm.llm.speech_llm import config_from_dict
+
+        return config_from_dict(cls, values, source, "cross-attention")
 
     def to_dict(self) -> dict:
         return {**asdict(self), "layers": list(self.layers)}
