@@ -325,6 +325,46 @@ class TiedCTC(torch.nn.Module):
 
 
 # ---- training ---------------------------------------------------------------------------
+# shared by the projector, the cross-attention adapters and the in-context tuning
+def warmup_cosine_lr(base: float, step: int, total: int) -> float:
+    """Linear warmup over the first 5% of ``total`` steps, then cosine decay to 10%."""
+    lr = base * min(1.0, (step + 1) / max(1, total // 20))
+    return lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * step / total)))
+
+
+def clipped_step(opt: torch.optim.Optimizer, loss: torch.Tensor, params: Sequence[Any],
+                 lr: float) -> None:
+    """Backward, clip at 1 and step at ``lr`` (times each group's ``scale``, default 1)."""
+    for g in opt.param_groups:
+        g["lr"] = lr * g.get("scale", 1.0)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(params, 1.0)
+    opt.step()
+    opt.zero_grad(set_to_none=True)
+
+
+def pad_right(rows: Sequence[torch.Tensor], labels: Sequence[Sequence[int]]
+              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(L_i, D)`` embedding rows and their labels -> right-padded ``(B, L, D)``, mask and
+    labels (-100 on the padding)."""
+    width = max(r.shape[0] for r in rows)
+    emb = rows[0].new_zeros(len(rows), width, rows[0].shape[1])
+    mask = torch.zeros(len(rows), width, dtype=torch.long)
+    lab = torch.full((len(rows), width), -100, dtype=torch.long)
+    for i, r in enumerate(rows):
+        emb[i, : r.shape[0]] = r
+        mask[i, : r.shape[0]] = 1
+        lab[i, : r.shape[0]] = torch.tensor(labels[i])
+    return emb, mask, lab
+
+
+def next_token_loss(logits: torch.Tensor, lab: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy of ``logits`` (B, L, V) predicting ``lab`` shifted by one."""
+    logits = logits[:, :-1]
+    return torch.nn.functional.cross_entropy(
+        logits.float().reshape(-1, logits.shape[-1]), lab[:, 1:].reshape(-1), ignore_index=-100)
+
+
 def _batch_embeds(model: Any, projector: Projector, feats: Sequence[np.ndarray],
                   prefix_ids: list[int], prompt_ids: list[int], targets: Sequence[list[int]],
                   pad_id: int, compress: TiedCTC | None = None) -> tuple[torch.Tensor, ...]:
@@ -349,15 +389,7 @@ def _batch_embeds(model: Any, projector: Projector, feats: Sequence[np.ndarray],
         rows.append(torch.cat([pre, mid, post], dim=0))
         n_ctx = len(prefix_ids) + mid.shape[0] + len(prompt_ids)
         labels.append([-100] * n_ctx + tgt)
-    width = max(r.shape[0] for r in rows)
-    emb = torch.zeros(len(rows), width, rows[0].shape[1])
-    mask = torch.zeros(len(rows), width, dtype=torch.long)
-    lab = torch.full((len(rows), width), -100, dtype=torch.long)
-    for i, r in enumerate(rows):
-        emb[i, : r.shape[0]] = r
-        mask[i, : r.shape[0]] = 1
-        lab[i, : r.shape[0]] = torch.tensor(labels[i])
-    return emb, mask, lab, speech, n_speech
+    return (*pad_right(rows, labels), speech, n_speech)
 
 
 def fit_projector(model: Any, tokenizer: Any, projector: Projector,
@@ -403,7 +435,6 @@ def fit_projector(model: Any, tokenizer: Any, projector: Projector,
     opt = torch.optim.AdamW(groups, lr=config.lr, weight_decay=0.01)
     steps_per_epoch = math.ceil(len(feats) / config.batch_size)
     total = steps_per_epoch * config.epochs
-    warmup = max(1, total // 20)
     rng = random.Random(config.seed)
     projector.train()
     bar = tqdm(total=total, disable=not progress, unit="step", desc="projector",
@@ -414,24 +445,15 @@ def fit_projector(model: Any, tokenizer: Any, projector: Projector,
         rng.shuffle(order)
         for b in range(0, len(order), config.batch_size):
             idx = order[b : b + config.batch_size]
-            lr = config.lr * min(1.0, (step + 1) / warmup)
-            lr *= 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * step / total))
-            for g in opt.param_groups:
-                g["lr"] = lr * g["scale"]
             emb, mask, lab, speech, n_speech = _batch_embeds(
                 model, projector, [feats[i] for i in idx], prefix, prompt,
                 [targets[i] for i in idx], pad, ctc_head if config.ctc_compress else None)
-            logits = model(inputs_embeds=emb, attention_mask=mask).logits[:, :-1]
-            ce = torch.nn.functional.cross_entropy(
-                logits.float().reshape(-1, logits.shape[-1]), lab[:, 1:].reshape(-1),
-                ignore_index=-100)
+            ce = next_token_loss(model(inputs_embeds=emb, attention_mask=mask).logits, lab)
             ctc = (ctc_head.loss(speech, n_speech, table, [ctc_targets[i] for i in idx])
                    if ctc_params else torch.zeros(()))
             loss = ce + config.ctc_weight * ctc
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(params + llm_params + ctc_params, 1.0)
-            opt.step()
-            opt.zero_grad(set_to_none=True)
+            clipped_step(opt, loss, params + llm_params + ctc_params,
+                         warmup_cosine_lr(config.lr, step, total))
             step += 1
             recent = [*recent, (loss.item(), ce.item(), ctc.item())][-steps_per_epoch:]
             bar.update(1)

@@ -55,6 +55,12 @@ from speechlm.llm.retrieval.cross_attention import (
     llm_dims,
     pad_memory,
 )
+from speechlm.llm.speech_llm import (
+    clipped_step,
+    config_from_dict,
+    next_token_loss,
+    warmup_cosine_lr,
+)
 
 CONFIG = "cross_attention.json"
 WEIGHTS = "adapters.pt"
@@ -106,8 +112,6 @@ class RetrievalAugmentConfig:
 
     @classmethod
     def from_dict(cls, values: dict, source: str = "config") -> RetrievalAugmentConfig:
-        from speechlm.llm.speech_llm import config_from_dict
-
         return config_from_dict(cls, values, source, "cross-attention")
 
     def to_dict(self) -> dict:
@@ -284,7 +288,6 @@ class CrossAttentionSpeechLLM:
         opt = torch.optim.AdamW(groups, lr=c.lr, weight_decay=0.01)
         steps_per_epoch = math.ceil(len(feats) / c.batch_size)
         total = steps_per_epoch * c.epochs
-        warmup = max(1, total // 20)
         rng = random.Random(c.seed)
         self.modules.train()
         bar = tqdm(total=total, disable=not progress, unit="step", desc="cross-attention",
@@ -295,22 +298,13 @@ class CrossAttentionSpeechLLM:
             rng.shuffle(order)
             for b in range(0, len(order), c.batch_size):
                 idx = order[b : b + c.batch_size]
-                lr = c.lr * min(1.0, (step + 1) / warmup)
-                lr *= 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * step / total))
-                for g in opt.param_groups:
-                    g["lr"] = lr * g["scale"]
                 emb, mask, lab, mem, mem_mask = self._batch(
                     [feats[i] for i in idx], [targets[i] for i in idx],
                     [neighbours[i] for i in idx], store)
                 with self.adapters.memory(mem, mem_mask):
-                    logits = model(inputs_embeds=emb, attention_mask=mask).logits[:, :-1]
-                loss = nn.functional.cross_entropy(
-                    logits.float().reshape(-1, logits.shape[-1]), lab[:, 1:].reshape(-1),
-                    ignore_index=-100)
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(rest + gates, 1.0)
-                opt.step()
-                opt.zero_grad(set_to_none=True)
+                    logits = model(inputs_embeds=emb, attention_mask=mask).logits
+                loss = next_token_loss(logits, lab)
+                clipped_step(opt, loss, rest + gates, warmup_cosine_lr(c.lr, step, total))
                 step += 1
                 first = loss.item() if first is None else first
                 recent = [*recent, loss.item()][-steps_per_epoch:]

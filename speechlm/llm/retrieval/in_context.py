@@ -17,6 +17,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from speechlm.llm.speech_llm import clipped_step, next_token_loss, pad_right, warmup_cosine_lr
+
 
 def in_context_embeds(speech_llm: Any, feats: np.ndarray, texts: Sequence[str], *,
                       intro: str = " Similar requests:", sep: str = ";") -> torch.Tensor:
@@ -84,7 +86,6 @@ def fit_in_context(speech_llm: Any, feats: Sequence[np.ndarray], texts: Sequence
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
     steps_per_epoch = math.ceil(len(feats) / batch_size)
     total = steps_per_epoch * epochs
-    warmup = max(1, total // 20)
     rng = random.Random(seed)
     model.eval()  # no dropout
     bar = tqdm(total=total, disable=not progress, unit="step", desc="in-context",
@@ -96,30 +97,15 @@ def fit_in_context(speech_llm: Any, feats: Sequence[np.ndarray], texts: Sequence
             rng.shuffle(order)
             for b in range(0, len(order), batch_size):
                 idx = order[b : b + batch_size]
-                cur = lr * min(1.0, (step + 1) / warmup)
-                cur *= 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * step / total))
-                for g in opt.param_groups:
-                    g["lr"] = cur
                 rows, labels = [], []
                 for i in idx:
                     prompt = in_context_embeds(speech_llm, feats[i], neighbour_texts[i])
                     rows.append(torch.cat([prompt, table(torch.tensor(targets[i]))]))
                     labels.append([-100] * prompt.shape[0] + targets[i])
-                width = max(r.shape[0] for r in rows)
-                emb = rows[0].new_zeros(len(rows), width, rows[0].shape[1])
-                mask = torch.zeros(len(rows), width, dtype=torch.long)
-                lab = torch.full((len(rows), width), -100, dtype=torch.long)
-                for r, (row, lb) in enumerate(zip(rows, labels, strict=True)):
-                    emb[r, : len(row)], mask[r, : len(row)] = row, 1
-                    lab[r, : len(row)] = torch.tensor(lb)
-                logits = model(inputs_embeds=emb, attention_mask=mask).logits[:, :-1]
-                loss = torch.nn.functional.cross_entropy(
-                    logits.float().reshape(-1, logits.shape[-1]), lab[:, 1:].reshape(-1),
-                    ignore_index=-100)
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(params, 1.0)
-                opt.step()
-                opt.zero_grad(set_to_none=True)
+                emb, mask, lab = pad_right(rows, labels)
+                loss = next_token_loss(model(inputs_embeds=emb, attention_mask=mask).logits,
+                                       lab)
+                clipped_step(opt, loss, params, warmup_cosine_lr(lr, step, total))
                 step += 1
                 first = loss.item() if first is None else first
                 recent = [*recent, loss.item()][-steps_per_epoch:]
