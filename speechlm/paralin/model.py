@@ -60,6 +60,7 @@ from speechlm.paralin.serialize import (
     window_target,
 )
 from speechlm.runtime.base import SamplingParams
+from speechlm.runtime.suppress import SuppressTokens
 
 logger = logging.getLogger(__name__)
 META = "paralin.json"
@@ -297,12 +298,16 @@ class _Prompt:
         return {"prefix_embeds": torch.cat([self.embeds, self.llm.embed_tokens(ids)])}
 
 
-def _generate(llm: Any, contexts: Sequence[dict], params: SamplingParams) -> list[str]:
-    """Greedy continuations of a batch of prompts (all text or all embeddings)."""
+def _generate(llm: Any, contexts: Sequence[dict], params: SamplingParams,
+              no_tags: SuppressTokens) -> list[str]:
+    """Greedy continuations of a batch of prompts (all text or all embeddings), with no
+    token that could open a tag: after ``<response>`` a briefly tuned model would rather
+    open another tag (an empty response, cut at the stop string) than write a turn."""
     if "prefix" in contexts[0]:
-        outs = llm.generate([c["prefix"] for c in contexts], params)
+        outs = llm.generate([c["prefix"] for c in contexts], params, logits_processor=no_tags)
     else:
-        outs = llm.generate_from_embeds([c["prefix_embeds"] for c in contexts], params)
+        outs = llm.generate_from_embeds([c["prefix_embeds"] for c in contexts], params,
+                                        logits_processor=no_tags)
     return [" ".join(o.text.split()) for o in outs]
 
 
@@ -377,6 +382,7 @@ def predict(llm: Any, windows: Sequence[Window], fmt: FormatConfig, *,
     count = _counter(tok, fmt)
     labels, gen_ctx, dropped, nll, n_tok = [], [], 0, 0.0, 0
     params = SamplingParams(max_tokens=max_new_tokens, stop=("\n", "<"))
+    no_tags = SuppressTokens.containing(tok, "<")
     texts: list[str] = []
     bar = tqdm(total=len(windows), disable=not progress, desc="paralin predict", unit="win")
     for w in windows:
@@ -396,11 +402,11 @@ def predict(llm: Any, windows: Sequence[Window], fmt: FormatConfig, *,
         labels.append(lab)
         gen_ctx.append(p.then(gen_head))
         if len(gen_ctx) == batch_size:
-            texts += _generate(llm, gen_ctx, params)
+            texts += _generate(llm, gen_ctx, params, no_tags)
             bar.update(len(gen_ctx))
             gen_ctx = []
     if gen_ctx:
-        texts += _generate(llm, gen_ctx, params)
+        texts += _generate(llm, gen_ctx, params, no_tags)
         bar.update(len(gen_ctx))
     bar.close()
     out = [Prediction(lab.get("cur"), lab.get("resp"), text, lab.get("emotion"))
@@ -442,6 +448,7 @@ def evaluate(windows: Sequence[Window], preds: Sequence[Prediction], fmt: Format
         bleu = sacrebleu.corpus_bleu([p.response or "" for p in preds],
                                      [[response_text(w, fmt) for w in windows]]).score
         out["response_bleu"] = round(bleu, 2)
+        out["responses_empty"] = sum(not (p.response or "").strip() for p in preds)
     if extra and extra.get("response_tokens"):
         out["response_ppl"] = round(math.exp(extra["response_nll"] / extra["response_tokens"]), 2)
         out["context_turns_dropped"] = extra["context_turns_dropped"]

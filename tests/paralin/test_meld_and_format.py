@@ -100,7 +100,7 @@ def test_metrics_against_hand_values():
              Prediction("neutral", "positive", "A: cats meow")]
     out = evaluate(windows, preds, FormatConfig())
     assert out["cur_acc"] == 50.0 and out["resp_acc"] == 50.0
-    assert 0 < out["response_bleu"] < 100
+    assert 0 < out["response_bleu"] < 100 and out["responses_empty"] == 0
     perfect = [Prediction("neutral", "positive", "A: the cat sat on the mat"),
                Prediction("positive", "negative", "A: dogs bark")]
     out = evaluate(windows, perfect, FormatConfig())

@@ -106,3 +106,31 @@ def test_bad_inputs(llm):
     with pytest.raises(ValueError, match="beam"):
         llm.generate(["one"], SamplingParams(num_beams=2),
                      logits_processor=KNNLogitsProcessor(store))
+
+
+def test_suppress_tokens_bans_them_and_empty_is_the_plain_model(llm):
+    from speechlm.runtime.suppress import SuppressTokens
+
+    params = SamplingParams(max_tokens=8)
+    prompts = ["the water", "one two three"]
+    plain = llm.generate(prompts, params)
+    same = llm.generate(prompts, params, logits_processor=SuppressTokens([]))
+    assert [c.token_ids for c in same] == [c.token_ids for c in plain]
+    banned = {t for c in plain for t in c.token_ids}
+    assert banned  # the plain model writes something for the ban to remove
+    out = llm.generate(prompts, params, logits_processor=SuppressTokens(banned))
+    for c in out:
+        assert c.token_ids and not banned & set(c.token_ids)
+    with pytest.raises(ValueError, match="outside the vocabulary"):
+        llm.generate(prompts, params, logits_processor=SuppressTokens([10**9]))
+
+
+def test_suppress_tokens_containing_finds_every_token_with_the_text(llm):
+    from speechlm.runtime.suppress import SuppressTokens
+
+    tok = llm.tokenizer
+    s = SuppressTokens.containing(tok, "e")
+    ids = set(s.token_ids.tolist())
+    assert ids and all("e" in tok.decode([i]) for i in ids)
+    others = set(range(len(tok))) - ids
+    assert others and all("e" not in tok.decode([i]) for i in others)

@@ -20,8 +20,8 @@ MODELS = {"speech_whisper": "context + sentiments + speech (pooled Whisper-tiny)
                           "state, same prompt as full",
           "minilm_head": "sequence classifier: MiniLM-L6 (frozen) + logistic-regression heads "
                          "(no response text)"}
-KEYS = ("cur_acc", "cur_f1", "resp_acc", "resp_f1", "response_bleu", "response_ppl",
-        "emo_acc", "emo_f1")
+KEYS = ("cur_acc", "cur_f1", "resp_acc", "resp_f1", "response_bleu", "responses_empty",
+        "response_ppl", "emo_acc", "emo_f1")
 # ParalinGPT (arXiv 2312.15316, Switchboard): serialized multitask vs sequence classifiers
 PAPER = {"cur_acc": 6.7, "resp_acc": 12.0, "response_bleu": 3.5}
 STAGES = {1: "read and check the CSVs", 2: "speech (synthesis)", 3: "speech embeddings",
@@ -152,9 +152,9 @@ def main() -> int:
     rows = {}
     for s in args.sets:
         lines += [f"## {s}", "",
-                  "| model | windows | cur acc | cur F1 | resp acc | resp F1 | BLEU | resp ppl |"
-                  " emo acc | emo F1 | train s | eval s |",
-                  "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+                  "| model | windows | cur acc | cur F1 | resp acc | resp F1 | BLEU | "
+                  "empty responses | resp ppl | emo acc | emo F1 | train s | eval s |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for name, what in MODELS.items():
             f = args.exp / name / s / "scores.json"
             if not f.is_file():
