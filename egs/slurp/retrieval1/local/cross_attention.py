@@ -57,13 +57,13 @@ SETS = ("train", "store", "dev", "test")
 
 
 def load_sets(model: SpeechLLM, data: Path, feats_dir: Path, out: Path,
-              train_limit: int = 0) -> dict:
+              train_limit: int = 0, extra: tuple[str, ...] = ()) -> dict:
     """``set -> (utts, feats, texts)`` (float16 states, as cached). OUT/feats links to the
     caches in ``feats_dir``; a stale or missing one is computed into OUT/feats, replacing
     the link, never the linked file."""
     enc = model.config.encoder
     sets = {}
-    for name in SETS:
+    for name in (*SETS, *extra):
         cache = out / "feats" / f"{name}.{enc}.npz"
         src = feats_dir / cache.name
         if not cache.exists() and src.is_file():
@@ -113,6 +113,8 @@ def main() -> int:
     p.add_argument("--feats-dir", required=True, help="encoder-state caches (read only)")
     p.add_argument("--data", default="data", help="dir with train/ store/ dev/ test/ local/")
     p.add_argument("--out", required=True)
+    p.add_argument("--test-sets", default="test",
+                   help="comma list of test sets under --data (never used for a choice)")
     p.add_argument("--retrieve-by", default="speech,text")
     p.add_argument("--k", type=int, default=4)
     p.add_argument("--items", default="text", help="text | speech | text+speech")
@@ -157,10 +159,12 @@ def main() -> int:
                       if decode_yaml.is_file() else 0.0)
     if model.ctc_head is None:
         ctc_weight = 0.0
-    sets = load_sets(model, data, Path(a.feats_dir), out, a.train_limit)
-    ents = {n: entities_of(data / "local", n) for n in ("dev", "test")}
-    texts = {u: t for n in SETS for u, t in sets[n][2].items()}
-    speech_vec = {u: mean_pool(f) for n in SETS for u, f in zip(sets[n][0], sets[n][1],
+    evals = ("dev", *a.test_sets.split(","))
+    sets = load_sets(model, data, Path(a.feats_dir), out, a.train_limit,
+                     tuple(n for n in evals if n not in SETS))
+    ents = {n: entities_of(data / "local", n) for n in evals}
+    texts = {u: t for n in sets for u, t in sets[n][2].items()}
+    speech_vec = {u: mean_pool(f) for n in sets for u, f in zip(sets[n][0], sets[n][1],
                                                                    strict=True)}
     res: dict = {"systems": {}, "retrieval": {}, "train": {}, "args": vars(a)}
 
@@ -174,9 +178,9 @@ def main() -> int:
 
     # 1. first pass: the plain speech LLM (baseline row, text-retrieval queries)
     fit = a.adapter_data  # the utterances the adapters (and the tuned in-context LLM) learn on
-    qsets = {"train": fit, "dev": "dev", "test": "test"}  # query group -> data set
-    fp = {n: first_pass(model, n, sets[n][0], sets[n][1], out) for n in (fit, "dev", "test")}
-    for n in ("dev", "test"):
+    qsets = {"train": fit, **{n: n for n in evals}}  # query group -> data set
+    fp = {n: first_pass(model, n, sets[n][0], sets[n][1], out) for n in (fit, *evals)}
+    for n in evals:
         record("speech_llm", n, fp[n]["hyps"])
 
     # 2. neighbours: evaluation from the store, training from train (+ store), self excluded
@@ -204,11 +208,11 @@ def main() -> int:
                for g, ids in pool_ids.items()}
         neighbours[kind] = {
             "train": idx["train"].search(queries[kind]["train"], a.k, exclude=sets[fit][0]),
-            **{n: idx["eval"].search(queries[kind][n], a.k) for n in ("dev", "test")}}
+            **{n: idx["eval"].search(queries[kind][n], a.k) for n in evals}}
         tr = neighbours[kind]["train"]
         res["retrieval"][kind] = {
             **{f"{n}_entity_recall": entity_recall(neighbours[kind][n], sets[n][0], texts,
-                                                   ents[n]) for n in ("dev", "test")},
+                                                   ents[n]) for n in evals},
             "train_top1_same_text": round(100.0 * np.mean([
                 texts[ids[0]] == texts[u] for u, ids in zip(sets[fit][0], tr, strict=True)
             ]), 2)}
@@ -255,7 +259,7 @@ def main() -> int:
                                        progress=not a.no_progress)
             stamp_file.write_text(stamp)
         res["train"][kind] = json.loads((mdir / "train_report.json").read_text())
-        for n in ("dev", "test"):
+        for n in evals:
             start = time.perf_counter()
             hyps = xa.transcribe_features(sets[n][1], neighbours[kind][n], store)
             record(f"speech_llm+xattn_{kind}", n, dict(zip(sets[n][0], hyps, strict=True)),
@@ -272,7 +276,7 @@ def main() -> int:
 
     # 4. the in-context prefix (no new weights)
     for kind in kinds if "icl" in systems else []:
-        for n in ("dev", "test"):
+        for n in evals:
             start = time.perf_counter()
             hyps = transcribe_in_context(model, sets[n][1],
                                          [[texts[i] for i in ids] for ids in neighbours[kind][n]])
@@ -289,7 +293,7 @@ def main() -> int:
                                 progress=not a.no_progress)
         res["train"][f"icl_{kind}"] = report
         print(f"in-context training ({kind}): {report}", file=sys.stderr, flush=True)
-        for n in ("dev", "test"):
+        for n in evals:
             start = time.perf_counter()
             hyps = transcribe_in_context(tuned, sets[n][1],
                                          [[texts[i] for i in ids] for ids in neighbours[kind][n]])

@@ -31,8 +31,10 @@ from speechlm.runtime.retrieval import KNNLogitsProcessor
 
 
 def entities_of(local: Path, name: str) -> dict[str, list[str]]:
+    """Entities per sentence id of set ``name``; a set read by another voice
+    (``test_piper``) has its sentences' annotations (``local/test.jsonl``)."""
     out = {}
-    for line in (local / f"{name}.jsonl").read_text().splitlines():
+    for line in (local / f"{name.split('_', 1)[0]}.jsonl").read_text().splitlines():
         r = json.loads(line)
         out[r["id"]] = r["entities"]
     return out
@@ -84,6 +86,10 @@ def main() -> int:
     p.add_argument("--feats-dir", required=True)
     p.add_argument("--data", default="data", help="dir with <set>/ and local/")
     p.add_argument("--out", required=True)
+    p.add_argument("--test-sets", default="test",
+                   help="comma list of test sets under --data (never used for a choice)")
+    p.add_argument("--espnet-dir", default=None,
+                   help="the ESPnet baseline's dir with decode_<set>/nbest.jsonl")
     p.add_argument("--lams", default="0.1,0.25,0.5")
     p.add_argument("--ks", default="8,32")
     p.add_argument("--temps", default="1,10")
@@ -94,8 +100,10 @@ def main() -> int:
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     model = SpeechLLM.load(a.model_dir, with_encoder=False)
+    tests = a.test_sets.split(",")
+    names = ("dev", *tests)
     sets = {}
-    for name in ("dev", "test"):
+    for name in names:
         cache = Path(a.feats_dir) / f"{name}.{model.config.encoder}.npz"
         utts, feats, refs = data_dir_features(f"{a.data}/{name}", model.config.encoder,
                                                cache)
@@ -113,16 +121,18 @@ def main() -> int:
     store_text = " " + " ".join(
         line.split(" ", 1)[1] for line in
         (Path(a.data) / "local" / "store.text").read_text().splitlines() if " " in line) + " "
-    _, _, test_refs, test_ents = sets["test"]
-    in_store = {u for u in test_refs
-                if any(f" {e} " in store_text for e in test_ents.get(u.rsplit("-", 1)[-1], []))}
-    subsets = {"test_in_store": in_store, "test_control": set(test_refs) - in_store}
+    subsets = {}
+    for name in tests:
+        _, _, test_refs, test_ents = sets[name]
+        in_store = {u for u in test_refs if any(
+            f" {e} " in store_text for e in test_ents.get(u.rsplit("-", 1)[-1], []))}
+        subsets[name] = {"test_in_store": in_store, "test_control": set(test_refs) - in_store}
 
     def record(system: str, name: str, hyps: dict, extra: dict | None = None) -> dict:
         utts, _, refs, ents = sets[name]
         m = {**metrics(refs, hyps, ents), **(extra or {})}
-        if name == "test":
-            for sub, keep in subsets.items():
+        if name in subsets:
+            for sub, keep in subsets[name].items():
                 m[sub] = {**metrics({u: r for u, r in refs.items() if u in keep}, hyps, ents),
                           "utts": len(keep)}
         res["systems"].setdefault(system, {})[name] = m
@@ -132,7 +142,7 @@ def main() -> int:
         return m
 
     # 1. speech-prefix LLM, plain
-    for name in ("dev", "test"):
+    for name in names:
         utts, feats, _, _ = sets[name]
         hyps, t = decode(model, utts, feats)
         record("speech_llm", name, hyps, t)
@@ -155,7 +165,7 @@ def main() -> int:
         best = min(sweep, key=lambda r: (r["wer"], r["eer"]))
         knn = KNNLogitsProcessor(stores[key], lam=best["lam"], k=best["k"],
                                  temperature=best["T"])
-        for name in ("dev", "test"):
+        for name in names:
             utts, feats, _, _ = sets[name]
             hyps, t = decode(model, utts, feats, knn)
             record(f"speech_llm+knn_{key}", name, hyps,
@@ -181,7 +191,7 @@ def main() -> int:
                 b = res["systems"][f"speech_llm+knn_{key}"]["dev"]
                 knn = KNNLogitsProcessor(stores[key], lam=b["lam"], k=b["k"], temperature=b["T"])
                 extra.update(lam=b["lam"], k=b["k"], T=b["T"])
-            for name in ("dev", "test"):
+            for name in names:
                 utts, feats, _, _ = sets[name]
                 hyps, t = decode(model, utts, feats, knn, ctc_weight=w)
                 record("speech_llm+ctc" + (f"+knn_{key}" if key else ""), name, hyps,
@@ -189,8 +199,8 @@ def main() -> int:
     # 3. Whisper 5-best and its rescoring
     scales = [float(x) for x in a.llm_scales.split(",")]
     nbests = {n: read_nbest_jsonl(Path(a.whisper_dir) / f"decode_{n}" / "nbest.jsonl")
-              for n in ("dev", "test")}
-    for name in ("dev", "test"):
+              for n in names}
+    for name in names:
         record("whisper", name, {u: hs[0].text for u, hs in nbests[name].items() if hs})
     feats_of = {n: dict(zip(sets[n][0], sets[n][1], strict=True)) for n in sets}
     lam_best = {key: res["systems"][f"speech_llm+knn_{key}"]["dev"] for key in stores}
@@ -220,8 +230,14 @@ def main() -> int:
         res["sweeps"][system] = {f"llm_scale_{s}": m for s, m in dev_rows.items()}
         best = min(scales, key=lambda s: (dev_rows[s]["wer"], dev_rows[s]["eer"]))
         record(system, "dev", by_scale[best], {"llm_scale": best})
-        test = rescore(nbests["test"], make("test"), [best])[best]
-        record(system, "test", test, {"llm_scale": best})
+        for name in tests:
+            test = rescore(nbests[name], make(name), [best])[best]
+            record(system, name, test, {"llm_scale": best})
+    # 4. the ESPnet baseline (conformer CTC/attention, ESPnet beam search), 1-best
+    if a.espnet_dir:
+        for name in names:
+            nb = read_nbest_jsonl(Path(a.espnet_dir) / f"decode_{name}" / "nbest.jsonl")
+            record("espnet", name, {u: hs[0].text for u, hs in nb.items() if hs})
     (out / "results.json").write_text(json.dumps(res, indent=1) + "\n")
     return 0
 

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 ROWS = [
+    ("espnet", "ESPnet conformer CTC/attention (beam search)"),
     ("whisper", "Whisper tiny.en (1-best of 5)"),
     ("whisper+lm", "+ rescoring: embedded LM"),
     ("whisper+lm+knn_text", "+ rescoring: embedded LM + kNN-LM, text keys"),
@@ -56,6 +57,31 @@ def plot(bench: dict, out: Path) -> None:
     ax.grid(True, which="both", alpha=0.3)
     fig.tight_layout()
     fig.savefig(out, dpi=110)
+
+
+def second_sets(sys_: dict) -> list[str]:
+    """A table per further test set (e.g. ``test_piper``: the test sentences read by a voice
+    no system trained on), with its change against ``test``."""
+    out = []
+    base = sys_["speech_llm"]
+    for name in (n for n in base if n not in ("dev", "test")):
+        voice = name.split("_", 1)[-1]
+        out += [f"### Second test set: `{name}`, the test sentences read by the {voice} voice",
+                "", f"The same {base[name]['words']} words and {base[name]['entities']} "
+                f"entities as `test`, read by a voice that no system here trained on (the "
+                "speech-prefix LLM, its CTC head and ESPnet learned from espeak-ng voices; "
+                "Whisper from real speech); settings as tuned on `dev`.", "",
+                f"| system | {name} WER | {name} EER | rel. WER vs speech LLM | "
+                "WER change vs test |", "|---|---|---|---|---|"]
+        for key, label in ROWS:
+            t = sys_.get(key, {}).get(name)
+            if not t:
+                continue
+            rel = (t["wer"] - base[name]["wer"]) / max(base[name]["wer"], 1e-9) * 100
+            out.append(f"| {label} | {t['wer']:.1f} | {t['eer']:.1f} | {rel:+.0f}% | "
+                       f"{t['wer'] - sys_[key]['test']['wer']:+.1f} |")
+        out.append("")
+    return out
 
 
 def main() -> int:
@@ -129,6 +155,12 @@ def main() -> int:
     lines += ["", "WER and entity error rate (EER: a reference entity counts as an error when "
               "its words are not a contiguous run of the hypothesis) in %. "
               f"Test: {base['words']} words, {base['entities']} entities.", ""]
+    if "espnet" in sys_:
+        lines += ["ESPnet: SLURP's conformer (`../slu1/conf/train_asr.yaml`, 2.45 M parameters, "
+                  "characters) trained by `speechlm train-asr` on the same synthetic training "
+                  "speech as the speech-prefix LLM, decoded with ESPnet's CTC/attention beam "
+                  "search (no LM).", ""]
+    lines += second_sets(sys_)
     if xattn:
         ret = xattn.get("retrieval", {})
         args = xattn.get("args", {})
