@@ -299,15 +299,17 @@ class _Prompt:
 
 
 def _generate(llm: Any, contexts: Sequence[dict], params: SamplingParams,
-              no_tags: SuppressTokens) -> list[str]:
-    """Greedy continuations of a batch of prompts (all text or all embeddings), with no
-    token that could open a tag: after ``<response>`` a briefly tuned model would rather
-    open another tag (an empty response, cut at the stop string) than write a turn."""
+              no_tag_first: SuppressTokens) -> list[str]:
+    """Greedy continuations of a batch of prompts (all text or all embeddings) whose first
+    token cannot open a tag: right after ``<response>`` a briefly tuned model would rather
+    open another tag (an empty response, cut at the stop string) than write a turn; a tag
+    later ends the response, as the stop string."""
     if "prefix" in contexts[0]:
-        outs = llm.generate([c["prefix"] for c in contexts], params, logits_processor=no_tags)
+        outs = llm.generate([c["prefix"] for c in contexts], params,
+                            logits_processor=no_tag_first.fresh())
     else:
         outs = llm.generate_from_embeds([c["prefix_embeds"] for c in contexts], params,
-                                        logits_processor=no_tags)
+                                        logits_processor=no_tag_first.fresh())
     return [" ".join(o.text.split()) for o in outs]
 
 
@@ -382,7 +384,7 @@ def predict(llm: Any, windows: Sequence[Window], fmt: FormatConfig, *,
     count = _counter(tok, fmt)
     labels, gen_ctx, dropped, nll, n_tok = [], [], 0, 0.0, 0
     params = SamplingParams(max_tokens=max_new_tokens, stop=("\n", "<"))
-    no_tags = SuppressTokens.containing(tok, "<")
+    no_tag_first = SuppressTokens.containing(tok, "<", at_begin=True)
     texts: list[str] = []
     bar = tqdm(total=len(windows), disable=not progress, desc="paralin predict", unit="win")
     for w in windows:
@@ -402,11 +404,11 @@ def predict(llm: Any, windows: Sequence[Window], fmt: FormatConfig, *,
         labels.append(lab)
         gen_ctx.append(p.then(gen_head))
         if len(gen_ctx) == batch_size:
-            texts += _generate(llm, gen_ctx, params, no_tags)
+            texts += _generate(llm, gen_ctx, params, no_tag_first)
             bar.update(len(gen_ctx))
             gen_ctx = []
     if gen_ctx:
-        texts += _generate(llm, gen_ctx, params, no_tags)
+        texts += _generate(llm, gen_ctx, params, no_tag_first)
         bar.update(len(gen_ctx))
     bar.close()
     out = [Prediction(lab.get("cur"), lab.get("resp"), text, lab.get("emotion"))

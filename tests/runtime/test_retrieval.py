@@ -134,3 +134,37 @@ def test_suppress_tokens_containing_finds_every_token_with_the_text(llm):
     assert ids and all("e" in tok.decode([i]) for i in ids)
     others = set(range(len(tok))) - ids
     assert others and all("e" not in tok.decode([i]) for i in others)
+
+
+def test_suppress_tokens_at_begin_bans_only_the_first_token(llm):
+    from speechlm.runtime.suppress import SuppressTokens
+
+    params = SamplingParams(max_tokens=6)
+    prompts = ["the water", "one two three"]
+    plain = llm.generate(prompts, params)
+    first = {c.token_ids[0] for c in plain}
+    later = {t for c in plain for t in c.token_ids[1:]} - first
+    assert later  # the ban must be seen to lift after the first token
+    ban = SuppressTokens(first | later, at_begin=True)
+    out = llm.generate(prompts, params, logits_processor=ban)
+    assert all(c.token_ids[0] not in first | later for c in out)
+    # each row's own first token decides its history; one call per instance
+    again = llm.generate(prompts, params, logits_processor=ban.fresh())
+    assert [c.token_ids for c in again] == [c.token_ids for c in out]
+    with pytest.raises(ValueError, match="follows generation rows"):
+        llm.score(["the water"], logits_processor=ban.fresh())
+
+
+def test_suppress_tokens_at_begin_lifts_per_row():
+    from speechlm.runtime.suppress import SuppressTokens
+
+    ban = SuppressTokens([1], at_begin=True)
+    logits = torch.zeros(2, 3)
+    ban.set_rows([0, 1])
+    assert torch.isinf(ban(torch.zeros(2, 4), logits)[:, 1]).all()
+    ban.observe([0], [2])  # row 0 has started, row 1 has not
+    ban.set_rows([0, 1])
+    out = ban(torch.zeros(2, 4), logits)
+    assert out[0, 1] == 0 and torch.isinf(out[1, 1])
+    ban.set_rows([1])  # row 0 finished and left the batch
+    assert torch.isinf(ban(torch.zeros(1, 4), torch.zeros(1, 3))[0, 1])
