@@ -44,7 +44,7 @@ if [ "${quick}" = true ]; then
   slm_opts="--epochs 3 --lr 3e-3 --train-llm --llm-lr 1e-3 --ctc-weight 1 --ctc-compress"
   sweep="--lams 0.25,0.5 --ks 8 --temps 1,10 --llm-scales 0,0.3,1"; bench_sizes=10000,100000
   xattn_opts="--train-limit 1000"
-  asr_config=../slu1/conf/train_asr_quick.yaml; asr_epochs=2
+  asr_config=../slu1/conf/train_asr_quick.yaml; asr_epochs=1  # a smoke test of the stage
   exp=exp/quick; data=data/quick
 else
   sizes="--train_size ${train_size:-10000} --store_size 500 --dev_size 40 --test_size 80"
