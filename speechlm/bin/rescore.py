@@ -73,6 +73,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     sp.add_argument("--pooling", default="mean", choices=["prob", "mean", "last", "attention"])
     sp.add_argument("--objective", default="mwer", choices=["mwer", "likelihood"])
     sp.add_argument("--freeze", action="store_true", help="train the head only")
+    sp.add_argument("--with-first-pass", action="store_true",
+                    help="MWER on the interpolated cost: scorer cost - first-pass score (or "
+                         "the rank prior -rank), so the scorer learns what the first pass "
+                         "misses")
     sp.add_argument("--epochs", type=int, default=1)
     sp.add_argument("--lr", type=float, default=None, help="head (or LoRA) learning rate")
     sp.add_argument("--backbone-lr", type=float, default=5e-5,

@@ -54,7 +54,7 @@ def _train(args: argparse.Namespace) -> int:
         cfg = MwerConfig(model=args.model, kind=kind, pooling=args.pooling,
                          objective=args.objective, train_backbone=not args.freeze,
                          lora_rank=args.lora_rank, lr=lr, backbone_lr=args.backbone_lr,
-                         epochs=args.epochs)
+                         epochs=args.epochs, with_first_pass=args.with_first_pass)
         scorer = build_scorer(cfg)
         stats = train_scorer(scorer, train)
         save_scorer(scorer, args.out, stats)

@@ -149,6 +149,25 @@ def test_mwer_training_learns_and_the_scorer_dir_round_trips(tmp_path):
         scorer.costs(["the man said good one"]), abs=1e-5)
 
 
+def test_with_first_pass_trains_on_the_interpolated_cost():
+    # the first pass ranks every toy list right (the reference first); its rank prior
+    # (0, -1) enters the loss, so the very first loss (same init, same batch) is lower
+    items = [NbestItem(it.utt, tuple(sorted(it.hyps, key=lambda h: "bad" in h)), it.ref)
+             for it in _toy_nbests()]
+    first = {}
+    for fp in (False, True):
+        model, tok = _tiny_bidirectional()
+        cfg = MwerConfig(model="tiny", kind="bidirectional", pooling="mean", lr=3e-2,
+                         backbone_lr=1e-3, epochs=1, utts_per_step=4, with_first_pass=fp)
+        first[fp] = train_scorer(build_scorer(cfg, model, tok), items,
+                                 progress=False)["first_loss"]
+    assert first[True] < first[False] - 0.1
+    assert MwerConfig(with_first_pass=True).key.endswith("_fp")
+    with pytest.raises(ValueError, match="with_first_pass"):
+        MwerConfig(model="x", kind="causal", pooling="prob", objective="likelihood",
+                   with_first_pass=True)
+
+
 def test_likelihood_objective_raises_the_reference_probability():
     model, tok = _tiny_causal()
     cfg = MwerConfig(model="tiny", kind="causal", pooling="prob", objective="likelihood",

@@ -106,6 +106,7 @@ fi
 #   free, once gerlora has trained the adapter)
 #   cheap (--size medium): LM sum and length-normalised, MWER MiniLM mean, PLL MiniLM,
 #   likelihood SmolLM2, one after the other in one process at a time
+#   mwerfp: MWER MiniLM mean trained with the rank prior in the loss alone (also in bi2, cheap)
 if [ ${stage} -le 3 ] && [ ${stop_stage} -ge 3 ]; then
   log "Stage 2-3: train and run every method (lanes: ${lanes}, folds: ${folds}), tuned on ${dev}"
   # untrained: both halves of test-clean at once
@@ -139,6 +140,12 @@ if [ ${stage} -le 3 ] && [ ${stop_stage} -ge 3 ]; then
     # the same with more data, 10x the head and 2x the encoder learning rate (the short runs barely move)
     train bi2 ${exp}/models/mwer_minilm_mean_long${sfx} --method mwer --model minilm-l6 --pooling mean --train "${clean}@${th}:${ntrain_long}" --lr 1e-2 --backbone-lr 1e-4
     evals="${ev}" method bi2 mwer_minilm_mean_long${sfx} --method mwer --model ${exp}/models/mwer_minilm_mean_long${sfx}
+    # the same trained on the interpolated cost (scorer - rank prior), as the paper trains
+    # with the first-pass score: the scorer learns what the list order misses
+    for l in bi2 cheap mwerfp; do
+      train ${l} ${exp}/models/mwer_minilm_mean_fp${sfx} --method mwer --model minilm-l6 --pooling mean --with-first-pass --train "${clean}@${th}:${ntrain_long}" --lr 1e-2 --backbone-lr 1e-4
+      evals="${ev}" method ${l} mwer_minilm_mean_fp${sfx} --method mwer --model ${exp}/models/mwer_minilm_mean_fp${sfx}
+    done
     train bi ${exp}/models/mwer_mpnet_mean${sfx} --method mwer --model mpnet-base --pooling mean --train "${clean}@${th}:${ntrain_llm}"
     for m in mwer_minilm_mean mwer_minilm_attention mwer_minilm_mean_frozen mwer_mpnet_mean; do
       evals="${ev}" method bi ${m}${sfx} --method mwer --model ${exp}/models/${m}${sfx}

@@ -104,6 +104,11 @@ class MwerConfig:
         epochs, utts_per_step: schedule (a step is ``utts_per_step`` whole N-bests).
         max_hyps: hypotheses per N-best used in training.
         seed: head init and batch order.
+        with_first_pass: train on the interpolated cost ``s_i - first_pass_i`` (the decoder's
+            score, or the rank prior ``-rank``), as the paper trains with the first-pass
+            score: the scorer learns what the first pass misses, and rescoring at
+            ``llm_scale`` 1 is the trained ranking. Without it the scorer learns to rank
+            alone and must then be mixed with a strong first pass it never saw.
     """
 
     model: str = "minilm-l6"
@@ -118,6 +123,7 @@ class MwerConfig:
     utts_per_step: int = 4
     max_hyps: int = 5
     seed: int = 0
+    with_first_pass: bool = False
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -131,6 +137,9 @@ class MwerConfig:
             raise ValueError(f"objective must be 'mwer' or 'likelihood', got {self.objective!r}")
         if self.objective == "likelihood" and self.pooling != "prob":
             raise ValueError("the likelihood objective trains a causal 'prob' scorer")
+        if self.objective == "likelihood" and self.with_first_pass:
+            raise ValueError("with_first_pass is for the MWER objective (likelihood training "
+                             "sees references only, no N-best)")
         for name in ("epochs", "utts_per_step", "max_hyps", "lora_rank"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -139,7 +148,8 @@ class MwerConfig:
     def key(self) -> str:
         tag = "lik" if self.objective == "likelihood" else "mwer"
         frozen = "" if self.train_backbone else "_frozen"
-        return f"{tag}_{Path(self.model).name}_{self.pooling}{frozen}"
+        fp = "_fp" if self.with_first_pass else ""
+        return f"{tag}_{Path(self.model).name}_{self.pooling}{frozen}{fp}"
 
 
 class Scorer(nn.Module):
@@ -255,13 +265,16 @@ def build_scorer(config: MwerConfig, backbone: Any = None, tokenizer: Any = None
     return Scorer(backbone, tokenizer, config)
 
 
-def _nbest_errors(items: Sequence[NbestItem], max_hyps: int) -> list[tuple[list[str], list[int]]]:
+def _nbest_errors(items: Sequence[NbestItem], max_hyps: int
+                  ) -> list[tuple[list[str], list[int], list[float]]]:
+    """(hypotheses, word errors, first-pass scores) of each usable training N-best."""
     out = []
     for it in items:
         if it.ref is None or len(it.hyps) < 2:
             continue  # one hypothesis (or no reference) carries no ranking signal
         hyps = list(it.hyps[:max_hyps])
-        out.append((hyps, [errors(it.ref, h) for h in hyps]))
+        out.append((hyps, [errors(it.ref, h) for h in hyps],
+                    [float(x) for x in it.first_pass[:max_hyps]]))
     return out
 
 
@@ -276,7 +289,7 @@ def train_scorer(scorer: Scorer, train: Sequence[NbestItem], *, progress: bool =
 
     cfg = scorer.config
     if cfg.objective == "likelihood":
-        data = [([it.ref], [0]) for it in train if it.ref]
+        data = [([it.ref], [0], [0.0]) for it in train if it.ref]
     else:
         data = _nbest_errors(train, cfg.max_hyps)
     if not data:
@@ -300,8 +313,8 @@ def train_scorer(scorer: Scorer, train: Sequence[NbestItem], *, progress: bool =
         rng.shuffle(order)
         for b in range(0, len(order), cfg.utts_per_step):
             batch = [data[i] for i in order[b : b + cfg.utts_per_step]]
-            n = max(len(h) for h, _ in batch)
-            texts = [t for h, _ in batch for t in h]
+            n = max(len(h) for h, _, _ in batch)
+            texts = [t for h, _, _ in batch for t in h]
             costs_flat = scorer(*scorer.encode(texts))  # (sum of N_b,)
             if cfg.objective == "likelihood":
                 ntok = scorer.encode(texts)[1].sum(1).clamp(min=1)
@@ -311,8 +324,10 @@ def train_scorer(scorer: Scorer, train: Sequence[NbestItem], *, progress: bool =
                 errs = torch.zeros(len(batch), n)
                 mask = torch.zeros(len(batch), n)
                 k = 0
-                for r, (h, e) in enumerate(batch):
+                for r, (h, e, fp) in enumerate(batch):
                     costs[r, : len(h)] = costs_flat[k : k + len(h)]
+                    if cfg.with_first_pass:  # rescoring's tot = first_pass - llm_scale * s
+                        costs[r, : len(h)] -= torch.tensor(fp, dtype=costs.dtype)
                     errs[r, : len(h)], mask[r, : len(h)] = torch.tensor(e, dtype=torch.float), 1
                     k += len(h)
                 loss = mwer_loss(costs, errs, mask)

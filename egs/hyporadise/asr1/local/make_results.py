@@ -25,6 +25,7 @@ LABELS = {
     "mwer_minilm_mean": "MWER bidirectional MiniLM, mean pooling",
     "mwer_minilm_attention": "MWER bidirectional MiniLM, attention pooling",
     "mwer_minilm_mean_long": "MWER MiniLM mean, more data (quick 400, medium 1,000), lr 10x",
+    "mwer_minilm_mean_fp": "MWER MiniLM mean as above, trained on scorer - rank prior",
     "mwer_minilm_mean_frozen": "MWER MiniLM head only (no fine-tuning of the encoder)",
     "mwer_mpnet_mean": "MWER bidirectional mpnet, mean pooling",
     "mwer_smollm2_prob": "MWER causal SmolLM2 LoRA, probability-based",
