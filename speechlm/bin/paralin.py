@@ -57,6 +57,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     t.add_argument("--rank", type=int, default=8)
     t.add_argument("--batch-size", type=int, default=8)
     t.add_argument("--threads", type=int, default=None)
+    t.add_argument("--seed", type=int, default=0,
+                   help="seeds the adapter (and head / projector) init and the batch order")
     t.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     x = sub.add_parser("export-base", help="write the base LLM as a transformers dir "
                        "(float32 safetensors: loads in seconds, a GGUF is dequantized anew "
@@ -246,7 +248,7 @@ def run(args: argparse.Namespace) -> int:
             Speech(args.speech, _speech_vectors(args, windows, args.speech))
         lora = LoRAConfig(rank=args.rank, alpha=2 * args.rank, epochs=args.epochs, lr=args.lr,
                           batch_size=args.batch_size, threads=args.threads, wcn_noise=0.0,
-                          nbest_noise=0.0)
+                          nbest_noise=0.0, seed=args.seed)
         if args.task == "heads":
             from speechlm.paralin import seqcls
 

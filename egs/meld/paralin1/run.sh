@@ -26,6 +26,7 @@ quick=false
 base=smollm2-135m-instruct
 context=3                       # previous turns shown
 epochs=1
+seed=0                          # LoRA / head init and batch order (N > 0: exp/<size>_seedN)
 speech_kinds="whisper resemblyzer"
 models="full no_context no_context_sentiment speech_whisper speech_resemblyzer emotion"
 models+=" response_only smollm2_head minilm_head"
@@ -48,7 +49,9 @@ log "MELD: using $(cd "${meld}" && pwd)"
 # "Sizes and time"): a LoRA step of 8 windows takes ~10 s, evaluating ~1.3 s per window.
 if [ "${quick}" = true ]; then train_windows=16; eval_windows=8; max_new_tokens=20; size=quick
 else train_windows=160; eval_windows=80; max_new_tokens=40; size=full; fi
-exp=exp/${size}; data=data/${size}
+# --seed N (N > 0): the LLM models trained again with another seed into exp/<size>_seedN
+# (same data, windows and speech embeddings), for the spread of a row
+exp=exp/${size}; [ "${seed}" = 0 ] || exp+=_seed${seed}; data=data/${size}
 emb_cache=${emb_cache:-${data}/emb_cache}
 base_dir=data/base              # the base LLM as float32 safetensors (a GGUF dequantizes slowly)
 mkdir -p "${exp}/timing"
@@ -129,6 +132,7 @@ train_model() {  # name
   # shellcheck disable=SC2046
   python -m speechlm.bin.paralin train --csv "${meld}/train_sent_emo.csv" --out "${exp}/${name}" \
     --base "${base_dir}" --max-windows "${train_windows}" --epochs "${epochs}" --threads 1 \
+    --seed "${seed}" \
     ${common} --overwrite $(options_of "${name}")
 }
 
