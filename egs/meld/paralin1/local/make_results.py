@@ -134,6 +134,29 @@ def paired(exp: Path, s: str, name: str, ref: str = "full") -> str | None:
     return f"- `{name}` vs `{ref}`: " + ", ".join(out)
 
 
+def seed_spread(exp: Path, s: str) -> list[str]:
+    """Mean and spread over seed 0 (``exp``) and the ``<exp>_seedN`` runs of the models
+    trained with several seeds (``./run.sh --seed N``)."""
+    runs = [exp, *sorted(exp.parent.glob(f"{exp.name}_seed*"))]
+    if len(runs) < 2:
+        return []
+    out = ["", f"Seeds ({len(runs)} runs: seed 0 and `{'`, `'.join(r.name for r in runs[1:])}`;"
+           " the same windows and embeddings, another LoRA / head init and batch order): "
+           "mean, and min-max in brackets", "",
+           "| model | runs | cur acc | resp acc | BLEU |", "|---|---|---|---|---|"]
+    for name in MODELS:
+        scores = [json.loads(f.read_text()) for r in runs
+                  if (f := r / name / s / "scores.json").is_file()]
+        if len(scores) < 2:
+            continue
+        cells = []
+        for key in ("cur_acc", "resp_acc", "response_bleu"):
+            v = [sc[key] for sc in scores if key in sc]
+            cells.append(f"{sum(v) / len(v):.2f} [{min(v)}-{max(v)}]" if v else "-")
+        out.append(f"| `{name}` | {len(scores)} | " + " | ".join(cells) + " |")
+    return out
+
+
 def main() -> int:
     p = argparse.ArgumentParser()
     p.add_argument("--exp", type=Path, required=True)
@@ -186,6 +209,7 @@ def main() -> int:
                       f"{base['cur_ref'][1]}%, response `{base['resp_ref'][0]}` "
                       f"{base['resp_ref'][1]}%{emo_line}.", ""]
         lines += relative_gains(rows, s)
+        lines += seed_spread(args.exp, s)
     lines += stage_times(args.exp)
     args.out.write_text("\n".join(lines) + "\n")
     if rows:
