@@ -34,8 +34,8 @@ def test_noise_table_gap_and_plot(tmp_path):
     rows = [r for r in md.splitlines() if r.startswith("| ") and "piper" in r]
     # levels from high SNR to low (10 dB has no results: no row), then the main test set
     assert [r.split(" | ")[0] for r in rows] == ["| 20", "| -5", "| 10-30"]
-    assert rows[0].endswith("| 20.0 | 15.0 | 80.0 | 80.0 | 82.0 | - |")  # gap < 3 points
-    assert rows[1].endswith("| 70.0 | 60.0 | 40.0 | 50.0 | 60.0 | 50% |")
+    assert rows[0].endswith("| 20.0 | 15.0 | 80.0 | 80.0 | 82.0 | +0.0 | - |")  # gap < 3 points
+    assert rows[1].endswith("| 70.0 | 60.0 | 40.0 | 50.0 | 60.0 | +10.0 | 50% |")
     assert "Reference text (the ceiling): 90.0." in md
     assert (exp / "RESULTS_noise.png").stat().st_size > 1000
 

@@ -38,6 +38,11 @@ def gap_closed(acc: dict, kind: str) -> str:
     return f"{100.0 * (x - one) / (orc - one):.0f}%"
 
 
+def diff(acc: dict, kind: str) -> str:
+    one, x = acc.get("1best"), acc.get(kind)
+    return "-" if None in (one, x) else f"{x - one:+.1f}"
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--exp", required=True)
@@ -62,7 +67,7 @@ def main() -> int:
     curves = {}
     for m in a.models:
         head = ["SNR (dB)", "voice", "utts", "1-best WER", "WCN oracle WER", *a.inputs,
-                *(f"gap closed ({k})" for k in gaps)]
+                *(f"{k} - 1best" for k in gaps), *(f"gap closed ({k})" for k in gaps)]
         rows = []
         for v in a.voices:
             points = []
@@ -78,7 +83,7 @@ def main() -> int:
                 cells = [snr, v, str(n), f"{wer['1-best']:.1f}",
                          f"{wer['WCN oracle']:.1f}" if "WCN oracle" in wer else "-",
                          *("" if i not in acc else f"{acc[i]:.1f}" for i in a.inputs),
-                         *(gap_closed(acc, k) for k in gaps)]
+                         *(diff(acc, k) for k in gaps), *(gap_closed(acc, k) for k in gaps)]
                 rows.append("| " + " | ".join(cells) + " |")
                 if s != "test":
                     points.append((wer["1-best"], snr, acc))
