@@ -17,6 +17,10 @@ noise scales.
 ``--text-format auto`` picks Kaldi when every line starts with a unique id-like token
 (containing a digit, ``_`` or ``-``, and not only digits).
 
+--augment adds reverb (to 30% of the utterances) and white or pink noise at an SNR drawn per
+utterance from 10-30 dB; ``--snr-db 5`` fixes it, ``--snr-db 0,10`` draws from another range
+(``speechlm.data.tts.augment``).
+
 Reruns are cheap: a finished dir has a ``.done`` marker holding a hash of the arguments and
 the text; with the same hash the run does nothing, otherwise the dir is rewritten from scratch.
 
@@ -88,6 +92,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed for voices and augmentation")
     parser.add_argument("--sample-rate", type=int, default=16000, help="output rate in Hz")
     parser.add_argument("--augment", action="store_true", help="add noise and synthetic reverb")
+    parser.add_argument(
+        "--snr-db", default=None, metavar="LO,HI",
+        help="with --augment: the SNR in dB of the added noise, drawn uniformly from LO,HI per "
+             "utterance, or one value for a fixed SNR (default: 10,30)",
+    )  # fmt: skip
     parser.add_argument("--out", type=Path, required=True, help="Kaldi data dir to write")
     parser.add_argument("--wav-dir", type=Path, default=None, help="default: OUT/wav")
     parser.add_argument("--speaker-prefix", default="synth", help="prefix of speaker ids")
@@ -143,6 +152,34 @@ def read_text(path: Path, text_format: str = "auto") -> list[tuple[str, str]]:
             )
         seen.add(fields[0])
     return [(f[0], " ".join(f[1:])) for _, f in lines]
+
+
+DEFAULT_SNR_DB = (10.0, 30.0)
+
+
+def parse_snr_db(value: str | None) -> tuple[float, float]:
+    """``--snr-db``: ``"LO,HI"`` (uniform range) or ``"X"`` (fixed) -> ``(lo, hi)`` in dB.
+
+    >>> parse_snr_db("5"), parse_snr_db("0,20"), parse_snr_db(None)
+    ((5.0, 5.0), (0.0, 20.0), (10.0, 30.0))
+
+    Raises:
+        ValueError: not one or two finite numbers, or LO > HI.
+    """
+    if value is None:
+        return DEFAULT_SNR_DB
+    parts = [p.strip() for p in value.split(",")]
+    try:
+        nums = [float(p) for p in parts]
+    except ValueError:
+        nums = []
+    if len(nums) not in (1, 2) or not all(np.isfinite(nums)):
+        raise ValueError(f"--snr-db takes LO,HI or one value in dB (e.g. 10,30 or 5), "
+                         f"got {value!r}")
+    lo, hi = nums[0], nums[-1]
+    if lo > hi:
+        raise ValueError(f"--snr-db {value!r}: LO must not exceed HI")
+    return lo, hi
 
 
 def _split(value: str | None) -> list[str] | None:
@@ -239,7 +276,8 @@ def _synthesize_all(
         samples, sr = synth.synthesize(text, voice)
         if args.augment:
             # One generator per utterance: its audio does not depend on what came before.
-            samples = augment(samples, sr, np.random.default_rng([args.seed, v_idx, l_idx]))
+            samples = augment(samples, sr, np.random.default_rng([args.seed, v_idx, l_idx]),
+                              snr_db_range=parse_snr_db(getattr(args, "snr_db", None)))
         utt = f"{spk}-{line_id}"
         wav = (wav_dir / f"{utt}.wav").resolve()
         write_wav(wav, samples, sr)
@@ -265,6 +303,9 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--num-voices must be at least 1, got {args.num_voices}")
     if args.piper_renditions < 1:
         raise ValueError(f"--piper-renditions must be at least 1, got {args.piper_renditions}")
+    snr_db = parse_snr_db(args.snr_db)
+    if args.snr_db is not None and not args.augment:
+        raise ValueError("--snr-db sets the noise of --augment; pass --augment too")
     entries = read_text(args.text, args.text_format)
     voices = build_voices(args)
     if not 0 <= args.voices_per_line <= len(voices):
@@ -282,6 +323,8 @@ def run(args: argparse.Namespace) -> int:
         "wav_dir": str(wav_dir.resolve()),
         "speaker_prefix": args.speaker_prefix,
     }
+    if snr_db != DEFAULT_SNR_DB:  # only then, so dirs written before --snr-db stay complete
+        key["snr_db"] = list(snr_db)
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
     done = out / ".done"
     if done.exists() and done.read_text(encoding="utf-8").strip() == digest:

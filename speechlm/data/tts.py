@@ -440,7 +440,7 @@ def augment(
         samples: float mono samples, shape (T,).
         sr: sample rate in Hz.
         rng: numpy random generator; its state alone decides the augmentation.
-        snr_db_range: range of signal-to-noise ratios in dB.
+        snr_db_range: range of signal-to-noise ratios in dB; ``(x, x)`` for a fixed SNR.
         reverb_prob: probability of adding reverberation.
 
     Returns:
@@ -449,6 +449,10 @@ def augment(
     x = np.asarray(samples, dtype=np.float32)
     if x.ndim != 1:
         raise ValueError(f"augment expects mono samples of shape (T,), got {x.shape}")
+    lo, hi = snr_db_range
+    if not (np.isfinite(lo) and np.isfinite(hi) and lo <= hi):
+        raise ValueError(f"augment: snr_db_range must be finite (lo, hi) with lo <= hi, "
+                         f"got {snr_db_range}")
     power = float(np.mean(x.astype(np.float64) ** 2)) if x.size else 0.0
     if power == 0.0:
         return x.copy()

@@ -206,6 +206,37 @@ def test_cli_resumes_and_rewrites(tmp_path):
     assert set(map(str, new_wavs)) == set(_read_table(out / "wav.scp").values())
 
 
+def test_cli_snr_db_fixes_the_noise_level(tmp_path, capsys):
+    text = tmp_path / "text"
+    text.write_text("utt_001 turn on the lights\n")
+    base = ["--text", str(text), "--voices", "espeak:en-us", "--augment", "--seed", "3"]
+
+    def noise_power_db(snr):
+        out = tmp_path / f"snr{snr}"
+        assert synth_data_dir.main([*base, "--snr-db", snr, "--out", str(out)]) == 0
+        y, _ = sf.read(next((out / "wav").iterdir()), dtype="float32")
+        return 10 * np.log10(np.mean(y.astype(np.float64) ** 2))
+
+    # the same utterance and seed: only the noise level differs, so the lower SNR is louder
+    assert noise_power_db("-5") > noise_power_db("20") + 3
+    assert synth_data_dir.main([*base, "--snr-db", "0,20", "--out", str(tmp_path / "r")]) == 0
+    default = tmp_path / "default"
+    assert synth_data_dir.main([*base, "--out", str(default)]) == 0
+    stamp = (default / ".done").read_text()
+    assert synth_data_dir.main([*base, "--snr-db", "10,30", "--out", str(default)]) == 0
+    assert (default / ".done").read_text() == stamp  # the default range keeps the old marker
+    assert synth_data_dir.main([*base, "--snr-db", "5", "--out", str(default)]) == 0
+    assert (default / ".done").read_text() != stamp  # another SNR: another data dir
+    capsys.readouterr()
+    for bad in ("loud", "20,10", "1,2,3", "nan"):
+        assert synth_data_dir.main([*base, "--snr-db", bad, "--out", str(tmp_path / "x")]) == 1
+        assert "--snr-db" in capsys.readouterr().err
+    assert synth_data_dir.main([*base[:-3], "--snr-db", "5", "--out", str(tmp_path / "y")]) == 1
+    assert "--augment" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="snr_db_range"):
+        augment(np.ones(100, np.float32), 16000, np.random.default_rng(0), snr_db_range=(9, 1))
+
+
 @pytest.mark.slow
 def test_cli_is_reproducible_across_processes(tmp_path):
     text = tmp_path / "text"

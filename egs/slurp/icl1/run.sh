@@ -8,6 +8,7 @@
 #   ./run.sh --test_jsonl "/path/to/test.jsonl"   # also a SLURP-form set never used here
 #   ./run.sh --corpus snips [--quick true]       # SNIPS: exp/snips_{quick,full}
 #   ./run.sh --corpus snips --snips_test_dir DIR # SNIPS test = DIR/validate_*.json: exp/snips_*_testdir
+#   ./run.sh --corpus snips --noise_levels "20 10 5 0"  # + accuracy vs WER: RESULTS_noise.md
 #
 # Stages: 1 SLU splits (../slu1/local/prepare_slu.py) and synthetic speech, one data dir per
 # voice kind (Piper joe; sampled espeak-ng voices), noise and reverb added; 2 Whisper first
@@ -18,6 +19,11 @@
 # --corpus snips: the few-shot pool is SNIPS's train_<Intent>_full.json, dev and test drawn
 # per intent from its other sentences (or test = --snips_test_dir's validate_<Intent>.json);
 # the QA questions come from SNIPS's entity chunks. The same stages otherwise.
+# --noise_levels "L1 L2 ...": the test sentences are also spoken at each fixed SNR (dB), by the
+# same voices with the same reverb and noise waveform as test_<voice> (only the level differs),
+# as sets test_snr<L>_<voice> (L<0 written m5 for -5); stages 2, 3 and 5 treat them as test
+# sets (${noise_inputs} only), and stage 5 writes RESULTS_noise.md and RESULTS_noise.png:
+# intent accuracy vs first-pass WER, one curve per input.
 # The speech is SYNTHETIC: SLURP's and SNIPS's audio are not available here.
 set -euo pipefail
 
@@ -41,6 +47,8 @@ inputs="text 1best nbest wcn wcn_cal oracle"   # wcn_cal: WCN at the dev-tuned a
 shots_sweep=                    # e.g. "0 1 2 4": stage 5 also classifies ${sweep_inputs} with
 sweep_inputs="1best wcn oracle" # each shot count -> exp/.../RESULTS_shots.md + plot
 wcn_threshold=0.1
+noise_levels=                   # e.g. "20 10 5 0": test sets at each fixed SNR (dB) -> exp/.../
+noise_inputs="1best wcn wcn_cal oracle"  # RESULTS_noise.md + plot (accuracy vs WER per input)
 qa=true                         # stage 6: spoken QA from slot annotations
 qa_inputs="text 1best nbest wcn oracle"
 qa_shots=4
@@ -91,6 +99,12 @@ esac
 data=data/${exp#exp/}
 sets="dev test"
 for t in ${test_jsonl}; do sets+=" test_$(basename "${t}" .jsonl | tr -c 'A-Za-z0-9_\n' _)"; done
+noise_sets=""   # test_snr<L>: the test sentences at each --noise_levels SNR
+for l in ${noise_levels}; do
+  [[ ${l} =~ ^-?[0-9]+([.][0-9]+)?$ ]] || { log "--noise_levels: '${l}' is not an SNR in dB"; exit 1; }
+  noise_sets+=" test_snr$(echo "${l}" | tr -- '-.' 'mp')"
+done
+noise_sets=${noise_sets# }
 voice_opts() {
   case $1 in
     piper) echo "--voices piper:joe" ;;
@@ -120,6 +134,19 @@ if [ ${stage} -le 1 ] && [ ${stop_stage} -ge 1 ]; then
         $(voice_opts "${v}") --seed "${seed}" --augment --speaker-prefix "${s//_/}${v}" \
         --out "${data}/${s}_${v}"
       python ../slu1/local/attach_intents.py "${data}/${s}_${v}" "${data}/local/${s}.jsonl"
+      [ "${s}" = test ] && eval "test_seed_${v}=${seed}"
+    done
+  done
+  for l in ${noise_levels}; do
+    ns=test_snr$(echo "${l}" | tr -- '-.' 'mp')
+    for v in ${voices}; do
+      # test_<voice>'s seed: the same voice, reverb and noise waveform per sentence, at SNR l
+      tseed=test_seed_${v}
+      # shellcheck disable=SC2046
+      python -m speechlm.bin.synth_data_dir --text "${data}/local/test.text" --text-format kaldi \
+        $(voice_opts "${v}") --seed "${!tseed}" --augment --snr-db="${l}" \
+        --speaker-prefix "test${v}" --out "${data}/${ns}_${v}"
+      python ../slu1/local/attach_intents.py "${data}/${ns}_${v}" "${data}/local/test.jsonl"
     done
   done
 fi
@@ -127,7 +154,7 @@ fi
 if [ ${stage} -le 2 ] && [ ${stop_stage} -ge 2 ]; then
   stage_log 2 "first passes (${asr_models}): ${nbest}-best -> lattice -> WCN"
   for m in ${asr_models}; do
-    for s in ${sets}; do
+    for s in ${sets} ${noise_sets}; do
       for v in ${voices}; do
         python -m speechlm.bin.decode --backend whisper --model "${m}" --nbest "${nbest}" \
           --beam "${nbest}" --lattice --data-dir "${data}/${s}_${v}" \
@@ -143,7 +170,7 @@ if [ ${stage} -le 3 ] && [ ${stop_stage} -ge 3 ]; then
     dev_opts=""; apply_opts=""
     for v in ${voices}; do
       dev_opts+=" --dev ${exp}/${m}/decode_dev_${v} ${data}/dev_${v}"
-      for s in ${sets}; do
+      for s in ${sets} ${noise_sets}; do
         apply_opts+=" --apply ${exp}/${m}/decode_${s}_${v} ${data}/${s}_${v} ${exp}/${m}/decode_${s}_${v}_cal"
       done
     done
@@ -190,6 +217,32 @@ if [ ${stage} -le 5 ] && [ ${stop_stage} -ge 5 ]; then
       done
     done
   done
+  if [ -n "${noise_levels}" ]; then
+    # accuracy vs first-pass WER: the test sentences at each SNR, read as ${noise_inputs}
+    kinds=$(echo " ${noise_inputs} " | sed 's/ wcn_cal / /')
+    for sel in ${selections}; do
+      for m in ${asr_models}; do
+        for s in ${noise_sets}; do
+          for v in ${voices}; do
+            out=${exp}/${m}/icl_${sel}/${s}_${v}
+            # shellcheck disable=SC2086
+            [ -z "${kinds// /}" ] || python -m speechlm.bin.slu predict --model-dir "${slu_dir}" \
+              --input ${kinds} --shot-selection "${sel}" --decode-dir "${exp}/${m}/decode_${s}_${v}" \
+              --data-dir "${data}/${s}_${v}" --out "${out}" --threads 1 --no-progress
+            if [[ " ${noise_inputs} " == *" wcn_cal "* ]]; then
+              python -m speechlm.bin.slu predict --model-dir "${slu_dir}" --input wcn \
+                --shot-selection "${sel}" --decode-dir "${exp}/${m}/decode_${s}_${v}_cal" \
+                --data-dir "${data}/${s}_${v}" --out "${out}/wcn_cal" --threads 1 --no-progress
+            fi
+          done
+        done
+      done
+    done
+    # shellcheck disable=SC2086
+    python local/noise_results.py --exp "${exp}" --models ${asr_models} --voices ${voices} \
+      --levels ${noise_levels} --inputs ${noise_inputs} --selection "${selections%% *}" \
+      --cmdline "${cmdline}"
+  fi
   if [ -n "${shots_sweep}" ]; then
     # the paper's shot-count analysis: the first first pass and selection, ${sweep_inputs}
     m=${asr_models%% *}; sel=${selections%% *}
