@@ -180,6 +180,22 @@ if [ ${stage} -le 3 ] && [ ${stop_stage} -ge 3 ]; then
 fi
 
 slu_dir=${exp}/slu_icl
+# predict_icl SEL MODEL SET VOICE INPUT...: intent predictions for one set from its first
+# pass, read as each INPUT (wcn_cal: the WCN of the dev-calibrated decode dir)
+predict_icl() {
+  local sel=$1 m=$2 s=$3 v=$4; shift 4
+  local kinds="" i out=${exp}/${m}/icl_${sel}/${s}_${v}
+  for i in "$@"; do [ "${i}" = wcn_cal ] || kinds+=" ${i}"; done
+  # shellcheck disable=SC2086
+  [ -z "${kinds// /}" ] || python -m speechlm.bin.slu predict --model-dir "${slu_dir}" \
+    --input ${kinds} --shot-selection "${sel}" --decode-dir "${exp}/${m}/decode_${s}_${v}" \
+    --data-dir "${data}/${s}_${v}" --out "${out}" --threads 1 --no-progress
+  if [[ " $* " == *" wcn_cal "* ]]; then
+    python -m speechlm.bin.slu predict --model-dir "${slu_dir}" --input wcn \
+      --shot-selection "${sel}" --decode-dir "${exp}/${m}/decode_${s}_${v}_cal" \
+      --data-dir "${data}/${s}_${v}" --out "${out}/wcn_cal" --threads 1 --no-progress
+  fi
+}
 if [ ${stage} -le 4 ] && [ ${stop_stage} -ge 4 ]; then
   stage_log 4 "in-context SLU dir: ${llm}, the few-shot pool ${data}/local/slu_train.jsonl"
   # the same instruction for every input kind: only the query line changes
@@ -201,39 +217,22 @@ if [ ${stage} -le 5 ] && [ ${stop_stage} -ge 5 ]; then
           for i in ${inputs}; do
             # the reference text is the same sentences for every voice and model: once a set
             [ "${i}" = text ] && { [ "${v}" = "${first_voice}" ] && [ "${m}" = "${first_model}" ] || continue; }
-            [ "${i}" = wcn_cal ] || kinds+=" ${i}"
+            kinds+=" ${i}"
           done
-          out=${exp}/${m}/icl_${sel}/${s}_${v}
           # shellcheck disable=SC2086
-          python -m speechlm.bin.slu predict --model-dir "${slu_dir}" --input ${kinds} \
-            --shot-selection "${sel}" --decode-dir "${exp}/${m}/decode_${s}_${v}" \
-            --data-dir "${data}/${s}_${v}" --out "${out}" --threads 1 --no-progress
-          if [[ " ${inputs} " == *" wcn_cal "* ]]; then
-            python -m speechlm.bin.slu predict --model-dir "${slu_dir}" --input wcn \
-              --shot-selection "${sel}" --decode-dir "${exp}/${m}/decode_${s}_${v}_cal" \
-              --data-dir "${data}/${s}_${v}" --out "${out}/wcn_cal" --threads 1 --no-progress
-          fi
+          predict_icl "${sel}" "${m}" "${s}" "${v}" ${kinds}
         done
       done
     done
   done
   if [ -n "${noise_levels}" ]; then
     # accuracy vs first-pass WER: the test sentences at each SNR, read as ${noise_inputs}
-    kinds=$(echo " ${noise_inputs} " | sed 's/ wcn_cal / /')
     for sel in ${selections}; do
       for m in ${asr_models}; do
         for s in ${noise_sets}; do
           for v in ${voices}; do
-            out=${exp}/${m}/icl_${sel}/${s}_${v}
             # shellcheck disable=SC2086
-            [ -z "${kinds// /}" ] || python -m speechlm.bin.slu predict --model-dir "${slu_dir}" \
-              --input ${kinds} --shot-selection "${sel}" --decode-dir "${exp}/${m}/decode_${s}_${v}" \
-              --data-dir "${data}/${s}_${v}" --out "${out}" --threads 1 --no-progress
-            if [[ " ${noise_inputs} " == *" wcn_cal "* ]]; then
-              python -m speechlm.bin.slu predict --model-dir "${slu_dir}" --input wcn \
-                --shot-selection "${sel}" --decode-dir "${exp}/${m}/decode_${s}_${v}_cal" \
-                --data-dir "${data}/${s}_${v}" --out "${out}/wcn_cal" --threads 1 --no-progress
-            fi
+            predict_icl "${sel}" "${m}" "${s}" "${v}" ${noise_inputs}
           done
         done
       done

@@ -26,6 +26,16 @@ MIN_GAP = 3.0  # points: below this the oracle - 1-best gap is a few utterances,
 QA_INPUTS = ("text", "1best", "nbest", "wcn", "oracle")
 
 
+def write_report(exp: Path, stem: str, lines: list[str], fig, caption: str) -> None:
+    """Save ``fig`` as EXP/STEM.png and ``lines`` (markdown, the plot appended) as EXP/STEM.md
+    (the analyses' reports: shot counts, noise levels)."""
+    png = exp / f"{stem}.png"
+    fig.tight_layout()
+    fig.savefig(png, dpi=110)
+    (exp / f"{stem}.md").write_text("\n".join([*lines, f"![{caption}]({png.name})", ""]))
+    print(f"wrote {exp / f'{stem}.md'}", file=sys.stderr)
+
+
 def read_wer(path: Path) -> dict[str, float]:
     out = {}
     if path.is_file():

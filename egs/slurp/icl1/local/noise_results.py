@@ -16,7 +16,7 @@ import json
 import sys
 from pathlib import Path
 
-from make_results import MIN_GAP, read_wer
+from make_results import MIN_GAP, read_wer, write_report
 
 
 def level_set(level: str) -> str:
@@ -120,12 +120,7 @@ def main() -> int:
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel("intent accuracy (%)")
     axes[0][0].legend(fontsize=8)
-    fig.tight_layout()
-    png = exp / "RESULTS_noise.png"
-    fig.savefig(png, dpi=110)
-    lines += [f"![accuracy vs first-pass WER]({png.name})", ""]
-    (exp / "RESULTS_noise.md").write_text("\n".join(lines))
-    print(f"wrote {exp / 'RESULTS_noise.md'}", file=sys.stderr)
+    write_report(exp, "RESULTS_noise", lines, fig, "accuracy vs first-pass WER")
     return 0
 
 

@@ -14,6 +14,8 @@ import json
 import sys
 from pathlib import Path
 
+from make_results import write_report
+
 
 def read_acc(path: Path) -> float | None:
     if not path.is_file():
@@ -87,12 +89,7 @@ def main() -> int:
         ax.set_title(f"{m}: {s} {v}", fontsize=9)
         ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize=8)
-    fig.tight_layout()
-    png = exp / "RESULTS_shots.png"
-    fig.savefig(png, dpi=110)
-    lines += [f"![accuracy vs shots]({png.name})", ""]
-    (exp / "RESULTS_shots.md").write_text("\n".join(lines))
-    print(f"wrote {exp / 'RESULTS_shots.md'}", file=sys.stderr)
+    write_report(exp, "RESULTS_shots", lines, fig, "accuracy vs shots")
     return 0
 
 
