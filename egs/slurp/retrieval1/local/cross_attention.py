@@ -274,14 +274,18 @@ def main() -> int:
                         "ctc_weight": ctc_weight})
         xa.close()
 
-    # 4. the in-context prefix (no new weights)
-    for kind in kinds if "icl" in systems else []:
+    def in_context(speech_llm: SpeechLLM, system: str, kind: str) -> None:
+        """Decode every evaluation set with ``kind``'s retrieved texts as the prefix."""
         for n in evals:
             start = time.perf_counter()
-            hyps = transcribe_in_context(model, sets[n][1],
+            hyps = transcribe_in_context(speech_llm, sets[n][1],
                                          [[texts[i] for i in ids] for ids in neighbours[kind][n]])
-            record(f"speech_llm+icl_{kind}", n, dict(zip(sets[n][0], hyps, strict=True)),
+            record(f"{system}_{kind}", n, dict(zip(sets[n][0], hyps, strict=True)),
                    {"seconds": round(time.perf_counter() - start, 2), "k": a.k})
+
+    # 4. the in-context prefix (no new weights)
+    for kind in kinds if "icl" in systems else []:
+        in_context(model, "speech_llm+icl", kind)
 
     # 5. the in-context prefix after fine-tuning the LLM on such prompts (a fresh copy of the
     # speech LLM per kind: the tuning changes its LLM in place; the tuned LLM is not kept)
@@ -293,12 +297,7 @@ def main() -> int:
                                 progress=not a.no_progress)
         res["train"][f"icl_{kind}"] = report
         print(f"in-context training ({kind}): {report}", file=sys.stderr, flush=True)
-        for n in evals:
-            start = time.perf_counter()
-            hyps = transcribe_in_context(tuned, sets[n][1],
-                                         [[texts[i] for i in ids] for ids in neighbours[kind][n]])
-            record(f"speech_llm+icl_tuned_{kind}", n, dict(zip(sets[n][0], hyps, strict=True)),
-                   {"seconds": round(time.perf_counter() - start, 2), "k": a.k})
+        in_context(tuned, "speech_llm+icl_tuned", kind)
     (out / "results.json").write_text(json.dumps(res, indent=1) + "\n")
     print(f"wrote {out / 'results.json'}", file=sys.stderr)
     return 0
