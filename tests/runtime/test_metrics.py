@@ -20,11 +20,15 @@ _SAMPLE = re.compile(
 def test_calls_are_recorded(tmp_path):
     path = tmp_path / "m" / "calls.jsonl"
     llm = tiny_llm("llama", metrics_path=path)
-    llm.score(["one two", "three four five"], prefix="count :")
+    # a prefix long enough to be prefilled once and cached (a short one is folded into rows)
+    prefix = "count : one two three four five six seven eight nine ten one two three four five"
+    llm.score(["one two", "three four five"], prefix=prefix)
     llm.generate(["one two", "the water is"], SamplingParams(max_tokens=4))
     score, gen = llm.metrics.records
-    # prefix "count :" = BOS + 2 tokens, then 2 + 3 text tokens
-    assert (score.kind, score.prompt_tokens, score.generated_tokens) == ("score", 8, 0)
+    n_prefix = len(llm.tokenizer(prefix)["input_ids"])  # BOS + 17
+    assert n_prefix == 18
+    # the prefix counted once, then 2 + 3 text tokens
+    assert (score.kind, score.prompt_tokens, score.generated_tokens) == ("score", 18 + 5, 0)
     assert score.prefill_s > 0 and score.decode_s == 0 and score.kv_cache_bytes > 0
     assert gen.kind == "generate" and gen.prompt_tokens == 3 + 4
     assert 1 <= gen.generated_tokens <= 8 and gen.decode_s > 0 and gen.batch_size == 2

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from speechlm.runtime import ScoreResult
+from speechlm.runtime.generate import FOLD_CONTEXT_TOKENS
 from speechlm.testing.llm import FAMILIES, reference_logprobs, tiny_llm, tiny_model
 
 TEXTS = ["one two three four", "the water is good", "five", "ask my mother , then go home ."]
@@ -95,11 +96,34 @@ def test_prefix_runs_once_per_call():
 
     gov = RecordingGovernor()
     llm = tiny_llm("llama", energy_governor=gov)
-    llm.score(TEXTS * 3, prefix=PREFIX, batch_size=4)
+    prefix = PREFIX + " one two three"  # 7 tokens x 3 more rows: over FOLD_CONTEXT_TOKENS
+    llm.score(TEXTS * 3, prefix=prefix, batch_size=4)
     phases = [s[:3] for s in gov.steps]
-    n_prefix = len(llm.tokenizer(PREFIX)["input_ids"])
+    n_prefix = len(llm.tokenizer(prefix)["input_ids"])
+    assert n_prefix * 3 > FOLD_CONTEXT_TOKENS
     assert phases[0] == ("prefill", 1, n_prefix)  # the prompt, once, at batch 1
     assert [p[1] for p in phases[1:]] == [4, 4, 4]  # then 12 texts in batches of 4
+
+
+@pytest.mark.parametrize("prefix", [None, PREFIX])
+@pytest.mark.parametrize("append_eos", [False, True])
+def test_short_context_folded_into_rows(monkeypatch, prefix, append_eos):
+    """BOS alone or a short prompt is prepended to every row (no batch-1 prefill: one pass
+    over the weights saved); the scores equal those of the prefilled, forked cache."""
+    from speechlm.runtime import generate
+    from speechlm.runtime.energy.governor import RecordingGovernor
+
+    gov = RecordingGovernor()
+    llm = tiny_llm("llama", energy_governor=gov)
+    folded = llm.score(TEXTS, prefix=prefix, per_token=True, append_eos=append_eos)
+    assert [s[1] for s in gov.steps] == [4]  # one forward of the 4 rows, nothing at batch 1
+    monkeypatch.setattr(generate, "FOLD_CONTEXT_TOKENS", -1)  # force the prefill
+    gov.steps.clear()
+    cached = llm.score(TEXTS, prefix=prefix, per_token=True, append_eos=append_eos)
+    assert [s[1] for s in gov.steps] == [1, 4]
+    for a, b in zip(folded, cached, strict=True):
+        assert a.tokens == b.tokens
+        assert a.token_logprobs == pytest.approx(b.token_logprobs, abs=1e-5)
 
 
 def test_hidden_states_match_transformers():
