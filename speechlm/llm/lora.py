@@ -166,7 +166,8 @@ def train_lora(lm_dir: str | Path, examples: Sequence[Example], labels: Sequence
     """Fine-tune a LoRA adapter on ``lm_dir``; save it under ``out_dir`` (peft format).
 
     Args:
-        lm_dir: base causal LM (transformers checkpoint dir).
+        lm_dir: base causal LM: a transformers checkpoint dir, a catalogue name
+            (``smollm2-135m-instruct``) or a ``.gguf`` file.
         examples: training sentences; each gives the forms of ``training_inputs``.
         labels: the label set (every example's intent must be in it).
         out_dir: the adapter directory to write.
@@ -178,21 +179,17 @@ def train_lora(lm_dir: str | Path, examples: Sequence[Example], labels: Sequence
     Returns:
         ``{"examples", "steps", "train_seconds", "final_loss", "trainable_params"}``.
     """
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from speechlm.runtime.loading import context_length, load_model_and_tokenizer, resolve_model
 
-    from speechlm.runtime.loading import check_model_dir, context_length
-
-    lm_dir = check_model_dir(lm_dir)
+    source = resolve_model(lm_dir)  # a missing or broken model fails before any training
     pairs = training_inputs(examples, serialize, config) + list(extra)
     unknown = sorted({lab for _, lab in pairs} - set(labels))
     if unknown:
         raise ValueError(f"training intents not in the label set: {unknown[:5]}")
     with torch_threads(config.threads):
         started = time.monotonic()
-        tokenizer = AutoTokenizer.from_pretrained(lm_dir, local_files_only=True)
         torch.manual_seed(config.seed)
-        base = AutoModelForCausalLM.from_pretrained(lm_dir, local_files_only=True,
-                                                    dtype=torch.float32)
+        base, tokenizer = load_model_and_tokenizer(source, torch.float32)
         items = _encode(pairs, tokenizer, context_length(base.config), prompt, labels)
         pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         model, stats = fit_lora(base, items, config, pad, progress=progress)

@@ -64,6 +64,11 @@ def test_unknown_training_intent_and_missing_adapter(slu_data, tiny_lm, tmp_path
                    serialize=SerializeConfig(), config=LoRAConfig(epochs=1), progress=False)
     with pytest.raises(FileNotFoundError, match="adapter_config.json"):
         load_lora_llm(tiny_lm, tmp_path / "nothing")
+    # the base LM is found as the runtime finds it: catalogue name, dir or .gguf file
+    with pytest.raises(FileNotFoundError, match="neither a catalogue LLM .*smollm2"):
+        train_lora(tmp_path / "no_such_lm", train, labels_of(train), tmp_path / "a",
+                   prompt=PROMPT, serialize=SerializeConfig(), config=LoRAConfig(epochs=1),
+                   progress=False)
 
 
 def test_lora_config_checks():
