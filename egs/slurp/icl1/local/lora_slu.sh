@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# local/lora_slu.sh: LoRA SLU on the recipe's LLM beside in-context learning (issue 15, item 4).
+# --per_intent sentences of each intent are drawn from the few-shot pool (never dev or test),
+# spoken by the recipe's voices (Piper joe and sampled espeak-ng voices, one per sentence,
+# with noise and reverb, as the test sets) and decoded by the same Whisper first pass; the
+# adapter is trained (`speechlm slu train --mode lora`) on each sentence's text, its noised
+# WCN and N-best copies, and the real 1-best, N-best and WCN of its speech; the test sets are
+# then read as each input, without shots. EXP/RESULTS_lora.md compares it with the ICL run.
+#
+#   local/lora_slu.sh --data data/snips_full --exp exp/snips_full [--per_intent 30] [--epochs 2] \
+#     [--batch_size 32]
+#
+# Needs stages 1-2 (and 5 for the ICL columns) of run.sh for the same --data/--exp. Every
+# step skips finished work.
+set -euo pipefail
+
+data=; exp=
+asr_model=whisper-tiny.en; nbest=5
+llm=smollm2-135m-instruct
+per_intent=30                   # training sentences per intent
+epochs=2
+batch_size=32                   # examples per step
+sets="test"; voices="piper espeak"
+inputs="text 1best nbest wcn oracle"
+wcn_threshold=0.1
+selection=embedding             # the ICL run compared against
+seed=0
+cmdline="$0 $*"
+. ./path.sh; . utils/parse_options.sh
+. utils/log.sh
+[ -n "${data}" ] && [ -n "${exp}" ] || { log "usage: $0 --data DIR --exp DIR [options]"; exit 1; }
+[ -f "${data}/local/slu_train.jsonl" ] || { log "${data}/local/slu_train.jsonl missing: run stage 1"; exit 1; }
+
+train=${data}/lora_train_${per_intent}
+dec=${exp}/${asr_model}/decode_lora_train_${per_intent}
+tag=${per_intent}_e${epochs}_b${batch_size}
+slu=${exp}/slu_lora_${asr_model}_${tag}
+if [ ! -f "${train}/.done" ]; then
+  log "training sentences (${per_intent} per intent) spoken -> ${train}"
+  python local/pick_per_intent.py --jsonl "${data}/local/slu_train.jsonl" \
+    --per_intent "${per_intent}" --seed "${seed}" --out "${data}/local/lora_train_${per_intent}"
+  python -m speechlm.bin.synth_data_dir --text "${data}/local/lora_train_${per_intent}.text" \
+    --text-format kaldi --voices piper:joe,espeak:sampled --num-voices 40 --voices-per-line 1 \
+    --seed $((200 + seed)) --augment --speaker-prefix loratrain --out "${train}"
+fi
+python ../slu1/local/attach_intents.py "${train}" "${data}/local/lora_train_${per_intent}.jsonl"
+log "first pass of the training speech (${asr_model}) -> ${dec}"
+python -m speechlm.bin.decode --backend whisper --model "${asr_model}" --nbest "${nbest}" \
+  --beam "${nbest}" --lattice --data-dir "${train}" --out "${dec}" --nj 1
+
+if [ ! -f "${slu}/train_report.json" ]; then
+  log "LoRA on ${llm}: text + noised copies + the decode of the training speech -> ${slu}"
+  # --overwrite replaces only a dir a killed run left without train_report.json
+  python -m speechlm.bin.slu train --mode lora --llm "${llm}" --overwrite --no-progress \
+    --train-jsonl "${data}/local/lora_train_${per_intent}.jsonl" --train-decode-dir "${dec}" \
+    --train-data-dir "${train}" --epochs "${epochs}" --batch-size "${batch_size}" --wcn-threshold "${wcn_threshold}" \
+    --seed "${seed}" --out "${slu}"
+fi
+
+for s in ${sets}; do
+  for v in ${voices}; do
+    kinds=${inputs}  # the reference text is the same sentences for every voice: once
+    [ "${v}" = "${voices%% *}" ] || kinds=$(echo " ${inputs} " | sed 's/ text / /')
+    # shellcheck disable=SC2086
+    python -m speechlm.bin.slu predict --model-dir "${slu}" --input ${kinds} \
+      --decode-dir "${exp}/${asr_model}/decode_${s}_${v}" --data-dir "${data}/${s}_${v}" \
+      --out "${exp}/${asr_model}/lora_${tag}/${s}_${v}" --threads 1 --no-progress
+  done
+done
+# shellcheck disable=SC2086
+python local/lora_results.py --exp "${exp}" --model "${asr_model}" --sets ${sets} \
+  --voices ${voices} --inputs ${inputs} --lora "lora_${tag}" \
+  --slu_dir "${slu}" --selection "${selection}" --cmdline "${cmdline}"
+log "Successfully finished. [elapsed=${SECONDS}s]"
