@@ -15,17 +15,7 @@ import sys
 from pathlib import Path
 
 from make_results import MIN_GAP, read_wer, write_report
-
-
-def read_acc(path: Path) -> float | None:
-    return 100.0 * json.loads(path.read_text())["accuracy"] if path.is_file() else None
-
-
-def gap_closed(acc: dict) -> str:
-    one, wcn, orc = acc.get("1best"), acc.get("wcn"), acc.get("oracle")
-    if None in (one, wcn, orc) or orc - one < MIN_GAP:
-        return "-"
-    return f"{100.0 * (wcn - one) / (orc - one):.0f}%"
+from shot_sweep_results import gap_closed, read_acc
 
 
 def main(argv: list[str] | None = None) -> int:

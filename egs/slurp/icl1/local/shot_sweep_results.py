@@ -14,7 +14,7 @@ import json
 import sys
 from pathlib import Path
 
-from make_results import write_report
+from make_results import MIN_GAP, write_report
 
 
 def read_acc(path: Path) -> float | None:
@@ -25,7 +25,7 @@ def read_acc(path: Path) -> float | None:
 
 def gap_closed(acc: dict) -> str:
     one, wcn, orc = acc.get("1best"), acc.get("wcn"), acc.get("oracle")
-    if None in (one, wcn, orc) or orc - one < 3.0:
+    if None in (one, wcn, orc) or orc - one < MIN_GAP:
         return "-"
     return f"{100.0 * (wcn - one) / (orc - one):.0f}%"
 
