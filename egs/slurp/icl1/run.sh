@@ -9,10 +9,13 @@
 #   ./run.sh --corpus snips [--quick true]       # SNIPS: exp/snips_{quick,full}
 #   ./run.sh --corpus snips --snips_test_dir DIR # SNIPS test = DIR/validate_*.json: exp/snips_*_testdir
 #   ./run.sh --corpus snips --noise_levels "20 10 5 0"  # + accuracy vs WER: RESULTS_noise.md
+#   ./run.sh --asr_models "whisper-tiny.en pocketsphinx"  # + PocketSphinx's real lattices
+#   ./run.sh --wcn_sweep "0.05 0.2 0.4"  # + WCN threshold / no posteriors: RESULTS_wcn.md
 #
 # Stages: 1 SLU splits (../slu1/local/prepare_slu.py) and synthetic speech, one data dir per
-# voice kind (Piper joe; sampled espeak-ng voices), noise and reverb added; 2 Whisper first
-# passes (N-best -> lattice -> WCN, oracle); 3 acoustic scale of the WCN posteriors tuned on
+# voice kind (Piper joe; sampled espeak-ng voices), noise and reverb added; 2 first passes:
+# Whisper (N-best -> lattice -> WCN, oracle) and/or PocketSphinx (its lattice with a word
+# trigram of the few-shot pool's sentences, data/<size>/lang/lm.arpa -> WCN, oracle); 3 acoustic scale of the WCN posteriors tuned on
 # dev by NCE, calibrated WCNs of every set; 4 SLU dirs (the few-shot pool per selection);
 # 5 intent classification per first pass x set x input; 6 spoken QA (questions built from
 # SLURP's slot annotations, EM/F1 per input; --qa false skips it); 7 RESULTS.md and the plot.
@@ -37,9 +40,13 @@ snips_test_per_intent=          # --corpus snips: test sentences per intent (def
                                 # 0 = every row of --snips_test_dir)
 test_jsonl=                     # extra SLURP-form test sets (never used for any choice)
 quick=false
-asr_models="whisper-tiny.en"    # catalogue Whisper models (whisper-base works too)
+asr_models="whisper-tiny.en"    # first passes: catalogue Whisper models (whisper-base works
+                                # too) and/or pocketsphinx (en-us model, in-domain trigram)
 voices="piper espeak"           # voice kinds: piper = piper:joe, espeak = sampled espeak-ng
 nbest=5                         # Whisper beam = N-best size
+ps_nbest=10                     # PocketSphinx: N-best paths of its lattice
+ps_scales="0.03 0.05 0.07 0.085 0.1 0.12 0.15 0.2 0.3 0.5"  # PocketSphinx: acoustic scales
+                                # tried in stage 3 (Kaldi-style 1/LMWT; decoder's: 1/9.5)
 llm=smollm2-135m-instruct       # a catalogue LLM or a local checkpoint dir
 shots=8
 selections="embedding"          # shot selection(s): embedding (MiniLM), random, similar (TF-IDF)
@@ -47,6 +54,8 @@ inputs="text 1best nbest wcn wcn_cal oracle"   # wcn_cal: WCN at the dev-tuned a
 shots_sweep=                    # e.g. "0 1 2 4": stage 5 also classifies ${sweep_inputs} with
 sweep_inputs="1best wcn oracle" # each shot count -> exp/.../RESULTS_shots.md + plot
 wcn_threshold=0.1
+wcn_sweep=                      # e.g. "0.05 0.2 0.4": stage 5 also classifies the WCN pruned at
+                                # each threshold and once without posteriors -> RESULTS_wcn.md
 noise_levels=                   # e.g. "20 10 5 0": test sets at each fixed SNR (dB) -> exp/.../
 noise_inputs="1best wcn wcn_cal oracle"  # RESULTS_noise.md + plot (accuracy vs WER per input)
 qa=true                         # stage 6: spoken QA from slot annotations
@@ -152,12 +161,24 @@ if [ ${stage} -le 1 ] && [ ${stop_stage} -ge 1 ]; then
 fi
 
 if [ ${stage} -le 2 ] && [ ${stop_stage} -ge 2 ]; then
-  stage_log 2 "first passes (${asr_models}): ${nbest}-best -> lattice -> WCN"
+  stage_log 2 "first passes (${asr_models}): N-best / lattice -> WCN, oracle"
   for m in ${asr_models}; do
+    if [ "${m}" = pocketsphinx ]; then
+      # in-domain word trigram from the few-shot pool's sentences (never dev or test text)
+      mkdir -p "${data}/lang"
+      if [ ! -f "${data}/lang/lm.arpa" ] || [ "${data}/local/slu_train.text" -nt "${data}/lang/lm.arpa" ]; then
+        cut -d' ' -f2- "${data}/local/slu_train.text" > "${data}/lang/lm_text.txt"
+        python ../slu1/local/make_lm.py --text "${data}/lang/lm_text.txt" --order 3 \
+          --out "${data}/lang/lm.arpa"
+      fi
+      asr_opts="--backend pocketsphinx --ps-lm ${data}/lang/lm.arpa --nbest ${ps_nbest}"
+    else
+      asr_opts="--backend whisper --model ${m} --nbest ${nbest} --beam ${nbest}"
+    fi
     for s in ${sets} ${noise_sets}; do
       for v in ${voices}; do
-        python -m speechlm.bin.decode --backend whisper --model "${m}" --nbest "${nbest}" \
-          --beam "${nbest}" --lattice --data-dir "${data}/${s}_${v}" \
+        # shellcheck disable=SC2086
+        python -m speechlm.bin.decode ${asr_opts} --lattice --data-dir "${data}/${s}_${v}" \
           --out "${exp}/${m}/decode_${s}_${v}" --nj "${nj}"
       done
     done
@@ -174,8 +195,11 @@ if [ ${stage} -le 3 ] && [ ${stop_stage} -ge 3 ]; then
         apply_opts+=" --apply ${exp}/${m}/decode_${s}_${v} ${data}/${s}_${v} ${exp}/${m}/decode_${s}_${v}_cal"
       done
     done
+    # PocketSphinx lattices carry LM scores: its scale is Kaldi's 1/LMWT, near 0.1
+    scales=""; [ "${m}" = pocketsphinx ] && scales=${ps_scales}
     # shellcheck disable=SC2086
-    python -m speechlm.bin.calibrate_wcn ${dev_opts} ${apply_opts} --report "${exp}/${m}/calibration.json"
+    python -m speechlm.bin.calibrate_wcn ${dev_opts} ${apply_opts} ${scales:+--scales "${scales}"} \
+      --report "${exp}/${m}/calibration.json"
   done
 fi
 
@@ -241,6 +265,32 @@ if [ ${stage} -le 5 ] && [ ${stop_stage} -ge 5 ]; then
     python local/noise_results.py --exp "${exp}" --models ${asr_models} --voices ${voices} \
       --levels ${noise_levels} --inputs ${noise_inputs} --selection "${selections%% *}" \
       --cmdline "${cmdline}"
+  fi
+  if [ -n "${wcn_sweep}" ]; then
+    # the paper's WCN analyses: pruning threshold, with / without posteriors (every first
+    # pass, the first selection; the main run's WCN is the point at ${wcn_threshold})
+    sel=${selections%% *}
+    for m in ${asr_models}; do
+      for s in ${eval_sets}; do
+        for v in ${voices}; do
+          d=${exp}/${m}/icl_wcn/${sel}/${s}_${v}
+          for t in ${wcn_sweep}; do
+            python -m speechlm.bin.slu predict --model-dir "${slu_dir}" --input wcn \
+              --wcn-threshold "${t}" --shot-selection "${sel}" \
+              --decode-dir "${exp}/${m}/decode_${s}_${v}" --data-dir "${data}/${s}_${v}" \
+              --out "${d}/t${t}" --threads 1 --no-progress
+          done
+          python -m speechlm.bin.slu predict --model-dir "${slu_dir}" --input wcn \
+            --wcn-threshold "${wcn_threshold}" --no-wcn-posteriors --shot-selection "${sel}" \
+            --decode-dir "${exp}/${m}/decode_${s}_${v}" --data-dir "${data}/${s}_${v}" \
+            --out "${d}/noprob" --threads 1 --no-progress
+        done
+      done
+    done
+    # shellcheck disable=SC2086
+    python local/wcn_sweep_results.py --exp "${exp}" --models ${asr_models} --sets ${eval_sets} \
+      --voices ${voices} --thresholds ${wcn_sweep} --main_threshold "${wcn_threshold}" \
+      --selection "${sel}" --cmdline "${cmdline}"
   fi
   if [ -n "${shots_sweep}" ]; then
     # the paper's shot-count analysis: the first first pass and selection, ${sweep_inputs}

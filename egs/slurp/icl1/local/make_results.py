@@ -86,6 +86,10 @@ def collect(exp: Path, models, sets, voices, selections):
     return rows
 
 
+def models_of(rows) -> list[str]:
+    return list(dict.fromkeys(r["model"] for r in rows))
+
+
 def plot(rows, png: Path) -> None:
     import matplotlib
 
@@ -272,9 +276,9 @@ def main() -> int:
               f"reads them out): `{json.dumps(summary.get('left_out_with_digits', {}))}`"]
     L += [""]
     L += ["## First pass: WER (%) and WCN calibration", "",
-          "|first pass|set|voice|1-best|WCN MBR|N-best oracle|WCN oracle|am_scale (dev NCE)|"
-          "NCE raw → cal|ECE raw → cal|",
-          "|---|---|---|---|---|---|---|---|---|---|"]
+          "|first pass|set|voice|1-best|WCN MBR|lattice oracle|N-best oracle|WCN oracle|"
+          "am_scale (dev NCE)|NCE raw → cal|ECE raw → cal|",
+          "|---|---|---|---|---|---|---|---|---|---|---|"]
     seen = set()
     for r in rows:
         key = (r["model"], r["set"], r["voice"])
@@ -286,14 +290,29 @@ def main() -> int:
             f"{c['am_scale']}", f"{c['raw']['nce']:.2f} → {c['calibrated']['nce']:.2f}",
             f"{c['raw']['ece']:.3f} → {c['calibrated']['ece']:.3f}")
         wers = [w.get(k, float("nan")) for k in
-                ("1-best", "MBR (WCN consensus)", "N-best oracle", "WCN oracle")]
+                ("1-best", "MBR (WCN consensus)", "lattice oracle", "N-best oracle",
+                 "WCN oracle")]
         L.append(f"|{r['model']}|{r['set']}|{r['voice']}|" + "|".join(f"{x:.1f}" for x in wers)
                  + f"|{cal[0]}|{cal[1]}|{cal[2]}|")
-    L += ["", "The acoustic scale of the WCN posteriors (Whisper's default 0.5) is tuned on the "
-          "dev sets of all voices by normalised cross entropy (NCE) of the MBR words' "
-          "posteriors (`speechlm calibrate-wcn`; scale table in `<first pass>/calibration.json`)."
-          " NCE stays negative at every scale: Whisper's 5 hypotheses mostly share their "
-          "errors, so a wrong word has posterior 1.0 whatever the scale.", ""]
+    L += ["", "The acoustic scale of the WCN posteriors is tuned on the dev sets of all voices "
+          "by normalised cross entropy (NCE) of the MBR words' posteriors (`speechlm "
+          "calibrate-wcn`: the acoustic scores scaled, LM scores at 1, as Kaldi's "
+          "`--acoustic-scale`; scale table in `<first pass>/calibration.json`). The decoders' "
+          "own scales: Whisper 0.5 over its N-best scores; PocketSphinx 1/bestpathlw = 0.105 "
+          "over a lattice carrying the in-domain trigram's scores.", ""]
+    for m in models_of(rows):
+        tab = accuracy(args.exp / m / "calibration.json")
+        if tab and tab.get("scales"):
+            nces = [x["nce"] for x in tab["scales"]]
+            best = next(x for x in tab["scales"] if x["am_scale"] == tab["am_scale"])
+            L.append(f"- {m}: scales {min(x['am_scale'] for x in tab['scales']):g}-"
+                     f"{max(x['am_scale'] for x in tab['scales']):g} on {tab['utts']} dev "
+                     f"utterances, best NCE {best['nce']:.2f} at {tab['am_scale']:g} "
+                     f"(WCN MBR WER {best['mbr_wer']:.1f}%); NCE range "
+                     f"{min(nces):.2f} to {max(nces):.2f}" +
+                     (": negative at every scale, wrong words get high posteriors"
+                      if max(nces) < 0 else ""))
+    L += [""]
     L += ["## Intent accuracy (%)", "",
           "|shots|first pass|set|voice|utts|" + "|".join(INPUTS) +
           "|gap closed (WCN)|gap closed (WCN cal)|",

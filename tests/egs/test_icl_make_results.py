@@ -1,0 +1,57 @@
+"""egs/slurp/icl1/local/make_results.py (stage 7) with two first passes (Whisper and
+PocketSphinx): one WER / calibration row and one accuracy row per first pass, gap closed,
+and the dev NCE line of each first pass, from a small made-up exp dir."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+SCRIPT = Path(__file__).parents[2] / "egs" / "slurp" / "icl1" / "local" / "make_results.py"
+
+
+def _system(exp, m, wer, acc, nces, best):
+    dec = exp / m / "decode_test_piper"
+    dec.mkdir(parents=True)
+    dec.joinpath("oracle_wer").write_text(
+        f"%WER {wer[0]:.2f} [ 1 / 10, 10 utts ] 1-best\n"
+        f"%WER {wer[1]:.2f} [ 1 / 10, 10 utts ] N-best oracle\n")
+    cal = exp / m / "decode_test_piper_cal"
+    cal.mkdir(parents=True)
+    score = {"nce": -0.5, "ece": 0.2, "mbr_wer": wer[0]}
+    cal.joinpath("calibration.json").write_text(json.dumps(
+        {"am_scale": best, "raw": score, "calibrated": {**score, "nce": -0.4}}))
+    scales = [{"am_scale": s, "nce": n, "ece": 0.3, "mbr_wer": 50.0, "words": 9}
+              for s, n in nces.items()]
+    (exp / m / "calibration.json").write_text(
+        json.dumps({"am_scale": best, "utts": 28, "scales": scales}))
+    for kind, a in acc.items():
+        d = exp / m / "icl_embedding" / "test_piper" / kind
+        d.mkdir(parents=True)
+        d.joinpath("accuracy.json").write_text(json.dumps({"accuracy": a, "total": 10}))
+
+
+def test_two_first_passes(tmp_path):
+    exp = tmp_path / "exp"
+    _system(exp, "whisper-tiny.en", (10.0, 8.0),
+            {"text": 0.9, "1best": 0.8, "wcn": 0.8, "oracle": 0.81}, {0.1: -5.0, 0.5: -5.2}, 0.1)
+    _system(exp, "pocketsphinx", (40.0, 30.0),
+            {"1best": 0.5, "wcn": 0.6, "wcn_cal": 0.45, "oracle": 0.7},
+            {0.05: -2.2, 0.1: 0.1, 0.2: -2.9}, 0.1)
+    cmd = [sys.executable, str(SCRIPT), "--exp", str(exp), "--data", str(tmp_path / "data"),
+           "--models", "whisper-tiny.en", "pocketsphinx", "--sets", "test", "--voices",
+           "piper", "--selections", "embedding", "--llm", "smollm2-135m-instruct",
+           "--shots", "8", "--corpus", "snips"]
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    md = (exp / "RESULTS.md").read_text()
+    acc = [r for r in md.splitlines() if r.startswith("|embedding|")]
+    # the text column is read once, from the first first pass, for every row
+    assert acc[0] == "|embedding|whisper-tiny.en|test|piper|10|90.0|80.0|-|80.0|-|81.0|-|-|"
+    assert acc[1] == "|embedding|pocketsphinx|test|piper|10|90.0|50.0|-|60.0|45.0|70.0|50%|-25%|"
+    wer = [r for r in md.splitlines() if r.startswith("|pocketsphinx|test|piper|")]
+    assert wer == ["|pocketsphinx|test|piper|40.0|nan|nan|30.0|nan|0.1|-0.50 → -0.40|"
+                   "0.200 → 0.200|"]
+    assert ("- whisper-tiny.en: scales 0.1-0.5 on 28 dev utterances, best NCE -5.00 at 0.1 "
+            "(WCN MBR WER 50.0%); NCE range -5.20 to -5.00: negative at every scale") in md
+    assert "- pocketsphinx: scales 0.05-0.2 on 28 dev utterances, best NCE 0.10 at 0.1" in md
+    assert "gap closed pocketsphinx test piper (embedding): WCN 50%, calibrated WCN -25%" in out
+    assert (exp / "RESULTS.png").stat().st_size > 1000
