@@ -14,8 +14,8 @@ import json
 import sys
 from pathlib import Path
 
-from make_results import MIN_GAP, read_wer, write_report
-from shot_sweep_results import gap_closed, read_acc
+from make_results import MIN_GAP, read_acc, read_wer, write_report
+from shot_sweep_results import gap_closed
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -46,6 +46,19 @@ def read_wer(path: Path) -> dict[str, float]:
     return out
 
 
+def read_acc(path: Path) -> float | None:
+    """Intent accuracy (%) of an accuracy.json, None when the run has none."""
+    return 100.0 * json.loads(path.read_text())["accuracy"] if path.is_file() else None
+
+
+def gap_pct(acc: float | None, one: float | None, orc: float | None) -> str:
+    """(acc - 1-best) / (oracle - 1-best) as a percentage, '-' where the oracle is under
+    MIN_GAP points above the 1-best or a value is missing."""
+    if None in (acc, one, orc) or orc - one < MIN_GAP:
+        return "-"
+    return f"{100.0 * (acc - one) / (orc - one):.0f}%"
+
+
 def accuracy(path: Path) -> dict | None:
     return json.loads(path.read_text()) if path.is_file() else None
 

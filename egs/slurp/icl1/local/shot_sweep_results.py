@@ -10,24 +10,14 @@ points above the 1-best.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
-from make_results import MIN_GAP, write_report
-
-
-def read_acc(path: Path) -> float | None:
-    if not path.is_file():
-        return None
-    return 100.0 * json.loads(path.read_text())["accuracy"]
+from make_results import gap_pct, read_acc, write_report
 
 
 def gap_closed(acc: dict) -> str:
-    one, wcn, orc = acc.get("1best"), acc.get("wcn"), acc.get("oracle")
-    if None in (one, wcn, orc) or orc - one < MIN_GAP:
-        return "-"
-    return f"{100.0 * (wcn - one) / (orc - one):.0f}%"
+    return gap_pct(acc.get("wcn"), acc.get("1best"), acc.get("oracle"))
 
 
 def main() -> int:

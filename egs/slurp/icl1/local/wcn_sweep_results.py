@@ -12,23 +12,11 @@ posteriors, 1-best and oracle path, and the best threshold's gap closed, (WCN - 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
-from make_results import MIN_GAP, read_wer, write_report
-
-
-def read_acc(path: Path) -> float | None:
-    if not path.is_file():
-        return None
-    return 100.0 * json.loads(path.read_text())["accuracy"]
-
-
-def gap(acc: float | None, one: float | None, orc: float | None) -> str:
-    if None in (acc, one, orc) or orc - one < MIN_GAP:
-        return "-"
-    return f"{100.0 * (acc - one) / (orc - one):.0f}%"
+from make_results import MIN_GAP, read_acc, read_wer, write_report
+from make_results import gap_pct as gap
 
 
 def cell(x: float | None) -> str:
