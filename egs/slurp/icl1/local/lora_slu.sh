@@ -8,7 +8,7 @@
 # then read as each input, without shots. EXP/RESULTS_lora.md compares it with the ICL run.
 #
 #   local/lora_slu.sh --data data/snips_full --exp exp/snips_full [--per_intent 30] [--epochs 2] \
-#     [--batch_size 32]
+#     [--batch_size 16]
 #
 # Needs stages 1-2 (and 5 for the ICL columns) of run.sh for the same --data/--exp. Every
 # step skips finished work.
@@ -19,7 +19,7 @@ asr_model=whisper-tiny.en; nbest=5
 llm=smollm2-135m-instruct
 per_intent=30                   # training sentences per intent
 epochs=2
-batch_size=32                   # examples per step
+batch_size=16                   # examples per step
 sets="test"; voices="piper espeak"
 inputs="text 1best nbest wcn oracle"
 wcn_threshold=0.1
