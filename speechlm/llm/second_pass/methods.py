@@ -111,8 +111,9 @@ class Correction:
 
 
 class DemoPool:
-    """Demonstrations from the training split: ``k`` random utterances (fixed per seed) or
-    the ``k`` whose 1-best is nearest to this utterance's 1-best (cosine, sentence encoder).
+    """Demonstrations from the training split: ``k`` random utterances (fixed per seed and
+    utterance, so that they do not depend on the order or on a resumed run) or the ``k``
+    whose 1-best is nearest to this utterance's 1-best (cosine, sentence encoder).
     """
 
     def __init__(self, train: Sequence[NbestItem], k: int, selection: str = "random", *,
@@ -122,7 +123,7 @@ class DemoPool:
             raise ValueError("demonstrations asked for, but the training split has no "
                              "utterance with a reference")
         self.k, self.selection, self.encoder = min(k, len(self.train)), selection, encoder
-        self.rng = random.Random(seed)
+        self.seed = seed
         self._vecs = None
         if k and selection == "similar":
             if encoder is None:
@@ -133,7 +134,7 @@ class DemoPool:
         if not self.k:
             return []
         if self._vecs is None:
-            return self.rng.sample(self.train, self.k)
+            return random.Random(f"{self.seed}:{item.utt}").sample(self.train, self.k)
         q = self.encoder.embed([item.hyps[0] if item.hyps else ""])[0]  # (D,)
         sims = self._vecs @ q
         # never the utterance itself (when train and eval overlap, as in a sanity run)

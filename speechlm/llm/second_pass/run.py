@@ -11,15 +11,18 @@ as far as they fit).
 Outputs under ``out``: ``hyp-<set>.txt`` (Kaldi text of the chosen hypotheses),
 ``tuning.txt`` (dev WER of every ``llm_scale`` or guard threshold), ``result.json`` (WER of
 the 1-best, the oracle and the method per set, the tuned setting, latency per utterance,
-failures and fallbacks, free GER outputs that beat the oracle), ``notes.txt`` (bad input).
+failures and fallbacks, free GER outputs that beat the oracle), ``notes.txt`` (bad input),
+``partial-<set>.jsonl`` (every utterance's scores or GER output and its seconds, appended
+as the run goes: a killed run resumes from it; kept after the run, so a set can later be
+extended without redoing the utterances it holds).
 """
 from __future__ import annotations
 
 import json
 import os
 import re
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from speechlm.llm.second_pass import methods as M
@@ -27,7 +30,8 @@ from speechlm.llm.second_pass.evaluate import errors, gap_closed, one_best, orac
 from speechlm.llm.second_pass.nbest import NbestItem, Note, read_nbest, split_by_speaker
 from speechlm.llm.second_pass.prompt import activation_turns
 
-__all__ = ["TRAINED", "EvalSet", "load_set", "load_trained_scorer", "run_method"]
+__all__ = ["TRAINED", "EvalSet", "load_set", "load_trained_scorer", "run_method",
+           "run_resumable"]
 
 # methods whose scorer is a trained dir (``speechlm rescore train --method M``), not the LLM
 TRAINED = ("mwer", "pll")
@@ -106,6 +110,55 @@ def _write_text(path: Path, hyps: dict[str, str]) -> None:
     os.replace(tmp, path)
 
 
+def run_resumable(run_on: Callable[[Sequence[NbestItem]], dict], items: Sequence[NbestItem],
+                  path: str | Path, fingerprint: dict, *, chunk: int = 10) -> dict:
+    """``run_on(items)`` in chunks of ``chunk`` utterances, each chunk's results appended to
+    ``path`` as it finishes, so that a killed run loses at most one chunk.
+
+    ``path`` holds a ``{"fingerprint": ...}`` line, then one line per utterance (a
+    ``methods.Scored`` or ``methods.Correction`` with its ``utt``). Utterances already in a
+    file of the same fingerprint are read back, not run again (their seconds are the
+    original run's); a file of another fingerprint (another method, model or setting) is
+    started over, and a line cut by a kill ends what is read.
+
+    Returns:
+        ``{utt: Scored | Correction}`` for every utterance of ``items``, in their order.
+    """
+    path = Path(path)
+    head = {"fingerprint": fingerprint}
+    done: dict = {}
+    if path.is_file():
+        lines = path.read_text(encoding="utf-8").splitlines()
+        if lines and _loads(lines[0]) == head:
+            for line in lines[1:]:
+                rec = _loads(line)
+                if rec is None:  # the line a kill cut short: what follows is not trusted
+                    break
+                utt = rec.pop("utt")
+                done[utt] = (M.Correction if "text" in rec else M.Scored)(**rec)
+    # rewrite what is kept, so that appending never follows a cut line
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("".join(json.dumps(r) + "\n" for r in
+                           [head, *({"utt": u, **asdict(v)} for u, v in done.items())]),
+                   encoding="utf-8")
+    os.replace(tmp, path)
+    todo = [it for it in items if it.utt not in done]
+    with open(path, "a", encoding="utf-8") as f:
+        for i in range(0, len(todo), chunk):
+            got = run_on(todo[i: i + chunk])
+            f.writelines(json.dumps({"utt": u, **asdict(v)}) + "\n" for u, v in got.items())
+            f.flush()
+            done.update(got)
+    return {it.utt: done[it.utt] for it in items}
+
+
+def _loads(line: str) -> dict | None:
+    try:
+        return json.loads(line)
+    except json.JSONDecodeError:
+        return None
+
+
 def _summary(items: Sequence[NbestItem], picks: dict[str, str], seconds: list[float]) -> dict:
     first, best = wer(items, one_best(items)), wer(items, oracle(items))
     got = wer(items, picks)
@@ -159,8 +212,17 @@ def run_method(config: M.MethodConfig, dev: EvalSet, evals: Sequence[EvalSet], o
         return M.score(llm, items, config, builder=builder, demos=demos, notes=notes,
                        progress=progress)
 
+    # what decides the per-utterance results: a partial file of another setting is redone
+    given = extra or {}
+    fingerprint = {"config": asdict(config),
+                   **{k: str(given[k]) for k in ("llm", "model", "adapter") if k in given},
+                   "train": [len(train), train[0].utt, train[-1].utt] if train else []}
+
+    def resumable(s: EvalSet) -> dict:
+        return run_resumable(run_on, s.items, out / f"partial-{s.name}.jsonl", fingerprint)
+
     sets = {}
-    dev_out = run_on(dev.items)
+    dev_out = resumable(dev)
     if config.method == "ger-free":
         param, table = M.tune_threshold(dev.items, dev_out)
         result["threshold"] = param
@@ -171,7 +233,7 @@ def run_method(config: M.MethodConfig, dev: EvalSet, evals: Sequence[EvalSet], o
         ("threshold" if config.method == "ger-free" else "llm_scale") + "\tdev WER\n"
         + "".join(f"{k:g}\t{v:.2f}\n" for k, v in table.items()))
     for s in [dev, *evals]:
-        res = dev_out if s is dev else run_on(s.items)
+        res = dev_out if s is dev else resumable(s)
         if config.method == "ger-free":
             picks, counts = M.guard(s.items, res, param)
             with open(out / f"corrections-{s.name}.jsonl", "w", encoding="utf-8") as f:

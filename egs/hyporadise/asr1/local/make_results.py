@@ -1,5 +1,6 @@
-"""exp/<quick|full>/RESULTS.md (one table per N-best set) and RESULTS.png (WER vs latency)
-from every exp/*/result.json that run.sh stage 3 wrote.
+"""exp/<size>/RESULTS.md (one table per N-best set, the weight sweeps of the test-other
+report half) and RESULTS.png (WER vs latency) from every exp/*/result.json that run.sh
+stage 3 wrote.
 
     python local/make_results.py exp/quick "./run.sh --quick true"
 """
@@ -36,6 +37,10 @@ LABELS = {
     "pll_minilm": "PLL baseline: MiniLM + new MLM head, masked-LM on references",
 }
 FOLD2 = "_f2"  # a trained method's second cross-fit fold (trained on test-clean @2)
+# the rows a size runs, where it runs a part of LABELS (the others list what is missing)
+ROWS = {"medium": (), "medium_fp": (),
+        "prompt": ("lm", "prompt", "prompt_3shot_random", "prompt_3shot_similar",
+                   "tap_3shot_similar", "ger-select", "ger-free")}
 
 
 def main(exp: Path, command: str) -> None:
@@ -87,9 +92,10 @@ def main(exp: Path, command: str) -> None:
                          f"{train} | "
                          f"{'; '.join(note)} |")
         lines.append("")
+    lines += sweeps(results, order)
     lines += crossfit(results, fold2, order)
     lines += targets(results)
-    missing = [k for k in LABELS if k not in results] if exp.name != "medium" else []
+    missing = [k for k in ROWS.get(exp.name, LABELS) if k not in results]
     if missing:
         lines += ["## Not in this run", "",
                   "Rows without a result.json (not run, or not finished before the run was "
@@ -127,6 +133,33 @@ def main(exp: Path, command: str) -> None:
 def loads(results: dict) -> str:
     got = [f"{k} {r['load'][0]:g}-{r['load'][-1]:g}" for k, r in results.items() if "load" in r]
     return ", ".join(got) if got else "not recorded"
+
+
+def sweeps(results: dict, order: list[str], s: str = "test_ls_other_h2",
+           scales: tuple[str, ...] = ("0", "0.1", "0.3", "0.5", "1", "2", "5", "1000")
+           ) -> list[str]:
+    """The report half's WER at every weight (``sweep`` in result.json): whether any weight
+    would have helped there, read after the fact (not a result: chosen on test)."""
+    rows = [(k, results[k]["sets"][s]) for k in order
+            if "sweep" in results[k]["sets"].get(s, {})]
+    if not rows:
+        return []
+    size = max(v["utts"] for _, v in rows)
+    rows = [(k, v) for k, v in rows if v["utts"] == size]
+    out = [f"## {s}: WER at each llm_scale (reading only)", "",
+           f"{size} utterances; 1-best {rows[0][1]['one_best']:.2f}. The weight is chosen on "
+           "dev; this shows what each weight gives on the report half (**bold**: below the "
+           "1-best), to tell \"dev chose 0\" from \"no weight helps\".", "",
+           "| method | " + " | ".join(scales) + " | best on this set |",
+           "|---|" + "---|" * (len(scales) + 1)]
+    for k, v in rows:
+        sw = v["sweep"]
+        cells = [(f"**{sw[x]:.2f}**" if sw[x] < v["one_best"] else f"{sw[x]:.2f}")
+                 if x in sw else "" for x in scales]
+        best = min(sw, key=lambda x: (sw[x], float(x)))
+        out.append(f"| {LABELS.get(k, k)} | " + " | ".join(cells)
+                   + f" | {sw[best]:.2f} at {best} |")
+    return [*out, ""]
 
 
 def crossfit(results: dict, fold2: dict, order: list[str]) -> list[str]:
@@ -171,11 +204,11 @@ def targets(results: dict) -> list[str]:
     """The papers' targets against the measured test-other (report half) numbers."""
     s = "test_ls_other_h2"
     got = {k: r["sets"][s] for k, r in results.items() if s in r["sets"]}
-    # the main table's size: rows of other sizes (smaller free-GER subsets) are marked
-    size = max(v["utts"] for v in got.values())
     if not got:
         return []
-    out = ["## Targets from the papers (test-other report half)", ""]
+    # the main table's size: rows of other sizes (smaller free-GER subsets) are marked
+    size = max(v["utts"] for v in got.values())
+    out = []
     mwer = {k: v for k, v in got.items() if k.startswith("mwer_")}
     if mwer:
         k, v = max(mwer.items(), key=lambda kv: kv[1]["rel_gain"] or -1e9)
@@ -197,7 +230,7 @@ def targets(results: dict) -> list[str]:
         out.append(f"- bidirectional gains more from MWER than causal: best bidirectional "
                    f"{max(bi)}% vs best causal {max(ca)}% relative: "
                    + ("holds" if max(bi) > max(ca) else "does not hold here"))
-    return [*out, ""]
+    return ["## Targets from the papers (test-other report half)", "", *out, ""] if out else []
 
 
 def plot(exp: Path, results: dict, order: list[str], sets: list[str]) -> None:
