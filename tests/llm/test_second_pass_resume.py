@@ -106,3 +106,10 @@ def test_run_method_reads_back_every_utterance_after_a_kill(tmp_path, monkeypatc
         assert {k: v for k, v in resumed["sets"][s].items() if k != "latency_s"} == \
             {k: v for k, v in whole["sets"][s].items() if k != "latency_s"}
     assert resumed["llm_scale"] == whole["llm_scale"]
+    # a scorer or adapter trained again (other training stats) does not reuse the results
+    calls.clear()
+    monkeypatch.setattr(M, "score", lambda llm, items, *a, **k: (calls.append(len(items)),
+                                                                 real(llm, items, *a, **k))[1])
+    run_method(M.MethodConfig("lm"), dev, [ev], out, llm=llm,
+               extra={"llm": "tiny", "train": {"train_seconds": 1.5}}, progress=False)
+    assert sum(calls) == len(ITEMS)

@@ -216,7 +216,9 @@ def run_method(config: M.MethodConfig, dev: EvalSet, evals: Sequence[EvalSet], o
     given = extra or {}
     fingerprint = {"config": asdict(config),
                    **{k: str(given[k]) for k in ("llm", "model", "adapter") if k in given},
-                   "train": [len(train), train[0].utt, train[-1].utt] if train else []}
+                   "train": [len(train), train[0].utt, train[-1].utt] if train else [],
+                   # a scorer or adapter trained again into the same dir has other stats
+                   "model_stats": given.get("train", {})}
 
     def resumable(s: EvalSet) -> dict:
         return run_resumable(run_on, s.items, out / f"partial-{s.name}.jsonl", fingerprint)
