@@ -67,7 +67,7 @@ def test_lora_results_table(tmp_path):
            "whisper-tiny.en", "--sets", "test", "--voices", "piper", "espeak", "--inputs",
            "text", "1best", "wcn", "oracle", "--lora", "lora_x", "--slu_dir", str(slu)]
     subprocess.run(cmd, check=True, capture_output=True)
-    md = (exp / "RESULTS_lora.md").read_text()
+    md = (exp / "RESULTS_lora_whisper-tiny.en.md").read_text()
     assert "60 examples" in md and "final loss 0.250" in md
     rows = [r for r in md.splitlines() if r.startswith("| piper") or r.startswith("| espeak")]
     assert rows[0] == "| piper (25.0%) | ICL | 90.0 | 60.0 | 60.0 | 70.0 | 0% |"
@@ -75,6 +75,14 @@ def test_lora_results_table(tmp_path):
     # espeak: text read under the first voice; no LoRA run there; oracle gap < 3 points
     assert rows[2] == "| espeak | ICL | 90.0 | 30.0 | 20.0 | 31.0 | - |"
     assert rows[3] == "| espeak | LoRA | 95.0 | - | - | - | - |"
-    assert (exp / "RESULTS_lora.png").stat().st_size > 1000
+    assert (exp / "RESULTS_lora_whisper-tiny.en.png").stat().st_size > 1000
+    # another first pass: its ICL text accuracy is read where run.sh wrote it (one model)
+    (exp / "pocketsphinx" / "icl_embedding" / "test_piper" / "1best").mkdir(parents=True)
+    (exp / "pocketsphinx" / "icl_embedding" / "test_piper" / "1best" / "accuracy.json"
+     ).write_text(json.dumps({"accuracy": 0.5, "total": 10}))
+    ps = [*cmd[:5], "pocketsphinx", *cmd[6:]]
+    subprocess.run(ps, check=True, capture_output=True)
+    md = (exp / "RESULTS_lora_pocketsphinx.md").read_text()
+    assert "| piper | ICL | 90.0 | 50.0 | - | - |" in md
     (slu / "train_report.json").unlink()
     assert subprocess.run(cmd, capture_output=True).returncode == 1

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""local/lora_slu.sh's comparison -> EXP/RESULTS_lora.md and EXP/RESULTS_lora.png.
+"""local/lora_slu.sh's comparison -> EXP/RESULTS_lora_<model>.md and .png, per first pass.
 
 Reads ``<model>/<lora>/<set>_<voice>/<input>/accuracy.json`` (the LoRA classifier, no shots)
 and ``<model>/icl_<selection>/<set>_<voice>/<input>/accuracy.json`` (run.sh's in-context
@@ -59,6 +59,9 @@ def main(argv: list[str] | None = None) -> int:
                 for i in a.inputs:
                     voice = a.voices[0] if i == "text" else v  # text: read once per set
                     acc[i] = read_acc(model / sub / f"{s}_{voice}" / i / "accuracy.json")
+                    if acc[i] is None and i == "text":  # run.sh reads it under one model
+                        found = sorted(exp.glob(f"*/{sub}/{s}_{voice}/text/accuracy.json"))
+                        acc[i] = read_acc(found[0]) if found else None
                 cells = ["-" if acc[i] is None else f"{acc[i]:.1f}" for i in a.inputs]
                 head = f"{v} ({wer:.1f}%)" if wer is not None else v
                 lines.append(f"| {head} | {name} | " + " | ".join(cells)
@@ -79,7 +82,8 @@ def main(argv: list[str] | None = None) -> int:
     ax.set_ylabel("intent accuracy (%)")
     ax.set_ylim(0, 115)  # room for the legend above the bars
     ax.legend(fontsize=8, ncol=len(a.inputs), loc="upper center")
-    write_report(exp, "RESULTS_lora", lines, fig, "LoRA vs ICL intent accuracy per input")
+    write_report(exp, f"RESULTS_lora_{a.model}", lines, fig,
+                 "LoRA vs ICL intent accuracy per input")
     return 0
 
 

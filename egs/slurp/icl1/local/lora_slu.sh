@@ -5,7 +5,7 @@
 # with noise and reverb, as the test sets) and decoded by the same Whisper first pass; the
 # adapter is trained (`speechlm slu train --mode lora`) on each sentence's text, its noised
 # WCN and N-best copies, and the real 1-best, N-best and WCN of its speech; the test sets are
-# then read as each input, without shots. EXP/RESULTS_lora.md compares it with the ICL run.
+# then read as each input, without shots. EXP/RESULTS_lora_<model>.md compares it with ICL.
 #
 #   local/lora_slu.sh --data data/snips_full --exp exp/snips_full [--per_intent 30] [--epochs 2] \
 #     [--batch_size 16]
