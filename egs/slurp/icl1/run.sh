@@ -71,6 +71,7 @@ help_message="usage: $0 [--stage N] [--stop_stage N] [--quick true] [--test_json
 cmdline="$0 $*"
 . ./path.sh; . ./cmd.sh; . utils/parse_options.sh
 . utils/log.sh
+. local/first_pass.sh
 
 case ${corpus} in
   slurp)
@@ -171,10 +172,8 @@ if [ ${stage} -le 2 ] && [ ${stop_stage} -ge 2 ]; then
         python ../slu1/local/make_lm.py --text "${data}/lang/lm_text.txt" --order 3 \
           --out "${data}/lang/lm.arpa"
       fi
-      asr_opts="--backend pocketsphinx --ps-lm ${data}/lang/lm.arpa --nbest ${ps_nbest}"
-    else
-      asr_opts="--backend whisper --model ${m} --nbest ${nbest} --beam ${nbest}"
     fi
+    asr_opts=$(first_pass_opts "${m}" "${data}/lang/lm.arpa")
     for s in ${sets} ${noise_sets}; do
       for v in ${voices}; do
         # shellcheck disable=SC2086

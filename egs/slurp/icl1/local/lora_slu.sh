@@ -29,6 +29,7 @@ seed=0
 cmdline="$0 $*"
 . ./path.sh; . utils/parse_options.sh
 . utils/log.sh
+. local/first_pass.sh
 [ -n "${data}" ] && [ -n "${exp}" ] || { log "usage: $0 --data DIR --exp DIR [options]"; exit 1; }
 [ -f "${data}/local/slu_train.jsonl" ] || { log "${data}/local/slu_train.jsonl missing: run stage 1"; exit 1; }
 
@@ -58,10 +59,8 @@ if [ "${asr_model}" = pocketsphinx ]; then
       > "${lang}/lm_text.txt"
     python ../slu1/local/make_lm.py --text "${lang}/lm_text.txt" --order 3 --out "${lang}/lm.arpa"
   fi
-  asr_opts="--backend pocketsphinx --ps-lm ${lang}/lm.arpa --nbest ${ps_nbest}"
-else
-  asr_opts="--backend whisper --model ${asr_model} --nbest ${nbest} --beam ${nbest}"
 fi
+asr_opts=$(first_pass_opts "${asr_model}" "${lang:-}/lm.arpa")
 # shellcheck disable=SC2086
 python -m speechlm.bin.decode ${asr_opts} --lattice --data-dir "${train}" --out "${dec}" --nj 1
 
