@@ -9,26 +9,19 @@ closed, (WCN - 1-best) / (oracle - 1-best), where the oracle is at least 3 point
 """
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
 
-from make_results import MIN_GAP, read_acc, read_wer, write_report
+from make_results import MIN_GAP, analysis_parser, read_acc, read_wer, write_report
 from shot_sweep_results import gap_closed
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--exp", required=True)
+    p = analysis_parser(__doc__, "sets", "voices", "inputs")
     p.add_argument("--model", required=True, help="the first pass (decode dirs' parent)")
-    p.add_argument("--sets", nargs="+", required=True)
-    p.add_argument("--voices", nargs="+", required=True)
-    p.add_argument("--inputs", nargs="+", required=True)
     p.add_argument("--lora", required=True, help="dir name of the LoRA predictions")
     p.add_argument("--slu_dir", required=True, help="the LoRA SLU dir (train_report.json)")
-    p.add_argument("--selection", default="embedding")
-    p.add_argument("--cmdline", default="")
     a = p.parse_args(argv)
     exp, model = Path(a.exp), Path(a.exp) / a.model
     report_path = Path(a.slu_dir) / "train_report.json"

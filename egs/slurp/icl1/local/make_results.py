@@ -46,6 +46,19 @@ def read_wer(path: Path) -> dict[str, float]:
     return out
 
 
+def analysis_parser(doc: str, *lists: str) -> argparse.ArgumentParser:
+    """The options every analysis script shares: --exp, one required list option per name
+    in ``lists`` (``models`` -> ``--models A B``), --selection and --cmdline; the script adds
+    its own."""
+    p = argparse.ArgumentParser(description=doc.split("\n")[0])
+    p.add_argument("--exp", required=True)
+    for name in lists:
+        p.add_argument(f"--{name}", nargs="+", required=True)
+    p.add_argument("--selection", default="embedding")
+    p.add_argument("--cmdline", default="")
+    return p
+
+
 def read_acc(path: Path) -> float | None:
     """Intent accuracy (%) of an accuracy.json, None when the run has none."""
     return 100.0 * json.loads(path.read_text())["accuracy"] if path.is_file() else None

@@ -11,12 +11,11 @@ one plot panel per first pass x voice: accuracy vs 1-best WER, one curve per inp
 """
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
 
-from make_results import MIN_GAP, read_wer, write_report
+from make_results import MIN_GAP, analysis_parser, read_wer, write_report
 
 
 def level_set(level: str) -> str:
@@ -44,14 +43,8 @@ def diff(acc: dict, kind: str) -> str:
 
 
 def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--exp", required=True)
-    p.add_argument("--models", nargs="+", required=True)
-    p.add_argument("--voices", nargs="+", required=True)
+    p = analysis_parser(__doc__, "models", "voices", "inputs")
     p.add_argument("--levels", nargs="+", required=True, help="SNRs in dB, as --noise_levels")
-    p.add_argument("--inputs", nargs="+", required=True)
-    p.add_argument("--selection", default="embedding")
-    p.add_argument("--cmdline", default="")
     a = p.parse_args()
     exp = Path(a.exp)
     gaps = [k for k in ("wcn", "wcn_cal") if k in a.inputs]

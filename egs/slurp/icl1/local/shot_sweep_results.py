@@ -9,11 +9,10 @@ points above the 1-best.
 """
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
-from make_results import gap_pct, read_acc, write_report
+from make_results import analysis_parser, gap_pct, read_acc, write_report
 
 
 def gap_closed(acc: dict) -> str:
@@ -21,16 +20,9 @@ def gap_closed(acc: dict) -> str:
 
 
 def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--exp", required=True)
-    p.add_argument("--models", nargs="+", required=True)
-    p.add_argument("--sets", nargs="+", required=True)
-    p.add_argument("--voices", nargs="+", required=True)
-    p.add_argument("--inputs", nargs="+", required=True)
+    p = analysis_parser(__doc__, "models", "sets", "voices", "inputs")
     p.add_argument("--shots", nargs="+", type=int, required=True, help="the sweep's counts")
     p.add_argument("--main_shots", type=int, required=True)
-    p.add_argument("--selection", default="embedding")
-    p.add_argument("--cmdline", default="")
     a = p.parse_args()
     exp = Path(a.exp)
     counts = sorted(set(a.shots) | {a.main_shots})

@@ -11,11 +11,10 @@ posteriors, 1-best and oracle path, and the best threshold's gap closed, (WCN - 
 """
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
-from make_results import MIN_GAP, read_acc, read_wer, write_report
+from make_results import MIN_GAP, analysis_parser, read_acc, read_wer, write_report
 from make_results import gap_pct as gap
 
 
@@ -24,15 +23,9 @@ def cell(x: float | None) -> str:
 
 
 def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--exp", required=True)
-    p.add_argument("--models", nargs="+", required=True)
-    p.add_argument("--sets", nargs="+", required=True)
-    p.add_argument("--voices", nargs="+", required=True)
+    p = analysis_parser(__doc__, "models", "sets", "voices")
     p.add_argument("--thresholds", nargs="+", type=float, required=True)
     p.add_argument("--main_threshold", type=float, required=True)
-    p.add_argument("--selection", default="embedding")
-    p.add_argument("--cmdline", default="")
     a = p.parse_args()
     exp = Path(a.exp)
     ts = sorted(set(a.thresholds) | {a.main_threshold})
