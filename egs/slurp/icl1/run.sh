@@ -10,12 +10,16 @@
 #   ./run.sh --corpus snips --snips_test_dir DIR # SNIPS test = DIR/validate_*.json: exp/snips_*_testdir
 #   ./run.sh --corpus snips --noise_levels "20 10 5 0"  # + accuracy vs WER: RESULTS_noise.md
 #   ./run.sh --asr_models "whisper-tiny.en pocketsphinx"  # + PocketSphinx's real lattices
+#   ./run.sh --asr_models "whisper-tiny.en espnet"  # + an ESPnet system trained here (its lattices)
+#   ./run.sh --asr_models espnet --espnet_model DIR  # a model dir of `speechlm train-asr`: not trained
 #   ./run.sh --wcn_sweep "0.05 0.2 0.4"  # + WCN threshold / no posteriors: RESULTS_wcn.md
 #
 # Stages: 1 SLU splits (../slu1/local/prepare_slu.py) and synthetic speech, one data dir per
 # voice kind (Piper joe; sampled espeak-ng voices), noise and reverb added; 2 first passes:
-# Whisper (N-best -> lattice -> WCN, oracle) and/or PocketSphinx (its lattice with a word
-# trigram of the few-shot pool's sentences, data/<size>/lang/lm.arpa -> WCN, oracle); 3 acoustic scale of the WCN posteriors tuned on
+# Whisper (N-best -> lattice -> WCN, oracle), PocketSphinx (its lattice with a word trigram
+# of the few-shot pool's sentences, data/<size>/lang/lm.arpa -> WCN, oracle) and/or ESPnet
+# (slu1's conformer CTC/attention trained on the pool's sentences spoken by every voice kind,
+# CTC lattice over a TLG graph with the same trigram: local/espnet_system.sh); 3 acoustic scale of the WCN posteriors tuned on
 # dev by NCE, calibrated WCNs of every set; 4 SLU dirs (the few-shot pool per selection);
 # 5 intent classification per first pass x set x input; 6 spoken QA (questions built from
 # SLURP's slot annotations, EM/F1 per input; --qa false skips it); 7 RESULTS.md and the plot.
@@ -41,7 +45,10 @@ snips_test_per_intent=          # --corpus snips: test sentences per intent (def
 test_jsonl=                     # extra SLURP-form test sets (never used for any choice)
 quick=false
 asr_models="whisper-tiny.en"    # first passes: catalogue Whisper models (whisper-base works
-                                # too) and/or pocketsphinx (en-us model, in-domain trigram)
+                                # too), pocketsphinx (en-us model, in-domain trigram) and/or
+                                # espnet (trained in stage 2 on the pool's synthetic speech)
+espnet_model=                   # espnet: a model dir of `speechlm train-asr` to decode with
+                                # instead of training one (stage 2 builds only its graph)
 voices="piper espeak"           # voice kinds: piper = piper:joe, espeak = sampled espeak-ng
 nbest=5                         # Whisper beam = N-best size
 ps_nbest=10                     # PocketSphinx: N-best paths of its lattice
@@ -72,6 +79,7 @@ cmdline="$0 $*"
 . ./path.sh; . ./cmd.sh; . utils/parse_options.sh
 . utils/log.sh
 . local/first_pass.sh
+. local/espnet_system.sh
 
 case ${corpus} in
   slurp)
@@ -164,7 +172,7 @@ fi
 if [ ${stage} -le 2 ] && [ ${stop_stage} -ge 2 ]; then
   stage_log 2 "first passes (${asr_models}): N-best / lattice -> WCN, oracle"
   for m in ${asr_models}; do
-    if [ "${m}" = pocketsphinx ]; then
+    if [ "${m}" = pocketsphinx ] || [ "${m}" = espnet ]; then
       # in-domain word trigram from the few-shot pool's sentences (never dev or test text)
       mkdir -p "${data}/lang"
       if [ ! -f "${data}/lang/lm.arpa" ] || [ "${data}/local/slu_train.text" -nt "${data}/lang/lm.arpa" ]; then
@@ -173,7 +181,8 @@ if [ ${stage} -le 2 ] && [ ${stop_stage} -ge 2 ]; then
           --out "${data}/lang/lm.arpa"
       fi
     fi
-    asr_opts=$(first_pass_opts "${m}" "${data}/lang/lm.arpa")
+    if [ "${m}" = espnet ]; then espnet_system "${data}" "${exp}" "${voices}"; fi
+    asr_opts=$(first_pass_opts "${m}" "${data}/lang/lm.arpa" "${exp}")
     for s in ${sets} ${noise_sets}; do
       for v in ${voices}; do
         # shellcheck disable=SC2086

@@ -31,6 +31,9 @@ cmdline="$0 $*"
 . utils/log.sh
 . local/first_pass.sh
 [ -n "${data}" ] && [ -n "${exp}" ] || { log "usage: $0 --data DIR --exp DIR [options]"; exit 1; }
+# run.sh's ESPnet system was trained on the speech of every pool sentence, these included: its
+# decodes of them would be far cleaner than the test sets'
+[ "${asr_model}" != espnet ] || { log "--asr_model espnet: its system was trained on these sentences"; exit 1; }
 [ -f "${data}/local/slu_train.jsonl" ] || { log "${data}/local/slu_train.jsonl missing: run stage 1"; exit 1; }
 
 train=${data}/lora_train_${per_intent}
