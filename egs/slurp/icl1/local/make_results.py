@@ -325,7 +325,9 @@ def main() -> int:
           "calibrate-wcn`: the acoustic scores scaled, LM scores at 1, as Kaldi's "
           "`--acoustic-scale`; scale table in `<first pass>/calibration.json`). The decoders' "
           "own scales: Whisper 0.5 over its N-best scores; PocketSphinx 1/bestpathlw = 0.105 "
-          "over a lattice carrying the in-domain trigram's scores.", ""]
+          "over a lattice carrying the in-domain trigram's scores; ESPnet 1/lm_scale = 2 over "
+          "its CTC lattice through the TLG graph (the same trigram, lm_scale 0.5 in "
+          "`../slu1/conf/decode_lattice.yaml`).", ""]
     for m in models_of(rows):
         tab = accuracy(args.exp / m / "calibration.json")
         if tab and tab.get("scales"):

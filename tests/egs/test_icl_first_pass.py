@@ -1,0 +1,36 @@
+"""egs/slurp/icl1's first-pass options (local/first_pass.sh) and the ESPnet system's guard
+for a user's model dir (local/espnet_system.sh), run in bash as run.sh sources them."""
+import subprocess
+from pathlib import Path
+
+RECIPE = Path(__file__).parents[2] / "egs" / "slurp" / "icl1"
+
+
+def _bash(script: str) -> subprocess.CompletedProcess:
+    prelude = ("set -euo pipefail; . utils/log.sh; . local/first_pass.sh; "
+               ". local/espnet_system.sh; nbest=5; ps_nbest=10; espnet_model=; ")
+    return subprocess.run(["bash", "-c", prelude + script], cwd=RECIPE, capture_output=True,
+                          text=True)
+
+
+def test_first_pass_opts_per_model_kind():
+    res = _bash('first_pass_opts whisper-base lm.arpa exp/x; first_pass_opts pocketsphinx '
+                'lm.arpa exp/x; first_pass_opts espnet lm.arpa exp/x; '
+                'espnet_model=/m; first_pass_opts espnet lm.arpa exp/x')
+    assert res.returncode == 0, res.stderr
+    whisper, ps, espnet, user = res.stdout.splitlines()
+    assert whisper == "--backend whisper --model whisper-base --nbest 5 --beam 5"
+    assert ps == "--backend pocketsphinx --ps-lm lm.arpa --nbest 10"
+    assert espnet == ("--backend espnet --model-dir exp/x/espnet/asr/model --graph "
+                      "exp/x/espnet/graph --config ../slu1/conf/decode_lattice.yaml")
+    # a user's model dir is decoded with the graph built for it, nothing trained
+    assert user.startswith("--backend espnet --model-dir /m --graph exp/x/espnet/graph")
+
+
+def test_espnet_system_names_a_model_dir_without_config(tmp_path):
+    (tmp_path / "model").mkdir()
+    res = _bash(f"espnet_model={tmp_path}/model; espnet_system {tmp_path}/data "
+                f"{tmp_path}/exp piper")
+    assert res.returncode == 1
+    assert f"--espnet_model {tmp_path}/model: no config.yaml" in res.stdout
+    assert not (tmp_path / "data").exists()  # nothing synthesised for a user's model
