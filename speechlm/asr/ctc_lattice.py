@@ -235,12 +235,16 @@ class EspnetLatticeASR:
             ids.extend(self._token_ids[t] for t in self.graph.lexicon.prons[word])
         return ids
 
-    def rescore(self, enc, logp: np.ndarray, paths) -> list[Hypothesis]:
-        """Joint CTC/attention (+ lm) scores of lattice paths; hypotheses best first."""
+    def rescore(self, enc, logp: np.ndarray, paths, attention: bool | None = None
+                ) -> list[Hypothesis]:
+        """Joint CTC/attention (+ lm) scores of lattice paths; hypotheses best first.
+        ``attention`` (default: the config's ``attention_rescoring``) False keeps the lattice
+        scores."""
         import torch
         import torch.nn.functional as F
 
         cfg = self.config
+        rescoring = cfg.attention_rescoring if attention is None else attention
         if not paths:
             return []
         seqs = [self.token_ids(list(p.words)) for p in paths]
@@ -248,7 +252,7 @@ class EspnetLatticeASR:
         sos = eos = len(self.tokens) - 1  # ESPnet puts <sos/eos> last
         att = np.zeros(n)
         ctc = np.zeros(n)
-        if cfg.attention_rescoring:
+        if rescoring:
             with torch.inference_mode():
                 lens = torch.tensor([len(s) + 1 for s in seqs])
                 ys_in = torch.full((n, int(lens.max())), eos, dtype=torch.long)
@@ -271,16 +275,24 @@ class EspnetLatticeASR:
                                   reduction="none", zero_infinity=False).numpy()
         hyps = []
         for i, path in enumerate(paths):
-            if cfg.attention_rescoring:
+            if rescoring:
                 total = ((1 - cfg.ctc_weight) * att[i] + cfg.ctc_weight * ctc[i]
                          + cfg.lm_weight * path.lm_score + cfg.penalty * len(path.words))
+                # Spelled with a separator between every word, a lattice path (where the
+                # separator may be skipped) can need more frames than there are: CTC gives it
+                # -inf. ESPnet's CTC prefix scorer prunes such hypotheses; so do we, rather
+                # than write a score nobody downstream can use. The lattice keeps the path.
+                if not math.isfinite(total):
+                    continue
             else:
                 total = path.tot_score
             scores = (("am", float(path.am_score)), ("att", float(att[i])),
                       ("ctc", float(ctc[i])), ("lm", float(path.lm_score)))
             hyps.append(Hypothesis(text=" ".join(path.words), score=float(total),
                                    tokens=tuple(path.words), scores=scores))
-        hyps.sort(key=lambda h: -h.score if math.isfinite(h.score) else math.inf)
+        if not hyps:  # every path infeasible: the lattice's own order and scores
+            return self.rescore(enc, logp, paths, attention=False)
+        hyps.sort(key=lambda h: -h.score)
         return hyps
 
 
