@@ -12,13 +12,13 @@ espnet_train_config=../slu1/conf/train_asr.yaml
 espnet_fbank_config=../slu1/conf/fbank.yaml
 espnet_decode_config=../slu1/conf/decode_lattice.yaml
 
-espnet_model_dir() {  # the model dir the first pass decodes with
-  echo "${espnet_model:-$2/espnet/asr/model}"
+espnet_model_dir() {  # espnet_model_dir EXP: the model dir the first pass decodes with
+  echo "${espnet_model:-$1/espnet/asr/model}"
 }
 
 espnet_system() {
   local data=$1 exp=$2 voices=$3 v seed=300 parts=""
-  local model; model=$(espnet_model_dir "${data}" "${exp}")
+  local model; model=$(espnet_model_dir "${exp}")
   if [ -z "${espnet_model}" ] && [ ! -f "${model}/config.yaml" ]; then
     for v in ${voices}; do
       seed=$((seed + 1)); parts+=" ${data}/asr_train_${v}"

@@ -8,7 +8,7 @@
 first_pass_opts() {
   case $1 in
     pocketsphinx) echo "--backend pocketsphinx --ps-lm $2 --nbest ${ps_nbest}" ;;
-    espnet) echo "--backend espnet --model-dir $(espnet_model_dir "" "$3") --graph $3/espnet/graph" \
+    espnet) echo "--backend espnet --model-dir $(espnet_model_dir "$3") --graph $3/espnet/graph" \
       "--config ${espnet_decode_config}" ;;
     *) echo "--backend whisper --model $1 --nbest ${nbest} --beam ${nbest}" ;;
   esac
