@@ -11,8 +11,10 @@ Prints, side by side in one process:
 2. the placement a 24 GB budget gives the full 32-layer Mixtral-8x7B, scaled to the
    reduced model (same share of experts resident);
 3. tokens/s for prefill (batch 1), decode at batch 1 and decode with 4 beams (4 rows per
-   step; beam tokens/s = hypothesis tokens per second, cache reordering left out) for
-   Fiddler and the baselines: (a) accelerate ``device_map`` offload with the same budget,
+   step; beam tokens/s = hypothesis tokens per second, cache reordering left out; a new
+   random token each step, the same for every method) for Fiddler (with a GPU also
+   ``fiddler_worker``: its CPU experts in a worker thread, ``overlap=True``) and the
+   baselines: (a) accelerate ``device_map`` offload with the same budget,
    (b) LRU expert cache with on-demand copies, (c) all-CPU (our CPU kernel, and stock
    transformers), plus expert ms per layer per step (step time minus a run whose experts
    return zeros, divided by the layer count);
@@ -181,11 +183,14 @@ def run_phases(model, device, args) -> dict[str, float]:
             ids = torch.randint(3, vocab, (rows, 16), generator=g).to(device)
             cache = DynamicCache()
             model(input_ids=ids, use_cache=True, **{kw: cache})
-            step = torch.randint(3, vocab, (rows, 1), generator=g).to(device)
-            model(input_ids=step, use_cache=True, **{kw: cache})  # warm-up
+            # a new token each step, as in decoding (one token fed again and again would
+            # route to the same experts every step: an LRU cache's best case); the same
+            # tokens for every method
+            steps = torch.randint(3, vocab, (args.steps + 1, rows, 1), generator=g).to(device)
+            model(input_ids=steps[0], use_cache=True, **{kw: cache})  # warm-up
             sync(device)
             start = time.perf_counter()
-            for _ in range(args.steps):
+            for step in steps[1:]:
                 model(input_ids=step, use_cache=True, **{kw: cache})
             sync(device)
             out[key] = args.steps / (time.perf_counter() - start)  # hypothesis tokens/s
@@ -230,9 +235,13 @@ def main() -> None:
     config = AutoConfig.for_model("mixtral", **{**MIXTRAL_8X7B, **shape})
     torch.manual_seed(0)
     start = time.perf_counter()
-    model = AutoModelForCausalLM.from_config(config, dtype=dtype, attn_implementation="sdpa")
-    model.eval()
-    print(f"# built in {time.perf_counter() - start:.1f} s")
+    # random init on the GPU where there is one: the CPU's normal_ runs on one thread
+    # (over three minutes for 4 layers), the GPU's in a second; the model then lives in
+    # CPU memory, where a user's from_pretrained(device_map=...) would load it
+    with torch.device(device):
+        model = AutoModelForCausalLM.from_config(config, dtype=dtype, attn_implementation="sdpa")
+    model.to("cpu").eval()
+    print(f"# built in {time.perf_counter() - start:.1f} s (random init on {device})")
 
     bound, cpu_times = dram_section(model, args.repeats)
     budget_gb, n_res = budget_section(config, model, args.gpu_budget_gb, layers)
@@ -249,10 +258,11 @@ def main() -> None:
     results: dict[str, dict[str, float]] = {}
     notes: dict[str, str] = {}
 
-    def offloaded(name: str, dev: str, latency=None, placement=None):
+    def offloaded(name: str, dev: str, latency=None, placement=None, overlap=None):
         conf = OffloadConfig(
             gpu_memory_gb=budget_gb,
             device=dev,
+            overlap=overlap,
             cpu_layout=layout,
             latency_repeats=3,
             staging_slots=STAGING,
@@ -280,13 +290,20 @@ def main() -> None:
         "  copy cost ms @1/4/16/128: "
         + " ".join(f"{latency.copy_cost(n) * 1e3:.1f}" for n in (1, 4, 16, 128))
     )
-    for name, dev in (("fiddler", None), ("lru_experts", str(device)), ("cpu_experts", "cpu")):
+    runs = [("fiddler", None), ("lru_experts", str(device)), ("cpu_experts", "cpu")]
+    if cuda:  # the CPU experts in a worker thread (overlap=True; the default is inline)
+        runs.insert(1, ("fiddler_worker", str(device)))
+    for name, dev in runs:
         if name == "fiddler":
             ex, fiddler = fiddler, None  # already applied; drop the extra reference
         else:
             cleanup()
             move_non_experts(model, "cpu")
-            ex = offloaded(name, dev, placement=placement)
+            ex = (
+                offloaded("fiddler", dev, latency, placement, overlap=True)
+                if name == "fiddler_worker"
+                else offloaded(name, dev, placement=placement)
+            )
         before = dict(ex.stats.as_dict())
         results[name] = run_phases(model, ex.device, args)
         after = ex.stats.as_dict()

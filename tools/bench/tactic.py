@@ -10,7 +10,8 @@ read and selected on its own. For each batch size and context:
   ``gqa`` = one query row per head with ``enable_gqa=True`` (what transformers calls),
   ``stacked`` = the ``R`` query heads of each KV group stacked as ``R`` query rows
   against that group's keys (``q (B, G, R, D)`` vs ``k (B, G, T, D)``): same output,
-  and the strongest dense baseline on a CPU. Speed-ups are against ``stacked``;
+  and the strongest dense baseline on a CPU. Speed-ups are against ``stacked``, and
+  against ``gqa`` in ``x_gqa`` (the faster one on an H200);
 * Tactic at each P, with each ``--index-methods`` index (``tactic``: Lloyd k-means,
   ``tactic2l``: ``build_index(method="two_level")``): selection (centroid ranking,
   exact head, fit, walk, union, token list) and attention over the selection timed
@@ -147,7 +148,9 @@ def bench_one(b, t, case, index_s, pages_s, args, device, pbar):
 
     dense_out = dense_stacked().float()
     gap = (dense_gqa().float() - dense_out).abs().max().item()
-    if gap > 1e-3:
+    # the two dense calls sum in different orders: a few output ulps apart in bf16/fp16
+    ulp = torch.finfo(q.dtype).eps * max(1.0, dense_out.abs().max().item())
+    if gap > max(1e-3, 4 * ulp):
         raise RuntimeError(f"stacked and enable_gqa dense SDPA differ by {gap:.2e}")
     dense_bytes = 2 * b * G * t * D * e
     probs = dense_probs(q, k, None, scale)  # (B, H, T): the truth for captured mass
@@ -325,8 +328,10 @@ def main() -> None:
     goal = [r for r in rows if r["context"] == 32768 and r["method"].endswith("_p0.9")
             and not r["method"].startswith("quest")]  # fmt: skip
     for r in goal:
-        ok = r["x_amort"] >= 3 and r["mass_mean"] >= 0.88
-        print(f"goal @32K B={r['batch']} {r['method']}: {r['x_stacked']:.2f}x stacked dense "
+        # against the faster dense call: stacked on a CPU, enable_gqa on an H200
+        ok = min(r["x_amort"], r["x_gqa"]) >= 3 and r["mass_mean"] >= 0.88
+        print(f"goal @32K B={r['batch']} {r['method']}: {r['x_gqa']:.2f}x gqa dense, "
+              f"{r['x_stacked']:.2f}x stacked dense "
               f"[{r['x_lo']:.2f}-{r['x_hi']:.2f}], {r['x_amort']:.2f}x with the index "
               f"amortised over {args.amortise} steps, mean mass {r['mass_mean']:.3f} -> "
               f"{'met' if ok else 'NOT met'} (>= 3x, >= 0.88)")  # fmt: skip

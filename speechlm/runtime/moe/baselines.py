@@ -141,6 +141,12 @@ def apply_accelerate_offload(
         max_memory={index: int(gpu_memory_gb * GB), "cpu": 1 << 50},
         no_split_module_classes=list(no_split),
     )
+    if not set(device_map.values()) - {"cpu", "disk"}:
+        # accelerate would then run the whole model on the CPU: not the offload baseline
+        raise ValueError(
+            f"gpu_memory_gb={gpu_memory_gb:g} puts no module on {dev}: accelerate keeps the "
+            "largest decoder layer's size free there for the offloaded layers; give more"
+        )
     dispatch_model(model, device_map=device_map, main_device=index)
     return device_map
 
