@@ -398,6 +398,16 @@ def test_registry_builds_offload_executors():
     assert isinstance(ex, FiddlerExecutor) and ex.latency is None
 
 
+def test_cpu_threads_apply_to_the_inline_cpu_experts():
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        offload(tiny_model("mixtral"), "fiddler", 2, latency_model=ALWAYS_CPU, cpu_threads=1)
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_accelerate_baseline_refuses_a_budget_that_holds_nothing():
     with pytest.raises(ValueError, match="puts no module on cuda"):
         apply_accelerate_offload(tiny_model("mixtral"), 1e-9, "cuda")

@@ -74,9 +74,10 @@ class OffloadConfig:
             (None: no). Measured on one H200 machine (16 cores, 4 layers of Mixtral-8x7B
             shapes, ``tools/bench/moe_offload.py``), the worker made decode 2.1x slower
             at batch 1 than the caller's thread, which overlaps the device anyway.
-        cpu_threads: torch threads of the CPU-expert worker (None: torch's setting when
-            the executor is built, by default one per physical core). torch keeps one
-            process-wide count, so a value here also applies to the caller's thread.
+        cpu_threads: torch threads of the CPU experts (None: torch's setting when the
+            executor is built, by default one per physical core), set when the executor
+            is built (and in the worker, with ``overlap``). torch keeps one process-wide
+            count, so a value here also applies to the caller's other work.
         latency_tokens, latency_repeats: where and how often the start-up latency
             measurement times each path.
         calibration_text: text whose routing decides popularity (None: a built-in
@@ -261,6 +262,8 @@ class OffloadExecutor(ExpertExecutor):
         self._staging: list[tuple[torch.Tensor, torch.Tensor]] = []
         overlap = bool(config.overlap)
         threads = config.cpu_threads or torch.get_num_threads()
+        if config.cpu_threads is not None and not overlap:  # the CPU experts run here
+            torch.set_num_threads(config.cpu_threads)
         self._pool = (
             # the worker sets its own thread count: OpenMP's is per calling thread
             ThreadPoolExecutor(
