@@ -7,7 +7,7 @@ RECIPE = Path(__file__).parents[2] / "egs" / "slurp" / "icl1"
 
 
 def _bash(script: str) -> subprocess.CompletedProcess:
-    prelude = ("set -euo pipefail; . utils/log.sh; . local/first_pass.sh; "
+    prelude = ("set -euo pipefail; . utils/log.sh; . local/voices.sh; . local/first_pass.sh; "
                ". local/espnet_system.sh; nbest=5; ps_nbest=10; espnet_model=; ")
     return subprocess.run(["bash", "-c", prelude + script], cwd=RECIPE, capture_output=True,
                           text=True)

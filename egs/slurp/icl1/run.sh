@@ -78,6 +78,7 @@ help_message="usage: $0 [--stage N] [--stop_stage N] [--quick true] [--test_json
 cmdline="$0 $*"
 . ./path.sh; . ./cmd.sh; . utils/parse_options.sh
 . utils/log.sh
+. local/voices.sh
 . local/first_pass.sh
 . local/espnet_system.sh
 
@@ -123,13 +124,8 @@ for l in ${noise_levels}; do
   noise_sets+=" test_snr$(echo "${l}" | tr -- '-.' 'mp')"
 done
 noise_sets=${noise_sets# }
-voice_opts() {
-  case $1 in
-    piper) echo "--voices piper:joe" ;;
-    espeak) echo "--voices espeak:sampled --num-voices 40 --voices-per-line 1" ;;
-    *) log "unknown voice kind $1 (piper, espeak)"; exit 1 ;;
-  esac
-}
+# shellcheck disable=SC2086
+check_voices ${voices} || exit 1
 
 if [ ${stage} -le 1 ] && [ ${stop_stage} -ge 1 ]; then
   stage_log 1 "SLU splits and synthetic speech -> ${data}/<set>_<voice>"
@@ -143,10 +139,10 @@ if [ ${stage} -le 1 ] && [ ${stop_stage} -ge 1 ]; then
       --dev_size "${dev_size}" --test_size "${test_size}" --asr_train_lines 0 \
       ${test_jsonl:+--test_jsonl ${test_jsonl}}
   fi
-  seed=0
+  set_i=0
   for s in ${sets}; do
     for v in ${voices}; do
-      seed=$((seed + 1))
+      seed=$(voice_seed $((2 * set_i)) "${v}")  # dev_piper 1, dev_espeak 2, test_piper 3, ...
       # shellcheck disable=SC2046
       python -m speechlm.bin.synth_data_dir --text "${data}/local/${s}.text" --text-format kaldi \
         $(voice_opts "${v}") --seed "${seed}" --augment --speaker-prefix "${s//_/}${v}" \
@@ -154,6 +150,7 @@ if [ ${stage} -le 1 ] && [ ${stop_stage} -ge 1 ]; then
       python ../slu1/local/attach_intents.py "${data}/${s}_${v}" "${data}/local/${s}.jsonl"
       [ "${s}" = test ] && eval "test_seed_${v}=${seed}"
     done
+    set_i=$((set_i + 1))
   done
   for l in ${noise_levels}; do
     ns=test_snr$(echo "${l}" | tr -- '-.' 'mp')

@@ -17,11 +17,11 @@ espnet_model_dir() {  # espnet_model_dir EXP: the model dir the first pass decod
 }
 
 espnet_system() {
-  local data=$1 exp=$2 voices=$3 v seed=300 parts=""
+  local data=$1 exp=$2 voices=$3 v seed parts=""
   local model; model=$(espnet_model_dir "${exp}")
   if [ -z "${espnet_model}" ] && [ ! -f "${model}/config.yaml" ]; then
     for v in ${voices}; do
-      seed=$((seed + 1)); parts+=" ${data}/asr_train_${v}"
+      seed=$(voice_seed 300 "${v}"); parts+=" ${data}/asr_train_${v}"
       [ -f "${data}/asr_train_${v}/.done" ] && continue
       # shellcheck disable=SC2046
       python -m speechlm.bin.synth_data_dir --text "${data}/local/slu_train.text" \
