@@ -39,11 +39,12 @@ def _pids_alive(pids: list[int]) -> list[int]:
     for pid in pids:
         try:
             os.kill(pid, 0)
-        except ProcessLookupError:
+            with open(f"/proc/{pid}/stat") as f:  # a zombie has exited
+                state = f.read().rsplit(")", 1)[1].split()[0]
+        except (ProcessLookupError, FileNotFoundError):  # gone, or reaped since the kill(0)
             continue
-        with open(f"/proc/{pid}/stat") as f:  # a zombie has exited
-            if f.read().rsplit(")", 1)[1].split()[0] != "Z":
-                alive.append(pid)
+        if state != "Z":
+            alive.append(pid)
     return alive
 
 
