@@ -258,7 +258,7 @@ def main() -> None:
     results: dict[str, dict[str, float]] = {}
     notes: dict[str, str] = {}
 
-    def offloaded(name: str, dev: str, latency=None, placement=None, overlap=None):
+    def offloaded(name: str, dev: str, latency=None, placement=None, overlap=False):
         conf = OffloadConfig(
             gpu_memory_gb=budget_gb,
             device=dev,

@@ -71,7 +71,7 @@ class OffloadConfig:
             weights; ``"packed"`` also keeps oneDNN-packed copies of the offloaded experts
             (faster CPU GEMV on x86, at the price of a second copy of those experts in RAM).
         overlap: run CPU experts in a worker thread while the device runs the others
-            (None: no). Measured on one H200 machine (16 cores, 4 layers of Mixtral-8x7B
+            (default off). Measured on one H200 machine (16 cores, 4 layers of Mixtral-8x7B
             shapes, ``tools/bench/moe_offload.py``), the worker made decode 2.1x slower
             at batch 1 than the caller's thread, which overlaps the device anyway.
         cpu_threads: torch threads of the CPU experts (None: torch's setting when the
@@ -99,7 +99,7 @@ class OffloadConfig:
     staging_slots: int = 2
     pin_memory: bool = True
     cpu_layout: str = "plain"
-    overlap: bool | None = None
+    overlap: bool = False
     cpu_threads: int | None = None
     latency_tokens: tuple[int, ...] = (1, 2, 4, 8, 16, 32, 64, 128)
     latency_repeats: int = 3
