@@ -1,5 +1,6 @@
-"""egs/slurp/icl1's first-pass options (local/first_pass.sh) and the ESPnet system's guard
-for a user's model dir (local/espnet_system.sh), run in bash as run.sh sources them."""
+"""egs/slurp/icl1's shell functions, run in bash as run.sh sources them: the first-pass
+options (local/first_pass.sh), the ESPnet system's guard for a user's model dir
+(local/espnet_system.sh) and the voice kinds' seeds and names (local/voices.sh)."""
 import subprocess
 from pathlib import Path
 
@@ -34,3 +35,26 @@ def test_espnet_system_names_a_model_dir_without_config(tmp_path):
     assert res.returncode == 1
     assert f"--espnet_model {tmp_path}/model: no config.yaml" in res.stdout
     assert not (tmp_path / "data").exists()  # nothing synthesised for a user's model
+
+
+def _seeds(voices: str) -> dict[str, int]:
+    # the loop of run.sh's stage 1 over its sets "dev test"
+    res = _bash(f"i=0; for s in dev test; do for v in {voices}; do "
+                'echo "${s}_${v} $(voice_seed $((2 * i)) "${v}")"; done; i=$((i + 1)); done')
+    assert res.returncode == 0, res.stderr
+    return {k: int(v) for k, v in (line.split() for line in res.stdout.splitlines())}
+
+
+def test_a_set_keeps_its_seed_whatever_voices_are_asked_for():
+    default = _seeds("piper espeak")
+    assert default == {"dev_piper": 1, "dev_espeak": 2, "test_piper": 3, "test_espeak": 4}
+    # before: --voices piper numbered test_piper 2, and synth-data-dir (whose .done digest
+    # holds the seed) would have spoken the main test set anew
+    assert _seeds("piper") == {"dev_piper": 1, "test_piper": 3}
+    assert _seeds("espeak piper") == default
+
+
+def test_an_unknown_voice_kind_is_named():
+    res = _bash("check_voices piper espeak && check_voices piper festival")
+    assert res.returncode == 1
+    assert "--voices: unknown voice kind 'festival' (piper, espeak)" in res.stdout + res.stderr
