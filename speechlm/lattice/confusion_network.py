@@ -14,7 +14,9 @@ JSON, one line per utterance::
 """
 from __future__ import annotations
 
+import heapq
 import json
+import math
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
@@ -121,6 +123,50 @@ class ConfusionNetwork:
     def mbr_words(self) -> list[str]:
         """The MBR 1-best: the most likely word of each bin, epsilon bins skipped."""
         return [e.word for e in self.best_entries()]
+
+    def kbest_paths(self, k: int) -> list[tuple[str, float]]:
+        """The ``k`` most likely word strings through the bins, with their probabilities.
+
+        A path takes one entry per bin; bins are independent, so its probability is the
+        product of the chosen posteriors. The ``8 k`` best paths are popped best first
+        from a heap of one-step successors (each moves one bin to its next entry); paths
+        that read the same once ``<eps>`` is dropped are merged (probabilities summed),
+        and the ``k`` most likely strings are returned, best first. An empty network
+        gives ``[("", 1.0)]``.
+
+        >>> cn = ConfusionNetwork([[("ten", 0.8, 0, 0), ("<eps>", 0.2, 0, 0)],
+        ...                        [("of", 0.6, 0, 0), ("a", 0.4, 0, 0)]])
+        >>> [(t, round(p, 2)) for t, p in cn.kbest_paths(3)]
+        [('ten of', 0.48), ('ten a', 0.32), ('of', 0.12)]
+        """
+        if k < 1:
+            raise ValueError(f"k must be >= 1, got {k}")
+        bins = [b for b in self.bins if b]  # entries are sorted best first
+        if not bins:
+            return [("", 1.0)]
+
+        def logp(idx: tuple[int, ...]) -> float:
+            return sum(math.log(max(bins[i][j].posterior, 1e-300)) for i, j in enumerate(idx))
+
+        start = (0,) * len(bins)
+        heap, seen = [(-logp(start), start)], {start}
+        found: dict[str, float] = {}
+        # More pops than k: epsilons make several paths read the same, and a string's
+        # probability is the sum over its paths (the 8k best cover most of it).
+        for _ in range(8 * k):
+            if not heap:
+                break
+            neg, idx = heapq.heappop(heap)
+            text = " ".join(bins[i][j].word for i, j in enumerate(idx)
+                            if bins[i][j].word != EPS)
+            found[text] = found.get(text, 0.0) + math.exp(-neg)
+            for i, j in enumerate(idx):
+                if j + 1 < len(bins[i]):
+                    nxt = idx[:i] + (j + 1,) + idx[i + 1:]
+                    if nxt not in seen:
+                        seen.add(nxt)
+                        heapq.heappush(heap, (-logp(nxt), nxt))
+        return sorted(found.items(), key=lambda x: -x[1])[:k]
 
     def ctm_lines(self, channel: int | str = 1) -> list[str]:
         """CTM lines ``utt channel start dur word confidence`` of the MBR 1-best.

@@ -143,3 +143,21 @@ def test_cn_jsonl_reader_refuses_bad_entries_naming_the_line(tmp_path, entry, ma
                     + "\n")
     with pytest.raises(ValueError, match=rf"cn.jsonl:2: confusion network 'u2'.*{match}"):
         list(read_cn_jsonl(path))
+
+
+def test_kbest_paths_are_the_most_likely_strings_in_order():
+    cn = ConfusionNetwork([[("a", 0.5, 0, 0), ("b", 0.3, 0, 0), ("<eps>", 0.2, 0, 0)],
+                           [("x", 0.9, 0, 0), ("<eps>", 0.1, 0, 0)]])
+    paths = cn.kbest_paths(10)
+    # every path of the 3 x 2 grid, probabilities = products; all distinct strings here
+    expect = {"a x": 0.45, "b x": 0.27, "x": 0.18, "a": 0.05, "b": 0.03, "": 0.02}
+    assert [t for t, _ in paths] == sorted(expect, key=lambda t: -expect[t])
+    assert dict(paths) == pytest.approx(expect)
+    assert cn.kbest_paths(2) == [("a x", pytest.approx(0.45)), ("b x", pytest.approx(0.27))]
+    # paths reading the same once <eps> is dropped merge
+    same = ConfusionNetwork([[("a", 0.5, 0, 0), ("<eps>", 0.5, 0, 0)],
+                             [("<eps>", 0.6, 0, 0), ("a", 0.4, 0, 0)]])
+    assert dict(same.kbest_paths(3)) == pytest.approx({"a": 0.5, "": 0.3, "a a": 0.2})
+    assert ConfusionNetwork([]).kbest_paths(3) == [("", 1.0)]
+    with pytest.raises(ValueError, match="k must be"):
+        cn.kbest_paths(0)
