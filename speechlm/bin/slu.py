@@ -23,12 +23,15 @@ LM (a local dir, or an OpenAI-compatible server through ``RemoteLLM``) with the
 ``--shots`` most similar examples.
 
 Inputs of predict: ``text`` = DATA_DIR/text (the reference), ``1best`` (``onebest``) =
-DECODE_DIR/text,
-``nbest`` = DECODE_DIR/nbest.jsonl, ``wcn`` = DECODE_DIR/cn.jsonl, ``oracle`` =
-DECODE_DIR/oracle.jsonl (``oracle_text``). Serialization options given to predict
-override those saved in the SLU dir (sweep WCN thresholds without retraining), and so do
-the prompt options (``--shots``, ``--shot-selection``...) and, for an icl dir, ``--llm``
-(a catalogue LLM such as ``smollm2-135m-instruct``, or a local dir) or ``--llm-url``.
+DECODE_DIR/text, ``nbest`` = DECODE_DIR/nbest.jsonl, ``wcn`` = DECODE_DIR/cn.jsonl,
+``oracle`` = DECODE_DIR/oracle.jsonl (``oracle_text``); ``nbest_marg`` / ``wcn_marg``: the
+first ``--marginal-k`` N-best hypotheses (weights ``softmax(--nbest-scale * score)``) / the
+most likely WCN paths (weights: their posteriors), each classified alone and the label
+posteriors averaged with those weights (one ranking per hypothesis). Serialization
+options given to predict override those saved in the SLU dir (sweep WCN thresholds
+without retraining), and so do the prompt options (``--shots``, ``--shot-selection``...)
+and, for an icl dir, ``--llm`` (a catalogue LLM such as ``smollm2-135m-instruct``, or a
+local dir) or ``--llm-url``.
 Several ``--input`` kinds share one loaded LLM and write OUT/<input>/ each. An utterance
 of DATA_DIR with no decode output is classified from the empty hypothesis, not skipped;
 reference intents that are not among the SLU dir's labels are counted in accuracy.json
@@ -78,6 +81,8 @@ _SERIALIZE = [  # (flag, field, type, help); defaults come from SerializeConfig
     ("--wcn-max-alternatives", "wcn_max_alternatives", int, "at most this many entries a bin"),
     ("--wcn-separator", "wcn_separator", str, "joins the entries of a WCN bin"),
     ("--wcn-digits", "wcn_digits", int, "decimals of a shown posterior"),
+    ("--marginal-k", "marginal_k", int, "hypotheses of nbest_marg / wcn_marg"),
+    ("--nbest-scale", "nbest_scale", float, "nbest_marg weights: softmax(scale * score)"),
 ]
 _PROMPT = [
     ("--instruction", "instruction", str, "text before the examples ('' for none)"),
@@ -307,7 +312,12 @@ def _predict_stamp(model_dir: str | Path, llm_path: str | None,
 
 
 def run_predict(args: argparse.Namespace) -> int:
-    from speechlm.llm.serialize import input_kind, load_input_variants
+    from speechlm.llm.serialize import (
+        MARGINAL_KINDS,
+        input_kind,
+        load_input_variants,
+        load_weighted_hypotheses,
+    )
     from speechlm.llm.slu import SLUConfig, load_classifier
 
     config = SLUConfig.load(args.model_dir)  # fail on a bad dir before loading any model
@@ -325,8 +335,14 @@ def run_predict(args: argparse.Namespace) -> int:
     names = {input_kind(k): k for k in args.input}  # OUT/<name as given>
     inputs = {}
     for kind in kinds:
-        inputs[kind] = load_input_variants(kind, serialize, decode_dir=args.decode_dir,
-                                           data_dir=args.data_dir)
+        if kind in MARGINAL_KINDS:
+            if args.decode_dir is None:
+                raise ValueError(f"input {kind!r} needs --decode-dir")
+            inputs[kind] = load_weighted_hypotheses(kind, serialize, decode_dir=args.decode_dir,
+                                                    data_dir=args.data_dir)
+        else:
+            inputs[kind] = load_input_variants(kind, serialize, decode_dir=args.decode_dir,
+                                               data_dir=args.data_dir)
         if not inputs[kind]:
             raise ValueError(f"no utterances in the {kind} input")
     llm_id = args.llm_url or args.llm or config.llm_path or config.llm_url

@@ -36,7 +36,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="demonstration sentences: {id, text} rows (e.g. slu_train.jsonl)")
     parser.add_argument("--data-dir", required=True, help="the set's Kaldi data dir")
     parser.add_argument("--decode-dir", help="a decode dir (every input but text)")
-    parser.add_argument("--input", nargs="+", default=["text", "1best", "nbest", "wcn"])
+    parser.add_argument("--input", nargs="+", default=["text", "1best", "nbest", "wcn"],
+                        choices=("text", "1best", "onebest", "nbest", "wcn", "oracle"),
+                        help="contexts the questions are asked about")
     parser.add_argument("--llm", default="smollm2-135m-instruct",
                         help="catalogue LLM or local Hugging Face dir")
     parser.add_argument("--shots", type=int, default=4)

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -46,7 +47,10 @@ from speechlm.lattice import ConfusionNetwork, read_cn_jsonl
 
 logger = logging.getLogger(__name__)
 
-INPUT_KINDS = ("text", "onebest", "nbest", "wcn", "oracle")
+# Classified once per hypothesis and marginalized (``IntentClassifier.marginal_scores``),
+# not serialized into one line: see :func:`load_weighted_hypotheses`.
+MARGINAL_KINDS = ("nbest_marg", "wcn_marg")
+INPUT_KINDS = ("text", "onebest", "nbest", "wcn", "oracle") + MARGINAL_KINDS
 INPUT_ALIASES = {"1best": "onebest"}  # the name the paper and the CLI use
 # Posterior thresholds tried, in order, when a serialized WCN must shrink to fit a context
 PRUNE_THRESHOLDS = (0.2, 0.3, 0.4, 0.5)
@@ -78,6 +82,9 @@ class SerializeConfig:
         wcn_separator: joins the entries of one bin; must not contain whitespace.
         wcn_digits: decimals of a shown posterior.
         eps_symbol: how a deletion (``<eps>``) shows among a bin's alternatives.
+        marginal_k: hypotheses of ``nbest_marg`` / ``wcn_marg`` (distinct strings).
+        nbest_scale: ``nbest_marg`` weights are ``softmax(nbest_scale * score)`` over the
+            kept hypotheses; 0 weighs them equally.
 
     >>> SerializeConfig(wcn_separator="a b")
     Traceback (most recent call last):
@@ -93,6 +100,8 @@ class SerializeConfig:
     wcn_separator: str = "/"
     wcn_digits: int = 1
     eps_symbol: str = "_"
+    marginal_k: int = 4
+    nbest_scale: float = 1.0
 
     def __post_init__(self) -> None:
         if self.nbest_k < 1:
@@ -109,6 +118,10 @@ class SerializeConfig:
                 raise ValueError(f"{name} must be non-empty and hold no whitespace, got {value!r}")
         if not 0 <= self.wcn_digits <= 4:
             raise ValueError(f"wcn_digits must be in [0, 4], got {self.wcn_digits}")
+        if self.marginal_k < 1:
+            raise ValueError(f"marginal_k must be >= 1, got {self.marginal_k}")
+        if not (math.isfinite(self.nbest_scale) and self.nbest_scale >= 0):
+            raise ValueError(f"nbest_scale must be a finite number >= 0, got {self.nbest_scale}")
 
 
 def _posterior(p: float, digits: int) -> str:
@@ -297,6 +310,9 @@ def load_input_variants(kind: str, config: SerializeConfig, *,
     one for every kind but ``wcn``, whose list is :func:`wcn_variants` (what a prompt
     fitter prunes to)."""
     kind = input_kind(kind)
+    if kind in MARGINAL_KINDS:
+        raise ValueError(f"input {kind!r} is a weighted list of hypotheses, not one line: "
+                         "load_weighted_hypotheses reads it")
     if kind == "text":
         if data_dir is None:
             raise ValueError("input 'text' needs a data dir (its 'text' file is the reference)")
@@ -321,11 +337,81 @@ def load_input_variants(kind: str, config: SerializeConfig, *,
         else:
             rows = _read_jsonl(d / "oracle.jsonl", "oracle_text")
             out = {u: [" ".join(r["oracle_text"].split())] for u, r in rows.items()}
-        if data_dir is not None and (Path(data_dir) / "text").is_file():
-            missing = [u for u in read_text_file(Path(data_dir) / "text") if u not in out]
-            if missing:
-                logger.warning("%s: %d utterance(s) of %s have no %s output (e.g. %s): "
-                               "given the empty hypothesis", d, len(missing), data_dir, kind,
-                               missing[0])
-            out.update({u: [""] for u in missing})
+        out.update({u: [""] for u in _missing(out, d, data_dir, kind)})
+    return {u: out[u] for u in c_sorted(out)}
+
+
+def _missing(out: dict, decode_dir: Path, data_dir: str | Path | None, kind: str) -> list[str]:
+    """Utterances of ``data_dir`` without a decode output (given the empty hypothesis)."""
+    if data_dir is None or not (Path(data_dir) / "text").is_file():
+        return []
+    missing = [u for u in read_text_file(Path(data_dir) / "text") if u not in out]
+    if missing:
+        logger.warning("%s: %d utterance(s) of %s have no %s output (e.g. %s): given the "
+                       "empty hypothesis", decode_dir, len(missing), data_dir, kind, missing[0])
+    return missing
+
+
+def _merged(pairs: Sequence[tuple[str, float]], k: int) -> list[tuple[str, float]]:
+    """The ``k`` best distinct texts (whitespace normalized, weights summed), renormalized."""
+    merged: dict[str, float] = {}
+    for text, w in pairs:
+        text = " ".join(text.split())
+        if text in merged or len(merged) < k:
+            merged[text] = merged.get(text, 0.0) + w
+    total = sum(merged.values())
+    if not total > 0:  # every weight underflowed: equal weights
+        return [(t, 1.0 / len(merged)) for t in merged]
+    return [(t, w / total) for t, w in merged.items()]
+
+
+def nbest_weights(scores: Sequence[float], scale: float) -> list[float]:
+    """``softmax(scale * scores)``: the posterior of each hypothesis among those given.
+
+    >>> [round(w, 3) for w in nbest_weights([-1.0, -2.0], 1.0)]
+    [0.731, 0.269]
+    >>> nbest_weights([-1.0, -9.0], 0.0)
+    [0.5, 0.5]
+    """
+    top = max(scale * x for x in scores)
+    exp = [math.exp(scale * x - top) for x in scores]
+    return [e / sum(exp) for e in exp]
+
+
+def load_weighted_hypotheses(kind: str, config: SerializeConfig, *, decode_dir: str | Path,
+                             data_dir: str | Path | None = None
+                             ) -> dict[str, list[tuple[str, float]]]:
+    """Each utterance's hypotheses with posterior weights summing to 1, best first.
+
+    Instead of one serialized line, the LM ranks the labels after each hypothesis and the
+    label posteriors are averaged with these weights: P(label | speech) ~ sum_h P(h |
+    speech) P(label | h) (``IntentClassifier.marginal_scores``).
+
+    Args:
+        kind: ``nbest_marg``: the first ``marginal_k`` distinct texts of
+            ``DECODE_DIR/nbest.jsonl``, weighted ``softmax(nbest_scale * score)``;
+            ``wcn_marg``: the ``marginal_k`` most likely paths of ``DECODE_DIR/cn.jsonl``
+            (``ConfusionNetwork.kbest_paths``), weighted by their posteriors (calibrate
+            the WCN first: ``speechlm calibrate-wcn``).
+        config: ``marginal_k`` and ``nbest_scale``.
+        decode_dir: the first pass's outputs.
+        data_dir: its utterances without an output get ``[("", 1.0)]``, not skipped.
+    """
+    kind = input_kind(kind)
+    if kind not in MARGINAL_KINDS:
+        raise ValueError(f"input {kind!r} is one line: load_input_variants reads it")
+    d = Path(decode_dir)
+    out: dict[str, list[tuple[str, float]]] = {}
+    if kind == "nbest_marg":
+        for utt, hyps in read_nbest_jsonl(_existing(d / "nbest.jsonl")).items():
+            weights = nbest_weights([h.score for h in hyps], config.nbest_scale) if hyps else []
+            pairs = [(h.text, w) for h, w in zip(hyps, weights, strict=True)]
+            out[utt] = _merged(pairs, config.marginal_k) if pairs else [("", 1.0)]
+    else:
+        path = _existing(d / "cn.jsonl")
+        for cn in read_cn_jsonl(path):
+            if cn.utt in out:
+                raise ValueError(f"{path}: duplicate utterance {cn.utt!r}")
+            out[cn.utt] = _merged(cn.kbest_paths(config.marginal_k), config.marginal_k)
+    out.update({u: [("", 1.0)] for u in _missing(out, d, data_dir, kind)})
     return {u: out[u] for u in c_sorted(out)}

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -316,15 +317,42 @@ class IntentClassifier:
         prior = self._rank(self.fitter.fit(self.prompt, CONTENT_FREE, shots, utt))
         return [a - b for a, b in zip(s, prior, strict=True)]
 
-    def classify(self, text: str | Sequence[str], utt: str = "?") -> str:
-        s = self.scores(text, utt)
+    def marginal_scores(self, hyps: Sequence[tuple[str, float]], utt: str = "?") -> list[float]:
+        """``log sum_h w_h P(label | h)``: each hypothesis ranked alone (its own shots),
+        its label scores normalized over the labels, averaged with the weights ``w_h``
+        (``load_weighted_hypotheses``: N-best or WCN-path posteriors). Costs one ranking
+        per distinct hypothesis; an empty list is the empty hypothesis.
+
+        Raises:
+            ValueError: a negative weight, or weights that do not sum to a positive number.
+        """
+        hyps = list(hyps) or [("", 1.0)]
+        total = sum(w for _, w in hyps)
+        if any(w < 0 for _, w in hyps) or not total > 0:
+            raise ValueError(f"utterance {utt}: hypothesis weights must be >= 0 with a "
+                             f"positive sum, got {[w for _, w in hyps]}")
+        per_label = []
+        for text, w in hyps:
+            if w <= 0:
+                continue
+            s = self.scores(text, utt)
+            norm = _logsumexp(s)
+            per_label.append([math.log(w / total) + x - norm for x in s])
+        return [_logsumexp(col) for col in zip(*per_label, strict=True)]
+
+    def classify(self, text: str | Sequence[str] | Sequence[tuple[str, float]],
+                 utt: str = "?") -> str:
+        """The best label for one input: a serialized line, its serializations (longest
+        first), or weighted hypotheses ``[(text, weight)]`` (:meth:`marginal_scores`)."""
+        weighted = not isinstance(text, str) and bool(text) and isinstance(text[0], tuple)
+        s = self.marginal_scores(text, utt) if weighted else self.scores(text, utt)
         return self.labels[max(range(len(s)), key=s.__getitem__)]
 
-    def predict(self, inputs: dict[str, str] | dict[str, list[str]],
-                progress: bool = True) -> dict[str, str]:
+    def predict(self, inputs: dict[str, str] | dict[str, list[str]]
+                | dict[str, list[tuple[str, float]]], progress: bool = True) -> dict[str, str]:
         """Intent of each utterance; ``inputs`` maps utterance -> serialized input (or its
-        serializations, longest first). An empty input is classified (the prompt shows an
-        empty hypothesis), never skipped."""
+        serializations, longest first, or weighted hypotheses). An empty input is
+        classified (the prompt shows an empty hypothesis), never skipped."""
         before = dict(self.fitter.counts)
         out = {utt: self.classify(inputs[utt], utt)
                for utt in tqdm(c_sorted(inputs), disable=not progress, desc="slu", unit="utt")}
@@ -334,6 +362,13 @@ class IntentClassifier:
                            self.fitter.max_length,
                            ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in fitted.items()))
         return out
+
+
+def _logsumexp(xs: Sequence[float]) -> float:
+    top = max(xs)
+    if top == -math.inf:
+        return top
+    return top + math.log(sum(math.exp(x - top) for x in xs))
 
 
 def sentence_embedder(name: str):

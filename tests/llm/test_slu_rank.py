@@ -1,5 +1,6 @@
 import json
 import logging
+import math
 
 import pytest
 
@@ -150,3 +151,24 @@ def test_contextual_calibration_removes_a_label_prior():
     assert calibrated.scores("play some music") == [0.0, 4.0, 0.0]
     assert calibrated.classify("play some music") == "play_music"
     assert calibrated.classify("what is the weather query") == "weather_query"
+
+
+def test_marginal_scores_average_label_posteriors_over_hypotheses():
+    clf = IntentClassifier(KeywordLM(), ["light_on", "alarm_set"], PromptConfig(shots=0))
+    # "light on" alone: light_on wins; "alarm set" alone: alarm_set wins
+    on = clf.scores("turn the light on")
+    assert on[0] > on[1]
+    # weights decide between two hypotheses that disagree
+    assert clf.classify([("turn the light on", 0.3), ("alarm set now", 0.7)]) == "alarm_set"
+    assert clf.classify([("turn the light on", 0.7), ("alarm set now", 0.3)]) == "light_on"
+    # the result is a log-probability over the labels: exp sums to 1
+    m = clf.marginal_scores([("turn the light on", 2.0), ("alarm set now", 2.0)])
+    assert sum(math.exp(x) for x in m) == pytest.approx(1.0)
+    # a single hypothesis ranks as scoring it alone; no hypothesis = the empty one
+    alone = clf.marginal_scores([("turn the light on", 1.0)])
+    assert max(range(2), key=alone.__getitem__) == max(range(2), key=on.__getitem__)
+    assert clf.marginal_scores([]) == clf.marginal_scores([("", 1.0)])
+    with pytest.raises(ValueError, match="utterance u7: hypothesis weights"):
+        clf.marginal_scores([("a", -1.0), ("b", 2.0)], "u7")
+    assert clf.predict({"u1": [("alarm set", 1.0)], "u2": [("light on", 1.0)]},
+                       progress=False) == {"u1": "alarm_set", "u2": "light_on"}

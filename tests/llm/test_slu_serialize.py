@@ -1,4 +1,5 @@
 import json
+import math
 import random
 
 import pytest
@@ -7,6 +8,7 @@ from slu_testdata import make_examples, write_decode_dir
 from speechlm.llm.serialize import (
     SerializeConfig,
     load_inputs,
+    load_weighted_hypotheses,
     noisy_bins,
     noisy_nbest,
     serialize_nbest,
@@ -117,3 +119,44 @@ def test_bad_inputs_name_the_file_and_line(tmp_path):
         load_inputs("text", SerializeConfig(), decode_dir=tmp_path)
     with pytest.raises(ValueError, match="input must be one of"):
         load_inputs("lattice", SerializeConfig(), decode_dir=tmp_path)
+
+
+def test_weighted_hypotheses_of_nbest_and_wcn(tmp_path):
+    rows = make_examples(4, 5)
+    dec, data = write_decode_dir(tmp_path, rows)
+    u = sorted(r["id"] for r in rows)[0]
+    ref = {r["id"]: r["text"] for r in rows}[u]
+    hyp = " ".join(ref.split()[:-1] + ["xx"])
+    nb = load_weighted_hypotheses("nbest_marg", SerializeConfig(), decode_dir=dec)
+    # scores -1 and -2: softmax weights e/(e+1), 1/(e+1)
+    assert [t for t, _ in nb[u]] == [hyp, ref]
+    assert nb[u][0][1] == pytest.approx(math.e / (math.e + 1))
+    flat = load_weighted_hypotheses("nbest_marg", SerializeConfig(nbest_scale=0), decode_dir=dec)
+    assert [w for _, w in flat[u]] == [0.5, 0.5]
+    one = load_weighted_hypotheses("nbest_marg", SerializeConfig(marginal_k=1), decode_dir=dec)
+    assert one[u] == [(hyp, 1.0)]
+    # the WCN's last bin: xx 0.6, the reference word 0.4 -> two paths
+    wcn = load_weighted_hypotheses("wcn_marg", SerializeConfig(), decode_dir=dec)
+    assert wcn[u] == [(hyp, pytest.approx(0.6)), (ref, pytest.approx(0.4))]
+    assert list(wcn) == list(nb) == sorted(ref_id for ref_id in {r["id"] for r in rows})
+
+
+def test_weighted_hypotheses_merge_duplicates_and_fill_silence(tmp_path):
+    (tmp_path / "nbest.jsonl").write_text(json.dumps({"utt": "a", "hyps": [
+        {"text": "play  jazz", "score": 0.0}, {"text": "play jazz", "score": 0.0},
+        {"text": "pay jazz", "score": 0.0}]}) + "\n")
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "text").write_text("a play jazz\nb \n")
+    got = load_weighted_hypotheses("nbest_marg", SerializeConfig(), decode_dir=tmp_path,
+                                   data_dir=data)
+    assert got["a"] == [("play jazz", pytest.approx(2 / 3)), ("pay jazz", pytest.approx(1 / 3))]
+    assert got["b"] == [("", 1.0)]  # no decode output: the empty hypothesis, not skipped
+    with pytest.raises(ValueError, match="load_weighted_hypotheses"):
+        load_inputs("wcn_marg", SerializeConfig(), decode_dir=tmp_path)
+    with pytest.raises(ValueError, match="load_input_variants"):
+        load_weighted_hypotheses("wcn", SerializeConfig(), decode_dir=tmp_path)
+    with pytest.raises(ValueError, match="nbest_scale"):
+        SerializeConfig(nbest_scale=-1)
+    with pytest.raises(ValueError, match="marginal_k"):
+        SerializeConfig(marginal_k=0)
