@@ -35,7 +35,7 @@ def test_two_first_passes(tmp_path):
     _system(exp, "whisper-tiny.en", (10.0, 8.0),
             {"text": 0.9, "1best": 0.8, "wcn": 0.8, "oracle": 0.81}, {0.1: -5.0, 0.5: -5.2}, 0.1)
     _system(exp, "pocketsphinx", (40.0, 30.0),
-            {"1best": 0.5, "wcn": 0.6, "wcn_cal": 0.45, "oracle": 0.7},
+            {"1best": 0.5, "wcn": 0.6, "wcn_cal": 0.45, "wcn_marg": 0.65, "oracle": 0.7},
             {0.05: -2.2, 0.1: 0.1, 0.2: -2.9}, 0.1)
     cmd = [sys.executable, str(SCRIPT), "--exp", str(exp), "--data", str(tmp_path / "data"),
            "--models", "whisper-tiny.en", "pocketsphinx", "--sets", "test", "--voices",
@@ -45,15 +45,19 @@ def test_two_first_passes(tmp_path):
     md = (exp / "RESULTS.md").read_text()
     acc = [r for r in md.splitlines() if r.startswith("|embedding|")]
     # the text column is read once, from the first first pass, for every row
-    assert acc[0] == "|embedding|whisper-tiny.en|test|piper|10|90.0|80.0|-|80.0|-|81.0|-|-|"
-    assert acc[1] == "|embedding|pocketsphinx|test|piper|10|90.0|50.0|-|60.0|45.0|70.0|50%|-25%|"
-    # the mean over first passes: wcn_cal and nbest are missing from one, so left out
-    assert ("|embedding|test|2|90.0|65.0|-|70.0|-|75.5|-|+5.0|48%|") in md
+    # text 1best nbest nbest_marg wcn wcn_cal wcn_marg oracle, gap closed WCN / cal / marg
+    assert acc[0] == "|embedding|whisper-tiny.en|test|piper|10|90.0|80.0|-|-|80.0|-|-|81.0|-|-|-|"
+    assert acc[1] == ("|embedding|pocketsphinx|test|piper|10|90.0|50.0|-|-|60.0|45.0|65.0|70.0|"
+                      "50%|-25%|75%|")
+    # the mean over first passes: wcn_cal, wcn_marg and nbest are missing from one, so left
+    # out; then the differences to the 1-best and the gaps closed
+    assert ("|embedding|test|2|90.0|65.0|-|-|70.0|-|-|75.5|-|-|+5.0|-|-|48%|-|-|") in md
     wer = [r for r in md.splitlines() if r.startswith("|pocketsphinx|test|piper|")]
     assert wer == ["|pocketsphinx|test|piper|40.0|nan|nan|30.0|nan|0.1|-0.50 → -0.40|"
                    "0.200 → 0.200|"]
     assert ("- whisper-tiny.en: scales 0.1-0.5 on 28 dev utterances, best NCE -5.00 at 0.1 "
             "(WCN MBR WER 50.0%); NCE range -5.20 to -5.00: negative at every scale") in md
     assert "- pocketsphinx: scales 0.05-0.2 on 28 dev utterances, best NCE 0.10 at 0.1" in md
-    assert "gap closed pocketsphinx test piper (embedding): WCN 50%, calibrated WCN -25%" in out
+    assert ("gap closed pocketsphinx test piper (embedding): WCN 50%, WCN cal -25%, "
+            "WCN marg 75%") in out
     assert (exp / "RESULTS.png").stat().st_size > 1000

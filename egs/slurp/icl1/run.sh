@@ -57,7 +57,12 @@ ps_scales="0.03 0.05 0.07 0.085 0.1 0.12 0.15 0.2 0.3 0.5"  # PocketSphinx: acou
 llm=smollm2-135m-instruct       # a catalogue LLM or a local checkpoint dir
 shots=8
 selections="embedding"          # shot selection(s): embedding (MiniLM), random, similar (TF-IDF)
-inputs="text 1best nbest wcn wcn_cal oracle"   # wcn_cal: WCN at the dev-tuned acoustic scale
+inputs=                         # default "text 1best nbest nbest_marg wcn wcn_cal wcn_marg
+                                # oracle" (--quick: without the two _marg, 4 rankings an
+                                # utterance each); wcn_cal: WCN at the dev-tuned acoustic
+                                # scale; nbest_marg / wcn_marg: each of 4 N-best hypotheses /
+                                # calibrated-WCN paths classified alone, label posteriors
+                                # averaged with the hypotheses' posteriors
 shots_sweep=                    # e.g. "0 1 2 4": stage 5 also classifies ${sweep_inputs} with
 sweep_inputs="1best wcn oracle" # each shot count -> exp/.../RESULTS_shots.md + plot
 wcn_threshold=0.1
@@ -116,6 +121,10 @@ case ${corpus} in
   *) log "--corpus ${corpus}: slurp or snips"; exit 1 ;;
 esac
 data=data/${exp#exp/}
+if [ -z "${inputs}" ]; then
+  inputs="text 1best nbest nbest_marg wcn wcn_cal wcn_marg oracle"
+  [ "${quick}" = true ] && inputs="text 1best nbest wcn wcn_cal oracle"
+fi
 sets="dev test"
 for t in ${test_jsonl}; do sets+=" test_$(basename "${t}" .jsonl | tr -c 'A-Za-z0-9_\n' _)"; done
 noise_sets=""   # test_snr<L>: the test sentences at each --noise_levels SNR
@@ -210,20 +219,21 @@ fi
 
 slu_dir=${exp}/slu_icl
 # predict_icl SEL MODEL SET VOICE INPUT...: intent predictions for one set from its first
-# pass, read as each INPUT (wcn_cal: the WCN of the dev-calibrated decode dir)
+# pass, read as each INPUT (wcn_cal, wcn_marg: the WCN of the dev-calibrated decode dir)
 predict_icl() {
   local sel=$1 m=$2 s=$3 v=$4; shift 4
   local kinds="" i out=${exp}/${m}/icl_${sel}/${s}_${v}
-  for i in "$@"; do [ "${i}" = wcn_cal ] || kinds+=" ${i}"; done
+  for i in "$@"; do [ "${i}" = wcn_cal ] || [ "${i}" = wcn_marg ] || kinds+=" ${i}"; done
   # shellcheck disable=SC2086
   [ -z "${kinds// /}" ] || python -m speechlm.bin.slu predict --model-dir "${slu_dir}" \
     --input ${kinds} --shot-selection "${sel}" --decode-dir "${exp}/${m}/decode_${s}_${v}" \
     --data-dir "${data}/${s}_${v}" --out "${out}" --threads 1 --no-progress
-  if [[ " $* " == *" wcn_cal "* ]]; then
-    python -m speechlm.bin.slu predict --model-dir "${slu_dir}" --input wcn \
+  for i in wcn_cal wcn_marg; do
+    [[ " $* " == *" ${i} "* ]] || continue
+    python -m speechlm.bin.slu predict --model-dir "${slu_dir}" --input "${i%_cal}" \
       --shot-selection "${sel}" --decode-dir "${exp}/${m}/decode_${s}_${v}_cal" \
-      --data-dir "${data}/${s}_${v}" --out "${out}/wcn_cal" --threads 1 --no-progress
-  fi
+      --data-dir "${data}/${s}_${v}" --out "${out}/${i}" --threads 1 --no-progress
+  done
 }
 if [ ${stage} -le 4 ] && [ ${stop_stage} -ge 4 ]; then
   stage_log 4 "in-context SLU dir: ${llm}, the few-shot pool ${data}/local/slu_train.jsonl"

@@ -17,7 +17,10 @@ import sys
 from datetime import datetime
 from pathlib import Path
 
-INPUTS = ["text", "1best", "nbest", "wcn", "wcn_cal", "oracle"]
+INPUTS = ["text", "1best", "nbest", "nbest_marg", "wcn", "wcn_cal", "wcn_marg", "oracle"]
+GAP_KINDS = ("wcn", "wcn_cal", "wcn_marg")  # a gap-closed column each
+GAP_NAMES = {"wcn": "WCN", "wcn_cal": "WCN cal", "wcn_marg": "WCN marg"}
+DIFF_KINDS = ("nbest", "nbest_marg", "wcn", "wcn_cal", "wcn_marg")  # minus 1-best, averaged
 CORPUS = {"slurp": "SLURP", "snips": "SNIPS"}
 SOURCE = {"slurp": "SLURP annotation", "snips": "SNIPS entity chunks"}  # of the QA questions
 MIN_GAP = 3.0  # points: below this the oracle - 1-best gap is a few utterances, the ratio noise
@@ -355,31 +358,37 @@ def main() -> int:
                       if max(nces) < 0 else ""))
     L += [""]
     L += ["## Intent accuracy (%)", "",
-          "|shots|first pass|set|voice|utts|" + "|".join(INPUTS) +
-          "|gap closed (WCN)|gap closed (WCN cal)|",
-          "|---|---|---|---|---|" + "---|" * len(INPUTS) + "---|---|"]
+          "|shots|first pass|set|voice|utts|" + "|".join(INPUTS) + "|" +
+          "".join(f"gap closed ({GAP_NAMES[k]})|" for k in GAP_KINDS),
+          "|---|---|---|---|---|" + "---|" * (len(INPUTS) + len(GAP_KINDS))]
     for r in rows:
         a = r["acc"]
         L.append(f"|{r['selection']}|{r['model']}|{r['set']}|{r['voice']}|{r['n'] or '-'}|" +
-                 "|".join(fmt(a.get(k), pct=False) for k in INPUTS) +
-                 f"|{fmt(gap_closed(a, 'wcn'))}|{fmt(gap_closed(a, 'wcn_cal'))}|")
+                 "|".join(fmt(a.get(k), pct=False) for k in INPUTS) + "|" +
+                 "".join(f"{fmt(gap_closed(a, k))}|" for k in GAP_KINDS))
     L += ["", "Gap closed = (acc(WCN) − acc(1-best)) / (acc(oracle) − acc(1-best)), shown when "
           f"the oracle is at least {MIN_GAP:.0f} points above the 1-best. `text` is the "
           "reference transcript (the ceiling), `oracle` the lattice path closest to it. "
           "Shots are reference-text examples of the training pool in every column; only the "
-          "query line changes.", ""]
+          "query line changes. `nbest_marg` / `wcn_marg`: the label posteriors of each of the "
+          "first 4 N-best hypotheses (weights: softmax of the decoder's scores) / of the 4 most "
+          "likely paths of the calibrated WCN (weights: their posteriors), each classified "
+          "alone, averaged with those weights (`speechlm slu predict --input nbest_marg "
+          "wcn_marg`; 4 rankings per utterance instead of one).", ""]
     if len(models_of(rows)) > 1:
         L += ["Averaged over every first pass and voice (unweighted mean of the rows above):", "",
-              "|shots|set|first passes x voices|" + "|".join(INPUTS) +
-              "|nbest - 1best|wcn - 1best|gap closed (WCN)|",
-              "|---|---|---|" + "---|" * len(INPUTS) + "---|---|---|"]
+              "|shots|set|first passes x voices|" + "|".join(INPUTS) + "|" +
+              "".join(f"{k} - 1best|" for k in DIFF_KINDS) +
+              "".join(f"gap closed ({GAP_NAMES[k]})|" for k in GAP_KINDS),
+              "|---|---|---|" + "---|" * (len(INPUTS) + len(DIFF_KINDS) + len(GAP_KINDS))]
         for r in averages(rows):
             a = r["acc"]
             diff = ["-" if k not in a or "1best" not in a else f"{a[k] - a['1best']:+.1f}"
-                    for k in ("nbest", "wcn")]
+                    for k in DIFF_KINDS]
             L.append(f"|{r['selection']}|{r['set']}|{r['passes']}|" +
-                     "|".join(fmt(a.get(k), pct=False) for k in INPUTS) +
-                     f"|{diff[0]}|{diff[1]}|{fmt(gap_closed(a, 'wcn'))}|")
+                     "|".join(fmt(a.get(k), pct=False) for k in INPUTS) + "|" +
+                     "".join(f"{d}|" for d in diff) +
+                     "".join(f"{fmt(gap_closed(a, k))}|" for k in GAP_KINDS))
         L += [""]
     L += ["![accuracy per input and vs WER](RESULTS.png)", ""]
     L += qa_section(args.exp, args.models, args.sets, args.voices, args.corpus)
@@ -399,9 +408,8 @@ def main() -> int:
     if rows and any(r["acc"] for r in rows):
         plot(rows, args.exp / "RESULTS.png")
     for r in rows:
-        g, gc = gap_closed(r["acc"], "wcn"), gap_closed(r["acc"], "wcn_cal")
-        print(f"gap closed {r['model']} {r['set']} {r['voice']} ({r['selection']}): "
-              f"WCN {fmt(g)}, calibrated WCN {fmt(gc)}")
+        print(f"gap closed {r['model']} {r['set']} {r['voice']} ({r['selection']}): " +
+              ", ".join(f"{GAP_NAMES[k]} {fmt(gap_closed(r['acc'], k))}" for k in GAP_KINDS))
     return 0
 
 
