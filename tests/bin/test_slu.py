@@ -37,7 +37,7 @@ def test_slu_is_a_registered_command():
     assert COMMANDS["slu"][0] == "speechlm.bin.slu"
 
 
-def test_icl_train_and_predict_all_five_inputs(setup, tmp_path, capsys):
+def test_icl_train_and_predict_every_input(setup, tmp_path, capsys):
     slu = tmp_path / "icl"
     assert main(["slu", "train", "--llm", str(setup["lm"]), "--train-jsonl",
                  str(setup["train"]), "--out", str(slu), "--mode", "icl", "--shots", "2",
@@ -48,7 +48,7 @@ def test_icl_train_and_predict_all_five_inputs(setup, tmp_path, capsys):
     assert cfg["llm_path"] == str(Path(setup["lm"]).resolve())
     assert len((slu / "examples.jsonl").read_text().splitlines()) == 150
     utts = sorted(r["id"] for r in setup["dev_rows"])
-    for kind in ("text", "onebest", "nbest", "wcn", "oracle"):
+    for kind in ("text", "onebest", "nbest", "wcn", "oracle", "nbest_marg", "wcn_marg"):
         out = tmp_path / f"pred_{kind}"
         assert _predict(setup, slu, kind, out) == 0
         assert f"intent accuracy ({kind})" in capsys.readouterr().out
@@ -57,6 +57,12 @@ def test_icl_train_and_predict_all_five_inputs(setup, tmp_path, capsys):
         assert all(x.split()[1] in cfg["labels"] for x in lines)
         acc = json.loads((out / "accuracy.json").read_text())
         assert acc["input"] == kind and acc["total"] == 40 and acc["missing"] == 0
+    # one hypothesis marginalized = that hypothesis classified alone (the 1-best here)
+    assert _predict(setup, slu, "nbest_marg", tmp_path / "m1", "--marginal-k", "1") == 0
+    assert ((tmp_path / "m1" / "utt2intent").read_text()
+            == (tmp_path / "pred_onebest" / "utt2intent").read_text())
+    assert json.loads((tmp_path / "m1" / "accuracy.json").read_text())["serialize"][
+        "marginal_k"] == 1
     # serialization options of predict override the saved ones
     assert _predict(setup, slu, "wcn", tmp_path / "w", "--wcn-threshold", "0.5") == 0
     saved = json.loads((tmp_path / "w" / "accuracy.json").read_text())["serialize"]
