@@ -39,6 +39,6 @@ step tests 100 python -m pytest -p no:cacheprovider -m gpu -q -rs \
   tests/runtime/test_gpu.py tests/runtime/test_fiddler.py tests/kernels/test_tactic_kernels.py
 step tactic 110 python tools/bench/tactic.py --device cuda --dtype bfloat16 \
   --contexts 8192 32768 131072 --batches 1 8 --rounds 5 --out "$out/tactic"
-step moe 220 python tools/bench/moe_offload.py --layers 4 --repeats 3
+step moe 300 python tools/bench/moe_offload.py --layers 4 --repeats 3 --rounds 3
 step energy 30 python -m speechlm.bin.energy profile --iters 2000 --out "$out/energy_profile.json"
 nvidia-smi --query-gpu=clocks.sm,clocks.max.sm,power.draw,temperature.gpu --format=csv

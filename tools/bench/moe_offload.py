@@ -1,4 +1,4 @@
-"""Fiddler vs expert-offload baselines on Mixtral-8x7B shapes (random weights), one run.
+"""Fiddler vs expert-offload baselines on Mixtral-8x7B shapes (random weights), interleaved.
 
     python tools/bench/moe_offload.py                 # layers: 1 without a GPU, 4 with one
     python tools/bench/moe_offload.py --layers 2 --dtype bfloat16 --gpu-budget-gb 24
@@ -17,8 +17,11 @@ Prints, side by side in one process:
    baselines: (a) accelerate ``device_map`` offload with the same budget,
    (b) LRU expert cache with on-demand copies, (c) all-CPU (our CPU kernel, and stock
    transformers), plus expert ms per layer per step (step time minus a run whose experts
-   return zeros, divided by the layer count);
-4. the ratios Fiddler / baseline.
+   return zeros, divided by the layer count). The methods run interleaved over
+   ``--rounds`` rounds (order rotated each round; each executor built once, its set-up
+   untimed); medians are printed. Accelerate's dispatch cannot be undone in place, so its
+   rounds run one after another at the end;
+4. the ratios Fiddler / baseline: median [min-max] over the rounds of each round's ratio.
 
 Without a GPU the "device" is the CPU itself: Fiddler and the LRU cache run their same
 code path (copies are memcpys), accelerate offload is skipped. Goals (issue 6): on a GPU,
@@ -32,9 +35,11 @@ import argparse
 import gc
 import os
 import platform
+import statistics
 import time
 
 import torch
+from tqdm.auto import tqdm
 
 from speechlm.runtime.moe.baselines import apply_accelerate_offload
 from speechlm.runtime.moe.experts import ExpertExecutor, apply_moe_executor, remove_moe_executor
@@ -205,6 +210,7 @@ def main() -> None:
     ap.add_argument("--prefill", type=int, default=128)
     ap.add_argument("--steps", type=int, default=6)
     ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds of section 3")
     ap.add_argument("--cpu-layout", default="auto", choices=["auto", "plain", "packed"])
     ap.add_argument("--shrink", type=int, default=1, help="divide hidden/intermediate (smoke runs)")
     args = ap.parse_args()
@@ -248,15 +254,13 @@ def main() -> None:
 
     sizes = ModelSizes.of(model)
     layout = args.cpu_layout
-    if layout == "auto":  # packed copies of the offloaded experts need RAM of their own
-        extra = (sum(sizes.num_experts.values()) - n_res) * sizes.expert_bytes
+    if layout == "auto":  # packed copies of the offloaded experts need RAM of their own,
+        # for each of the (up to 4) offload executors held at once
+        extra = 4 * (sum(sizes.num_experts.values()) - n_res) * sizes.expert_bytes
         layout = "packed" if packed_available() and mem_available() > extra + 2 * GB else "plain"
     calib = torch.randint(3, config.vocab_size, (256,), generator=torch.Generator().manual_seed(1))
     popularity = measure_popularity(model, calib.tolist())
     print(f"# CPU expert layout: {layout}; popularity from 256 random tokens: {popularity}")
-
-    results: dict[str, dict[str, float]] = {}
-    notes: dict[str, str] = {}
 
     def offloaded(name: str, dev: str, latency=None, placement=None, overlap=False):
         conf = OffloadConfig(
@@ -290,66 +294,97 @@ def main() -> None:
         "  copy cost ms @1/4/16/128: "
         + " ".join(f"{latency.copy_cost(n) * 1e3:.1f}" for n in (1, 4, 16, 128))
     )
-    runs = [("fiddler", None), ("lru_experts", str(device)), ("cpu_experts", "cpu")]
+    # Every executor is built once (its resident copies stay on the device) and swapped in
+    # for its turn: attaching an executor to the modules it already holds keeps its state.
+    executors = {"fiddler": fiddler}
     if cuda:  # the CPU experts in a worker thread (overlap=True; the default is inline)
-        runs.insert(1, ("fiddler_worker", str(device)))
-    for name, dev in runs:
-        if name == "fiddler":
-            ex, fiddler = fiddler, None  # already applied; drop the extra reference
-        else:
-            cleanup()
-            move_non_experts(model, "cpu")
-            ex = (
-                offloaded("fiddler", dev, latency, placement, overlap=True)
-                if name == "fiddler_worker"
-                else offloaded(name, dev, placement=placement)
-            )
-        before = dict(ex.stats.as_dict())
-        results[name] = run_phases(model, ex.device, args)
-        after = ex.stats.as_dict()
-        notes[name] = " ".join(f"{k}={after[k] - before[k]}" for k in ("device", "copy", "cpu"))
-        if name == "lru_experts":
-            notes[name] += f" hits={ex.hits} misses={ex.misses}"
-        del ex
-    cleanup()
-    move_non_experts(model, "cpu")
-    results["transformers_cpu"] = run_phases(model, torch.device("cpu"), args)
+        executors["fiddler_worker"] = offloaded("fiddler", str(device), latency, placement, True)
+    executors["lru_experts"] = offloaded("lru_experts", str(device), placement=placement)
+    executors["cpu_experts"] = offloaded("cpu_experts", "cpu", placement=placement)
+    del fiddler
+    zero_experts = ZeroExperts()
+
+    def install(name: str) -> torch.device:
+        if name in executors:
+            ex = executors[name]
+            move_non_experts(model, ex.device)
+            apply_moe_executor(model, ex)
+            return ex.device
+        if name == "zero":  # the non-expert share, on the device Fiddler uses
+            move_non_experts(model, device)
+            apply_moe_executor(model, zero_experts)
+            return device
+        remove_moe_executor(model)  # transformers_cpu: stock experts, all on the CPU
+        move_non_experts(model, "cpu")
+        return torch.device("cpu")
+
+    names = [*executors, "transformers_cpu", "zero"]
+    rounds: dict[str, list[dict[str, float]]] = {n: [] for n in names}
+    counts = {n: dict.fromkeys(("device", "copy", "cpu"), 0) for n in executors}
+    for r in tqdm(range(args.rounds), desc="interleaved rounds", unit="round"):
+        for name in names[r % len(names):] + names[: r % len(names)]:  # rotate the order
+            dev = install(name)
+            ex = executors.get(name)
+            before = dict(ex.stats.as_dict()) if ex else {}
+            rounds[name].append(run_phases(model, dev, args))
+            if ex:
+                after = ex.stats.as_dict()
+                for k in counts[name]:
+                    counts[name][k] += after[k] - before[k]
+    notes = {n: " ".join(f"{k}={v}" for k, v in c.items()) for n, c in counts.items()}
+    lru = executors["lru_experts"]
+    notes["lru_experts"] += f" hits={lru.hits} misses={lru.misses}"
+    del lru
     notes["transformers_cpu"] = "stock transformers experts, all on the CPU"
-    # the non-expert share, on the device Fiddler uses
-    move_non_experts(model, device)
-    apply_moe_executor(model, ZeroExperts())
-    zero = run_phases(model, device, args)
+    executors.clear()
     cleanup()
     move_non_experts(model, "cpu")
     if cuda:
+        # accelerate's dispatch moves weights to "meta" behind its hooks: it cannot be swapped
+        # out and back, so its rounds run one after another, after the others
         apply_accelerate_offload(model, budget_gb, device)
-        results["accelerate"] = run_phases(model, device, args)
-        notes["accelerate"] = f"device_map offload, {budget_gb:.2f} GB"
+        rounds["accelerate"] = [run_phases(model, device, args) for _ in range(args.rounds)]
+        notes["accelerate"] = f"device_map offload, {budget_gb:.2f} GB (rounds in a row)"
     else:
         notes["accelerate"] = "skipped: needs a GPU"
+    zero = rounds.pop("zero")
+
+    def median(runs: list[dict[str, float]], phase: str) -> float:
+        return statistics.median(x[phase] for x in runs)
 
     phases = ("prefill", "decode_b1", "decode_beam4")
     print(
-        f"{'method':>17} "
+        f"median of {args.rounds} rounds (tok/s)\n{'method':>17} "
         + " ".join(f"{p + ' tok/s':>18}" for p in phases)
-        + f" {'experts ms/layer/step (b1)':>27}  where experts ran"
+        + f" {'experts ms/layer/step (b1)':>27}  where experts ran (all rounds)"
     )
-    for name, r in results.items():
-        per_layer = (1 / r["decode_b1"] - 1 / zero["decode_b1"]) / layers * 1e3
+    zero_b1 = median(zero, "decode_b1")
+    for name, runs in rounds.items():
+        per_layer = (1 / median(runs, "decode_b1") - 1 / zero_b1) / layers * 1e3
         print(
             f"{name:>17} "
-            + " ".join(f"{r[p]:>18.2f}" for p in phases)
+            + " ".join(f"{median(runs, p):>18.2f}" for p in phases)
             + f" {per_layer:>27.2f}  {notes[name]}"
         )
-    print(f"{'(zero experts)':>17} " + " ".join(f"{zero[p]:>18.2f}" for p in phases))
-    if "accelerate" not in results:
+    print(f"{'(zero experts)':>17} " + " ".join(f"{median(zero, p):>18.2f}" for p in phases))
+    if "accelerate" not in rounds:
         print(f"{'accelerate':>17} {notes['accelerate']}")
 
-    print("\n== 4. ratios (Fiddler / baseline, higher = Fiddler faster)")
-    for base in [b for b in results if b != "fiddler"]:
+    print(
+        "\n== 4. ratios (Fiddler / baseline, higher = Fiddler faster): median [min-max] over "
+        "the rounds, each round's Fiddler over the same round's baseline"
+    )
+
+    def ratio(base: str, phase: str) -> tuple[float, float, float]:
+        rs = [f[phase] / b[phase] for f, b in zip(rounds["fiddler"], rounds[base], strict=True)]
+        return statistics.median(rs), min(rs), max(rs)
+
+    for base in [b for b in rounds if b != "fiddler"]:
         print(
             f"fiddler / {base:<17} "
-            + "  ".join(f"{p} {results['fiddler'][p] / results[base][p]:.2f}x" for p in phases)
+            + "  ".join(
+                "{} {:.2f}x [{:.2f}-{:.2f}]".format(p, *ratio(base, p)) for p in phases
+            )
         )
     best = min(v for k, v in cpu_times.items() if k.endswith("@1"))
     print(
@@ -357,10 +392,9 @@ def main() -> None:
         f"bound {bound * 1e3:.2f} ms (goal <= 2x)"
     )
     if cuda:
-        f, a, lru = results["fiddler"], results["accelerate"], results["lru_experts"]
         print(
-            f"GPU goals: decode b1 vs accelerate {f['decode_b1'] / a['decode_b1']:.1f}x "
-            f"(goal >= 10x), vs LRU {f['decode_b1'] / lru['decode_b1']:.1f}x (goal >= 3x)"
+            f"GPU goals: decode b1 vs accelerate {ratio('accelerate', 'decode_b1')[0]:.1f}x "
+            f"(goal >= 10x), vs LRU {ratio('lru_experts', 'decode_b1')[0]:.1f}x (goal >= 3x)"
         )
     load = os.getloadavg()
     print(f"# load at end {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
