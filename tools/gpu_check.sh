@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# One short GPU check of the runtime, Tactic, Fiddler and the energy meter (under 8 minutes
+# One short GPU check of the runtime, Tactic, Fiddler and the energy meter (under 10 minutes
 # on one H200): the `-m gpu` tests, then the Tactic and MoE-offload benches and an energy
 # profile at the current clock. Nothing downloads; clocks and other device settings are
 # only read, never changed.
