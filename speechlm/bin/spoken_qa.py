@@ -37,8 +37,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-dir", required=True, help="the set's Kaldi data dir")
     parser.add_argument("--decode-dir", help="a decode dir (every input but text)")
     parser.add_argument("--input", nargs="+", default=["text", "1best", "nbest", "wcn"],
-                        choices=("text", "1best", "onebest", "nbest", "wcn", "oracle"),
-                        help="contexts the questions are asked about")
+                        choices=("text", "1best", "onebest", "nbest", "wcn", "oracle",
+                                 "nbest_marg", "wcn_marg"),
+                        help="contexts the questions are asked about (the _marg kinds: "
+                        "asked about each hypothesis, answers voted by hypothesis weight)")
     parser.add_argument("--llm", default="smollm2-135m-instruct",
                         help="catalogue LLM or local Hugging Face dir")
     parser.add_argument("--shots", type=int, default=4)
@@ -46,6 +48,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--wcn-threshold", type=float, default=0.1)
     parser.add_argument("--wcn-no-posteriors", action="store_true",
                         help="write WCN alternatives without their probabilities")
+    parser.add_argument("--marginal-k", type=int, default=4,
+                        help="hypotheses of nbest_marg / wcn_marg")
+    parser.add_argument("--nbest-scale", type=float, default=1.0,
+                        help="nbest_marg weights: softmax(scale * score)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", required=True)
@@ -79,7 +85,13 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from speechlm.data.kaldi_dir import read_data_dir
-    from speechlm.llm.serialize import SerializeConfig, input_kind, load_inputs
+    from speechlm.llm.serialize import (
+        MARGINAL_KINDS,
+        SerializeConfig,
+        input_kind,
+        load_inputs,
+        load_weighted_hypotheses,
+    )
     from speechlm.llm.spoken_qa import QAItem, answer_questions, build_items, items_jsonl, score
     from speechlm.runtime import LLM
 
@@ -116,20 +128,26 @@ def run(args: argparse.Namespace) -> int:
                 "wcn_posteriors": not args.wcn_no_posteriors, "seed": args.seed,
                 "questions": len(items), "pool": len(pool)}
     config = SerializeConfig(wcn_threshold=args.wcn_threshold,
-                             wcn_show_posteriors=not args.wcn_no_posteriors)
+                             wcn_show_posteriors=not args.wcn_no_posteriors,
+                             marginal_k=args.marginal_k, nbest_scale=args.nbest_scale)
     llm = None
     for name in args.input:
-        if scores.get(name, {}).get("settings") == settings:
+        kind = input_kind(name)
+        these = dict(settings)  # what a kept result must have been run with
+        if kind in MARGINAL_KINDS:
+            these["marginal_k"] = args.marginal_k
+            if kind == "nbest_marg":
+                these["nbest_scale"] = args.nbest_scale
+        if scores.get(name, {}).get("settings") == these:
             print(f"{name}: kept ({out / (name + '.jsonl')})")
             continue
-        kind = input_kind(name)
         if kind == "text":
             contexts = dict(data.text)
         else:
             if not args.decode_dir:
                 raise ValueError(f"input {name!r} needs --decode-dir")
-            contexts = load_inputs(kind, config, decode_dir=args.decode_dir,
-                                   data_dir=args.data_dir)
+            load = load_weighted_hypotheses if kind in MARGINAL_KINDS else load_inputs
+            contexts = load(kind, config, decode_dir=args.decode_dir, data_dir=args.data_dir)
         if llm is None:
             llm = LLM.from_pretrained(args.llm)
         started = time.monotonic()
@@ -138,7 +156,7 @@ def run(args: argparse.Namespace) -> int:
                                              seed=args.seed, progress=not args.no_progress)
         (out / f"{name}.jsonl").write_text(items_jsonl(items, preds))
         res = score(items, preds)
-        res.update(settings=settings, counts=dict(run_counts), build=dict(counts),
+        res.update(settings=these, counts=dict(run_counts), build=dict(counts),
                    seconds=round(time.monotonic() - started, 1))
         scores[name] = res
         tmp = scores_path.with_name("scores.json.tmp")

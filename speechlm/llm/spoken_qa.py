@@ -234,18 +234,40 @@ def build_prompt(item: QAItem, context: str, shots: Sequence[QAItem],
     return f"{instruction}\n\n{demos}{_block(context, item.question, None)}"
 
 
-def answer_questions(llm, items: Sequence[QAItem], contexts: dict[str, str],
+def vote_answers(answers: Sequence[tuple[str, float]]) -> str:
+    """The answer with the largest total weight; answers equal under SQuAD normalization
+    pool their weights; a tie goes to the one seen first (the likelier hypothesis's).
+
+    >>> vote_answers([("seven am", 0.4), ("eleven", 0.35), ("Seven AM.", 0.25)])
+    'seven am'
+    """
+    totals: dict[tuple[str, ...], float] = {}
+    first: dict[tuple[str, ...], str] = {}
+    for answer, w in answers:
+        key = tuple(_answer_tokens(answer))
+        totals[key] = totals.get(key, 0.0) + w
+        first.setdefault(key, answer)
+    if not totals:
+        return ""
+    return first[max(totals, key=totals.__getitem__)]  # max keeps the first of equal totals
+
+
+def answer_questions(llm, items: Sequence[QAItem],
+                     contexts: dict[str, str] | dict[str, list[tuple[str, float]]],
                      pool: Sequence[QAItem], pool_text: dict[str, str], *, shots: int = 4,
                      max_tokens: int = 12, seed: int = 0, batch_size: int = 8,
                      progress: bool = True) -> tuple[list[str], Counter]:
     """Greedy answers of ``llm`` (a runtime ``LLM``) to ``items`` over ``contexts``.
 
-    An utterance missing from ``contexts`` (no hypothesis: silence) is asked about the
-    empty request, never skipped. A prompt longer than the model's context drops
-    demonstrations first; a generation that fails answers "" and is counted.
+    A context is one line, or weighted hypotheses ``[(text, weight)]``
+    (``load_weighted_hypotheses``): then the question is asked about each hypothesis, with
+    the same demonstrations, and the answers are voted (:func:`vote_answers`). An utterance
+    missing from ``contexts`` (no hypothesis: silence) is asked about the empty request,
+    never skipped. A prompt longer than the model's context drops demonstrations first; a
+    generation that fails answers "" and is counted.
 
     Returns:
-        (answers, counts: ``shots_dropped``, ``empty_context``, ``failed``).
+        (answers, counts: ``shots_dropped`` (prompts), ``empty_context``, ``failed``).
     """
     from tqdm import tqdm
 
@@ -253,19 +275,23 @@ def answer_questions(llm, items: Sequence[QAItem], contexts: dict[str, str],
 
     counts: Counter = Counter()
     limit = int(getattr(llm, "max_length", 2048)) - max_tokens - 1
-    prompts = []
-    for item in items:
+    prompts, owners = [], []  # owners[j] = (item index, hypothesis weight) of prompts[j]
+    for i, item in enumerate(items):
         context = contexts.get(item.utt, "")
-        if not context.strip():
+        hyps = [(context, 1.0)] if isinstance(context, str) else list(context) or [("", 1.0)]
+        if not any(text.strip() for text, _ in hyps):
             counts["empty_context"] += 1
-        demos = choose_shots(item, pool, shots, seed)
-        while True:
-            prompt = build_prompt(item, context, demos, pool_text)
-            if len(llm.tokenizer(prompt)["input_ids"]) <= limit or not demos:
-                break
-            demos = demos[:-1]
-            counts["shots_dropped"] += 1
-        prompts.append(prompt)
+        chosen = choose_shots(item, pool, shots, seed)
+        for text, weight in hyps:
+            demos = chosen
+            while True:
+                prompt = build_prompt(item, text, demos, pool_text)
+                if len(llm.tokenizer(prompt)["input_ids"]) <= limit or not demos:
+                    break
+                demos = demos[:-1]
+                counts["shots_dropped"] += 1
+            prompts.append(prompt)
+            owners.append((i, weight))
     params = SamplingParams(max_tokens=max_tokens, temperature=0.0, stop=("\n",))
     out: list[str] = []
     for s in tqdm(range(0, len(prompts), batch_size), desc="spoken QA", disable=not progress):
@@ -276,7 +302,10 @@ def answer_questions(llm, items: Sequence[QAItem], contexts: dict[str, str],
             print(f"spoken QA: generation failed for {len(batch)} question(s): {e}")
             counts["failed"] += len(batch)
             out += [""] * len(batch)
-    return out, counts
+    per_item: list[list[tuple[str, float]]] = [[] for _ in items]
+    for (i, weight), answer in zip(owners, out, strict=True):
+        per_item[i].append((answer, weight))
+    return [vote_answers(a) for a in per_item], counts
 
 
 def items_jsonl(items: Sequence[QAItem], predictions: Sequence[str] | None = None) -> str:

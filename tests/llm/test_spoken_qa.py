@@ -15,6 +15,7 @@ from speechlm.llm.spoken_qa import (
     read_annotations,
     score,
     token_f1,
+    vote_answers,
 )
 from speechlm.testing.llm import tiny_llm
 
@@ -127,3 +128,50 @@ def test_annotations_reader_takes_snips_spans_and_names_bad_spans(tmp_path):
                  + json.dumps({"id": "b", "spans": [["city"]]}) + "\n")
     with pytest.raises(InputError, match=r"test.jsonl:2: spans is not a list of \[slot type"):
         read_annotations(f)
+
+
+def test_vote_pools_equal_answers_and_breaks_ties_by_order():
+    assert vote_answers([("nine", 0.45), ("five", 0.3), ("Five.", 0.25)]) == "five"
+    assert vote_answers([("nine", 0.5), ("five", 0.5)]) == "nine"
+    assert vote_answers([("the kitchen", 1.0)]) == "the kitchen"
+    assert vote_answers([]) == ""
+
+
+class EchoLastWordLM:
+    """A test double: answers with the last word of the query's request line."""
+
+    max_length = 4096
+
+    def __init__(self):
+        self.prompts = []
+
+    def tokenizer(self, text):
+        return {"input_ids": text.split()}
+
+    def generate(self, prompts, params):
+        self.prompts += prompts
+        requests = [p.rsplit("Request: ", 1)[1].split("\n")[0] for p in prompts]
+        return [type("Completion", (), {"text": " " + (r.split() or [""])[-1]})()
+                for r in requests]
+
+
+def test_weighted_contexts_are_asked_one_by_one_and_voted():
+    lm = EchoLastWordLM()
+    pool = [QAItem(f"p{i}", "time", "What time is mentioned?", "six") for i in range(3)]
+    pool_text = {f"p{i}": f"remind me at six {i}" for i in range(3)}
+    items = [QAItem("u1", "time", "What time is mentioned?", "five"),
+             QAItem("u2", "time", "What time is mentioned?", "ten")]
+    contexts = {"u1": [("wake me at nine", 0.45), ("wake me at five", 0.3),
+                       ("make me at five", 0.25)],
+                "u2": [("", 1.0)]}
+    answers, counts = answer_questions(lm, items, contexts, pool, pool_text, shots=2,
+                                       progress=False)
+    assert answers == ["five", ""]  # 0.55 for "five" beats 0.45 for "nine"
+    assert counts["empty_context"] == 1
+    # one prompt per hypothesis, the same demonstrations for each of an utterance's
+    assert len(lm.prompts) == 4
+    demos = {p.rsplit("Request: ", 1)[0] for p in lm.prompts[:3]}
+    assert len(demos) == 1
+    # a plain line is one hypothesis: the answer is its own
+    assert answer_questions(lm, items[:1], {"u1": "wake me at nine"}, pool, pool_text,
+                            shots=2, progress=False)[0] == ["nine"]
