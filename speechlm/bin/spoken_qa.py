@@ -134,8 +134,8 @@ def run(args: argparse.Namespace) -> int:
     for name in args.input:
         kind = input_kind(name)
         these = dict(settings)  # what a kept result must have been run with
-        if kind in MARGINAL_KINDS:
-            these["marginal_k"] = args.marginal_k
+        if kind in MARGINAL_KINDS:  # (added here only: results kept from before stay valid)
+            these.update(marginal_k=args.marginal_k, decode_dir=str(Path(args.decode_dir or "")))
             if kind == "nbest_marg":
                 these["nbest_scale"] = args.nbest_scale
         if scores.get(name, {}).get("settings") == these:

@@ -61,3 +61,20 @@ def test_two_first_passes(tmp_path):
     assert ("gap closed pocketsphinx test piper (embedding): WCN 50%, WCN cal -25%, "
             "WCN marg 75%") in out
     assert (exp / "RESULTS.png").stat().st_size > 1000
+
+
+def test_qa_table_has_the_marginal_columns_and_their_gap(tmp_path):
+    exp = tmp_path / "exp"
+    qa = exp / "espnet" / "qa" / "test_piper"
+    qa.mkdir(parents=True)
+    f1 = {"text": 64.0, "1best": 30.0, "wcn": 33.0, "wcn_marg": 36.0, "oracle": 40.0}
+    qa.joinpath("scores.json").write_text(json.dumps(
+        {k: {"exact_match": v - 5, "f1": v, "questions": 100} for k, v in f1.items()}))
+    cmd = [sys.executable, str(SCRIPT), "--exp", str(exp), "--data", str(tmp_path / "data"),
+           "--models", "espnet", "--sets", "test", "--voices", "piper", "--selections",
+           "embedding", "--llm", "smollm2-135m-instruct", "--shots", "4", "--qa_only"]
+    subprocess.run(cmd, check=True, capture_output=True, text=True)
+    md = (exp / "RESULTS_qa.md").read_text()
+    # text 1best nbest nbest_marg wcn wcn_marg oracle; gap closed WCN 30%, WCN marg 60%
+    assert ("|espnet|test|piper|-|100|59.0 / 64.0|25.0 / 30.0|-|-|28.0 / 33.0|31.0 / 36.0|"
+            "35.0 / 40.0|30%|60%|") in md

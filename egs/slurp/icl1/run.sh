@@ -71,7 +71,8 @@ wcn_sweep=                      # e.g. "0.05 0.2 0.4": stage 5 also classifies t
 noise_levels=                   # e.g. "20 10 5 0": test sets at each fixed SNR (dB) -> exp/.../
 noise_inputs="1best wcn wcn_cal oracle"  # RESULTS_noise.md + plot (accuracy vs WER per input)
 qa=true                         # stage 6: spoken QA from slot annotations
-qa_inputs="text 1best nbest wcn oracle"
+qa_inputs=                      # default "text 1best nbest nbest_marg wcn wcn_marg oracle"
+                                # (--quick: without the two _marg; wcn_marg: calibrated WCN)
 qa_shots=4
 qa_sweep=                       # e.g. "0.05 0.2 0.4": QA from WCNs pruned at each threshold,
                                 # and once without posteriors (RESULTS_qa.md table + plot)
@@ -121,6 +122,10 @@ case ${corpus} in
   *) log "--corpus ${corpus}: slurp or snips"; exit 1 ;;
 esac
 data=data/${exp#exp/}
+if [ -z "${qa_inputs}" ]; then
+  qa_inputs="text 1best nbest nbest_marg wcn wcn_marg oracle"
+  [ "${quick}" = true ] && qa_inputs="text 1best nbest wcn oracle"
+fi
 if [ -z "${inputs}" ]; then
   inputs="text 1best nbest nbest_marg wcn wcn_cal wcn_marg oracle"
   [ "${quick}" = true ] && inputs="text 1best nbest wcn wcn_cal oracle"
@@ -341,13 +346,22 @@ if [ ${stage} -le 6 ] && [ ${stop_stage} -ge 6 ] && [ "${qa}" = true ]; then
   for m in ${asr_models}; do
     for s in ${sets#dev }; do
       for v in ${voices}; do
-        kinds=${qa_inputs}  # the reference text is the same sentences for every voice: once
-        [ "${v}" = "${voices%% *}" ] || kinds=$(echo " ${qa_inputs} " | sed 's/ text / /')
+        kinds=" ${qa_inputs} "  # the reference text is the same sentences for every voice: once
+        [ "${v}" = "${voices%% *}" ] || kinds=${kinds/ text / }
+        kinds=${kinds/ wcn_marg / }  # read from the calibrated WCN, below
         # shellcheck disable=SC2086
-        python -m speechlm.bin.spoken_qa ${ann} --pool-jsonl "${data}/local/slu_train.jsonl" \
+        [ -z "${kinds// /}" ] || python -m speechlm.bin.spoken_qa ${ann} \
+          --pool-jsonl "${data}/local/slu_train.jsonl" \
           --data-dir "${data}/${s}_${v}" --decode-dir "${exp}/${m}/decode_${s}_${v}" \
           --input ${kinds} --llm "${llm}" --shots "${qa_shots}" \
           --wcn-threshold "${wcn_threshold}" --out "${exp}/${m}/qa/${s}_${v}" --no-progress
+        if [[ " ${qa_inputs} " == *" wcn_marg "* ]]; then
+          # shellcheck disable=SC2086
+          python -m speechlm.bin.spoken_qa ${ann} --pool-jsonl "${data}/local/slu_train.jsonl" \
+            --data-dir "${data}/${s}_${v}" --decode-dir "${exp}/${m}/decode_${s}_${v}_cal" \
+            --input wcn_marg --llm "${llm}" --shots "${qa_shots}" \
+            --out "${exp}/${m}/qa/${s}_${v}" --no-progress
+        fi
         for t in ${qa_sweep}; do
           # shellcheck disable=SC2086
           python -m speechlm.bin.spoken_qa ${ann} --pool-jsonl "${data}/local/slu_train.jsonl" \

@@ -26,7 +26,7 @@ SOURCE = {"slurp": "SLURP annotation", "snips": "SNIPS entity chunks"}  # of the
 MIN_GAP = 3.0  # points: below this the oracle - 1-best gap is a few utterances, the ratio noise
 
 
-QA_INPUTS = ("text", "1best", "nbest", "wcn", "oracle")
+QA_INPUTS = ("text", "1best", "nbest", "nbest_marg", "wcn", "wcn_marg", "oracle")
 
 
 def write_report(exp: Path, stem: str, lines: list[str], fig, caption: str) -> None:
@@ -233,8 +233,8 @@ def qa_section(exp: Path, models, sets, voices, corpus: str = "slurp") -> list[s
          "the question, and writes the answer greedily (`speechlm spoken-qa`). SQuAD "
          "scoring.", "",
          "|first pass|set|voice|1-best WER|questions|" + "|".join(QA_INPUTS) +
-         "|gap closed (WCN, F1)|",
-         "|---|---|---|---|---|" + "---|" * len(QA_INPUTS) + "---|"]
+         "|gap closed (WCN, F1)|gap closed (WCN marg, F1)|",
+         "|---|---|---|---|---|" + "---|" * len(QA_INPUTS) + "---|---|"]
     text_of = {}  # the reference text is asked once per set (the first voice)
     for m, s, _v, sc in found:
         text_of.setdefault((m, s), sc.get("text"))
@@ -245,13 +245,15 @@ def qa_section(exp: Path, models, sets, voices, corpus: str = "slurp") -> list[s
         wer = read_wer(exp / m / f"decode_{s}_{v}" / "oracle_wer").get("1-best")
         cells = [f"{sc[k]['exact_match']:.1f} / {sc[k]['f1']:.1f}" if k in sc else "-"
                  for k in QA_INPUTS]
-        f1 = {k: sc[k]["f1"] for k in ("1best", "wcn", "oracle") if k in sc}
-        gap = (f"{100 * (f1['wcn'] - f1['1best']) / (f1['oracle'] - f1['1best']):.0f}%"
-               if len(f1) == 3 and f1["oracle"] - f1["1best"] >= MIN_GAP else "-")
+        f1 = {k: sc[k]["f1"] if k in sc else None for k in ("1best", "wcn", "wcn_marg", "oracle")}
+        gaps = [gap_pct(f1[k], f1["1best"], f1["oracle"]) for k in ("wcn", "wcn_marg")]
         L.append(f"|{m}|{s}|{v}|{'-' if wer is None else f'{wer:.1f}'}|{n}|" + "|".join(cells)
-                 + f"|{gap}|")
+                 + f"|{gaps[0]}|{gaps[1]}|")
     L += ["", f"Gap closed on F1 as for intents (shown when the oracle is at least {MIN_GAP:.0f}"
-          " points above the 1-best). Per-question answers: "
+          " points above the 1-best). `nbest_marg` / `wcn_marg`: the question asked about each "
+          "of the first 4 N-best hypotheses / the 4 likeliest paths of the calibrated WCN, "
+          "with the same demonstrations, and the answer with the largest total hypothesis "
+          "weight kept (answers equal after SQuAD normalization pooled). Per-question answers: "
           "`<first pass>/qa/<set>_<voice>/<input>.jsonl`."]
     return L + qa_sweep_section(exp, models, sets, voices) + [""]
 
