@@ -1,6 +1,7 @@
 """egs/slurp/icl1's shell functions, run in bash as run.sh sources them: the first-pass
 options (local/first_pass.sh), the ESPnet system's guard for a user's model dir
-(local/espnet_system.sh) and the voice kinds' seeds and names (local/voices.sh)."""
+(local/espnet_system.sh), the voice kinds' seeds and names (local/voices.sh) and the
+prediction calls of one set (local/predict_icl.sh)."""
 import subprocess
 from pathlib import Path
 
@@ -9,7 +10,8 @@ RECIPE = Path(__file__).parents[2] / "egs" / "slurp" / "icl1"
 
 def _bash(script: str) -> subprocess.CompletedProcess:
     prelude = ("set -euo pipefail; . utils/log.sh; . local/voices.sh; . local/first_pass.sh; "
-               ". local/espnet_system.sh; nbest=5; ps_nbest=10; espnet_model=; ")
+               ". local/espnet_system.sh; . local/predict_icl.sh; nbest=5; ps_nbest=10; "
+               "espnet_model=; ")
     return subprocess.run(["bash", "-c", prelude + script], cwd=RECIPE, capture_output=True,
                           text=True)
 
@@ -58,3 +60,31 @@ def test_an_unknown_voice_kind_is_named():
     res = _bash("check_voices piper espeak && check_voices piper festival")
     assert res.returncode == 1
     assert "--voices: unknown voice kind 'festival' (piper, espeak)" in res.stdout + res.stderr
+
+
+def _predict_calls(inputs: str) -> list[tuple[str, str, str]]:
+    """(--input, --decode-dir, --out) of each ``slu predict`` predict_icl would run."""
+    fake = 'python() { shift 3; echo "$*"; }; exp=E; data=D; slu_dir=S; '
+    res = _bash(fake + f"predict_icl embedding m test piper {inputs}")
+    assert res.returncode == 0, res.stderr
+    calls = []
+    for line in res.stdout.splitlines():
+        words = line.split()
+        opt = {w: words[i + 1] for i, w in enumerate(words[:-1]) if w.startswith("--")}
+        kinds = line.split("--input ")[1].split(" --")[0]
+        calls.append((kinds, opt["--decode-dir"], opt["--out"]))
+    return calls
+
+
+def test_predict_icl_writes_every_input_under_its_own_name():
+    out = "E/m/icl_embedding/test_piper"
+    assert _predict_calls("1best wcn wcn_cal wcn_marg") == [
+        ("1best wcn", "E/m/decode_test_piper", out),  # several inputs: OUT/<input>/ each
+        ("wcn", "E/m/decode_test_piper_cal", f"{out}/wcn_cal"),
+        ("wcn_marg", "E/m/decode_test_piper_cal", f"{out}/wcn_marg")]
+    # one input alone: predict would write OUT itself, so OUT/<input> is given
+    assert _predict_calls("nbest_marg wcn_marg") == [
+        ("nbest_marg", "E/m/decode_test_piper", f"{out}/nbest_marg"),
+        ("wcn_marg", "E/m/decode_test_piper_cal", f"{out}/wcn_marg")]
+    assert _predict_calls("wcn_cal") == [
+        ("wcn", "E/m/decode_test_piper_cal", f"{out}/wcn_cal")]

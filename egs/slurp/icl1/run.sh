@@ -87,6 +87,7 @@ cmdline="$0 $*"
 . local/voices.sh
 . local/first_pass.sh
 . local/espnet_system.sh
+. local/predict_icl.sh
 
 case ${corpus} in
   slurp)
@@ -223,23 +224,6 @@ if [ ${stage} -le 3 ] && [ ${stop_stage} -ge 3 ]; then
 fi
 
 slu_dir=${exp}/slu_icl
-# predict_icl SEL MODEL SET VOICE INPUT...: intent predictions for one set from its first
-# pass, read as each INPUT (wcn_cal, wcn_marg: the WCN of the dev-calibrated decode dir)
-predict_icl() {
-  local sel=$1 m=$2 s=$3 v=$4; shift 4
-  local kinds="" i out=${exp}/${m}/icl_${sel}/${s}_${v}
-  for i in "$@"; do [ "${i}" = wcn_cal ] || [ "${i}" = wcn_marg ] || kinds+=" ${i}"; done
-  # shellcheck disable=SC2086
-  [ -z "${kinds// /}" ] || python -m speechlm.bin.slu predict --model-dir "${slu_dir}" \
-    --input ${kinds} --shot-selection "${sel}" --decode-dir "${exp}/${m}/decode_${s}_${v}" \
-    --data-dir "${data}/${s}_${v}" --out "${out}" --threads 1 --no-progress
-  for i in wcn_cal wcn_marg; do
-    [[ " $* " == *" ${i} "* ]] || continue
-    python -m speechlm.bin.slu predict --model-dir "${slu_dir}" --input "${i%_cal}" \
-      --shot-selection "${sel}" --decode-dir "${exp}/${m}/decode_${s}_${v}_cal" \
-      --data-dir "${data}/${s}_${v}" --out "${out}/${i}" --threads 1 --no-progress
-  done
-}
 if [ ${stage} -le 4 ] && [ ${stop_stage} -ge 4 ]; then
   stage_log 4 "in-context SLU dir: ${llm}, the few-shot pool ${data}/local/slu_train.jsonl"
   # the same instruction for every input kind: only the query line changes
