@@ -1,6 +1,6 @@
 """ASR outputs as one line of LM input: text, 1-best, N-best, word confusion network, oracle.
 
-The five SLU inputs (``INPUT_KINDS``) are read from a decode dir (``speechlm decode
+The five one-line SLU inputs are read from a decode dir (``speechlm decode
 --lattice``) or a data dir and turned into one string per utterance:
 
 * ``text``     the reference, ``DATA_DIR/text``;
@@ -8,6 +8,9 @@ The five SLU inputs (``INPUT_KINDS``) are read from a decode dir (``speechlm dec
 * ``nbest``    the top ``nbest_k`` of ``DECODE_DIR/nbest.jsonl`` joined by ``nbest_separator``;
 * ``wcn``      ``DECODE_DIR/cn.jsonl``, one token per bin (below);
 * ``oracle``   ``oracle_text`` of ``DECODE_DIR/oracle.jsonl``.
+
+The two ``MARGINAL_KINDS`` (``nbest_marg``, ``wcn_marg``) are not one line but weighted
+hypotheses, each classified alone (:func:`load_weighted_hypotheses`).
 
 A WCN bin keeps the entries with posterior >= ``wcn_threshold`` (at most
 ``wcn_max_alternatives``, best first; the best entry is always kept). A bin left with only
