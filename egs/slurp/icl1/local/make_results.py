@@ -147,7 +147,8 @@ def plot(rows, png: Path) -> None:
         ax.bar([i + j * width for i in range(len(INPUTS))],
                [r["acc"].get(k, 0.0) for k in INPUTS], width,
                label=f"{r['model']} {r['set']} {r['voice']} (WER {r['wer'].get('1-best', 0):.0f}%)")
-    ax.set_xticks([i + width * (len(rows) - 1) / 2 for i in range(len(INPUTS))], INPUTS)
+    ax.set_xticks([i + width * (len(rows) - 1) / 2 for i in range(len(INPUTS))], INPUTS,
+                  rotation=25, fontsize=8)  # eight names side by side
     ax.set_ylabel("intent accuracy (%)")
     ax.set_title(f"SmolLM2-135M-Instruct ICL ({sel} shots) by input")
     ax.legend(fontsize=7)
