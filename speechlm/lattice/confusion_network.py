@@ -145,11 +145,9 @@ class ConfusionNetwork:
         if not bins:
             return [("", 1.0)]
 
-        def logp(idx: tuple[int, ...]) -> float:
-            return sum(math.log(max(bins[i][j].posterior, 1e-300)) for i, j in enumerate(idx))
-
+        logs = [[math.log(max(e.posterior, 1e-300)) for e in b] for b in bins]
         start = (0,) * len(bins)
-        heap, seen = [(-logp(start), start)], {start}
+        heap, seen = [(-sum(b[0] for b in logs), start)], {start}
         found: dict[str, float] = {}
         # More pops than k: epsilons make several paths read the same, and a string's
         # probability is the sum over its paths (the 8k best cover most of it).
@@ -163,9 +161,9 @@ class ConfusionNetwork:
             for i, j in enumerate(idx):
                 if j + 1 < len(bins[i]):
                     nxt = idx[:i] + (j + 1,) + idx[i + 1:]
-                    if nxt not in seen:
+                    if nxt not in seen:  # one bin moves on: its log-probability changes
                         seen.add(nxt)
-                        heapq.heappush(heap, (-logp(nxt), nxt))
+                        heapq.heappush(heap, (neg + logs[i][j] - logs[i][j + 1], nxt))
         return sorted(found.items(), key=lambda x: -x[1])[:k]
 
     def ctm_lines(self, channel: int | str = 1) -> list[str]:

@@ -46,7 +46,7 @@ from pathlib import Path
 from speechlm.core.hypothesis import EPS
 from speechlm.core.nbest_jsonl import read_nbest_jsonl
 from speechlm.data.kaldi_dir import c_sorted, read_table
-from speechlm.lattice import ConfusionNetwork, read_cn_jsonl
+from speechlm.lattice import ConfusionNetwork, nbest_posteriors, read_cn_jsonl
 
 logger = logging.getLogger(__name__)
 
@@ -368,19 +368,6 @@ def _merged(pairs: Sequence[tuple[str, float]], k: int) -> list[tuple[str, float
     return [(t, w / total) for t, w in merged.items()]
 
 
-def nbest_weights(scores: Sequence[float], scale: float) -> list[float]:
-    """``softmax(scale * scores)``: the posterior of each hypothesis among those given.
-
-    >>> [round(w, 3) for w in nbest_weights([-1.0, -2.0], 1.0)]
-    [0.731, 0.269]
-    >>> nbest_weights([-1.0, -9.0], 0.0)
-    [0.5, 0.5]
-    """
-    top = max(scale * x for x in scores)
-    exp = [math.exp(scale * x - top) for x in scores]
-    return [e / sum(exp) for e in exp]
-
-
 def load_weighted_hypotheses(kind: str, config: SerializeConfig, *, decode_dir: str | Path,
                              data_dir: str | Path | None = None
                              ) -> dict[str, list[tuple[str, float]]]:
@@ -407,8 +394,8 @@ def load_weighted_hypotheses(kind: str, config: SerializeConfig, *, decode_dir: 
     out: dict[str, list[tuple[str, float]]] = {}
     if kind == "nbest_marg":
         for utt, hyps in read_nbest_jsonl(_existing(d / "nbest.jsonl")).items():
-            weights = nbest_weights([h.score for h in hyps], config.nbest_scale) if hyps else []
-            pairs = [(h.text, w) for h, w in zip(hyps, weights, strict=True)]
+            weights = nbest_posteriors([h.score for h in hyps], config.nbest_scale) if hyps else []
+            pairs = [(h.text, float(w)) for h, w in zip(hyps, weights, strict=True)]
             out[utt] = _merged(pairs, config.marginal_k) if pairs else [("", 1.0)]
     else:
         path = _existing(d / "cn.jsonl")

@@ -43,6 +43,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from tqdm.auto import tqdm
 
 from speechlm.data.kaldi_dir import c_sorted
@@ -331,14 +332,12 @@ class IntentClassifier:
         if any(w < 0 for _, w in hyps) or not total > 0:
             raise ValueError(f"utterance {utt}: hypothesis weights must be >= 0 with a "
                              f"positive sum, got {[w for _, w in hyps]}")
-        per_label = []
+        terms = []  # (hypotheses, labels): log w_h + log P(label | h)
         for text, w in hyps:
-            if w <= 0:
-                continue
-            s = self.scores(text, utt)
-            norm = _logsumexp(s)
-            per_label.append([math.log(w / total) + x - norm for x in s])
-        return [_logsumexp(col) for col in zip(*per_label, strict=True)]
+            if w > 0:
+                s = np.asarray(self.scores(text, utt), dtype=np.float64)
+                terms.append(math.log(w / total) + s - np.logaddexp.reduce(s))
+        return np.logaddexp.reduce(np.stack(terms), axis=0).tolist()
 
     def classify(self, text: str | Sequence[str] | Sequence[tuple[str, float]],
                  utt: str = "?") -> str:
@@ -362,13 +361,6 @@ class IntentClassifier:
                            self.fitter.max_length,
                            ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in fitted.items()))
         return out
-
-
-def _logsumexp(xs: Sequence[float]) -> float:
-    top = max(xs)
-    if top == -math.inf:
-        return top
-    return top + math.log(sum(math.exp(x - top) for x in xs))
 
 
 def sentence_embedder(name: str):

@@ -260,7 +260,7 @@ class OffloadExecutor(ExpertExecutor):
         self.layers: dict[int, _Layer] = {}
         self.stats = OffloadStats()
         self._staging: list[tuple[torch.Tensor, torch.Tensor]] = []
-        overlap = bool(config.overlap)
+        overlap = config.overlap
         threads = config.cpu_threads or torch.get_num_threads()
         if config.cpu_threads is not None and not overlap:  # the CPU experts run here
             torch.set_num_threads(config.cpu_threads)
