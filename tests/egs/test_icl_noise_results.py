@@ -44,3 +44,18 @@ def test_no_results_fails(tmp_path):
     cmd = [sys.executable, str(SCRIPT), "--exp", str(tmp_path), "--models", "m",
            "--voices", "piper", "--levels", "0", "--inputs", "1best"]
     assert subprocess.run(cmd, capture_output=True).returncode == 1
+
+
+def test_marginal_inputs_get_difference_and_gap_columns(tmp_path):
+    exp = tmp_path / "exp"
+    _set(exp, "test_snr5", "piper", 40.0, 30.0,
+         {"1best": 0.5, "nbest_marg": 0.55, "wcn_marg": 0.6, "oracle": 0.7})
+    cmd = [sys.executable, str(SCRIPT), "--exp", str(exp), "--models", "whisper-tiny.en",
+           "--voices", "piper", "--levels", "5",
+           "--inputs", "1best", "nbest_marg", "wcn_marg", "oracle", "--cmdline", "./run.sh"]
+    subprocess.run(cmd, check=True, capture_output=True)
+    md = (exp / "RESULTS_noise.md").read_text()
+    head = next(r for r in md.splitlines() if r.startswith("| SNR"))
+    assert head.endswith("| nbest_marg - 1best | wcn_marg - 1best | gap closed (wcn_marg) |")
+    row = next(r for r in md.splitlines() if r.startswith("| 5 "))
+    assert row.endswith("| 50.0 | 55.0 | 60.0 | 70.0 | +5.0 | +10.0 | 50% |")

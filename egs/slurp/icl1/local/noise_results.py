@@ -5,9 +5,9 @@ Reads, per first pass x voice and SNR level L (set ``test_snr<L>``, ``-`` writte
 ``<model>/decode_test_snr<L>_<voice>/oracle_wer`` (1-best and WCN oracle WER) and
 ``<model>/icl_<selection>/test_snr<L>_<voice>/<input>/accuracy.json``; the main test set
 (``test_<voice>``, SNR drawn from 10-30 dB) is a reference row when it has results. One table
-per first pass: WER, WCN oracle WER, intent accuracy per input and the WCN's gap closed,
-(WCN - 1-best) / (oracle - 1-best), where the oracle is at least 3 points above the 1-best;
-one plot panel per first pass x voice: accuracy vs 1-best WER, one curve per input.
+per first pass: WER, WCN oracle WER, intent accuracy per input, each N-best / WCN input minus
+the 1-best and the WCN inputs' gap closed, (WCN - 1-best) / (oracle - 1-best), where the
+oracle is at least 3 points above the 1-best; one plot panel per first pass x voice: accuracy vs 1-best WER, one curve per input.
 """
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import json
 import sys
 from pathlib import Path
 
-from make_results import MIN_GAP, analysis_parser, read_wer, write_report
+from make_results import DIFF_KINDS, GAP_KINDS, MIN_GAP, analysis_parser, read_wer, write_report
 
 
 def level_set(level: str) -> str:
@@ -47,7 +47,8 @@ def main() -> int:
     p.add_argument("--levels", nargs="+", required=True, help="SNRs in dB, as --noise_levels")
     a = p.parse_args()
     exp = Path(a.exp)
-    gaps = [k for k in ("wcn", "wcn_cal") if k in a.inputs]
+    diffs = [k for k in DIFF_KINDS if k in a.inputs]
+    gaps = [k for k in GAP_KINDS if k in a.inputs]
     lines = ["# Intent accuracy vs first-pass WER (noise levels)", "",
              f"Command: `{a.cmdline}`. The test sentences spoken again at each fixed SNR by "
              "the same voices, with the same reverb and noise waveform as the main test set "
@@ -60,7 +61,7 @@ def main() -> int:
     curves = {}
     for m in a.models:
         head = ["SNR (dB)", "voice", "utts", "1-best WER", "WCN oracle WER", *a.inputs,
-                *(f"{k} - 1best" for k in gaps), *(f"gap closed ({k})" for k in gaps)]
+                *(f"{k} - 1best" for k in diffs), *(f"gap closed ({k})" for k in gaps)]
         rows = []
         for v in a.voices:
             points = []
@@ -76,7 +77,7 @@ def main() -> int:
                 cells = [snr, v, str(n), f"{wer['1-best']:.1f}",
                          f"{wer['WCN oracle']:.1f}" if "WCN oracle" in wer else "-",
                          *("" if i not in acc else f"{acc[i]:.1f}" for i in a.inputs),
-                         *(diff(acc, k) for k in gaps), *(gap_closed(acc, k) for k in gaps)]
+                         *(diff(acc, k) for k in diffs), *(gap_closed(acc, k) for k in gaps)]
                 rows.append("| " + " | ".join(cells) + " |")
                 if s != "test":
                     points.append((wer["1-best"], snr, acc))
