@@ -11,6 +11,9 @@ r"""Intent classification (SLU) through the LLM runtime from text, 1-best, N-bes
     speechlm slu predict --model-dir exp/slu_icl --llm smollm2-135m-instruct \
         --input text 1best nbest wcn oracle --shots 8 --shot-selection embedding \
         --decode-dir exp/whisper/decode_test --data-dir data/test --out exp/slu_icl/test
+    speechlm slu tune-marginal --model-dir exp/slu_icl --input wcn_marg \
+        --dev exp/whisper/decode_dev_cal data/dev --out exp/whisper/marginal_wcn_marg.json
+    speechlm slu predict ... --input wcn_marg --marginal-from exp/whisper/marginal_wcn_marg.json
 
 Both modes classify by rank classification: every label (``alarm_set`` read as
 ``alarm set``) is scored by the LM as the continuation of the prompt, and the best wins
@@ -26,8 +29,10 @@ Inputs of predict: ``text`` = DATA_DIR/text (the reference), ``1best`` (``onebes
 DECODE_DIR/text, ``nbest`` = DECODE_DIR/nbest.jsonl, ``wcn`` = DECODE_DIR/cn.jsonl,
 ``oracle`` = DECODE_DIR/oracle.jsonl (``oracle_text``); ``nbest_marg`` / ``wcn_marg``: the
 first ``--marginal-k`` N-best hypotheses (weights ``softmax(--nbest-scale * score)``) / the
-most likely WCN paths (weights: their posteriors), each classified alone and the label
-posteriors averaged with those weights (one ranking per hypothesis). Serialization
+most likely WCN paths (weights: their posteriors to the power ``--wcn-path-scale``), each
+classified alone and the label posteriors averaged with those weights (one ranking per
+hypothesis); ``tune-marginal`` picks k and the scale by accuracy on dev sets
+(``speechlm.bin.slu_marginal``), ``--marginal-from`` reads its choice. Serialization
 options given to predict override those saved in the SLU dir (sweep WCN thresholds
 without retraining), and so do the prompt options (``--shots``, ``--shot-selection``...)
 and, for an icl dir, ``--llm`` (a catalogue LLM such as ``smollm2-135m-instruct``, or a
@@ -73,6 +78,7 @@ import time
 from pathlib import Path
 
 from speechlm.bin import command_main
+from speechlm.bin.slu_marginal import add_tune_arguments, marginal_settings, run_tune
 
 _SERIALIZE = [  # (flag, field, type, help); defaults come from SerializeConfig
     ("--nbest-k", "nbest_k", int, "N-best hypotheses shown"),
@@ -83,6 +89,7 @@ _SERIALIZE = [  # (flag, field, type, help); defaults come from SerializeConfig
     ("--wcn-digits", "wcn_digits", int, "decimals of a shown posterior"),
     ("--marginal-k", "marginal_k", int, "hypotheses of nbest_marg / wcn_marg"),
     ("--nbest-scale", "nbest_scale", float, "nbest_marg weights: softmax(scale * score)"),
+    ("--wcn-path-scale", "wcn_path_scale", float, "wcn_marg weights: path posterior ** scale"),
 ]
 _PROMPT = [
     ("--instruction", "instruction", str, "text before the examples ('' for none)"),
@@ -168,8 +175,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     pred.add_argument("--no-progress", action="store_true", help="no progress bar")
     pred.add_argument("--calibrate", dest="p_calibrate", action=argparse.BooleanOptionalAction,
                       default=None, help="contextual calibration (default: the SLU dir's)")
+    pred.add_argument("--marginal-from", nargs="+", metavar="REPORT",
+                      help="nbest_marg / wcn_marg settings picked on dev by 'speechlm slu "
+                      "tune-marginal' (flags given here win)")
     _add(pred, _SERIALIZE, SerializeConfig(), "s_")
     _add(pred, _PROMPT, PromptConfig(), "p_")
+
+    tune = add_tune_arguments(sub, __doc__)
+    grid = ("marginal_k", "nbest_scale", "wcn_path_scale")  # what --ks / --scales set
+    _add(tune, [o for o in _SERIALIZE if o[1] not in grid], SerializeConfig(), "s_")
+    _add(tune, _PROMPT, PromptConfig(), "p_")
 
 
 def _given(args: argparse.Namespace, prefix: str) -> dict:
@@ -329,8 +344,12 @@ def run_predict(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     if args.llm is not None and args.llm_url is not None:
         raise ValueError("give either --llm or --llm-url, not both")
-    serialize = dataclasses.replace(config.serialize, **_given(args, "s_"))
+    given = _given(args, "s_")
+    serialize = dataclasses.replace(config.serialize, **given)
     prompt = dataclasses.replace(config.prompt, **_given(args, "p_"))
+    tuned = marginal_settings(args.marginal_from)
+    per_kind = {k: dataclasses.replace(config.serialize, **{**v, **given})
+                for k, v in tuned.items()}  # flags given on the command line win
     kinds = list(dict.fromkeys(input_kind(k) for k in args.input))
     names = {input_kind(k): k for k in args.input}  # OUT/<name as given>
     inputs = {}
@@ -338,7 +357,8 @@ def run_predict(args: argparse.Namespace) -> int:
         if kind in MARGINAL_KINDS:
             if args.decode_dir is None:
                 raise ValueError(f"input {kind!r} needs --decode-dir")
-            inputs[kind] = load_weighted_hypotheses(kind, serialize, decode_dir=args.decode_dir,
+            inputs[kind] = load_weighted_hypotheses(kind, per_kind.get(kind, serialize),
+                                                    decode_dir=args.decode_dir,
                                                     data_dir=args.data_dir)
         else:
             inputs[kind] = load_input_variants(kind, serialize, decode_dir=args.decode_dir,
@@ -366,7 +386,7 @@ def run_predict(args: argparse.Namespace) -> int:
             _write_hyp(out, hyp, stamp)
             print(f"{kind}: {len(hyp)} utterances in {time.monotonic() - started:.0f} s",
                   file=sys.stderr)
-        _score(args, config, out, kind, hyp, serialize, prompt, llm_id)
+        _score(args, config, out, kind, hyp, per_kind.get(kind, serialize), prompt, llm_id)
     return 0
 
 
@@ -411,8 +431,19 @@ def _score(args, config, out: Path, kind: str, hyp: dict[str, str], serialize, p
           f"({acc['correct']}/{acc['total']}{missing}{unseen_note})")
 
 
+def run_tune_marginal(args: argparse.Namespace) -> int:
+    from speechlm.llm.slu import SLUConfig
+
+    config = SLUConfig.load(args.model_dir)
+    serialize = dataclasses.replace(config.serialize, **_given(args, "s_"))
+    prompt = dataclasses.replace(config.prompt, **_given(args, "p_"))
+    return run_tune(args, serialize, prompt, lambda inputs, settings: _predict_stamp(
+        args.model_dir, args.llm or config.llm_path, inputs, settings))
+
+
 def run(args: argparse.Namespace) -> int:
-    return run_train(args) if args.action == "train" else run_predict(args)
+    actions = {"train": run_train, "predict": run_predict, "tune-marginal": run_tune_marginal}
+    return actions[args.action](args)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -88,6 +88,9 @@ class SerializeConfig:
         marginal_k: hypotheses of ``nbest_marg`` / ``wcn_marg`` (distinct strings).
         nbest_scale: ``nbest_marg`` weights are ``softmax(nbest_scale * score)`` over the
             kept hypotheses; 0 weighs them equally.
+        wcn_path_scale: ``wcn_marg`` weights are the paths' posteriors to this power,
+            renormalized over the kept paths; 0 weighs them equally (``speechlm slu
+            tune-marginal`` picks it with ``marginal_k`` on dev).
 
     >>> SerializeConfig(wcn_separator="a b")
     Traceback (most recent call last):
@@ -105,6 +108,7 @@ class SerializeConfig:
     eps_symbol: str = "_"
     marginal_k: int = 4
     nbest_scale: float = 1.0
+    wcn_path_scale: float = 1.0
 
     def __post_init__(self) -> None:
         if self.nbest_k < 1:
@@ -123,8 +127,10 @@ class SerializeConfig:
             raise ValueError(f"wcn_digits must be in [0, 4], got {self.wcn_digits}")
         if self.marginal_k < 1:
             raise ValueError(f"marginal_k must be >= 1, got {self.marginal_k}")
-        if not (math.isfinite(self.nbest_scale) and self.nbest_scale >= 0):
-            raise ValueError(f"nbest_scale must be a finite number >= 0, got {self.nbest_scale}")
+        for name in ("nbest_scale", "wcn_path_scale"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value >= 0):
+                raise ValueError(f"{name} must be a finite number >= 0, got {value}")
 
 
 def _posterior(p: float, digits: int) -> str:
@@ -355,13 +361,17 @@ def _missing(out: dict, decode_dir: Path, data_dir: str | Path | None, kind: str
     return missing
 
 
-def _merged(pairs: Sequence[tuple[str, float]], k: int) -> list[tuple[str, float]]:
-    """The ``k`` best distinct texts (whitespace normalized, weights summed), renormalized."""
+def _merged(pairs: Sequence[tuple[str, float]], k: int, power: float = 1.0
+            ) -> list[tuple[str, float]]:
+    """The ``k`` best distinct texts (whitespace normalized, weights summed), their weights
+    to ``power`` (0: equal), renormalized."""
     merged: dict[str, float] = {}
     for text, w in pairs:
         text = " ".join(text.split())
         if text in merged or len(merged) < k:
             merged[text] = merged.get(text, 0.0) + w
+    if power != 1.0:
+        merged = {t: w ** power for t, w in merged.items()}  # 0 ** 0 is 1: equal weights
     total = sum(merged.values())
     if not total > 0:  # every weight underflowed: equal weights
         return [(t, 1.0 / len(merged)) for t in merged]
@@ -381,9 +391,9 @@ def load_weighted_hypotheses(kind: str, config: SerializeConfig, *, decode_dir: 
         kind: ``nbest_marg``: the first ``marginal_k`` distinct texts of
             ``DECODE_DIR/nbest.jsonl``, weighted ``softmax(nbest_scale * score)``;
             ``wcn_marg``: the ``marginal_k`` most likely paths of ``DECODE_DIR/cn.jsonl``
-            (``ConfusionNetwork.kbest_paths``), weighted by their posteriors (calibrate
-            the WCN first: ``speechlm calibrate-wcn``).
-        config: ``marginal_k`` and ``nbest_scale``.
+            (``ConfusionNetwork.kbest_paths``), weighted by their posteriors to the power
+            ``wcn_path_scale`` (calibrate the WCN first: ``speechlm calibrate-wcn``).
+        config: ``marginal_k``, ``nbest_scale`` and ``wcn_path_scale``.
         decode_dir: the first pass's outputs.
         data_dir: its utterances without an output get ``[("", 1.0)]``, not skipped.
     """
@@ -402,6 +412,7 @@ def load_weighted_hypotheses(kind: str, config: SerializeConfig, *, decode_dir: 
         for cn in read_cn_jsonl(path):
             if cn.utt in out:
                 raise ValueError(f"{path}: duplicate utterance {cn.utt!r}")
-            out[cn.utt] = _merged(cn.kbest_paths(config.marginal_k), config.marginal_k)
+            out[cn.utt] = _merged(cn.kbest_paths(config.marginal_k), config.marginal_k,
+                                  config.wcn_path_scale)
     out.update({u: [("", 1.0)] for u in _missing(out, d, data_dir, kind)})
     return {u: out[u] for u in c_sorted(out)}

@@ -166,3 +166,40 @@ def test_icl_through_a_remote_server(setup, tmp_path, capsys, monkeypatch):
     assert "dev accuracy (text)" in capsys.readouterr().out
     # the nearest shots' labels sit in the prompt: most of the synthetic dev set is right
     assert json.loads((slu / "train_report.json").read_text())["dev"]["accuracy"] > 0.6
+
+
+def test_tune_marginal_on_dev_then_predict_with_its_choice(setup, tmp_path, capsys):
+    slu = tmp_path / "icl"
+    assert main(["slu", "train", "--llm", str(setup["lm"]), "--train-jsonl",
+                 str(setup["train"]), "--out", str(slu), "--mode", "icl", "--shots", "2",
+                 "--no-progress"]) == 0
+    report = tmp_path / "marg.json"
+    tune = ["slu", "tune-marginal", "--model-dir", str(slu), "--input", "wcn_marg",
+            "--dev", str(setup["decode"]), str(setup["data_dir"]), "--ks", "1 2",
+            "--scales", "0 1", "--out", str(report), "--no-progress"]
+    assert main(tune) == 0
+    assert "(chosen)" in capsys.readouterr().out
+    got = json.loads(report.read_text())
+    rows = {(r["marginal_k"], r["wcn_path_scale"]): r["accuracy"] for r in got["candidates"]}
+    assert set(rows) == {(2, 0.0), (2, 1.0), (1, 0.0), (1, 1.0)} and got["utts"] == 40
+    assert rows[(1, 0.0)] == rows[(1, 1.0)]  # one path: its weight does not matter
+    assert got["dev_accuracy"] == max(rows.values())
+    best = got["best"]
+    # each candidate's accuracy is what predict gets with those settings
+    for (k, scale), acc in rows.items():
+        out = tmp_path / f"p{k}_{scale}"
+        assert _predict(setup, slu, "wcn_marg", out, "--marginal-k", str(k),
+                        "--wcn-path-scale", str(scale)) == 0
+        assert json.loads((out / "accuracy.json").read_text())["accuracy"] == acc
+    assert _predict(setup, slu, "wcn_marg", tmp_path / "chosen", "--marginal-from",
+                    str(report)) == 0
+    saved = json.loads((tmp_path / "chosen" / "accuracy.json").read_text())["serialize"]
+    assert (saved["marginal_k"], saved["wcn_path_scale"]) == (best["marginal_k"],
+                                                              best["wcn_path_scale"])
+    capsys.readouterr()
+    assert main(tune) == 0  # the same dev, grid and SLU dir: kept
+    assert "already done" in capsys.readouterr().err
+    report.write_text("{}")
+    assert _predict(setup, slu, "wcn_marg", tmp_path / "bad", "--marginal-from",
+                    str(report)) == 1
+    assert "not a 'speechlm slu tune-marginal' report" in capsys.readouterr().err

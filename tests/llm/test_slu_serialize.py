@@ -138,6 +138,11 @@ def test_weighted_hypotheses_of_nbest_and_wcn(tmp_path):
     # the WCN's last bin: xx 0.6, the reference word 0.4 -> two paths
     wcn = load_weighted_hypotheses("wcn_marg", SerializeConfig(), decode_dir=dec)
     assert wcn[u] == [(hyp, pytest.approx(0.6)), (ref, pytest.approx(0.4))]
+    flat = load_weighted_hypotheses("wcn_marg", SerializeConfig(wcn_path_scale=0), decode_dir=dec)
+    assert flat[u] == [(hyp, 0.5), (ref, 0.5)]
+    sharp = load_weighted_hypotheses("wcn_marg", SerializeConfig(wcn_path_scale=2),
+                                     decode_dir=dec)
+    assert sharp[u][0][1] == pytest.approx(0.36 / (0.36 + 0.16))
     assert list(wcn) == list(nb) == sorted(ref_id for ref_id in {r["id"] for r in rows})
 
 
@@ -158,5 +163,7 @@ def test_weighted_hypotheses_merge_duplicates_and_fill_silence(tmp_path):
         load_weighted_hypotheses("wcn", SerializeConfig(), decode_dir=tmp_path)
     with pytest.raises(ValueError, match="nbest_scale"):
         SerializeConfig(nbest_scale=-1)
+    with pytest.raises(ValueError, match="wcn_path_scale"):
+        SerializeConfig(wcn_path_scale=float("nan"))
     with pytest.raises(ValueError, match="marginal_k"):
         SerializeConfig(marginal_k=0)

@@ -13,6 +13,7 @@
 #   ./run.sh --asr_models "whisper-tiny.en espnet"  # + an ESPnet system trained here (its lattices)
 #   ./run.sh --asr_models espnet --espnet_model DIR  # a model dir of `speechlm train-asr`: not trained
 #   ./run.sh --wcn_sweep "0.05 0.2 0.4"  # + WCN threshold / no posteriors: RESULTS_wcn.md
+#   ./run.sh --tune_marginal wcn_marg    # + wcn_marg's k and weight scale from dev: RESULTS_marginal.md
 #
 # Stages: 1 SLU splits (../slu1/local/prepare_slu.py) and synthetic speech, one data dir per
 # voice kind (Piper joe; sampled espeak-ng voices), noise and reverb added; 2 first passes:
@@ -68,6 +69,10 @@ sweep_inputs="1best wcn oracle" # each shot count -> exp/.../RESULTS_shots.md + 
 wcn_threshold=0.1
 wcn_sweep=                      # e.g. "0.05 0.2 0.4": stage 5 also classifies the WCN pruned at
                                 # each threshold and once without posteriors -> RESULTS_wcn.md
+tune_marginal=                  # e.g. "wcn_marg": stage 5 also picks k and the weight scale of
+                                # each of these inputs on the dev sets (every voice pooled;
+marginal_ks="1 2 4 8"           # this grid) and classifies the test sets with that choice
+marginal_scales="0 0.25 0.5 1"  # (<input>_tuned) -> RESULTS_marginal.md + plot
 noise_levels=                   # e.g. "20 10 5 0": test sets at each fixed SNR (dB) -> exp/.../
 noise_inputs="1best wcn wcn_cal oracle"  # RESULTS_noise.md + plot (accuracy vs WER per input)
 qa=true                         # stage 6: spoken QA from slot annotations
@@ -139,6 +144,9 @@ for l in ${noise_levels}; do
   noise_sets+=" test_snr$(echo "${l}" | tr -- '-.' 'mp')"
 done
 noise_sets=${noise_sets# }
+for i in ${tune_marginal}; do
+  case ${i} in nbest_marg|wcn_marg) ;; *) log "--tune_marginal: '${i}' is not nbest_marg or wcn_marg"; exit 1 ;; esac
+done
 # shellcheck disable=SC2086
 check_voices ${voices} || exit 1
 
@@ -253,6 +261,32 @@ if [ ${stage} -le 5 ] && [ ${stop_stage} -ge 5 ]; then
       done
     done
   done
+  if [ -n "${tune_marginal}" ]; then
+    # how many hypotheses, and how far to trust their weights: chosen on dev, scored on test
+    sel=${selections%% *}
+    for m in ${asr_models}; do
+      for i in ${tune_marginal}; do
+        cal=""; [ "${i}" = wcn_marg ] && cal=_cal  # wcn_marg reads the calibrated WCN
+        dev_opts=""
+        for v in ${voices}; do dev_opts+=" --dev ${exp}/${m}/decode_dev_${v}${cal} ${data}/dev_${v}"; done
+        # shellcheck disable=SC2086
+        python -m speechlm.bin.slu tune-marginal --model-dir "${slu_dir}" --input "${i}" \
+          ${dev_opts} --ks "${marginal_ks}" --scales "${marginal_scales}" \
+          --shot-selection "${sel}" --out "${exp}/${m}/marginal_${i}.json" --threads 1 --no-progress
+        for s in ${eval_sets}; do
+          for v in ${voices}; do
+            python -m speechlm.bin.slu predict --model-dir "${slu_dir}" --input "${i}" \
+              --marginal-from "${exp}/${m}/marginal_${i}.json" --shot-selection "${sel}" \
+              --decode-dir "${exp}/${m}/decode_${s}_${v}${cal}" --data-dir "${data}/${s}_${v}" \
+              --out "${exp}/${m}/icl_${sel}/${s}_${v}/${i}_tuned" --threads 1 --no-progress
+          done
+        done
+      done
+    done
+    # shellcheck disable=SC2086
+    python local/marginal_results.py --exp "${exp}" --models ${asr_models} --sets ${eval_sets} \
+      --voices ${voices} --inputs ${tune_marginal} --selection "${sel}" --cmdline "${cmdline}"
+  fi
   if [ -n "${noise_levels}" ]; then
     # accuracy vs first-pass WER: the test sentences at each SNR, read as ${noise_inputs}
     for sel in ${selections}; do

@@ -7,7 +7,8 @@ Reads, per first pass x voice and SNR level L (set ``test_snr<L>``, ``-`` writte
 (``test_<voice>``, SNR drawn from 10-30 dB) is a reference row when it has results. One table
 per first pass: WER, WCN oracle WER, intent accuracy per input, each N-best / WCN input minus
 the 1-best and the WCN inputs' gap closed, (WCN - 1-best) / (oracle - 1-best), where the
-oracle is at least 3 points above the 1-best; one plot panel per first pass x voice: accuracy vs 1-best WER, one curve per input.
+oracle is at least 3 points above the 1-best; one plot panel per first pass x voice:
+accuracy vs 1-best WER, one curve per input.
 """
 from __future__ import annotations
 
