@@ -1,0 +1,50 @@
+"""egs/slurp/icl1/local/marginal_results.py (run.sh --tune_marginal): the dev choice, test
+accuracy at the default and the dev-chosen settings, gap closed and their mean."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+SCRIPT = Path(__file__).parents[2] / "egs" / "slurp" / "icl1" / "local" / "marginal_results.py"
+
+
+def _acc(exp, m, sv, kind, a):
+    d = exp / m / "icl_embedding" / sv / kind
+    d.mkdir(parents=True)
+    d.joinpath("accuracy.json").write_text(json.dumps({"accuracy": a, "total": 100}))
+
+
+def _model(exp, m, best, dev_acc, rows):
+    (exp / m).mkdir(parents=True)
+    (exp / m / "marginal_wcn_marg.json").write_text(json.dumps(
+        {"input": "wcn_marg", "best": best, "dev_accuracy": dev_acc}))
+    for v, accs in rows.items():
+        for kind, a in zip(("1best", "wcn_marg", "wcn_marg_tuned", "oracle"), accs,
+                           strict=True):
+            _acc(exp, m, f"test_{v}", kind, a)
+
+
+def test_choice_gap_and_mean(tmp_path):
+    exp = tmp_path / "exp"
+    _model(exp, "espnet", {"marginal_k": 8, "wcn_path_scale": 0.5}, 0.5625,
+           {"piper": (0.46, 0.48, 0.53, 0.60), "espeak": (0.44, 0.47, 0.45, 0.58)})
+    _model(exp, "whisper", {"marginal_k": 2, "wcn_path_scale": 1.0}, 0.7, {})  # no test run
+    cmd = [sys.executable, str(SCRIPT), "--exp", str(exp), "--models", "espnet", "whisper",
+           "--sets", "test", "--voices", "piper", "espeak", "--inputs", "wcn_marg",
+           "--cmdline", "./run.sh --tune_marginal wcn_marg"]
+    subprocess.run(cmd, check=True, capture_output=True)
+    md = (exp / "RESULTS_marginal.md").read_text()
+    rows = [r for r in md.splitlines() if r.startswith("| espnet") or r.startswith("| mean")]
+    assert rows[0] == ("| espnet | 8, 0.5 | 56.2 | test | piper | 46.0 | 48.0 | 53.0 | 60.0 "
+                       "| 14% | 50% |")
+    assert rows[1].endswith("| 44.0 | 47.0 | 45.0 | 58.0 | 21% | 7% |")
+    # mean of the two rows: 45, 47.5, 49, 59 -> 18% and 29%
+    assert rows[2] == "| mean of 2 rows | | | | | 45.0 | 47.5 | 49.0 | 59.0 | 18% | 29% |"
+    assert "whisper" not in md.split("## wcn_marg")[1]
+    assert (exp / "RESULTS_marginal.png").stat().st_size > 1000
+
+
+def test_no_tuned_results_fails(tmp_path):
+    cmd = [sys.executable, str(SCRIPT), "--exp", str(tmp_path), "--models", "m", "--sets",
+           "test", "--voices", "piper", "--inputs", "wcn_marg"]
+    assert subprocess.run(cmd, capture_output=True).returncode == 1
