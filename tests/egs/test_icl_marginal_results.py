@@ -48,3 +48,28 @@ def test_no_tuned_results_fails(tmp_path):
     cmd = [sys.executable, str(SCRIPT), "--exp", str(tmp_path), "--models", "m", "--sets",
            "test", "--voices", "piper", "--inputs", "wcn_marg"]
     assert subprocess.run(cmd, capture_output=True).returncode == 1
+
+
+def _pred(d, intents):
+    d.mkdir(parents=True, exist_ok=True)
+    d.joinpath("utt2intent").write_text("".join(f"u{j} {x}\n" for j, x in enumerate(intents)))
+
+
+def test_paired_tests_per_row_and_pooled(tmp_path):
+    exp, data = tmp_path / "exp", tmp_path / "data"
+    _model(exp, "espnet", {"marginal_k": 8, "wcn_path_scale": 0.5}, 0.5,
+           {"piper": (0.4, 0.4, 0.6, 0.8), "espeak": (0.4, 0.4, 0.6, 0.8)})
+    truth = ["a"] * 10
+    for v in ("piper", "espeak"):
+        _pred(data / f"test_{v}", truth)
+        base = exp / "espnet" / "icl_embedding" / f"test_{v}"
+        _pred(base / "1best", ["a"] * 4 + ["b"] * 6)
+        _pred(base / "wcn_marg", ["b"] + ["a"] * 3 + ["b"] * 6)
+        # tuned: wins u4 u5 u6 over the 1-best, loses u0; u7 is missing (counted wrong)
+        _pred(base / "wcn_marg_tuned", ["b"] + ["a"] * 6)
+    cmd = [sys.executable, str(SCRIPT), "--exp", str(exp), "--data", str(data), "--models",
+           "espnet", "--sets", "test", "--voices", "piper", "espeak", "--inputs", "wcn_marg"]
+    subprocess.run(cmd, check=True, capture_output=True)
+    md = (exp / "RESULTS_marginal.md").read_text()
+    assert "- espnet test piper: vs 1-best +3/-1 (p=0.62), vs default +3/-0 (p=0.25)" in md
+    assert "- pooled over 2 rows: vs 1-best +6/-2 (p=0.29), vs default +6/-0 (p=0.03)" in md

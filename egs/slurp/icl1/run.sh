@@ -284,8 +284,9 @@ if [ ${stage} -le 5 ] && [ ${stop_stage} -ge 5 ]; then
       done
     done
     # shellcheck disable=SC2086
-    python local/marginal_results.py --exp "${exp}" --models ${asr_models} --sets ${eval_sets} \
-      --voices ${voices} --inputs ${tune_marginal} --selection "${sel}" --cmdline "${cmdline}"
+    python local/marginal_results.py --exp "${exp}" --data "${data}" --models ${asr_models} \
+      --sets ${eval_sets} --voices ${voices} --inputs ${tune_marginal} --selection "${sel}" \
+      --cmdline "${cmdline}"
   fi
   if [ -n "${noise_levels}" ]; then
     # accuracy vs first-pass WER: the test sentences at each SNR, read as ${noise_inputs}

@@ -7,7 +7,10 @@ every voice: the grid and the choice) and, per set x voice,
 the 1-best, the input at the default settings (4 hypotheses, the first pass's weights), at
 the dev-chosen settings, and the lattice oracle. One table per input: the choice, its dev
 accuracy, test accuracy and gap closed, (input - 1-best) / (oracle - 1-best), where the
-oracle is at least 3 points above the 1-best; the mean over rows; one bar chart.
+oracle is at least 3 points above the 1-best; the mean over rows; one bar chart. With
+``--data`` (the recipe's data dir, ``<set>_<voice>/utt2intent``), exact McNemar tests of the
+tuned input against the 1-best and against the default, per row and pooled over the rows:
+a test set of 100 sentences moves by whole utterances.
 """
 from __future__ import annotations
 
@@ -17,11 +20,48 @@ from pathlib import Path
 
 from make_results import analysis_parser, gap_pct, read_acc, write_report
 
+from speechlm.llm.serialize import read_utt2intent
+
 SCALE = {"nbest_marg": "nbest_scale", "wcn_marg": "wcn_path_scale"}
+
+
+def wins_losses(ref: Path, base: Path, new: Path) -> tuple[int, int] | None:
+    """Utterances ``new`` classifies right and ``base`` wrong, and the other way round
+    (``utt2intent`` of each prediction dir against ``ref``); None when a file is missing."""
+    files = (ref, base / "utt2intent", new / "utt2intent")
+    if not all(f.is_file() for f in files):
+        return None
+    truth, a, b = (read_utt2intent(f) for f in files)
+    ok = [(a.get(u) == t, b.get(u) == t) for u, t in truth.items()]
+    return sum(y and not x for x, y in ok), sum(x and not y for x, y in ok)
+
+
+def mcnemar(won: int, lost: int) -> str:
+    from scipy.stats import binomtest
+
+    p = binomtest(won, won + lost).pvalue if won + lost else 1.0
+    return f"+{won}/-{lost} (p={p:.2f})"
+
+
+def paired_lines(rows: list[tuple[str, tuple[int, int] | None, tuple[int, int] | None]],
+                 i: str) -> list[str]:
+    """Per-row and pooled McNemar lines: tuned vs 1-best, tuned vs default."""
+    have = [(name, x, y) for name, x, y in rows if x is not None and y is not None]
+    if not have:
+        return []
+    out = [f"Paired exact McNemar tests on the same utterances (`{i}_tuned` vs `1best`, "
+           f"`{i}_tuned` vs `{i}` default: utterances won/lost, two-sided p):", ""]
+    out += [f"- {name}: vs 1-best {mcnemar(*x)}, vs default {mcnemar(*y)}" for name, x, y in have]
+    if len(have) > 1:
+        pooled = [tuple(sum(r[j][k] for r in have) for k in (0, 1)) for j in (1, 2)]
+        out.append(f"- pooled over {len(have)} rows: vs 1-best {mcnemar(*pooled[0])}, "
+                   f"vs default {mcnemar(*pooled[1])}")
+    return out + [""]
 
 
 def main() -> int:
     p = analysis_parser(__doc__, "models", "sets", "voices", "inputs")
+    p.add_argument("--data", help="data dir with <set>_<voice>/utt2intent: paired tests")
     a = p.parse_args()
     exp = Path(a.exp)
     lines = ["# Marginalized inputs with settings chosen on dev", "",
@@ -38,7 +78,7 @@ def main() -> int:
         head = ["first pass", "k, scale (dev)", "dev acc", "set", "voice", "1best",
                 f"{i} default", f"{i} tuned", "oracle", "gap closed (default)",
                 "gap closed (tuned)"]
-        rows, cols = [], []
+        rows, cols, tests = [], [], []
         for m in a.models:
             report = exp / m / f"marginal_{i}.json"
             if not report.is_file():
@@ -59,6 +99,11 @@ def main() -> int:
                     rows.append([m, choice, f"{100 * r['dev_accuracy']:.1f}", s, v,
                                  *("-" if x is None else f"{x:.1f}" for x in acc),
                                  gap_pct(default, one, orc), gap_pct(tuned, one, orc)])
+                    if a.data:
+                        ref = Path(a.data) / f"{s}_{v}" / "utt2intent"
+                        tests.append((f"{m} {s} {v}",
+                                      wins_losses(ref, base / "1best", base / f"{i}_tuned"),
+                                      wins_losses(ref, base / i, base / f"{i}_tuned")))
         if not rows:
             continue
         lines += [f"## {i}", "", "| " + " | ".join(head) + " |", "|---" * len(head) + "|",
@@ -71,6 +116,7 @@ def main() -> int:
                          f" | {gap_pct(mean[1], mean[0], mean[3])} | "
                          f"{gap_pct(mean[2], mean[0], mean[3])} |")
         lines.append("")
+        lines += paired_lines(tests, i)
     if not bars:
         print(f"{exp}: no tuned marginal results found", file=sys.stderr)
         return 1
