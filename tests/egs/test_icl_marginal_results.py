@@ -73,3 +73,17 @@ def test_paired_tests_per_row_and_pooled(tmp_path):
     md = (exp / "RESULTS_marginal.md").read_text()
     assert "- espnet test piper: vs 1-best +3/-1 (p=0.62), vs default +3/-0 (p=0.25)" in md
     assert "- pooled over 2 rows: vs 1-best +6/-2 (p=0.29), vs default +6/-0 (p=0.03)" in md
+
+
+def test_models_tuned_by_an_earlier_run_stay_in_the_report(tmp_path):
+    exp = tmp_path / "exp"
+    _model(exp, "espnet", {"marginal_k": 8, "wcn_path_scale": 0.5}, 0.5,
+           {"piper": (0.4, 0.4, 0.6, 0.8)})
+    _model(exp, "whisper", {"marginal_k": 2, "wcn_path_scale": 1.0}, 0.7,
+           {"piper": (0.7, 0.7, 0.72, 0.8)})
+    cmd = [sys.executable, str(SCRIPT), "--exp", str(exp), "--models", "whisper", "--sets",
+           "test", "--voices", "piper", "--inputs", "wcn_marg"]
+    subprocess.run(cmd, check=True, capture_output=True)
+    rows = [r.split(" | ")[0] for r in (exp / "RESULTS_marginal.md").read_text().splitlines()
+            if r.startswith("| ") and "test" in r]
+    assert rows == ["| whisper", "| espnet"]  # this run's first, then the earlier run's

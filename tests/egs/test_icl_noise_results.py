@@ -59,3 +59,19 @@ def test_marginal_inputs_get_difference_and_gap_columns(tmp_path):
     assert head.endswith("| nbest_marg - 1best | wcn_marg - 1best | gap closed (wcn_marg) |")
     row = next(r for r in md.splitlines() if r.startswith("| 5 "))
     assert row.endswith("| 50.0 | 55.0 | 60.0 | 70.0 | +5.0 | +10.0 | 50% |")
+
+
+def test_tuned_input_is_compared_like_its_kind(tmp_path):
+    exp = tmp_path / "exp"
+    _set(exp, "test_snr0", "piper", 60.0, 50.0,
+         {"1best": 0.4, "wcn_marg": 0.45, "wcn_marg_tuned": 0.5, "oracle": 0.6})
+    cmd = [sys.executable, str(SCRIPT), "--exp", str(exp), "--models", "whisper-tiny.en",
+           "--voices", "piper", "--levels", "0", "--inputs", "1best", "wcn_marg",
+           "wcn_marg_tuned", "oracle", "--cmdline", "./run.sh"]
+    subprocess.run(cmd, check=True, capture_output=True)
+    md = (exp / "RESULTS_noise.md").read_text()
+    head = next(r for r in md.splitlines() if r.startswith("| SNR"))
+    assert head.endswith("| wcn_marg - 1best | wcn_marg_tuned - 1best | gap closed (wcn_marg) "
+                         "| gap closed (wcn_marg_tuned) |")
+    row = next(r for r in md.splitlines() if r.startswith("| 0 "))
+    assert row.endswith("| 40.0 | 45.0 | 50.0 | 60.0 | +5.0 | +10.0 | 25% | 50% |")

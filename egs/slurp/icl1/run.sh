@@ -72,7 +72,8 @@ wcn_sweep=                      # e.g. "0.05 0.2 0.4": stage 5 also classifies t
 tune_marginal=                  # e.g. "wcn_marg": stage 5 also picks k and the weight scale of
                                 # each of these inputs on the dev sets (every voice pooled;
 marginal_ks="1 2 4 8"           # this grid) and classifies the test sets with that choice
-marginal_scales="0 0.25 0.5 1"  # (<input>_tuned) -> RESULTS_marginal.md + plot
+marginal_scales="0 0.25 0.5 1"  # (<input>_tuned) -> RESULTS_marginal.md + plot; with
+                                # --noise_levels, the noise sets too (RESULTS_noise.md)
 noise_levels=                   # e.g. "20 10 5 0": test sets at each fixed SNR (dB) -> exp/.../
 noise_inputs="1best wcn wcn_cal oracle"  # RESULTS_noise.md + plot (accuracy vs WER per input)
 qa=true                         # stage 6: spoken QA from slot annotations
@@ -273,7 +274,8 @@ if [ ${stage} -le 5 ] && [ ${stop_stage} -ge 5 ]; then
         python -m speechlm.bin.slu tune-marginal --model-dir "${slu_dir}" --input "${i}" \
           ${dev_opts} --ks "${marginal_ks}" --scales "${marginal_scales}" \
           --shot-selection "${sel}" --out "${exp}/${m}/marginal_${i}.json" --threads 1 --no-progress
-        for s in ${eval_sets}; do
+        # the noise sets too: the test sentences at each SNR, never seen by the choice
+        for s in ${eval_sets} ${noise_sets}; do
           for v in ${voices}; do
             python -m speechlm.bin.slu predict --model-dir "${slu_dir}" --input "${i}" \
               --marginal-from "${exp}/${m}/marginal_${i}.json" --shot-selection "${sel}" \
@@ -300,9 +302,10 @@ if [ ${stage} -le 5 ] && [ ${stop_stage} -ge 5 ]; then
         done
       done
     done
+    tuned=""; for i in ${tune_marginal}; do tuned+=" ${i}_tuned"; done
     # shellcheck disable=SC2086
     python local/noise_results.py --exp "${exp}" --models ${asr_models} --voices ${voices} \
-      --levels ${noise_levels} --inputs ${noise_inputs} --selection "${selections%% *}" \
+      --levels ${noise_levels} --inputs ${noise_inputs} ${tuned} --selection "${selections%% *}" \
       --cmdline "${cmdline}"
   fi
   if [ -n "${wcn_sweep}" ]; then

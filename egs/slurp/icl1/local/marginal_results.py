@@ -10,7 +10,8 @@ accuracy, test accuracy and gap closed, (input - 1-best) / (oracle - 1-best), wh
 oracle is at least 3 points above the 1-best; the mean over rows; one bar chart. With
 ``--data`` (the recipe's data dir, ``<set>_<voice>/utt2intent``), exact McNemar tests of the
 tuned input against the 1-best and against the default, per row and pooled over the rows:
-a test set of 100 sentences moves by whole utterances.
+a test set of 100 sentences moves by whole utterances. First passes of EXP tuned by an
+earlier run (another ``--asr_models``) are reported after ``--models``.
 """
 from __future__ import annotations
 
@@ -64,6 +65,9 @@ def main() -> int:
     p.add_argument("--data", help="data dir with <set>_<voice>/utt2intent: paired tests")
     a = p.parse_args()
     exp = Path(a.exp)
+    # one report per exp dir: first passes tuned by earlier runs (another --asr_models) stay in
+    models = [*a.models, *sorted({f.parent.name for i in a.inputs
+                                  for f in exp.glob(f"*/marginal_{i}.json")} - set(a.models))]
     lines = ["# Marginalized inputs with settings chosen on dev", "",
              f"Command: `{a.cmdline}`. `speechlm slu tune-marginal` scores every number of "
              "hypotheses k x weight scale (the first pass's posteriors to that power, 0 = equal "
@@ -79,7 +83,7 @@ def main() -> int:
                 f"{i} default", f"{i} tuned", "oracle", "gap closed (default)",
                 "gap closed (tuned)"]
         rows, cols, tests = [], [], []
-        for m in a.models:
+        for m in models:
             report = exp / m / f"marginal_{i}.json"
             if not report.is_file():
                 continue

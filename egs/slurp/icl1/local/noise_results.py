@@ -8,7 +8,9 @@ Reads, per first pass x voice and SNR level L (set ``test_snr<L>``, ``-`` writte
 per first pass: WER, WCN oracle WER, intent accuracy per input, each N-best / WCN input minus
 the 1-best and the WCN inputs' gap closed, (WCN - 1-best) / (oracle - 1-best), where the
 oracle is at least 3 points above the 1-best; one plot panel per first pass x voice:
-accuracy vs 1-best WER, one curve per input.
+accuracy vs 1-best WER, one curve per input. An input ``<kind>_tuned`` (``run.sh
+--tune_marginal``: the marginalized input at the k and weight scale chosen on dev) gets the
+columns of its kind.
 """
 from __future__ import annotations
 
@@ -48,8 +50,9 @@ def main() -> int:
     p.add_argument("--levels", nargs="+", required=True, help="SNRs in dB, as --noise_levels")
     a = p.parse_args()
     exp = Path(a.exp)
-    diffs = [k for k in DIFF_KINDS if k in a.inputs]
-    gaps = [k for k in GAP_KINDS if k in a.inputs]
+    # <input>_tuned (run.sh --tune_marginal: k and scale picked on dev) is compared as <input>
+    diffs = [k for k in a.inputs if k.removesuffix("_tuned") in DIFF_KINDS]
+    gaps = [k for k in a.inputs if k.removesuffix("_tuned") in GAP_KINDS]
     lines = ["# Intent accuracy vs first-pass WER (noise levels)", "",
              f"Command: `{a.cmdline}`. The test sentences spoken again at each fixed SNR by "
              "the same voices, with the same reverb and noise waveform as the main test set "
