@@ -14,6 +14,7 @@ r"""Intent classification (SLU) through the LLM runtime from text, 1-best, N-bes
     speechlm slu tune-marginal --model-dir exp/slu_icl --input wcn_marg \
         --dev exp/whisper/decode_dev_cal data/dev --out exp/whisper/marginal_wcn_marg.json
     speechlm slu predict ... --input wcn_marg --marginal-from exp/whisper/marginal_wcn_marg.json
+    speechlm slu predict ... --nj 4     # 4 worker processes, each with its own LM: same labels
 
 Both modes classify by rank classification: every label (``alarm_set`` read as
 ``alarm set``) is scored by the LM as the continuation of the prompt, and the best wins
@@ -172,6 +173,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                       default=None, help="WCN alternatives without posteriors")
     pred.add_argument("--threads", type=int, default=None,
                       help="torch CPU threads (default: torch's choice)")
+    pred.add_argument("--nj", type=int, default=1,
+                      help="worker processes, each with its own copy of the LM and --threads "
+                           "threads (default: the cores shared out); the same labels as 1")
     pred.add_argument("--no-progress", action="store_true", help="no progress bar")
     pred.add_argument("--calibrate", dest="p_calibrate", action=argparse.BooleanOptionalAction,
                       default=None, help="contextual calibration (default: the SLU dir's)")
@@ -344,6 +348,8 @@ def run_predict(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     if args.llm is not None and args.llm_url is not None:
         raise ValueError("give either --llm or --llm-url, not both")
+    if args.nj < 1:
+        raise ValueError(f"--nj must be >= 1, got {args.nj}")
     given = _given(args, "s_")
     serialize = dataclasses.replace(config.serialize, **given)
     prompt = dataclasses.replace(config.prompt, **_given(args, "p_"))
@@ -378,11 +384,19 @@ def run_predict(args: argparse.Namespace) -> int:
             print(f"speechlm slu predict: already done ({out}/utt2intent)", file=sys.stderr)
             hyp = _read_hyp(out / "utt2intent")
         else:
-            if clf is None:
-                clf, _ = load_classifier(args.model_dir, prompt=prompt, llm=args.llm,
-                                         llm_url=args.llm_url, llm_model=args.llm_model)
             started = time.monotonic()
-            hyp = clf.predict(inputs[kind], progress=not args.no_progress)
+            load_kwargs = {"prompt": prompt, "llm": args.llm, "llm_url": args.llm_url,
+                           "llm_model": args.llm_model}
+            if args.nj > 1:
+                from speechlm.llm.slu_parallel import predict_parallel
+
+                hyp = predict_parallel(args.model_dir, inputs[kind], args.nj,
+                                       load_kwargs=load_kwargs, threads=args.threads,
+                                       progress=not args.no_progress)
+            else:
+                if clf is None:
+                    clf, _ = load_classifier(args.model_dir, **load_kwargs)
+                hyp = clf.predict(inputs[kind], progress=not args.no_progress)
             _write_hyp(out, hyp, stamp)
             print(f"{kind}: {len(hyp)} utterances in {time.monotonic() - started:.0f} s",
                   file=sys.stderr)

@@ -203,3 +203,20 @@ def test_tune_marginal_on_dev_then_predict_with_its_choice(setup, tmp_path, caps
     assert _predict(setup, slu, "wcn_marg", tmp_path / "bad", "--marginal-from",
                     str(report)) == 1
     assert "not a 'speechlm slu tune-marginal' report" in capsys.readouterr().err
+
+
+def test_worker_processes_give_the_labels_of_one(setup, tmp_path, capsys):
+    slu = tmp_path / "icl"
+    assert main(["slu", "train", "--llm", str(setup["lm"]), "--train-jsonl",
+                 str(setup["train"]), "--out", str(slu), "--mode", "icl", "--shots", "2",
+                 "--no-progress"]) == 0
+    for kind in ("wcn", "wcn_marg"):
+        one, two = tmp_path / f"{kind}_nj1", tmp_path / f"{kind}_nj2"
+        assert _predict(setup, slu, kind, one) == 0
+        assert _predict(setup, slu, kind, two, "--nj", "2", "--threads", "1") == 0
+        assert (one / "utt2intent").read_text() == (two / "utt2intent").read_text()
+        acc = json.loads((two / "accuracy.json").read_text())
+        assert acc["total"] == 40 and acc["missing"] == 0
+    capsys.readouterr()
+    assert _predict(setup, slu, "wcn", tmp_path / "bad", "--nj", "0") == 1
+    assert "--nj must be >= 1, got 0" in capsys.readouterr().err

@@ -64,7 +64,7 @@ def test_an_unknown_voice_kind_is_named():
 
 def _predict_calls(inputs: str) -> list[tuple[str, str, str]]:
     """(--input, --decode-dir, --out) of each ``slu predict`` predict_icl would run."""
-    fake = 'python() { shift 3; echo "$*"; }; exp=E; data=D; slu_dir=S; '
+    fake = 'python() { shift 3; echo "$*"; }; exp=E; data=D; slu_dir=S; nj=3; '
     res = _bash(fake + f"predict_icl embedding m test piper {inputs}")
     assert res.returncode == 0, res.stderr
     calls = []
@@ -72,6 +72,7 @@ def _predict_calls(inputs: str) -> list[tuple[str, str, str]]:
         words = line.split()
         opt = {w: words[i + 1] for i, w in enumerate(words[:-1]) if w.startswith("--")}
         kinds = line.split("--input ")[1].split(" --")[0]
+        assert opt["--nj"] == "3"  # run.sh's nj: slu predict's worker processes
         calls.append((kinds, opt["--decode-dir"], opt["--out"]))
     return calls
 

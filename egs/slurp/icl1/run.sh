@@ -35,7 +35,8 @@
 # The speech is SYNTHETIC: SLURP's and SNIPS's audio are not available here.
 set -euo pipefail
 
-stage=1; stop_stage=100; nj=1
+stage=1; stop_stage=100
+nj=1                            # parallel jobs: decoding, and slu predict's worker processes
 corpus=slurp                    # slurp | snips
 slurp=                          # default: $SPEECHLM_DATA/slurp, ../shared/data/slurp
 snips=                          # --corpus snips: default $SPEECHLM_DATA/snips, ../shared/data/snips
@@ -280,7 +281,8 @@ if [ ${stage} -le 5 ] && [ ${stop_stage} -ge 5 ]; then
             python -m speechlm.bin.slu predict --model-dir "${slu_dir}" --input "${i}" \
               --marginal-from "${exp}/${m}/marginal_${i}.json" --shot-selection "${sel}" \
               --decode-dir "${exp}/${m}/decode_${s}_${v}${cal}" --data-dir "${data}/${s}_${v}" \
-              --out "${exp}/${m}/icl_${sel}/${s}_${v}/${i}_tuned" --threads 1 --no-progress
+              --out "${exp}/${m}/icl_${sel}/${s}_${v}/${i}_tuned" --threads 1 \
+              --nj "${nj}" --no-progress
           done
         done
       done
@@ -320,12 +322,14 @@ if [ ${stage} -le 5 ] && [ ${stop_stage} -ge 5 ]; then
             python -m speechlm.bin.slu predict --model-dir "${slu_dir}" --input wcn \
               --wcn-threshold "${t}" --shot-selection "${sel}" \
               --decode-dir "${exp}/${m}/decode_${s}_${v}" --data-dir "${data}/${s}_${v}" \
-              --out "${d}/t${t}" --threads 1 --no-progress
+              --out "${d}/t${t}" --threads 1 --nj "${nj}" \
+              --no-progress
           done
           python -m speechlm.bin.slu predict --model-dir "${slu_dir}" --input wcn \
             --wcn-threshold "${wcn_threshold}" --no-wcn-posteriors --shot-selection "${sel}" \
             --decode-dir "${exp}/${m}/decode_${s}_${v}" --data-dir "${data}/${s}_${v}" \
-            --out "${d}/noprob" --threads 1 --no-progress
+            --out "${d}/noprob" --threads 1 --nj "${nj}" \
+            --no-progress
         done
       done
     done
@@ -344,7 +348,8 @@ if [ ${stage} -le 5 ] && [ ${stop_stage} -ge 5 ]; then
           python -m speechlm.bin.slu predict --model-dir "${slu_dir}" --input ${sweep_inputs} \
             --shots "${n}" --shot-selection "${sel}" \
             --decode-dir "${exp}/${m}/decode_${s}_${v}" --data-dir "${data}/${s}_${v}" \
-            --out "${exp}/${m}/icl_shots/${sel}/${n}/${s}_${v}" --threads 1 --no-progress
+            --out "${exp}/${m}/icl_shots/${sel}/${n}/${s}_${v}" --threads 1 \
+            --nj "${nj}" --no-progress
         done
       done
     done

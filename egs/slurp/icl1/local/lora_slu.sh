@@ -26,6 +26,7 @@ inputs="text 1best nbest wcn oracle"
 wcn_threshold=0.1
 selection=embedding             # the ICL run compared against
 seed=0
+nj=1                            # slu predict worker processes (each its own LM)
 cmdline="$0 $*"
 . ./path.sh; . utils/parse_options.sh
 . utils/log.sh
@@ -83,7 +84,8 @@ for s in ${sets}; do
     # shellcheck disable=SC2086
     python -m speechlm.bin.slu predict --model-dir "${slu}" --input ${kinds} \
       --decode-dir "${exp}/${asr_model}/decode_${s}_${v}" --data-dir "${data}/${s}_${v}" \
-      --out "${exp}/${asr_model}/lora_${tag}/${s}_${v}" --threads 1 --no-progress
+      --out "${exp}/${asr_model}/lora_${tag}/${s}_${v}" --threads 1 \
+      --nj "${nj}" --no-progress
   done
 done
 # shellcheck disable=SC2086

@@ -11,11 +11,13 @@ predict_icl() {
   # shellcheck disable=SC2086
   [ -z "${kinds// /}" ] || python -m speechlm.bin.slu predict --model-dir "${slu_dir}" \
     --input ${kinds} --shot-selection "${sel}" --decode-dir "${exp}/${m}/decode_${s}_${v}" \
-    --data-dir "${data}/${s}_${v}" --out "${dest}" --threads 1 --no-progress
+    --data-dir "${data}/${s}_${v}" --out "${dest}" --threads 1 --nj "${nj}" \
+    --no-progress
   for i in wcn_cal wcn_marg; do
     [[ " $* " == *" ${i} "* ]] || continue
     python -m speechlm.bin.slu predict --model-dir "${slu_dir}" --input "${i%_cal}" \
       --shot-selection "${sel}" --decode-dir "${exp}/${m}/decode_${s}_${v}_cal" \
-      --data-dir "${data}/${s}_${v}" --out "${out}/${i}" --threads 1 --no-progress
+      --data-dir "${data}/${s}_${v}" --out "${out}/${i}" --threads 1 \
+      --nj "${nj}" --no-progress
   done
 }
