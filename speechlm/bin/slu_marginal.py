@@ -2,7 +2,7 @@
 
     speechlm slu tune-marginal --model-dir exp/slu_icl --input wcn_marg \
         --dev exp/espnet/decode_dev_cal data/dev [--dev ...] \
-        [--ks "1 2 4 8"] [--scales "0 0.25 0.5 1"] --out exp/espnet/marginal_wcn_marg.json
+        [--ks "1 2 4 8"] [--scales "0 0.25 0.5 1"] [--nj 4] --out exp/espnet/marginal_wcn_marg.json
     speechlm slu predict ... --input wcn_marg --marginal-from exp/espnet/marginal_wcn_marg.json
 
 The grid is scored on the pooled dev sets (``speechlm.llm.marginal_tuning``); the report
@@ -37,7 +37,12 @@ def add_tune_arguments(sub: Any, description: str) -> argparse.ArgumentParser:
                       help=f"weight scale candidates, 0 = equal weights (default: {SCALES!r})")
     tune.add_argument("--out", required=True, help="the report (JSON)")
     tune.add_argument("--llm", help="icl: use this LLM instead of the SLU dir's")
-    tune.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    tune.add_argument("--threads", type=int, default=None,
+                      help="torch CPU threads (with --nj: per worker, default the cores "
+                           "shared out)")
+    tune.add_argument("--nj", type=int, default=1,
+                      help="worker processes that rank the grid's distinct hypotheses, each "
+                           "with its own copy of the LM; the same report as 1")
     tune.add_argument("--no-progress", action="store_true", help="no progress bar")
     return tune
 
@@ -56,13 +61,17 @@ def run_tune(args: argparse.Namespace, serialize: Any, prompt: Any, stamp_of: An
     """``stamp_of(inputs, settings)``: predict's digest of the SLU dir, LLM and inputs."""
     from speechlm.llm.marginal_tuning import (
         SCALE_FIELD,
+        ScoreTable,
         best_candidate,
         candidate_inputs,
+        grid_texts,
         read_dev_references,
         tune_marginal,
     )
-    from speechlm.llm.slu import load_classifier
+    from speechlm.llm.slu import SLUConfig, load_classifier
 
+    if args.nj < 1:
+        raise ValueError(f"--nj must be >= 1, got {args.nj}")
     ks = _numbers(args.ks, int, "--ks")
     scales = _numbers(args.scales, float, "--scales")
     dev = [(Path(d), Path(t)) for d, t in args.dev]
@@ -80,14 +89,24 @@ def run_tune(args: argparse.Namespace, serialize: Any, prompt: Any, stamp_of: An
         if old.get("stamp") == stamp:
             print(f"speechlm slu tune-marginal: already done ({out})", file=sys.stderr)
             return 0
-    if args.threads is not None:
-        import torch
-
-        torch.set_num_threads(args.threads)
-    clf, _ = load_classifier(args.model_dir, prompt=prompt, llm=args.llm)
     started = time.monotonic()
-    rows = tune_marginal(clf, args.input, serialize, dev, ks, scales,
-                         progress=not args.no_progress)
+    load_kwargs = {"prompt": prompt, "llm": args.llm}
+    if args.nj > 1:
+        from speechlm.llm.slu_parallel import score_texts
+
+        # every distinct hypothesis ranked once, in the workers; the grid is then arithmetic
+        texts = grid_texts(args.input, serialize, dev, ks, scales)
+        scorer = ScoreTable(SLUConfig.load(args.model_dir).labels,
+                            score_texts(args.model_dir, texts, args.nj, load_kwargs=load_kwargs,
+                                        threads=args.threads, progress=not args.no_progress))
+    else:
+        if args.threads is not None:
+            import torch
+
+            torch.set_num_threads(args.threads)
+        scorer, _ = load_classifier(args.model_dir, **load_kwargs)
+    rows = tune_marginal(scorer, args.input, serialize, dev, ks, scales,
+                         progress=not args.no_progress and args.nj == 1)
     best = best_candidate(rows)
     field = SCALE_FIELD[args.input]
     print(f"|marginal_k|{field}|dev accuracy (%)|\n|---|---|---|")

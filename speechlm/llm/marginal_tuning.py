@@ -13,11 +13,14 @@ hypothesis once (the largest ``k`` goes first).
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from tqdm.auto import tqdm
+
+from speechlm.data.kaldi_dir import c_sorted
 from speechlm.llm.serialize import (
     MARGINAL_KINDS,
     SerializeConfig,
@@ -59,13 +62,56 @@ def candidate_inputs(kind: str, config: SerializeConfig,
     return {u: out.get(u, [("", 1.0)]) for u in refs}
 
 
-def tune_marginal(classifier: Any, kind: str, config: SerializeConfig,
+def candidates(kind: str, config: SerializeConfig, dev: Sequence[tuple[str | Path, str | Path]],
+               refs: dict[str, str], ks: Sequence[int], scales: Sequence[float]
+               ) -> Iterator[tuple[int, float, dict[str, list[tuple[str, float]]]]]:
+    """(k, scale, weighted hypotheses of every dev utterance) of each grid point, the
+    largest k first (a ranking cache then ranks each hypothesis at its first sight)."""
+    kind = input_kind(kind)
+    if kind not in MARGINAL_KINDS:
+        raise ValueError(f"tune_marginal tunes {MARGINAL_KINDS}, got {kind!r}")
+    if not ks or not scales:
+        raise ValueError("tune_marginal needs at least one k and one scale")
+    for k in sorted(set(ks), reverse=True):
+        for scale in scales:
+            candidate = replace(config, marginal_k=k, **{SCALE_FIELD[kind]: scale})
+            yield k, scale, candidate_inputs(kind, candidate, dev, refs)
+
+
+def grid_texts(kind: str, config: SerializeConfig,
+               dev: Sequence[tuple[str | Path, str | Path]], ks: Sequence[int],
+               scales: Sequence[float]) -> list[str]:
+    """Every distinct hypothesis the grid reads (the empty one included where a first pass
+    wrote nothing), in order of first sight: what the LM must rank once."""
+    refs = read_dev_references(dev)
+    seen: dict[str, None] = {}
+    for _, _, inputs in candidates(kind, config, dev, refs, ks, scales):
+        for u in c_sorted(inputs):
+            seen.update((text, None) for text, _ in inputs[u] or [("", 1.0)])
+    return list(seen)
+
+
+class ScoreTable:
+    """Label scores computed beforehand (``speechlm.llm.slu_parallel.score_texts``) in the
+    place of an ``IntentClassifier``: ``labels`` and ``scores(text, utt)``."""
+
+    def __init__(self, labels: Sequence[str], table: dict[str, list[float]]) -> None:
+        self.labels, self.table = list(labels), table
+
+    def scores(self, text: str, utt: str = "?") -> list[float]:
+        if text not in self.table:
+            raise KeyError(f"utterance {utt}: hypothesis {text!r} was not scored")
+        return self.table[text]
+
+
+def tune_marginal(scorer: Any, kind: str, config: SerializeConfig,
                   dev: Sequence[tuple[str | Path, str | Path]], ks: Sequence[int],
                   scales: Sequence[float], progress: bool = True) -> list[dict[str, Any]]:
     """Dev intent accuracy of ``kind`` at every ``marginal_k`` x weight scale.
 
     Args:
-        classifier: an ``IntentClassifier`` (its ranking cache is what keeps the grid cheap).
+        scorer: ``labels`` and ``scores(text, utt)``: an ``IntentClassifier`` (its ranking
+            cache is what keeps the grid cheap) or a :class:`ScoreTable`.
         kind: ``nbest_marg`` or ``wcn_marg``.
         config: the other serialization settings.
         dev: (decode dir, data dir with utt2intent) pairs, pooled.
@@ -74,24 +120,19 @@ def tune_marginal(classifier: Any, kind: str, config: SerializeConfig,
     Returns:
         One row per candidate: ``marginal_k``, the scale field, correct, total, accuracy.
     """
-    from speechlm.llm.slu import accuracy
+    from speechlm.llm.slu import accuracy, best_label, marginalize
 
-    kind = input_kind(kind)
-    if kind not in MARGINAL_KINDS:
-        raise ValueError(f"tune_marginal tunes {MARGINAL_KINDS}, got {kind!r}")
-    if not ks or not scales:
-        raise ValueError("tune_marginal needs at least one k and one scale")
     refs = read_dev_references(dev)
-    field = SCALE_FIELD[kind]
+    field = SCALE_FIELD.get(input_kind(kind), "")
     rows = []
-    for k in sorted(set(ks), reverse=True):  # the largest k ranks every hypothesis once
-        for scale in scales:
-            candidate = replace(config, marginal_k=k, **{field: scale})
-            hyp = classifier.predict(candidate_inputs(kind, candidate, dev, refs),
-                                     progress=progress and not rows)
-            acc = accuracy(hyp, refs)
-            rows.append({"marginal_k": k, field: scale, "correct": acc["correct"],
-                         "total": acc["total"], "accuracy": acc["accuracy"]})
+    for k, scale, inputs in candidates(kind, config, dev, refs, ks, scales):
+        utts = tqdm(c_sorted(inputs), disable=not (progress and not rows), desc="tune",
+                    unit="utt")
+        hyp = {u: best_label(scorer.labels, marginalize(scorer.scores, inputs[u], u))
+               for u in utts}
+        acc = accuracy(hyp, refs)
+        rows.append({"marginal_k": k, field: scale, "correct": acc["correct"],
+                     "total": acc["total"], "accuracy": acc["accuracy"]})
     return rows
 
 

@@ -259,6 +259,31 @@ def rank_labels(llm: LanguageModel, prompt: str, label_texts: Sequence[str], *,
     return [r.total for r in results]
 
 
+def marginalize(scores: Any, hyps: Sequence[tuple[str, float]], utt: str = "?") -> list[float]:
+    """``log sum_h w_h P(label | h)`` with ``scores(text, utt)`` the label scores of one
+    hypothesis (normalized over the labels here); an empty list is the empty hypothesis.
+
+    Raises:
+        ValueError: a negative weight, or weights that do not sum to a positive number.
+    """
+    hyps = list(hyps) or [("", 1.0)]
+    total = sum(w for _, w in hyps)
+    if any(w < 0 for _, w in hyps) or not total > 0:
+        raise ValueError(f"utterance {utt}: hypothesis weights must be >= 0 with a "
+                         f"positive sum, got {[w for _, w in hyps]}")
+    terms = []  # (hypotheses, labels): log w_h + log P(label | h)
+    for text, w in hyps:
+        if w > 0:
+            s = np.asarray(scores(text, utt), dtype=np.float64)
+            terms.append(math.log(w / total) + s - np.logaddexp.reduce(s))
+    return np.logaddexp.reduce(np.stack(terms), axis=0).tolist()
+
+
+def best_label(labels: Sequence[str], scores: Sequence[float]) -> str:
+    """The label of the highest score (the first of equal ones)."""
+    return labels[max(range(len(scores)), key=scores.__getitem__)]
+
+
 class IntentClassifier:
     """An LM plus the prompt, labels and few-shot pool of an SLU dir.
 
@@ -327,17 +352,7 @@ class IntentClassifier:
         Raises:
             ValueError: a negative weight, or weights that do not sum to a positive number.
         """
-        hyps = list(hyps) or [("", 1.0)]
-        total = sum(w for _, w in hyps)
-        if any(w < 0 for _, w in hyps) or not total > 0:
-            raise ValueError(f"utterance {utt}: hypothesis weights must be >= 0 with a "
-                             f"positive sum, got {[w for _, w in hyps]}")
-        terms = []  # (hypotheses, labels): log w_h + log P(label | h)
-        for text, w in hyps:
-            if w > 0:
-                s = np.asarray(self.scores(text, utt), dtype=np.float64)
-                terms.append(math.log(w / total) + s - np.logaddexp.reduce(s))
-        return np.logaddexp.reduce(np.stack(terms), axis=0).tolist()
+        return marginalize(self.scores, hyps, utt)
 
     def classify(self, text: str | Sequence[str] | Sequence[tuple[str, float]],
                  utt: str = "?") -> str:
@@ -345,7 +360,7 @@ class IntentClassifier:
         first), or weighted hypotheses ``[(text, weight)]`` (:meth:`marginal_scores`)."""
         weighted = not isinstance(text, str) and bool(text) and isinstance(text[0], tuple)
         s = self.marginal_scores(text, utt) if weighted else self.scores(text, utt)
-        return self.labels[max(range(len(s)), key=s.__getitem__)]
+        return best_label(self.labels, s)
 
     def predict(self, inputs: dict[str, str] | dict[str, list[str]]
                 | dict[str, list[tuple[str, float]]], progress: bool = True) -> dict[str, str]:

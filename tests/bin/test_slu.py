@@ -220,3 +220,13 @@ def test_worker_processes_give_the_labels_of_one(setup, tmp_path, capsys):
     capsys.readouterr()
     assert _predict(setup, slu, "wcn", tmp_path / "bad", "--nj", "0") == 1
     assert "--nj must be >= 1, got 0" in capsys.readouterr().err
+    reports = []
+    for nj in ("1", "2"):  # tune-marginal: the grid's hypotheses ranked in the workers
+        out = tmp_path / f"marg_nj{nj}.json"
+        assert main(["slu", "tune-marginal", "--model-dir", str(slu), "--input", "wcn_marg",
+                     "--dev", str(setup["decode"]), str(setup["data_dir"]), "--ks", "1 3",
+                     "--scales", "0 1", "--out", str(out), "--no-progress", "--threads", "1",
+                     "--nj", nj]) == 0
+        reports.append(json.loads(out.read_text()))
+    assert reports[0]["candidates"] == reports[1]["candidates"]
+    assert reports[0]["best"] == reports[1]["best"]

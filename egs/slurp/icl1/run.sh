@@ -274,7 +274,8 @@ if [ ${stage} -le 5 ] && [ ${stop_stage} -ge 5 ]; then
         # shellcheck disable=SC2086
         python -m speechlm.bin.slu tune-marginal --model-dir "${slu_dir}" --input "${i}" \
           ${dev_opts} --ks "${marginal_ks}" --scales "${marginal_scales}" \
-          --shot-selection "${sel}" --out "${exp}/${m}/marginal_${i}.json" --threads 1 --no-progress
+          --shot-selection "${sel}" --out "${exp}/${m}/marginal_${i}.json" --threads 1 \
+          --nj "${nj}" --no-progress
         # the noise sets too: the test sentences at each SNR, never seen by the choice
         for s in ${eval_sets} ${noise_sets}; do
           for v in ${voices}; do
