@@ -37,6 +37,9 @@ def test_two_first_passes(tmp_path):
     _system(exp, "pocketsphinx", (40.0, 30.0),
             {"1best": 0.5, "wcn": 0.6, "wcn_cal": 0.45, "wcn_marg": 0.65, "oracle": 0.7},
             {0.05: -2.2, 0.1: 0.1, 0.2: -2.9}, 0.1)
+    (tmp_path / "data" / "local").mkdir(parents=True)
+    (tmp_path / "data" / "local" / "sets.json").write_text(json.dumps(
+        {"sets": {"test": 10}, "test_intents_not_in_pool": ["BookRestaurant"]}))
     cmd = [sys.executable, str(SCRIPT), "--exp", str(exp), "--data", str(tmp_path / "data"),
            "--models", "whisper-tiny.en", "pocketsphinx", "--sets", "test", "--voices",
            "piper", "--selections", "embedding", "--llm", "smollm2-135m-instruct",
@@ -60,6 +63,8 @@ def test_two_first_passes(tmp_path):
     assert "- pocketsphinx: scales 0.05-0.2 on 28 dev utterances, best NCE 0.10 at 0.1" in md
     assert ("gap closed pocketsphinx test piper (embedding): WCN 50%, WCN cal -25%, "
             "WCN marg 75%") in out
+    assert ("- intents of a test set that the few-shot pool does not have (never right; "
+            'their utterances are counted): `{"test": ["BookRestaurant"]}`') in md
     assert (exp / "RESULTS.png").stat().st_size > 1000
 
 

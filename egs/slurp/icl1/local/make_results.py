@@ -319,6 +319,12 @@ def main() -> int:
               "(`../slu1/local/prepare_slu.py --corpus snips`); dev and test sentences are "
               "removed from the pool; sentences with digits are left out (the synthesiser "
               f"reads them out): `{json.dumps(summary.get('left_out_with_digits', {}))}`"]
+    unseen = summary.get("test_intents_not_in_train") or (
+        {"test": summary["test_intents_not_in_pool"]}
+        if summary.get("test_intents_not_in_pool") else {})
+    if unseen:
+        L += ["- intents of a test set that the few-shot pool does not have (never right; "
+              f"their utterances are counted): `{json.dumps(unseen)}`"]
     L += [""]
     L += ["## First pass: WER (%) and WCN calibration", "",
           "|first pass|set|voice|1-best|WCN MBR|lattice oracle|N-best oracle|WCN oracle|"

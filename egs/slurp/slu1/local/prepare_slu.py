@@ -154,6 +154,55 @@ def prepare_snips(snips: Path, dev_per_intent: int, test_per_intent: int, seed: 
     return {"slu_train": pool, "dev": parts["dev"], "test": parts["test"]}, summary
 
 
+def prepare_slurp(slurp: Path, test_jsonl: list[Path], dev_size: int, test_size: int,
+                  seed: int, snips: Path | None = None, snips_eval_size: int = 150,
+                  snips_train_size: int = 2000, asr_train_lines: int = 3000):
+    """SLURP's devel split by sentence into slu_train / dev / test, each ``test_jsonl`` one more
+    test set ``test_<stem>``, SNIPS sets when ``snips`` is given; every sentence of a non-train
+    set is removed from the training sets and from the LM / ASR text. Returns the sets, the LM
+    text lines, the ASR training lines and the summary (set sizes, removed counts, and the
+    intents of each extra test set that slu_train does not have: they can never be right).
+    """
+    parts = split(read_slurp_jsonl(slurp / "devel.jsonl", "slurp-"), dev_size, test_size, seed)
+    sets = {"slu_train": parts["train"], "dev": parts["dev"], "test": parts["test"]}
+    for path in test_jsonl:
+        name = "test_" + re.sub(r"[^A-Za-z0-9_]+", "_", path.stem)
+        if name in sets:
+            raise ValueError(f"{path}: a second test set named {name} (rename the file)")
+        sets[name] = read_slurp_jsonl(path, f"{name}-")
+    if snips is not None:
+        # the SLU system of this recipe reads id, text and intent (no slot spans)
+        snips_rows = [{k: r[k] for k in ("id", "text", "intent")} for r in read_snips(snips)[0]]
+        snips_parts = split(snips_rows, snips_eval_size, snips_eval_size, seed)
+        train = snips_parts["train"]
+        if snips_train_size and len(train) > snips_train_size:
+            train = random.Random(seed).sample(train, snips_train_size)
+        sets.update(snips_train=train, snips_dev=snips_parts["dev"],
+                    snips_test=snips_parts["test"])
+    held_out = {r["text"] for name, rows in sets.items() if "train" not in name for r in rows}
+    removed = {}
+    for name in [n for n in sets if "train" in n]:
+        before = len(sets[name])
+        sets[name] = [r for r in sets[name] if r["text"] not in held_out]
+        removed[name] = before - len(sets[name])
+
+    lm_lines = [normalize(line) for line in
+                (slurp / "lm_train_text.txt").read_text(encoding="utf-8").splitlines()]
+    lm_lines += [r["text"] for r in sets["slu_train"]]
+    lm_text = [t for t in lm_lines if t and t not in held_out]
+    removed["lm_text"] = sum(1 for t in lm_lines if t in held_out)
+    distinct = sorted(set(lm_text))
+    random.Random(seed).shuffle(distinct)
+    asr_lines = sorted(distinct[:asr_train_lines])
+    known = {r["intent"] for r in sets["slu_train"]}
+    unseen = {name: sorted({r["intent"] for r in sets[name]} - known)
+              for name in sets if name.startswith("test_")}
+    summary = {"sets": {n: len(r) for n, r in sets.items()}, "lm_text_lines": len(lm_text),
+               "asr_train_lines": len(asr_lines), "removed_as_held_out": removed,
+               "test_intents_not_in_train": {n: u for n, u in unseen.items() if u}}
+    return sets, lm_text, asr_lines, summary
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -192,44 +241,15 @@ def main() -> int:
         return 0
     if args.slurp is None:
         p.error("--slurp DIR is required (or --corpus snips)")
-    args.out.mkdir(parents=True, exist_ok=True)
-    slurp = split(read_slurp_jsonl(args.slurp / "devel.jsonl", "slurp-"),
-                  args.dev_size, args.test_size, args.seed)
-    sets = {"slu_train": slurp["train"], "dev": slurp["dev"], "test": slurp["test"]}
-    for path in args.test_jsonl:
-        name = "test_" + re.sub(r"[^A-Za-z0-9_]+", "_", path.stem)
-        sets[name] = read_slurp_jsonl(path, f"{name}-")
-    if args.snips is not None:
-        # the SLU system of this recipe reads id, text and intent (no slot spans)
-        snips_rows = [{k: r[k] for k in ("id", "text", "intent")}
-                      for r in read_snips(args.snips)[0]]
-        snips = split(snips_rows, args.snips_eval_size, args.snips_eval_size, args.seed)
-        train = snips["train"]
-        if args.snips_train_size and len(train) > args.snips_train_size:
-            train = random.Random(args.seed).sample(train, args.snips_train_size)
-        sets.update(snips_train=train, snips_dev=snips["dev"], snips_test=snips["test"])
-    held_out = {r["text"] for name, rows in sets.items() if "train" not in name for r in rows}
-    removed = {}
-    for name in [n for n in sets if "train" in n]:
-        before = len(sets[name])
-        sets[name] = [r for r in sets[name] if r["text"] not in held_out]
-        removed[name] = before - len(sets[name])
+    sets, lm_text, asr_lines, summary = prepare_slurp(
+        args.slurp, args.test_jsonl, args.dev_size, args.test_size, args.seed,
+        snips=args.snips, snips_eval_size=args.snips_eval_size,
+        snips_train_size=args.snips_train_size, asr_train_lines=args.asr_train_lines)
     for name, rows in sets.items():
         write_set(args.out, name, rows)
-
-    lm_lines = [normalize(line) for line in
-                (args.slurp / "lm_train_text.txt").read_text(encoding="utf-8").splitlines()]
-    lm_lines += [r["text"] for r in sets["slu_train"]]
-    lm_text = [t for t in lm_lines if t and t not in held_out]
-    removed["lm_text"] = sum(1 for t in lm_lines if t in held_out)
     (args.out / "lm_text.txt").write_text("\n".join(lm_text) + "\n", encoding="utf-8")
-    distinct = sorted(set(lm_text))
-    random.Random(args.seed).shuffle(distinct)
-    asr_lines = sorted(distinct[:args.asr_train_lines])
     (args.out / "asr_train.text").write_text(
         "".join(f"asrtrain-{k:05d} {t}\n" for k, t in enumerate(asr_lines)), encoding="utf-8")
-    summary = {"sets": {n: len(r) for n, r in sets.items()}, "lm_text_lines": len(lm_text),
-               "asr_train_lines": len(asr_lines), "removed_as_held_out": removed}
     (args.out / "sets.json").write_text(json.dumps(summary, indent=1) + "\n")
     print(json.dumps(summary))
     return 0

@@ -1,0 +1,71 @@
+"""egs/slurp/{slu1,icl1} stage 1's SLURP side (slu1/local/prepare_slu.py): sets split by
+sentence, a ``--test_jsonl`` set kept whole and held out of every training text, and its
+intents that training does not have reported."""
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+_spec = importlib.util.spec_from_file_location(
+    "prepare_slu", Path(__file__).parents[2] / "egs" / "slurp" / "slu1" / "local"
+    / "prepare_slu.py")
+prepare_slu = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(prepare_slu)
+
+
+def _jsonl(path, rows):
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def slurp(tmp_path):
+    d = tmp_path / "slurp"
+    d.mkdir()
+    _jsonl(d / "devel.jsonl", [
+        {"slurp_id": k, "sentence": f"Wake me up at {w}!", "intent": "alarm_set"}
+        for k, w in enumerate("one two three four five six seven eight".split())] + [
+        {"slurp_id": 100 + k, "sentence": f"play {w}", "intent": "play_music"}
+        for k, w in enumerate("jazz rock pop folk".split())])
+    (d / "lm_train_text.txt").write_text(
+        "wake me up at six\nPlay Jazz\nturn the lights off\n", encoding="utf-8")
+    return d
+
+
+def test_test_jsonl_is_held_out_of_every_training_text(slurp, tmp_path):
+    held = _jsonl(tmp_path / "kept back.jsonl", [
+        {"slurp_id": 7, "sentence": "play jazz", "intent": "play_music"},
+        {"id": "x", "sentence": "wake me up at six", "intent": "alarm_set"},
+        {"slurp_id": 9, "sentence": "order a pizza", "intent": "takeaway_order"}])
+    sets, lm_text, asr_lines, summary = prepare_slu.prepare_slurp(
+        slurp, [held], dev_size=2, test_size=2, seed=0, asr_train_lines=2)
+    assert [r["id"] for r in sets["test_kept_back"]] == [
+        "test_kept_back-7", "test_kept_back-x", "test_kept_back-9"]
+    assert sets["test_kept_back"][1]["text"] == "wake me up at six"
+    held_texts = {r["text"] for n in ("dev", "test", "test_kept_back") for r in sets[n]}
+    assert not held_texts & {r["text"] for r in sets["slu_train"]}
+    assert not held_texts & set(lm_text) and not held_texts & set(asr_lines)
+    assert "turn the lights off" in lm_text and len(asr_lines) == 2
+    # "play jazz" and "wake me up at six" leave slu_train unless drawn for dev/test
+    drawn = {r["text"] for n in ("dev", "test") for r in sets[n]}
+    assert summary["removed_as_held_out"]["slu_train"] == len(
+        {"play jazz", "wake me up at six"} - drawn)
+    assert summary["removed_as_held_out"]["lm_text"] >= 2  # both lines of lm_train_text
+    assert summary["sets"]["test_kept_back"] == 3
+    assert summary["test_intents_not_in_train"] == {"test_kept_back": ["takeaway_order"]}
+    again = prepare_slu.prepare_slurp(slurp, [held], 2, 2, 0, asr_train_lines=2)
+    assert again == (sets, lm_text, asr_lines, summary)
+
+
+def test_bad_test_jsonl_names_the_file_and_line(slurp, tmp_path):
+    bad = _jsonl(tmp_path / "bad.jsonl", [{"sentence": "play jazz", "intent": "play_music"},
+                                          {"sentence": "no label"}])
+    with pytest.raises(ValueError, match=r"bad\.jsonl:2: not a SLURP line"):
+        prepare_slu.prepare_slurp(slurp, [bad], 2, 2, 0)
+    other = tmp_path / "other"
+    other.mkdir()
+    twin = _jsonl(other / "bad.jsonl", [{"sentence": "a", "intent": "b"}])
+    fine = _jsonl(tmp_path / "bad.jsonl", [{"sentence": "c", "intent": "d"}])
+    with pytest.raises(ValueError, match="a second test set named test_bad"):
+        prepare_slu.prepare_slurp(slurp, [fine, twin], 2, 2, 0)
