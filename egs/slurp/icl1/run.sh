@@ -58,7 +58,8 @@ ps_scales="0.03 0.05 0.07 0.085 0.1 0.12 0.15 0.2 0.3 0.5"  # PocketSphinx: acou
                                 # tried in stage 3 (Kaldi-style 1/LMWT; decoder's: 1/9.5)
 llm=smollm2-135m-instruct       # a catalogue LLM or a local checkpoint dir
 shots=8
-selections="embedding"          # shot selection(s): embedding (MiniLM), random, similar (TF-IDF)
+selections="embedding"          # shot selection(s): embedding (MiniLM), random, similar (TF-IDF);
+                                # two or more: compared in exp/.../RESULTS_selection.md + plot
 inputs=                         # default "text 1best nbest nbest_marg wcn wcn_cal wcn_marg
                                 # oracle" (--quick: without the two _marg, 4 rankings an
                                 # utterance each); wcn_cal: WCN at the dev-tuned acoustic
@@ -263,6 +264,13 @@ if [ ${stage} -le 5 ] && [ ${stop_stage} -ge 5 ]; then
       done
     done
   done
+  if [ "${selections}" != "${selections%% *}" ]; then
+    # the paper's shot-selection analysis: every selection side by side, paired tests
+    # shellcheck disable=SC2086
+    python local/selection_results.py --exp "${exp}" --data "${data}" --models ${asr_models} \
+      --sets ${eval_sets} --voices ${voices} --inputs ${inputs} --selections ${selections} \
+      --cmdline "${cmdline}"
+  fi
   if [ -n "${tune_marginal}" ]; then
     # how many hypotheses, and how far to trust their weights: chosen on dev, scored on test
     sel=${selections%% *}
