@@ -81,6 +81,7 @@ noise_inputs="1best wcn wcn_cal oracle"  # RESULTS_noise.md + plot (accuracy vs 
 qa=true                         # stage 6: spoken QA from slot annotations
 qa_inputs=                      # default "text 1best nbest nbest_marg wcn wcn_marg oracle"
                                 # (--quick: without the two _marg; wcn_marg: calibrated WCN)
+qa_noise_inputs="1best wcn_marg oracle"  # with --noise_levels: stage 6 asks the noise sets too
 qa_shots=4
 qa_sweep=                       # e.g. "0.05 0.2 0.4": QA from WCNs pruned at each threshold,
                                 # and once without posteriors (RESULTS_qa.md table + plot)
@@ -370,7 +371,8 @@ if [ ${stage} -le 5 ] && [ ${stop_stage} -ge 5 ]; then
 fi
 
 if [ ${stage} -le 6 ] && [ ${stop_stage} -ge 6 ] && [ "${qa}" = true ]; then
-  stage_log 6 "spoken QA (questions from ${corpus^^}'s slot annotations): {${sets#dev }} x {${voices// /,}} x {${qa_inputs// /,}}"
+  noisy_qa=""; [ -z "${noise_sets}" ] || noisy_qa="; {${noise_sets// /,}} x {${qa_noise_inputs// /,}}"
+  stage_log 6 "spoken QA (questions from ${corpus^^}'s slot annotations): {${sets#dev }} x {${voices// /,}} x {${qa_inputs// /,}}${noisy_qa}"
   if [ "${corpus}" = snips ]; then  # the sets' rows carry SNIPS's spans; ids are sentence ids
     ann="--annotations =${data}/local/slu_train.jsonl --annotations =${data}/local/test.jsonl"
   else
@@ -380,9 +382,12 @@ if [ ${stage} -le 6 ] && [ ${stop_stage} -ge 6 ] && [ "${qa}" = true ]; then
     done
   fi
   for m in ${asr_models}; do
-    for s in ${sets#dev }; do
+    for s in ${sets#dev } ${noise_sets}; do
+      noisy=false; [[ " ${noise_sets} " == *" ${s} "* ]] && noisy=true
       for v in ${voices}; do
-        kinds=" ${qa_inputs} "  # the reference text is the same sentences for every voice: once
+        asked=" ${qa_inputs} "
+        [ "${noisy}" = true ] && asked=" ${qa_noise_inputs} "  # the test sentences at one SNR
+        kinds=${asked}  # the reference text is the same sentences for every voice: once
         [ "${v}" = "${voices%% *}" ] || kinds=${kinds/ text / }
         kinds=${kinds/ wcn_marg / }  # read from the calibrated WCN, below
         # shellcheck disable=SC2086
@@ -391,13 +396,14 @@ if [ ${stage} -le 6 ] && [ ${stop_stage} -ge 6 ] && [ "${qa}" = true ]; then
           --data-dir "${data}/${s}_${v}" --decode-dir "${exp}/${m}/decode_${s}_${v}" \
           --input ${kinds} --llm "${llm}" --shots "${qa_shots}" \
           --wcn-threshold "${wcn_threshold}" --out "${exp}/${m}/qa/${s}_${v}" --no-progress
-        if [[ " ${qa_inputs} " == *" wcn_marg "* ]]; then
+        if [[ "${asked}" == *" wcn_marg "* ]]; then
           # shellcheck disable=SC2086
           python -m speechlm.bin.spoken_qa ${ann} --pool-jsonl "${data}/local/slu_train.jsonl" \
             --data-dir "${data}/${s}_${v}" --decode-dir "${exp}/${m}/decode_${s}_${v}_cal" \
             --input wcn_marg --llm "${llm}" --shots "${qa_shots}" \
             --out "${exp}/${m}/qa/${s}_${v}" --no-progress
         fi
+        [ "${noisy}" = true ] && continue  # the threshold sweep: the main test sets only
         for t in ${qa_sweep}; do
           # shellcheck disable=SC2086
           python -m speechlm.bin.spoken_qa ${ann} --pool-jsonl "${data}/local/slu_train.jsonl" \
@@ -417,8 +423,8 @@ if [ ${stage} -le 6 ] && [ ${stop_stage} -ge 6 ] && [ "${qa}" = true ]; then
   done
   # shellcheck disable=SC2086
   python local/make_results.py --exp "${exp}" --data "${data}" --models ${asr_models} \
-    --sets ${sets#dev } --voices ${voices} --selections ${selections} --llm "${llm}" \
-    --shots "${qa_shots}" --cmdline "${cmdline}" --qa_only --corpus "${corpus}"
+    --sets ${sets#dev } ${noise_sets} --voices ${voices} --selections ${selections} \
+    --llm "${llm}" --shots "${qa_shots}" --cmdline "${cmdline}" --qa_only --corpus "${corpus}"
 fi
 
 if [ ${stage} -le 7 ] && [ ${stop_stage} -ge 7 ]; then
