@@ -69,3 +69,17 @@ def test_bad_test_jsonl_names_the_file_and_line(slurp, tmp_path):
     fine = _jsonl(tmp_path / "bad.jsonl", [{"sentence": "c", "intent": "d"}])
     with pytest.raises(ValueError, match="a second test set named test_bad"):
         prepare_slu.prepare_slurp(slurp, [fine, twin], 2, 2, 0)
+
+
+@pytest.mark.parametrize("name", ["kept back.jsonl", "slurp-test (1).jsonl", "test.json",
+                                  "café.jsonl", "a.b.jsonl"])
+def test_set_name_is_the_one_run_sh_spells(name):
+    # run.sh names the set before stage 1 runs: both spellings must agree, or stage 1 would
+    # write data the later stages never find
+    import subprocess
+
+    shell = subprocess.run(
+        ["bash", "-c", "echo test_$(basename \"$1\" .jsonl | tr -c 'A-Za-z0-9_\\n' _)", "_",
+         f"/some/dir/{name}"], capture_output=True, text=True, check=True,
+        env={"LC_ALL": "C", "PATH": "/usr/bin:/bin"}).stdout.strip()
+    assert prepare_slu.test_set_name(Path("/some/dir") / name) == shell

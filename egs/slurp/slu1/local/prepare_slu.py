@@ -154,6 +154,13 @@ def prepare_snips(snips: Path, dev_per_intent: int, test_per_intent: int, seed: 
     return {"slu_train": pool, "dev": parts["dev"], "test": parts["test"]}, summary
 
 
+def test_set_name(path: Path) -> str:
+    """``test_<name>`` of a ``--test_jsonl`` file, as the recipes' run.sh spell it
+    (``basename F .jsonl | tr -c 'A-Za-z0-9_\\n' _`` under LC_ALL=C): every other byte -> ``_``."""
+    stem = path.name.removesuffix(".jsonl") or path.name
+    return "test_" + re.sub(rb"[^A-Za-z0-9_]", b"_", stem.encode()).decode()
+
+
 def prepare_slurp(slurp: Path, test_jsonl: list[Path], dev_size: int, test_size: int,
                   seed: int, snips: Path | None = None, snips_eval_size: int = 150,
                   snips_train_size: int = 2000, asr_train_lines: int = 3000):
@@ -166,7 +173,7 @@ def prepare_slurp(slurp: Path, test_jsonl: list[Path], dev_size: int, test_size:
     parts = split(read_slurp_jsonl(slurp / "devel.jsonl", "slurp-"), dev_size, test_size, seed)
     sets = {"slu_train": parts["train"], "dev": parts["dev"], "test": parts["test"]}
     for path in test_jsonl:
-        name = "test_" + re.sub(r"[^A-Za-z0-9_]+", "_", path.stem)
+        name = test_set_name(path)
         if name in sets:
             raise ValueError(f"{path}: a second test set named {name} (rename the file)")
         sets[name] = read_slurp_jsonl(path, f"{name}-")
