@@ -355,11 +355,8 @@ if [ ${stage} -le 5 ] && [ ${stop_stage} -ge 5 ]; then
       for s in ${eval_sets}; do
         for v in ${voices}; do
           # shellcheck disable=SC2086
-          python -m speechlm.bin.slu predict --model-dir "${slu_dir}" --input ${sweep_inputs} \
-            --shots "${n}" --shot-selection "${sel}" \
-            --decode-dir "${exp}/${m}/decode_${s}_${v}" --data-dir "${data}/${s}_${v}" \
-            --out "${exp}/${m}/icl_shots/${sel}/${n}/${s}_${v}" --threads 1 \
-            --nj "${nj}" --no-progress
+          predict_icl --shots "${n}" --out "${exp}/${m}/icl_shots/${sel}/${n}/${s}_${v}" \
+            "${sel}" "${m}" "${s}" "${v}" ${sweep_inputs}
         done
       done
     done
@@ -435,5 +432,13 @@ if [ ${stage} -le 7 ] && [ ${stop_stage} -ge 7 ]; then
     --shots "${shots}" --cmdline "${cmdline}" ${stage_times:+--stage_times "${stage_times}"} \
     --corpus "${corpus}" \
     ${notes:+--notes "${notes}"}
+  if [[ " ${inputs} " == *" 1best "* && " ${inputs} " == *" oracle "* ]]; then
+    # why marginalizing can or cannot close the gap: do the top K hypotheses read as well
+    # as the oracle path where the oracle wins? (no LLM) -> RESULTS_reach.md
+    # shellcheck disable=SC2086
+    python local/reach_results.py --exp "${exp}" --data "${data}" --models ${asr_models} \
+      --sets ${sets#dev } ${noise_sets} --voices ${voices} --selection "${selections%% *}" \
+      --cmdline "${cmdline}"
+  fi
 fi
 log "Successfully finished. [elapsed=${SECONDS}s]"
