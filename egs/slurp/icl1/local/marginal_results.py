@@ -41,7 +41,8 @@ def mcnemar(won: int, lost: int) -> str:
     from scipy.stats import binomtest
 
     p = binomtest(won, won + lost).pvalue if won + lost else 1.0
-    return f"+{won}/-{lost} (p={p:.2f})"
+    # two decimals hide how small a small p is (0.004 and 1e-9 both read 0.00)
+    return f"+{won}/-{lost} (p={p:.2f})" if p >= 0.01 else f"+{won}/-{lost} (p={p:.1g})"
 
 
 def paired_lines(rows: list[tuple[str, tuple[int, int] | None, tuple[int, int] | None]],
