@@ -62,10 +62,11 @@ def test_an_unknown_voice_kind_is_named():
     assert "--voices: unknown voice kind 'festival' (piper, espeak)" in res.stdout + res.stderr
 
 
-def _predict_calls(inputs: str) -> list[tuple[str, str, str]]:
+def _predict_calls(inputs: str, opts: str = "", shots: str | None = None
+                   ) -> list[tuple[str, str, str]]:
     """(--input, --decode-dir, --out) of each ``slu predict`` predict_icl would run."""
     fake = 'python() { shift 3; echo "$*"; }; exp=E; data=D; slu_dir=S; nj=3; '
-    res = _bash(fake + f"predict_icl embedding m test piper {inputs}")
+    res = _bash(fake + f"predict_icl {opts} embedding m test piper {inputs}")
     assert res.returncode == 0, res.stderr
     calls = []
     for line in res.stdout.splitlines():
@@ -73,6 +74,7 @@ def _predict_calls(inputs: str) -> list[tuple[str, str, str]]:
         opt = {w: words[i + 1] for i, w in enumerate(words[:-1]) if w.startswith("--")}
         kinds = line.split("--input ")[1].split(" --")[0]
         assert opt["--nj"] == "3"  # run.sh's nj: slu predict's worker processes
+        assert opt.get("--shots") == shots
         calls.append((kinds, opt["--decode-dir"], opt["--out"]))
     return calls
 
@@ -89,3 +91,7 @@ def test_predict_icl_writes_every_input_under_its_own_name():
         ("wcn_marg", "E/m/decode_test_piper_cal", f"{out}/wcn_marg")]
     assert _predict_calls("wcn_cal") == [
         ("wcn", "E/m/decode_test_piper_cal", f"{out}/wcn_cal")]
+    # the shot sweep: another output root and shot count, the same split by input
+    assert _predict_calls("1best wcn_marg oracle", "--shots 0 --out O/0", shots="0") == [
+        ("1best oracle", "E/m/decode_test_piper", "O/0"),
+        ("wcn_marg", "E/m/decode_test_piper_cal", "O/0/wcn_marg")]

@@ -3,9 +3,10 @@
 
 Reads ``<model>/<lora>/<set>_<voice>/<input>/accuracy.json`` (the LoRA classifier, no shots)
 and ``<model>/icl_<selection>/<set>_<voice>/<input>/accuracy.json`` (run.sh's in-context
-run), one table per set: intent accuracy per voice, method and input, and the WCN's gap
-closed, (WCN - 1-best) / (oracle - 1-best), where the oracle is at least 3 points above the
-1-best. The reference text is read once per set (under the first voice).
+run), one table per set: intent accuracy per voice, method and input, and the gap closed of
+each input but text, 1-best and oracle, (input - 1-best) / (oracle - 1-best), where the
+oracle is at least 3 points above the 1-best. The reference text is read once per set (under
+the first voice).
 """
 from __future__ import annotations
 
@@ -13,8 +14,15 @@ import json
 import sys
 from pathlib import Path
 
-from make_results import MIN_GAP, analysis_parser, read_acc, read_wer, write_report
-from shot_sweep_results import gap_closed
+from make_results import (
+    MIN_GAP,
+    analysis_parser,
+    closing_inputs,
+    gap_pct,
+    read_acc,
+    read_wer,
+    write_report,
+)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -38,13 +46,15 @@ def main(argv: list[str] | None = None) -> int:
              f"{train.get('steps', '?')} steps, {train.get('train_seconds', '?')} s, final "
              f"loss {train.get('final_loss', float('nan')):.3f}; classified without shots. "
              f"ICL: run.sh's 8 shots chosen by {a.selection}. Accuracy in %; gap closed = "
-             f"(WCN - 1-best) / (oracle - 1-best) where the oracle is >= {MIN_GAP:.0f} points "
+             f"(input - 1-best) / (oracle - 1-best) where the oracle is >= {MIN_GAP:.0f} points "
              "above the 1-best.", ""]
     bars: dict[str, dict[str, float | None]] = {}
+    closing = closing_inputs(a.inputs)
     for s in a.sets:
         lines += [f"## {s}", "",
-                  "| voice (1-best WER) | method | " + " | ".join(a.inputs)
-                  + " | gap closed (WCN) |", "|---" * (len(a.inputs) + 3) + "|"]
+                  "| voice (1-best WER) | method | " + " | ".join(
+                      [*a.inputs, *(f"gap closed ({i})" for i in closing)]) + " |",
+                  "|---" * (len(a.inputs) + len(closing) + 2) + "|"]
         for v in a.voices:
             wer = read_wer(model / f"decode_{s}_{v}" / "oracle_wer").get("1-best")
             for name, sub in (("ICL", f"icl_{a.selection}"), ("LoRA", a.lora)):
@@ -57,8 +67,8 @@ def main(argv: list[str] | None = None) -> int:
                         acc[i] = read_acc(found[0]) if found else None
                 cells = ["-" if acc[i] is None else f"{acc[i]:.1f}" for i in a.inputs]
                 head = f"{v} ({wer:.1f}%)" if wer is not None else v
-                lines.append(f"| {head} | {name} | " + " | ".join(cells)
-                             + f" | {gap_closed(acc)} |")
+                gaps = [gap_pct(acc[i], acc.get("1best"), acc.get("oracle")) for i in closing]
+                lines.append(f"| {head} | {name} | " + " | ".join([*cells, *gaps]) + " |")
                 bars[f"{s} {v}\n{name}"] = acc
         lines.append("")
     import matplotlib

@@ -22,7 +22,8 @@ per_intent=30                   # training sentences per intent
 epochs=2
 batch_size=16                   # examples per step
 sets="test"; voices="piper espeak"
-inputs="text 1best nbest wcn oracle"
+inputs="text 1best nbest wcn oracle"  # also nbest_marg, wcn_cal, wcn_marg (run.sh's stage 3
+                                    # calibrated WCN: each of its 4 best paths classified)
 wcn_threshold=0.1
 selection=embedding             # the ICL run compared against
 seed=0
@@ -31,6 +32,7 @@ cmdline="$0 $*"
 . ./path.sh; . utils/parse_options.sh
 . utils/log.sh
 . local/first_pass.sh
+. local/predict_icl.sh
 [ -n "${data}" ] && [ -n "${exp}" ] || { log "usage: $0 --data DIR --exp DIR [options]"; exit 1; }
 # run.sh's ESPnet system was trained on the speech of every pool sentence, these included: its
 # decodes of them would be far cleaner than the test sets'
@@ -82,10 +84,8 @@ for s in ${sets}; do
     kinds=${inputs}  # the reference text is the same sentences for every voice: once
     [ "${v}" = "${voices%% *}" ] || kinds=$(echo " ${inputs} " | sed 's/ text / /')
     # shellcheck disable=SC2086
-    python -m speechlm.bin.slu predict --model-dir "${slu}" --input ${kinds} \
-      --decode-dir "${exp}/${asr_model}/decode_${s}_${v}" --data-dir "${data}/${s}_${v}" \
-      --out "${exp}/${asr_model}/lora_${tag}/${s}_${v}" --threads 1 \
-      --nj "${nj}" --no-progress
+    predict_icl --slu "${slu}" --out "${exp}/${asr_model}/lora_${tag}/${s}_${v}" - \
+      "${asr_model}" "${s}" "${v}" ${kinds}
   done
 done
 # shellcheck disable=SC2086

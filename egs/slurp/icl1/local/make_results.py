@@ -75,6 +75,11 @@ def gap_pct(acc: float | None, one: float | None, orc: float | None) -> str:
     return f"{100.0 * (acc - one) / (orc - one):.0f}%"
 
 
+def closing_inputs(inputs: list[str]) -> list[str]:
+    """The inputs whose gap closed is reported: all but the text, the 1-best and the oracle."""
+    return [i for i in inputs if i not in ("text", "1best", "oracle")]
+
+
 def accuracy(path: Path) -> dict | None:
     return json.loads(path.read_text()) if path.is_file() else None
 

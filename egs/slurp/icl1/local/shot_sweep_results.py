@@ -4,19 +4,15 @@
 Reads ``<model>/icl_shots/<selection>/<N>/<set>_<voice>/<input>/accuracy.json`` (the sweep)
 and ``<model>/icl_<selection>/<set>_<voice>/<input>/accuracy.json`` (the main run, at
 ``--main_shots``), one table per first pass x set: intent accuracy per input and shot count,
-and the WCN's gap closed, (WCN - 1-best) / (oracle - 1-best), where the oracle is at least 3
-points above the 1-best.
+and the gap closed of every input but text, 1-best and oracle, (input - 1-best) / (oracle -
+1-best), where the oracle is at least 3 points above the 1-best.
 """
 from __future__ import annotations
 
 import sys
 from pathlib import Path
 
-from make_results import analysis_parser, gap_pct, read_acc, write_report
-
-
-def gap_closed(acc: dict) -> str:
-    return gap_pct(acc.get("wcn"), acc.get("1best"), acc.get("oracle"))
+from make_results import analysis_parser, closing_inputs, gap_pct, read_acc, write_report
 
 
 def main() -> int:
@@ -26,10 +22,11 @@ def main() -> int:
     a = p.parse_args()
     exp = Path(a.exp)
     counts = sorted(set(a.shots) | {a.main_shots})
+    closing = closing_inputs(a.inputs)
     lines = ["# Intent accuracy vs number of shots", "",
              f"Command: `{a.cmdline}`. Shots chosen by {a.selection} from the few-shot pool; "
              f"{a.main_shots} shots is the main run (RESULTS.md). Accuracy in %; gap closed = "
-             "(WCN - 1-best) / (oracle - 1-best), shown where the oracle is at least 3 points "
+             "(input - 1-best) / (oracle - 1-best), shown where the oracle is at least 3 points "
              "above the 1-best.", ""]
     curves = {}
     for m in a.models:
@@ -44,11 +41,13 @@ def main() -> int:
                     continue
                 curves[(m, s, v)] = table
                 lines += [f"## {m}, {s}, {v}", "",
-                          "| shots | " + " | ".join(a.inputs) + " | gap closed (WCN) |",
-                          "|---" * (len(a.inputs) + 2) + "|"]
+                          "| shots | " + " | ".join([*a.inputs, *(f"gap closed ({i})"
+                                                                for i in closing)]) + " |",
+                          "|---" * (len(a.inputs) + len(closing) + 1) + "|"]
                 for n, acc in table.items():
                     cells = ["" if acc[i] is None else f"{acc[i]:.1f}" for i in a.inputs]
-                    lines.append(f"| {n} | " + " | ".join(cells) + f" | {gap_closed(acc)} |")
+                    gaps = [gap_pct(acc[i], acc.get("1best"), acc.get("oracle")) for i in closing]
+                    lines.append(f"| {n} | " + " | ".join([*cells, *gaps]) + " |")
                 lines.append("")
     if not curves:
         print(f"{exp}: no sweep results found", file=sys.stderr)
