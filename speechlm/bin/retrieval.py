@@ -153,8 +153,10 @@ def _bench(args: argparse.Namespace) -> int:
         for kind in args.indexes.split(","):
             shutil.rmtree(work / f"bench_{kind}_{n}", ignore_errors=True)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps({"dim": args.dim, "k": args.k, "rows": rows},
-                                         indent=1) + "\n")
+    from speechlm.core.machine import machine_summary
+
+    Path(args.out).write_text(json.dumps({"dim": args.dim, "k": args.k, "rows": rows,
+                                          "machine": machine_summary()}, indent=1) + "\n")
     return 0
 
 

@@ -12,6 +12,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from speechlm.core.machine import machine_summary
+
 LABELS = {
     "lm": "LM rescoring, sum log-prob (SmolLM2)",
     "lm_norm": "LM rescoring, length-normalised (SmolLM2)",
@@ -57,9 +59,9 @@ def main(exp: Path, command: str) -> None:
                             text=True).stdout.strip()
     lines = [f"# HyPoradise LibriSpeech 5-best: second pass ({exp.name} run)", "",
              f"{datetime.date.today()}, commit {commit}. Command: `{command}`, then "
-             f"`python local/make_results.py {exp} ...`. Machine: 2 shared CPU cores loaded by "
-             "other jobs, one torch thread per process, no GPU: every latency is wall time "
-             "per utterance under that load.", ""]
+             f"`python local/make_results.py {exp} ...`. Machine when this report was written: "
+             f"{machine_summary()}; one torch thread per process: every latency is wall "
+             "time per utterance under the load of that machine.", ""]
     for s, n in sets:
         rows = [(k, results[k]["sets"][s]) for k in order
                 if results[k]["sets"].get(s, {}).get("utts") == n]

@@ -17,6 +17,8 @@ import sys
 from datetime import datetime
 from pathlib import Path
 
+from speechlm.core.machine import machine_summary
+
 INPUTS = ["text", "1best", "nbest", "nbest_marg", "wcn", "wcn_cal", "wcn_marg", "oracle"]
 GAP_KINDS = ("wcn", "wcn_cal", "wcn_marg")  # a gap-closed column each
 GAP_NAMES = {"wcn": "WCN", "wcn_cal": "WCN cal", "wcn_marg": "WCN marg"}
@@ -287,7 +289,7 @@ def main() -> int:
                                 text=True).stdout.strip()
         head = [f"# RESULTS: egs/slurp/icl1 ({args.exp.name}), spoken QA", "",
                 f"- date `{datetime.now().isoformat(timespec='seconds')}`, git commit "
-                f"`{commit}`, 2 shared CPU cores (loaded by other jobs), no GPU; LLM "
+                f"`{commit}`, {machine_summary()}; LLM "
                 f"`{args.llm}`; the speech is synthetic (Piper joe, sampled espeak-ng voices, "
                 "noise and reverberation added)", f"- command: `{args.cmdline or './run.sh'}`", ""]
         (args.exp / "RESULTS_qa.md").write_text("\n".join(head + qa))
@@ -311,8 +313,8 @@ def main() -> int:
          f"are not comparable with published {name} numbers.", "",
          "## Environment",
          f"- date `{datetime.now().isoformat(timespec='seconds')}`, git commit `{commit}`, "
-         f"python `{platform.python_version()}`, machine `{platform.machine()}`, 2 shared CPU "
-         "cores (loaded by other jobs), no GPU, one torch thread per process",
+         f"python `{platform.python_version()}`, machine `{platform.machine()}`, "
+         f"{machine_summary()}, one torch thread per process",
          f"- LLM `{args.llm}`, {args.shots} shots per query, selection: "
          f"{', '.join(args.selections)}; sets (sentences): `{json.dumps(sizes)}`"]
     if args.corpus == "snips":

@@ -52,7 +52,7 @@ def plot(bench: dict, out: Path) -> None:
     ax.set_xlabel("keys in the store")
     ax.set_ylabel(f"ms per query (one token, k={bench['k']})")
     ax.set_title(f"FAISS query time, {bench['dim']}-dim random keys\n"
-                 "(2 shared CPU cores, loaded by other jobs)", fontsize=9)
+                 f"({bench.get('machine', 'machine not recorded')})", fontsize=9)
     ax.legend()
     ax.grid(True, which="both", alpha=0.3)
     fig.tight_layout()
