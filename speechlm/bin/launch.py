@@ -61,25 +61,31 @@ class OutputLocked(OSError):
     """Another run holds the lock of an output dir."""
 
 
-def lock_dir(directory: Path) -> int:
-    """Lock ``directory`` for this run (``fcntl.flock`` on ``directory/.launch.lock``, which
+def lock_dir(directory: Path, name: str = LOCK_NAME, wait: bool = False) -> int:
+    """Lock ``directory`` for this run (``fcntl.flock`` on ``directory/<name>``, which
     holds the pid of the run); returns the lock's fd, which keeps the lock until closed
-    by this process and every child that inherited it.
+    by this process and every child that inherited it. With ``wait``, a lock held by
+    another run is waited for (saying so on stderr) instead of refused.
 
     Raises:
-        OutputLocked: another live run holds it (the message names its pid).
+        OutputLocked: another live run holds it (the message names its pid); not with
+            ``wait``.
     """
     directory.mkdir(parents=True, exist_ok=True)
-    path = directory / LOCK_NAME
+    path = directory / name
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
-        os.close(fd)
-        raise OutputLocked(f"{directory} is in use by another run (pid {holder}, or jobs it "
-                           f"started: they hold {path} until they exit); wait for it or stop "
-                           "it, then rerun") from None
+        if not wait:
+            os.close(fd)
+            raise OutputLocked(f"{directory} is in use by another run (pid {holder}, or jobs "
+                               f"it started: they hold {path} until they exit); wait for it or "
+                               "stop it, then rerun") from None
+        print(f"{directory} is being written by another run (pid {holder}): waiting for it",
+              file=sys.stderr, flush=True)
+        fcntl.flock(fd, fcntl.LOCK_EX)
     os.ftruncate(fd, 0)
     os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
     return fd

@@ -71,15 +71,20 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import hashlib
 import json
+import os
 import shutil
 import sys
 import time
 from pathlib import Path
 
 from speechlm.bin import command_main
+from speechlm.bin.launch import lock_dir
 from speechlm.bin.slu_marginal import add_tune_arguments, marginal_settings, run_tune
+
+PREDICT_LOCK = ".predict.lock"  # in each OUT while it is written
 
 _SERIALIZE = [  # (flag, field, type, help); defaults come from SerializeConfig
     ("--nbest-k", "nbest_k", int, "N-best hypotheses shown"),
@@ -374,34 +379,53 @@ def run_predict(args: argparse.Namespace) -> int:
     llm_id = args.llm_url or args.llm or config.llm_path or config.llm_url
     settings = {"prompt": dataclasses.asdict(prompt), "llm": llm_id, "model": args.llm_model}
     clf = None
+
+    def predict(kind: str) -> dict[str, str]:
+        nonlocal clf
+        started = time.monotonic()
+        load_kwargs = {"prompt": prompt, "llm": args.llm, "llm_url": args.llm_url,
+                       "llm_model": args.llm_model}
+        if args.nj > 1:
+            from speechlm.llm.slu_parallel import predict_parallel
+
+            hyp = predict_parallel(args.model_dir, inputs[kind], args.nj,
+                                   load_kwargs=load_kwargs, threads=args.threads,
+                                   progress=not args.no_progress)
+        else:
+            if clf is None:
+                clf, _ = load_classifier(args.model_dir, **load_kwargs)
+            hyp = clf.predict(inputs[kind], progress=not args.no_progress)
+        print(f"{kind}: {len(hyp)} utterances in {time.monotonic() - started:.0f} s",
+              file=sys.stderr)
+        return hyp
+
     for kind in kinds:
         out = Path(args.out) / names[kind] if len(kinds) > 1 else Path(args.out)
         # A finished prediction of the same model on the same serialized inputs is kept.
         stamp = _predict_stamp(args.model_dir, args.llm or config.llm_path, inputs[kind],
                                settings)
+        hyp = _kept_or_predicted(out, stamp, functools.partial(predict, kind))
+        _score(args, config, out, kind, hyp, per_kind.get(kind, serialize), prompt, llm_id)
+    return 0
+
+
+def _kept_or_predicted(out: Path, stamp: str, predict) -> dict[str, str]:
+    """OUT/utt2intent when OUT/.done holds ``stamp``, else ``predict()`` written to OUT.
+
+    One writer per OUT: a second ``slu predict`` on the same OUT (two recipe runs sharing
+    sets) waits for the first and then finds its result done, instead of computing it again
+    beside it and racing on the files."""
+    lock = lock_dir(out, PREDICT_LOCK, wait=True)
+    try:
         done = out / ".done"
         if done.is_file() and done.read_text().strip() == stamp and (out / "utt2intent").is_file():
             print(f"speechlm slu predict: already done ({out}/utt2intent)", file=sys.stderr)
-            hyp = _read_hyp(out / "utt2intent")
-        else:
-            started = time.monotonic()
-            load_kwargs = {"prompt": prompt, "llm": args.llm, "llm_url": args.llm_url,
-                           "llm_model": args.llm_model}
-            if args.nj > 1:
-                from speechlm.llm.slu_parallel import predict_parallel
-
-                hyp = predict_parallel(args.model_dir, inputs[kind], args.nj,
-                                       load_kwargs=load_kwargs, threads=args.threads,
-                                       progress=not args.no_progress)
-            else:
-                if clf is None:
-                    clf, _ = load_classifier(args.model_dir, **load_kwargs)
-                hyp = clf.predict(inputs[kind], progress=not args.no_progress)
-            _write_hyp(out, hyp, stamp)
-            print(f"{kind}: {len(hyp)} utterances in {time.monotonic() - started:.0f} s",
-                  file=sys.stderr)
-        _score(args, config, out, kind, hyp, per_kind.get(kind, serialize), prompt, llm_id)
-    return 0
+            return _read_hyp(out / "utt2intent")
+        hyp = predict()
+        _write_hyp(out, hyp, stamp)
+        return hyp
+    finally:
+        os.close(lock)
 
 
 def _read_hyp(path: Path) -> dict[str, str]:

@@ -230,3 +230,38 @@ def test_worker_processes_give_the_labels_of_one(setup, tmp_path, capsys):
         reports.append(json.loads(out.read_text()))
     assert reports[0]["candidates"] == reports[1]["candidates"]
     assert reports[0]["best"] == reports[1]["best"]
+
+
+def test_predict_output_has_one_writer(tmp_path):
+    """A second predict on the same OUT waits for the first, then keeps its result."""
+    import threading
+
+    from speechlm.bin import slu as slu_cli
+
+    out, started, release, calls, second = tmp_path / "o", threading.Event(), \
+        threading.Event(), [], {}
+
+    def slow():
+        calls.append("first")
+        started.set()
+        release.wait(30)
+        return {"u1": "a"}
+
+    def other():
+        calls.append("second")
+        return {"u1": "b"}
+
+    first = threading.Thread(target=slu_cli._kept_or_predicted, args=(out, "s1", slow))
+    first.start()
+    assert started.wait(30)
+    waiter = threading.Thread(
+        target=lambda: second.update(slu_cli._kept_or_predicted(out, "s1", other)))
+    waiter.start()
+    waiter.join(0.5)
+    assert waiter.is_alive()  # held off by the first writer's lock
+    release.set()
+    first.join(30)
+    waiter.join(30)
+    assert calls == ["first"] and second == {"u1": "a"}  # found done, not computed again
+    assert (out / "utt2intent").read_text() == "u1 a\n"
+    assert slu_cli._kept_or_predicted(out, "s2", other) == {"u1": "b"}  # other settings
