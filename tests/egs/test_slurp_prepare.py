@@ -83,3 +83,33 @@ def test_set_name_is_the_one_run_sh_spells(name):
          f"/some/dir/{name}"], capture_output=True, text=True, check=True,
         env={"LC_ALL": "C", "PATH": "/usr/bin:/bin"}).stdout.strip()
     assert prepare_slu.test_set_name(Path("/some/dir") / name) == shell
+
+
+def test_intent_is_scenario_action(tmp_path):
+    """Upstream devel has lines whose 'intent' field is the action alone ('query' for
+    weather_query): the intent is built from scenario and action, as ESPnet does, and the
+    replaced lines are counted per file; a file without scenario/action keeps 'intent'."""
+    d = tmp_path / "slurp"
+    d.mkdir()
+    _jsonl(d / "devel.jsonl", [
+        {"slurp_id": 1, "sentence": "will it rain", "intent": "query", "scenario": "weather",
+         "action": "query"},
+        {"slurp_id": 2, "sentence": "what are my lists", "intent": "query",
+         "scenario": "lists", "action": "query"},
+        {"slurp_id": 3, "sentence": "wake me at six", "intent": "alarm_set",
+         "scenario": "alarm", "action": "set"},
+        {"slurp_id": 4, "sentence": "wake me at seven", "intent": "alarm_set"}])
+    (d / "lm_train_text.txt").write_text("hello\n", encoding="utf-8")
+    held = _jsonl(tmp_path / "held.jsonl", [
+        {"slurp_id": 9, "sentence": "is it sunny", "intent": "query", "scenario": "weather",
+         "action": "query"},
+        {"slurp_id": 10, "sentence": "play jazz", "scenario": "play", "action": "music"}])
+    sets, _, _, summary = prepare_slu.prepare_slurp(d, [held], 0, 0, 0, asr_train_lines=1)
+    assert {r["text"]: r["intent"] for r in sets["slu_train"]} == {
+        "will it rain": "weather_query", "what are my lists": "lists_query",
+        "wake me at six": "alarm_set", "wake me at seven": "alarm_set"}
+    assert [r["intent"] for r in sets["test_held"]] == ["weather_query", "play_music"]
+    assert summary["intent_field_replaced_by_scenario_action"] == {"devel": 2, "test_held": 1}
+    bad = _jsonl(tmp_path / "bad.jsonl", [{"slurp_id": 1, "sentence": "hi", "scenario": "x"}])
+    with pytest.raises(ValueError, match=r"bad.jsonl:1: not a SLURP line"):
+        prepare_slu.prepare_slurp(d, [bad], 0, 0, 0, asr_train_lines=1)

@@ -37,23 +37,38 @@ def normalize(text: str) -> str:
     return " ".join(_KEEP.sub(" ", text.lower().replace("-", " ")).split())
 
 
-def read_slurp_jsonl(path: Path, prefix: str) -> list[dict]:
-    rows = []
+def slurp_intent(obj: dict) -> str:
+    """A SLURP line's intent: ``<scenario>_<action>`` when the line has both, as ESPnet's
+    SLURP recipe builds it, else its ``intent`` field. Upstream's ``intent`` field holds the
+    action alone on some lines (30 of devel's 2,033: ``query`` for weather_query,
+    lists_query, calendar_query ...), which would make label sets with merged, scenario-less
+    labels."""
+    scenario, action = obj.get("scenario"), obj.get("action")
+    if isinstance(scenario, str) and isinstance(action, str) and scenario and action:
+        return f"{scenario}_{action}"
+    return obj["intent"]
+
+
+def read_slurp_jsonl(path: Path, prefix: str) -> tuple[list[dict], int]:
+    """The lines of a SLURP-form file as ``{"id", "text", "intent"}`` rows, and how many lines'
+    ``intent`` field differs from the intent taken (``slurp_intent``)."""
+    rows, relabeled = [], 0
     with open(path, encoding="utf-8") as f:
         for n, line in enumerate(f, start=1):
             if not line.strip():
                 continue
             try:
                 obj = json.loads(line)
-                text, intent = obj["sentence"], obj["intent"]
-            except (json.JSONDecodeError, KeyError, TypeError) as e:
+                text, intent = obj["sentence"], slurp_intent(obj)
+            except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as e:
                 raise ValueError(f"{path}:{n}: not a SLURP line with 'sentence' and 'intent' "
-                                 f"({e})") from None
+                                 f"(or 'scenario' and 'action') ({e})") from None
+            relabeled += intent != obj.get("intent", intent)
             sid = obj.get("slurp_id", obj.get("id", n))
             rows.append({"id": f"{prefix}{sid}", "text": normalize(text), "intent": intent})
     if not rows:
         raise ValueError(f"{path}: no sentences")
-    return rows
+    return rows, relabeled
 
 
 def fold_accents(text: str) -> str:
@@ -170,13 +185,15 @@ def prepare_slurp(slurp: Path, test_jsonl: list[Path], dev_size: int, test_size:
     text lines, the ASR training lines and the summary (set sizes, removed counts, and the
     intents of each extra test set that slu_train does not have: they can never be right).
     """
-    parts = split(read_slurp_jsonl(slurp / "devel.jsonl", "slurp-"), dev_size, test_size, seed)
+    devel, relabeled = read_slurp_jsonl(slurp / "devel.jsonl", "slurp-")
+    relabeled = {"devel": relabeled}
+    parts = split(devel, dev_size, test_size, seed)
     sets = {"slu_train": parts["train"], "dev": parts["dev"], "test": parts["test"]}
     for path in test_jsonl:
         name = test_set_name(path)
         if name in sets:
             raise ValueError(f"{path}: a second test set named {name} (rename the file)")
-        sets[name] = read_slurp_jsonl(path, f"{name}-")
+        sets[name], relabeled[name] = read_slurp_jsonl(path, f"{name}-")
     if snips is not None:
         # the SLU system of this recipe reads id, text and intent (no slot spans)
         snips_rows = [{k: r[k] for k in ("id", "text", "intent")} for r in read_snips(snips)[0]]
@@ -206,7 +223,8 @@ def prepare_slurp(slurp: Path, test_jsonl: list[Path], dev_size: int, test_size:
               for name in sets if name.startswith("test_")}
     summary = {"sets": {n: len(r) for n, r in sets.items()}, "lm_text_lines": len(lm_text),
                "asr_train_lines": len(asr_lines), "removed_as_held_out": removed,
-               "test_intents_not_in_train": {n: u for n, u in unseen.items() if u}}
+               "test_intents_not_in_train": {n: u for n, u in unseen.items() if u},
+               "intent_field_replaced_by_scenario_action": relabeled}
     return sets, lm_text, asr_lines, summary
 
 
