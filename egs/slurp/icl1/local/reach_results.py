@@ -44,16 +44,12 @@ def reach(ref: dict[str, list[str]], oracle: dict[str, str], gap: list[str],
           hyps: dict[str, list[str]], ks: list[int]) -> list[int]:
     """Per K: gap utterances with a hypothesis among their first K that has no more word
     errors than the oracle path (an utterance missing from ``hyps`` never counts)."""
-    out = []
-    for k in ks:
-        hit = 0
-        for u in gap:
-            if u not in hyps:
-                continue
-            target = edit_distance(ref[u], oracle[u].split())
-            hit += any(edit_distance(ref[u], h.split()) <= target for h in hyps[u][:k])
-        out.append(hit)
-    return out
+    firsts = []  # per gap utterance: 1-based rank of its first hypothesis that good
+    for u in gap:
+        target = edit_distance(ref[u], oracle[u].split())
+        firsts.append(next((r for r, h in enumerate(hyps.get(u, []), start=1)
+                            if edit_distance(ref[u], h.split()) <= target), None))
+    return [sum(r is not None and r <= k for r in firsts) for k in ks]
 
 
 def main() -> int:
@@ -96,7 +92,7 @@ def main() -> int:
                                      f"in {data / sv / 'text'} or no oracle path in "
                                      f"{dec / 'oracle.jsonl'}")
                 wcn = {cn.utt: [t for t, _ in cn.kbest_paths(max(ks))]
-                       for cn in read_cn_jsonl(cal / "cn.jsonl")}
+                       for cn in read_cn_jsonl(cal / "cn.jsonl") if cn.utt in gap}
                 nbest = ({u: [h.text for h in hs] for u, hs in
                           read_nbest_jsonl(dec / "nbest.jsonl", max(ks)).items()}
                          if (dec / "nbest.jsonl").is_file() else {})

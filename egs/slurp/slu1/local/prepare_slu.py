@@ -185,8 +185,8 @@ def prepare_slurp(slurp: Path, test_jsonl: list[Path], dev_size: int, test_size:
     text lines, the ASR training lines and the summary (set sizes, removed counts, and the
     intents of each extra test set that slu_train does not have: they can never be right).
     """
-    devel, relabeled = read_slurp_jsonl(slurp / "devel.jsonl", "slurp-")
-    relabeled = {"devel": relabeled}
+    devel, replaced = read_slurp_jsonl(slurp / "devel.jsonl", "slurp-")
+    relabeled = {"devel": replaced}
     parts = split(devel, dev_size, test_size, seed)
     sets = {"slu_train": parts["train"], "dev": parts["dev"], "test": parts["test"]}
     for path in test_jsonl:
