@@ -17,6 +17,8 @@ import sys
 from datetime import datetime
 from pathlib import Path
 
+from paired import bootstrap_gap, correct, mcnemar
+
 from speechlm.core.machine import machine_summary
 
 INPUTS = ["text", "1best", "nbest", "nbest_marg", "wcn", "wcn_cal", "wcn_marg", "oracle"]
@@ -133,6 +135,39 @@ def averages(rows) -> list[dict]:
                if all(k in r["acc"] for r in group)}
         out.append({"selection": key[0], "set": key[1], "passes": len(group), "acc": acc})
     return out
+
+
+def spread_lines(exp: Path, data: Path, rows) -> list[str]:
+    """Under the mean table: per selection x set and input, a paired bootstrap 95% interval
+    of its mean difference to the 1-best and of the mean gap closed, and the exact McNemar
+    test pooled over the rows (needs every row's ``utt2intent`` files)."""
+    out = []
+    for key in dict.fromkeys((r["selection"], r["set"]) for r in rows):
+        group = [r for r in rows if (r["selection"], r["set"]) == key]
+        for kind in DIFF_KINDS:
+            per_row = [correct(data / f"{r['set']}_{r['voice']}" / "utt2intent", {
+                k: exp / r["model"] / f"icl_{r['selection']}" / f"{r['set']}_{r['voice']}" / k
+                for k in ("1best", kind, "oracle")}) for r in group]
+            if len(group) < 2 or any(c is None for c in per_row):
+                continue
+            b = bootstrap_gap(per_row, kind, min_gap=MIN_GAP)
+            won = sum(int((c[kind] & ~c["1best"]).sum()) for c in per_row)
+            lost = sum(int((c["1best"] & ~c[kind]).sum()) for c in per_row)
+            line = (f"- {key[0]}, {key[1]}, `{kind}` - 1best: {b['diff'][0]:+.1f} to "
+                    f"{b['diff'][1]:+.1f} points")
+            if kind in GAP_KINDS:
+                line += (f"; gap closed {100 * b['closed'][0]:.0f}% to "
+                         f"{100 * b['closed'][1]:.0f}%, at least 50% in "
+                         f"{100 * b['closed_at_least_half']:.0f}% of the resamples")
+                if b["no_gap"]:
+                    line += f" ({b['no_gap']} without a {MIN_GAP:.0f}-point gap left out)"
+            out.append(line + f"; pooled McNemar {mcnemar(won, lost)}")
+    if not out:
+        return []
+    return ["Spread of the means above (95% intervals of a paired bootstrap: 2,000 resamples "
+            "of each row's test utterances, the same draw for every input, seed 0; exact "
+            "McNemar test pooled over the rows, utterances won/lost against the 1-best, "
+            "two-sided p):", "", *out, ""]
 
 
 def models_of(rows) -> list[str]:
@@ -406,6 +441,7 @@ def main() -> int:
                      "".join(f"{d}|" for d in diff) +
                      "".join(f"{fmt(gap_closed(a, k))}|" for k in GAP_KINDS))
         L += [""]
+        L += spread_lines(args.exp, args.data, rows)
     L += ["![accuracy per input and vs WER](RESULTS.png)", ""]
     L += qa_section(args.exp, args.models, args.sets, args.voices, args.corpus)
     unseen = max((r["unseen"] for r in rows), default=0)

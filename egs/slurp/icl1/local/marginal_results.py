@@ -20,29 +20,9 @@ import sys
 from pathlib import Path
 
 from make_results import analysis_parser, gap_pct, read_acc, write_report
-
-from speechlm.llm.serialize import read_utt2intent
+from paired import mcnemar, wins_losses
 
 SCALE = {"nbest_marg": "nbest_scale", "wcn_marg": "wcn_path_scale"}
-
-
-def wins_losses(ref: Path, base: Path, new: Path) -> tuple[int, int] | None:
-    """Utterances ``new`` classifies right and ``base`` wrong, and the other way round
-    (``utt2intent`` of each prediction dir against ``ref``); None when a file is missing."""
-    files = (ref, base / "utt2intent", new / "utt2intent")
-    if not all(f.is_file() for f in files):
-        return None
-    truth, a, b = (read_utt2intent(f) for f in files)
-    ok = [(a.get(u) == t, b.get(u) == t) for u, t in truth.items()]
-    return sum(y and not x for x, y in ok), sum(x and not y for x, y in ok)
-
-
-def mcnemar(won: int, lost: int) -> str:
-    from scipy.stats import binomtest
-
-    p = binomtest(won, won + lost).pvalue if won + lost else 1.0
-    # two decimals hide how small a small p is (0.004 and 1e-9 both read 0.00)
-    return f"+{won}/-{lost} (p={p:.2f})" if p >= 0.01 else f"+{won}/-{lost} (p={p:.1g})"
 
 
 def paired_lines(rows: list[tuple[str, tuple[int, int] | None, tuple[int, int] | None]],

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 from make_results import analysis_parser, gap_pct, read_acc, write_report
-from marginal_results import mcnemar, wins_losses
+from paired import mcnemar, wins_losses
 
 
 def main() -> int:
