@@ -17,7 +17,7 @@ import sys
 from datetime import datetime
 from pathlib import Path
 
-from paired import bootstrap_gap, correct, mcnemar
+from paired import bootstrap_gap, correct, mcnemar, won_lost
 
 from speechlm.core.machine import machine_summary
 
@@ -144,15 +144,17 @@ def spread_lines(exp: Path, data: Path, rows) -> list[str]:
     out = []
     for key in dict.fromkeys((r["selection"], r["set"]) for r in rows):
         group = [r for r in rows if (r["selection"], r["set"]) == key]
+        if len(group) < 2:
+            continue
         for kind in DIFF_KINDS:
             per_row = [correct(data / f"{r['set']}_{r['voice']}" / "utt2intent", {
                 k: exp / r["model"] / f"icl_{r['selection']}" / f"{r['set']}_{r['voice']}" / k
                 for k in ("1best", kind, "oracle")}) for r in group]
-            if len(group) < 2 or any(c is None for c in per_row):
+            if any(c is None for c in per_row):
                 continue
             b = bootstrap_gap(per_row, kind, min_gap=MIN_GAP)
-            won = sum(int((c[kind] & ~c["1best"]).sum()) for c in per_row)
-            lost = sum(int((c["1best"] & ~c[kind]).sum()) for c in per_row)
+            counts = [won_lost(c["1best"], c[kind]) for c in per_row]
+            won, lost = sum(w for w, _ in counts), sum(x for _, x in counts)
             line = (f"- {key[0]}, {key[1]}, `{kind}` - 1best: {b['diff'][0]:+.1f} to "
                     f"{b['diff'][1]:+.1f} points")
             if kind in GAP_KINDS:

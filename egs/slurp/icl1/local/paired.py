@@ -31,9 +31,12 @@ def wins_losses(ref: Path, base: Path, new: Path) -> tuple[int, int] | None:
     """Utterances ``new`` classifies right and ``base`` wrong, and the other way round
     (``utt2intent`` of each prediction dir against ``ref``); None when a file is missing."""
     ok = correct(ref, {"base": base, "new": new})
-    if ok is None:
-        return None
-    return int((ok["new"] & ~ok["base"]).sum()), int((ok["base"] & ~ok["new"]).sum())
+    return None if ok is None else won_lost(ok["base"], ok["new"])
+
+
+def won_lost(base: np.ndarray, new: np.ndarray) -> tuple[int, int]:
+    """Utterances right in ``new`` and wrong in ``base``, and the other way round."""
+    return int((new & ~base).sum()), int((base & ~new).sum())
 
 
 def mcnemar(won: int, lost: int) -> str:
