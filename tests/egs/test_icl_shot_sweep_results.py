@@ -32,3 +32,24 @@ def test_sweep_table_with_marginalized_input(tmp_path):
     assert "| 2 | 40.0 | 60.0 | 50.0 | 200% |" in md
     assert "| 8 | 50.0 | 60.0 | 90.0 | 25% |" in md
     assert "espeak" not in md
+
+
+def test_report_keeps_every_swept_first_pass_and_its_command(tmp_path):
+    # a sweep run for first pass "b" alone must not drop "a"'s earlier sweep from the report
+    exp = tmp_path / "exp"
+    for m, counts in (("a", (0, 2)), ("b", (0, 4))):
+        sweep = exp / m / "icl_shots" / "embedding"
+        for n in counts:
+            _acc(sweep / str(n) / "test_piper" / "1best", 0.1 * n)
+        (sweep / "command.txt").write_text(f"./run.sh --asr_models {m}\n")
+    _acc(exp / "c" / "icl_embedding" / "test_piper" / "1best", 0.5)  # main run only, no sweep
+    subprocess.run([sys.executable, str(SCRIPT), "--exp", str(exp), "--models", "b", "c",
+                    "--sets", "test", "--voices", "piper", "--inputs", "1best",
+                    "--shots", "0", "4", "--main_shots", "8"], check=True, capture_output=True)
+    md = (exp / "RESULTS_shots.md").read_text()
+    assert md.index("## b, test, piper") < md.index("## a, test, piper")  # --models' order first
+    assert "a's sweep: `./run.sh --asr_models a`" in md
+    assert "b's sweep: `./run.sh --asr_models b`" in md
+    a_table = md.split("## a, test, piper")[1]
+    assert "| 2 | 20.0 |" in a_table and "| 4 |" not in a_table  # only the counts "a" swept
+    assert "## c," not in md

@@ -349,16 +349,20 @@ if [ ${stage} -le 5 ] && [ ${stop_stage} -ge 5 ]; then
       --selection "${sel}" --cmdline "${cmdline}"
   fi
   if [ -n "${shots_sweep}" ]; then
-    # the paper's shot-count analysis: the first first pass and selection, ${sweep_inputs}
-    m=${asr_models%% *}; sel=${selections%% *}
-    for n in ${shots_sweep}; do
-      for s in ${eval_sets}; do
-        for v in ${voices}; do
-          # shellcheck disable=SC2086
-          predict_icl --shots "${n}" --out "${exp}/${m}/icl_shots/${sel}/${n}/${s}_${v}" \
-            "${sel}" "${m}" "${s}" "${v}" ${sweep_inputs}
+    # the paper's shot-count analysis: every first pass, the first selection, ${sweep_inputs}
+    sel=${selections%% *}
+    for m in ${asr_models}; do
+      for n in ${shots_sweep}; do
+        for s in ${eval_sets}; do
+          for v in ${voices}; do
+            # shellcheck disable=SC2086
+            predict_icl --shots "${n}" --out "${exp}/${m}/icl_shots/${sel}/${n}/${s}_${v}" \
+              "${sel}" "${m}" "${s}" "${v}" ${sweep_inputs}
+          done
         done
       done
+      # the report quotes each first pass's own sweep: runs for other first passes stay in it
+      echo "${cmdline}" > "${exp}/${m}/icl_shots/${sel}/command.txt"
     done
     # shellcheck disable=SC2086
     python local/shot_sweep_results.py --exp "${exp}" --models "${m}" --sets ${eval_sets} \

@@ -6,6 +6,11 @@ and ``<model>/icl_<selection>/<set>_<voice>/<input>/accuracy.json`` (the main ru
 ``--main_shots``), one table per first pass x set: intent accuracy per input and shot count,
 and the gap closed of every input but text, 1-best and oracle, (input - 1-best) / (oracle -
 1-best), where the oracle is at least 3 points above the 1-best.
+
+Every first pass in EXP with a sweep for the selection is reported, not only ``--models``, and
+every count it holds, not only ``--shots``: a sweep run for one first pass must not drop
+another's from the report. Each sweep's own command (``icl_shots/<selection>/command.txt``,
+written by run.sh) is quoted under its first pass.
 """
 from __future__ import annotations
 
@@ -21,23 +26,33 @@ def main() -> int:
     p.add_argument("--main_shots", type=int, required=True)
     a = p.parse_args()
     exp = Path(a.exp)
-    counts = sorted(set(a.shots) | {a.main_shots})
+    swept = {d.parents[1].name: d for d in sorted(exp.glob(f"*/icl_shots/{a.selection}"))}
+    # --models' order first; a first pass without a sweep has nothing to plot
+    models = [m for m in dict.fromkeys([*a.models, *sorted(swept)]) if m in swept]
+    counts = sorted(set(a.shots) | {a.main_shots}
+                    | {int(d.name) for sweep in swept.values() for d in sweep.iterdir()
+                       if d.is_dir() and d.name.isdigit()})
     closing = closing_inputs(a.inputs)
     lines = ["# Intent accuracy vs number of shots", "",
-             f"Command: `{a.cmdline}`. Shots chosen by {a.selection} from the few-shot pool; "
+             f"Written by `{a.cmdline}`. Shots chosen by {a.selection} from the few-shot pool; "
              f"{a.main_shots} shots is the main run (RESULTS.md). Accuracy in %; gap closed = "
              "(input - 1-best) / (oracle - 1-best), shown where the oracle is at least 3 points "
              "above the 1-best.", ""]
     curves = {}
-    for m in a.models:
+    for m in models:
+        command = swept[m] / "command.txt"
+        if command.is_file():
+            lines += [f"{m}'s sweep: `{command.read_text().strip()}`", ""]
         for s in a.sets:
             for v in a.voices:
                 table = {}
                 for n in counts:
                     base = (exp / m / f"icl_{a.selection}" / f"{s}_{v}" if n == a.main_shots
                             else exp / m / "icl_shots" / a.selection / str(n) / f"{s}_{v}")
-                    table[n] = {i: read_acc(base / i / "accuracy.json") for i in a.inputs}
-                if not any(x is not None for row in table.values() for x in row.values()):
+                    acc = {i: read_acc(base / i / "accuracy.json") for i in a.inputs}
+                    if any(x is not None for x in acc.values()):  # this first pass swept n
+                        table[n] = acc
+                if not table:
                     continue
                 curves[(m, s, v)] = table
                 lines += [f"## {m}, {s}, {v}", "",
