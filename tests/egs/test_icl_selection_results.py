@@ -1,6 +1,7 @@
 """egs/slurp/icl1/local/selection_results.py (run.sh with several --selections): accuracy
-per input and shot selection, the WCN's gap closed per selection, the reference text read
-from the first first pass, and McNemar tests against the first selection pooled over sets."""
+per input and shot selection, the gap closed of every input between 1-best and oracle, the
+reference text read from the first first pass, and McNemar tests against the first selection
+pooled over sets."""
 import json
 import subprocess
 import sys
@@ -47,6 +48,23 @@ def test_selections_side_by_side(tmp_path):
     assert "- `oracle`, random vs embedding: +0/-0 (p=1.00)" in md
     assert "- `text`, random vs embedding: +0/-1 (p=1.00)" in md  # once, not once a table
     assert (exp / "RESULTS_selection.png").stat().st_size > 1000
+
+
+def test_gap_closed_of_every_input_between_1best_and_oracle(tmp_path):
+    # a run without a plain `wcn` still gets its inputs' gap closed (here wcn_marg, nbest)
+    exp = tmp_path / "exp"
+    for sel, accs in {"embedding": (5, 7, 4, 9), "random": (2, 2, 3, 6)}.items():
+        for kind, right in zip(("1best", "wcn_marg", "nbest", "oracle"), accs, strict=True):
+            _run(exp, "m", sel, "test_piper", kind, right)
+    subprocess.run([sys.executable, str(SCRIPT), "--exp", str(exp), "--models", "m", "--sets",
+                    "test", "--voices", "piper", "--inputs", "1best", "wcn_marg", "nbest",
+                    "oracle", "--selections", "embedding", "random"],
+                   check=True, capture_output=True)
+    md = (exp / "RESULTS_selection.md").read_text()
+    assert ("| selection | 1best | wcn_marg | nbest | oracle | gap closed (wcn_marg) | "
+            "gap closed (nbest) |") in md
+    assert "| embedding | 50.0 | 70.0 | 40.0 | 90.0 | 50% | -25% |" in md
+    assert "| random | 20.0 | 20.0 | 30.0 | 60.0 | 0% | 25% |" in md
 
 
 def test_one_selection_is_refused_and_no_runs_fail(tmp_path):

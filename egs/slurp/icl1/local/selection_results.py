@@ -3,18 +3,18 @@
 
 Reads ``<model>/icl_<selection>/<set>_<voice>/<input>/accuracy.json`` for every selection
 (the reference text from the first first pass that has it, as RESULTS.md does): one table
-per first pass x set x voice, intent accuracy per input and selection and the WCN's gap
-closed per selection, (WCN - 1-best) / (oracle - 1-best), where the oracle is at least 3
-points above the 1-best. With ``--data`` (``<set>_<voice>/utt2intent``), exact McNemar tests
-of every other selection against the first, per input pooled over the tables: the shots
-differ per query, the utterances do not.
+per first pass x set x voice, intent accuracy per input and selection and the gap closed
+of every input but text, 1-best and oracle per selection, (input - 1-best) / (oracle -
+1-best), where the oracle is at least 3 points above the 1-best. With ``--data``
+(``<set>_<voice>/utt2intent``), exact McNemar tests of every other selection against the
+first, per input pooled over the tables: the shots differ per query, the utterances do not.
 """
 from __future__ import annotations
 
 import sys
 from pathlib import Path
 
-from make_results import analysis_parser, gap_pct, read_acc, write_report
+from make_results import analysis_parser, closing_inputs, gap_pct, read_acc, write_report
 from paired import mcnemar, wins_losses
 
 
@@ -26,6 +26,7 @@ def main() -> int:
         p.error("--selections: give two or more to compare")
     exp = Path(a.exp)
     first = a.selections[0]
+    closing = closing_inputs(a.inputs)
 
     def run_dir(m: str, sel: str, s: str, v: str, i: str) -> Path:
         if i == "text":  # classified once a set, with the first first pass
@@ -37,7 +38,7 @@ def main() -> int:
              f"Command: `{a.cmdline}`. The same few-shot pool, shot count and inputs; only how "
              "the shots are chosen differs (`embedding`: the pool sentences nearest the "
              "query's words by MiniLM embedding; `random`: a sample seeded by the query's "
-             "text; `similar`: TF-IDF cosine). Accuracy in %; gap closed = (WCN - 1-best) / "
+             "text; `similar`: TF-IDF cosine). Accuracy in %; gap closed = (input - 1-best) / "
              "(oracle - 1-best), shown where the oracle is at least 3 points above the 1-best.",
              ""]
     panels, pooled = [], {(i, sel): [0, 0] for i in a.inputs for sel in a.selections[1:]}
@@ -50,12 +51,13 @@ def main() -> int:
                     continue
                 panels.append((f"{m}: {s} {v}", acc))
                 lines += [f"## {m}, {s}, {v}", "",
-                          "| selection | " + " | ".join(a.inputs) + " | gap closed (WCN) |",
-                          "|---" * (len(a.inputs) + 2) + "|"]
+                          "| selection | " + " | ".join([*a.inputs, *(f"gap closed ({i})"
+                                                                    for i in closing)]) + " |",
+                          "|---" * (len(a.inputs) + len(closing) + 1) + "|"]
                 for sel, row in acc.items():
                     cells = ["-" if row[i] is None else f"{row[i]:.1f}" for i in a.inputs]
-                    gap = gap_pct(row.get("wcn"), row.get("1best"), row.get("oracle"))
-                    lines.append(f"| {sel} | " + " | ".join(cells) + f" | {gap} |")
+                    gaps = [gap_pct(row[i], row.get("1best"), row.get("oracle")) for i in closing]
+                    lines.append(f"| {sel} | " + " | ".join([*cells, *gaps]) + " |")
                 lines.append("")
                 if not a.data:
                     continue
