@@ -58,6 +58,27 @@ def test_test_jsonl_is_held_out_of_every_training_text(slurp, tmp_path):
     assert again == (sets, lm_text, asr_lines, summary)
 
 
+def test_test_jsonl_size_keeps_a_seeded_sample_of_distinct_sentences(slurp, tmp_path):
+    rows = [{"slurp_id": k, "sentence": f"set an alarm for {w}", "intent": "alarm_set"}
+            for k, w in enumerate("one two three four five six seven eight".split())]
+    rows.append({"slurp_id": 99, "sentence": "Set an alarm for two", "intent": "alarm_set"})
+    held = _jsonl(tmp_path / "big.jsonl", rows)
+    sets, _, _, summary = prepare_slu.prepare_slurp(slurp, [held], 2, 2, 0,
+                                                    asr_train_lines=2, test_jsonl_size=3)
+    texts = [r["text"] for r in sets["test_big"]]
+    assert len(texts) == len(set(texts)) == 3  # "two" twice in the file, at most once here
+    order = [r["text"] for r in prepare_slu.read_slurp_jsonl(held, "x-")[0]]
+    assert texts == sorted(texts, key=order.index)  # file order
+    assert summary["test_jsonl_sampled"] == {"test_big": {"kept": 3, "lines": 9}}
+    assert summary["sets"]["test_big"] == 3
+    again = prepare_slu.prepare_slurp(slurp, [held], 2, 2, 0, asr_train_lines=2,
+                                      test_jsonl_size=3)
+    assert again[0]["test_big"] == sets["test_big"]
+    whole, _, _, summary = prepare_slu.prepare_slurp(slurp, [held], 2, 2, 0,
+                                                     asr_train_lines=2, test_jsonl_size=20)
+    assert len(whole["test_big"]) == 9 and summary["test_jsonl_sampled"] == {}
+
+
 def test_bad_test_jsonl_names_the_file_and_line(slurp, tmp_path):
     bad = _jsonl(tmp_path / "bad.jsonl", [{"sentence": "play jazz", "intent": "play_music"},
                                           {"sentence": "no label"}])

@@ -45,6 +45,9 @@ snips_pool_per_intent=300       # --corpus snips: few-shot pool sentences per in
 snips_test_per_intent=          # --corpus snips: test sentences per intent (default 10, quick 2;
                                 # 0 = every row of --snips_test_dir)
 test_jsonl=                     # extra SLURP-form test sets (never used for any choice)
+test_jsonl_size=                # sentences kept of each (seeded sample; default the recipe's
+                                # test size, 100 / --quick 20; 0 = every line: SLURP's test
+                                # split is ~3,000 sentences, days on 2 CPU cores)
 quick=false
 asr_models="whisper-tiny.en"    # first passes: catalogue Whisper models (whisper-base works
                                 # too), pocketsphinx (en-us model, in-domain trigram) and/or
@@ -108,7 +111,8 @@ case ${corpus} in
     [ -n "${slurp}" ] || { log "SLURP text not found: pass --slurp DIR or set SPEECHLM_DATA"; exit 1; }
     log "slurp: using $(cd "${slurp}" && pwd)"
     if [ "${quick}" = true ]; then dev_size=16; test_size=20; exp=exp/quick
-    else dev_size=40; test_size=100; exp=exp/full; fi ;;
+    else dev_size=40; test_size=100; exp=exp/full; fi
+    test_jsonl_size=${test_jsonl_size:-${test_size}} ;;
   snips)
     if [ -z "${snips}" ]; then
       for d in "${SPEECHLM_DATA:+${SPEECHLM_DATA}/snips}" ../../../../shared/data/snips; do
@@ -164,7 +168,7 @@ if [ ${stage} -le 1 ] && [ ${stop_stage} -ge 1 ]; then
     # shellcheck disable=SC2086
     python ../slu1/local/prepare_slu.py --slurp "${slurp}" --out "${data}/local" \
       --dev_size "${dev_size}" --test_size "${test_size}" --asr_train_lines 0 \
-      ${test_jsonl:+--test_jsonl ${test_jsonl}}
+      ${test_jsonl:+--test_jsonl ${test_jsonl} --test_jsonl_size "${test_jsonl_size}"}
   fi
   set_i=0
   for s in ${sets}; do

@@ -176,24 +176,43 @@ def test_set_name(path: Path) -> str:
     return "test_" + re.sub(rb"[^A-Za-z0-9_]", b"_", stem.encode()).decode()
 
 
+def sample_sentences(rows: list[dict], n: int, seed: int) -> list[dict]:
+    """``n`` distinct sentences of ``rows`` (seeded; the first row of each), in file order;
+    every row when ``n`` is 0 or not below the number of distinct sentences."""
+    first: dict[str, dict] = {}
+    for r in rows:
+        first.setdefault(r["text"], r)
+    if n <= 0 or n >= len(first):
+        return rows
+    keep = set(random.Random(seed).sample(sorted(first), n))
+    return [r for r in first.values() if r["text"] in keep]
+
+
 def prepare_slurp(slurp: Path, test_jsonl: list[Path], dev_size: int, test_size: int,
                   seed: int, snips: Path | None = None, snips_eval_size: int = 150,
-                  snips_train_size: int = 2000, asr_train_lines: int = 3000):
+                  snips_train_size: int = 2000, asr_train_lines: int = 3000,
+                  test_jsonl_size: int = 0):
     """SLURP's devel split by sentence into slu_train / dev / test, each ``test_jsonl`` one more
-    test set ``test_<stem>``, SNIPS sets when ``snips`` is given; every sentence of a non-train
-    set is removed from the training sets and from the LM / ASR text. Returns the sets, the LM
-    text lines, the ASR training lines and the summary (set sizes, removed counts, and the
-    intents of each extra test set that slu_train does not have: they can never be right).
+    test set ``test_<stem>`` (``test_jsonl_size`` > 0: that many of its sentences, seeded: a
+    held-out split of thousands costs hours a first pass on a CPU), SNIPS sets when ``snips``
+    is given; every sentence of a non-train set is removed from the training sets and from the
+    LM / ASR text. Returns the sets, the LM text lines, the ASR training lines and the summary
+    (set sizes, removed counts, the sampled extra test sets' sizes, and the intents of each
+    extra test set that slu_train does not have: they can never be right).
     """
     devel, replaced = read_slurp_jsonl(slurp / "devel.jsonl", "slurp-")
     relabeled = {"devel": replaced}
     parts = split(devel, dev_size, test_size, seed)
     sets = {"slu_train": parts["train"], "dev": parts["dev"], "test": parts["test"]}
+    sampled = {}
     for path in test_jsonl:
         name = test_set_name(path)
         if name in sets:
             raise ValueError(f"{path}: a second test set named {name} (rename the file)")
-        sets[name], relabeled[name] = read_slurp_jsonl(path, f"{name}-")
+        rows, relabeled[name] = read_slurp_jsonl(path, f"{name}-")
+        sets[name] = sample_sentences(rows, test_jsonl_size, seed)
+        if len(sets[name]) < len(rows):
+            sampled[name] = {"kept": len(sets[name]), "lines": len(rows)}
     if snips is not None:
         # the SLU system of this recipe reads id, text and intent (no slot spans)
         snips_rows = [{k: r[k] for k in ("id", "text", "intent")} for r in read_snips(snips)[0]]
@@ -223,6 +242,7 @@ def prepare_slurp(slurp: Path, test_jsonl: list[Path], dev_size: int, test_size:
               for name in sets if name.startswith("test_")}
     summary = {"sets": {n: len(r) for n, r in sets.items()}, "lm_text_lines": len(lm_text),
                "asr_train_lines": len(asr_lines), "removed_as_held_out": removed,
+               "test_jsonl_sampled": sampled,
                "test_intents_not_in_train": {n: u for n, u in unseen.items() if u},
                "intent_field_replaced_by_scenario_action": relabeled}
     return sets, lm_text, asr_lines, summary
@@ -243,6 +263,8 @@ def main() -> int:
                    help="--corpus snips: few-shot pool sentences per intent (seeded; 0 = all)")
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--test_jsonl", nargs="*", default=[], type=Path)
+    p.add_argument("--test_jsonl_size", type=int, default=0,
+                   help="sentences kept of each --test_jsonl file (seeded sample; 0 = all)")
     p.add_argument("--dev_size", type=int, default=300)
     p.add_argument("--test_size", type=int, default=400)
     p.add_argument("--snips_eval_size", type=int, default=150)
@@ -269,7 +291,8 @@ def main() -> int:
     sets, lm_text, asr_lines, summary = prepare_slurp(
         args.slurp, args.test_jsonl, args.dev_size, args.test_size, args.seed,
         snips=args.snips, snips_eval_size=args.snips_eval_size,
-        snips_train_size=args.snips_train_size, asr_train_lines=args.asr_train_lines)
+        snips_train_size=args.snips_train_size, asr_train_lines=args.asr_train_lines,
+        test_jsonl_size=args.test_jsonl_size)
     for name, rows in sets.items():
         write_set(args.out, name, rows)
     (args.out / "lm_text.txt").write_text("\n".join(lm_text) + "\n", encoding="utf-8")
