@@ -17,8 +17,8 @@ from pathlib import Path
 from make_results import (
     MIN_GAP,
     analysis_parser,
-    closing_inputs,
-    gap_pct,
+    gap_cells,
+    gap_table_head,
     read_acc,
     read_wer,
     write_report,
@@ -49,12 +49,8 @@ def main(argv: list[str] | None = None) -> int:
              f"(input - 1-best) / (oracle - 1-best) where the oracle is >= {MIN_GAP:.0f} points "
              "above the 1-best.", ""]
     bars: dict[str, dict[str, float | None]] = {}
-    closing = closing_inputs(a.inputs)
     for s in a.sets:
-        lines += [f"## {s}", "",
-                  "| voice (1-best WER) | method | " + " | ".join(
-                      [*a.inputs, *(f"gap closed ({i})" for i in closing)]) + " |",
-                  "|---" * (len(a.inputs) + len(closing) + 2) + "|"]
+        lines += [f"## {s}", "", *gap_table_head(["voice (1-best WER)", "method"], a.inputs)]
         for v in a.voices:
             wer = read_wer(model / f"decode_{s}_{v}" / "oracle_wer").get("1-best")
             for name, sub in (("ICL", f"icl_{a.selection}"), ("LoRA", a.lora)):
@@ -67,8 +63,8 @@ def main(argv: list[str] | None = None) -> int:
                         acc[i] = read_acc(found[0]) if found else None
                 cells = ["-" if acc[i] is None else f"{acc[i]:.1f}" for i in a.inputs]
                 head = f"{v} ({wer:.1f}%)" if wer is not None else v
-                gaps = [gap_pct(acc[i], acc.get("1best"), acc.get("oracle")) for i in closing]
-                lines.append(f"| {head} | {name} | " + " | ".join([*cells, *gaps]) + " |")
+                lines.append(f"| {head} | {name} | "
+                             + " | ".join([*cells, *gap_cells(acc, a.inputs)]) + " |")
                 bars[f"{s} {v}\n{name}"] = acc
         lines.append("")
     import matplotlib

@@ -84,6 +84,18 @@ def closing_inputs(inputs: list[str]) -> list[str]:
     return [i for i in inputs if i not in ("text", "1best", "oracle")]
 
 
+def gap_table_head(lead: list[str], inputs: list[str]) -> list[str]:
+    """Header and rule of a markdown table: the ``lead`` columns, one per input, then one gap
+    closed per ``closing_inputs`` (the rows' cells: ``gap_cells``)."""
+    cols = [*lead, *inputs, *(f"gap closed ({i})" for i in closing_inputs(inputs))]
+    return ["| " + " | ".join(cols) + " |", "|---" * len(cols) + "|"]
+
+
+def gap_cells(acc: dict[str, float | None], inputs: list[str]) -> list[str]:
+    """``gap_pct`` of every ``closing_inputs`` input of one row of accuracies."""
+    return [gap_pct(acc[i], acc.get("1best"), acc.get("oracle")) for i in closing_inputs(inputs)]
+
+
 def accuracy(path: Path) -> dict | None:
     return json.loads(path.read_text()) if path.is_file() else None
 

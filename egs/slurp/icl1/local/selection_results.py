@@ -14,7 +14,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from make_results import analysis_parser, closing_inputs, gap_pct, read_acc, write_report
+from make_results import analysis_parser, gap_cells, gap_table_head, read_acc, write_report
 from paired import mcnemar, wins_losses
 
 
@@ -26,7 +26,6 @@ def main() -> int:
         p.error("--selections: give two or more to compare")
     exp = Path(a.exp)
     first = a.selections[0]
-    closing = closing_inputs(a.inputs)
 
     def run_dir(m: str, sel: str, s: str, v: str, i: str) -> Path:
         if i == "text":  # classified once a set, with the first first pass
@@ -50,14 +49,11 @@ def main() -> int:
                 if sum(x is not None for row in acc.values() for x in row.values()) < 2:
                     continue
                 panels.append((f"{m}: {s} {v}", acc))
-                lines += [f"## {m}, {s}, {v}", "",
-                          "| selection | " + " | ".join([*a.inputs, *(f"gap closed ({i})"
-                                                                    for i in closing)]) + " |",
-                          "|---" * (len(a.inputs) + len(closing) + 1) + "|"]
+                lines += [f"## {m}, {s}, {v}", "", *gap_table_head(["selection"], a.inputs)]
                 for sel, row in acc.items():
                     cells = ["-" if row[i] is None else f"{row[i]:.1f}" for i in a.inputs]
-                    gaps = [gap_pct(row[i], row.get("1best"), row.get("oracle")) for i in closing]
-                    lines.append(f"| {sel} | " + " | ".join([*cells, *gaps]) + " |")
+                    lines.append(f"| {sel} | " + " | ".join([*cells, *gap_cells(row, a.inputs)])
+                                 + " |")
                 lines.append("")
                 if not a.data:
                     continue

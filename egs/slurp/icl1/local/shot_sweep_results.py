@@ -17,7 +17,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from make_results import analysis_parser, closing_inputs, gap_pct, read_acc, write_report
+from make_results import analysis_parser, gap_cells, gap_table_head, read_acc, write_report
 
 
 def main() -> int:
@@ -32,7 +32,6 @@ def main() -> int:
     counts = sorted(set(a.shots) | {a.main_shots}
                     | {int(d.name) for sweep in swept.values() for d in sweep.iterdir()
                        if d.is_dir() and d.name.isdigit()})
-    closing = closing_inputs(a.inputs)
     lines = ["# Intent accuracy vs number of shots", "",
              f"Written by `{a.cmdline}`. Shots chosen by {a.selection} from the few-shot pool; "
              f"{a.main_shots} shots is the main run (RESULTS.md). Accuracy in %; gap closed = "
@@ -55,14 +54,11 @@ def main() -> int:
                 if not table:
                     continue
                 curves[(m, s, v)] = table
-                lines += [f"## {m}, {s}, {v}", "",
-                          "| shots | " + " | ".join([*a.inputs, *(f"gap closed ({i})"
-                                                                for i in closing)]) + " |",
-                          "|---" * (len(a.inputs) + len(closing) + 1) + "|"]
+                lines += [f"## {m}, {s}, {v}", "", *gap_table_head(["shots"], a.inputs)]
                 for n, acc in table.items():
                     cells = ["" if acc[i] is None else f"{acc[i]:.1f}" for i in a.inputs]
-                    gaps = [gap_pct(acc[i], acc.get("1best"), acc.get("oracle")) for i in closing]
-                    lines.append(f"| {n} | " + " | ".join([*cells, *gaps]) + " |")
+                    lines.append(f"| {n} | " + " | ".join([*cells, *gap_cells(acc, a.inputs)])
+                                 + " |")
                 lines.append("")
     if not curves:
         print(f"{exp}: no sweep results found", file=sys.stderr)
