@@ -44,8 +44,10 @@ reference intents that are not among the SLU dir's labels are counted in accurac
 (``intents_not_in_labels``, ``utts_with_unseen_intent``): they can never be right.
 
 Outputs: SLU_DIR/{slu.json, examples.jsonl | adapter/, train_report.json};
-OUT/utt2intent (``utt intent``, LC_ALL=C sorted), and when DATA_DIR/utt2intent exists,
-the accuracy printed and written to OUT/accuracy.json.
+OUT/utt2intent (``utt intent``, LC_ALL=C sorted), OUT/utt2posteriors (``utt
+label:logp ...``, every label's log posterior, normalized over the labels, most likely
+first: combine inputs or check calibration without the LLM), and when DATA_DIR/utt2intent
+exists, the accuracy printed and written to OUT/accuracy.json.
 
 Measured (2026-11-27, 2-core CPU shared with other jobs, one torch thread), embedded LM
 (/tmp/lmproto: 1.7M parameters, 64-token context, SLURP text), SLURP split of
@@ -380,37 +382,39 @@ def run_predict(args: argparse.Namespace) -> int:
     settings = {"prompt": dataclasses.asdict(prompt), "llm": llm_id, "model": args.llm_model}
     clf = None
 
-    def predict(kind: str) -> dict[str, str]:
+    def predict(kind: str) -> dict[str, list[float]]:
         nonlocal clf
         started = time.monotonic()
         load_kwargs = {"prompt": prompt, "llm": args.llm, "llm_url": args.llm_url,
                        "llm_model": args.llm_model}
         if args.nj > 1:
-            from speechlm.llm.slu_parallel import predict_parallel
+            from speechlm.llm.slu_parallel import predict_posteriors_parallel
 
-            hyp = predict_parallel(args.model_dir, inputs[kind], args.nj,
-                                   load_kwargs=load_kwargs, threads=args.threads,
-                                   progress=not args.no_progress)
+            posteriors = predict_posteriors_parallel(
+                args.model_dir, inputs[kind], args.nj, load_kwargs=load_kwargs,
+                threads=args.threads, progress=not args.no_progress)
         else:
             if clf is None:
                 clf, _ = load_classifier(args.model_dir, **load_kwargs)
-            hyp = clf.predict(inputs[kind], progress=not args.no_progress)
-        print(f"{kind}: {len(hyp)} utterances in {time.monotonic() - started:.0f} s",
+            posteriors = clf.predict_posteriors(inputs[kind], progress=not args.no_progress)
+        print(f"{kind}: {len(posteriors)} utterances in {time.monotonic() - started:.0f} s",
               file=sys.stderr)
-        return hyp
+        return posteriors
 
     for kind in kinds:
         out = Path(args.out) / names[kind] if len(kinds) > 1 else Path(args.out)
         # A finished prediction of the same model on the same serialized inputs is kept.
         stamp = _predict_stamp(args.model_dir, args.llm or config.llm_path, inputs[kind],
                                settings)
-        hyp = _kept_or_predicted(out, stamp, functools.partial(predict, kind))
+        hyp = _kept_or_predicted(out, stamp, functools.partial(predict, kind), config.labels)
         _score(args, config, out, kind, hyp, per_kind.get(kind, serialize), prompt, llm_id)
     return 0
 
 
-def _kept_or_predicted(out: Path, stamp: str, predict) -> dict[str, str]:
-    """OUT/utt2intent when OUT/.done holds ``stamp``, else ``predict()`` written to OUT.
+def _kept_or_predicted(out: Path, stamp: str, predict, labels: list[str]) -> dict[str, str]:
+    """OUT/utt2intent when OUT/.done holds ``stamp``, else the best labels of ``predict()``
+    (label log posteriors) written to OUT/utt2intent, with the posteriors in
+    OUT/utt2posteriors. A kept result from before utt2posteriors existed is kept without.
 
     One writer per OUT: a second ``slu predict`` on the same OUT (two recipe runs sharing
     sets) waits for the first and then finds its result done, instead of computing it again
@@ -421,9 +425,7 @@ def _kept_or_predicted(out: Path, stamp: str, predict) -> dict[str, str]:
         if done.is_file() and done.read_text().strip() == stamp and (out / "utt2intent").is_file():
             print(f"speechlm slu predict: already done ({out}/utt2intent)", file=sys.stderr)
             return _read_hyp(out / "utt2intent")
-        hyp = predict()
-        _write_hyp(out, hyp, stamp)
-        return hyp
+        return _write_hyp(out, stamp, labels, predict())
     finally:
         os.close(lock)
 
@@ -434,16 +436,22 @@ def _read_hyp(path: Path) -> dict[str, str]:
     return read_utt2intent(path)
 
 
-def _write_hyp(out: Path, hyp: dict[str, str], stamp: str) -> None:
+def _write_hyp(out: Path, stamp: str, labels: list[str],
+               posteriors: dict[str, list[float]]) -> dict[str, str]:
+    """The best label of each utterance, written to OUT with its posteriors and ``stamp``."""
     from speechlm.data.kaldi_dir import c_sorted
+    from speechlm.llm.slu import best_label, write_utt2posteriors
 
+    hyp = {u: best_label(labels, s) for u, s in posteriors.items()}
     out.mkdir(parents=True, exist_ok=True)
     done = out / ".done"
     done.unlink(missing_ok=True)
     with open(out / "utt2intent", "w", encoding="utf-8") as f:
         for utt in c_sorted(hyp):
             f.write(f"{utt} {hyp[utt]}\n")
+    write_utt2posteriors(out / "utt2posteriors", labels, posteriors)
     done.write_text(stamp + "\n")
+    return hyp
 
 
 def _score(args, config, out: Path, kind: str, hyp: dict[str, str], serialize, prompt,

@@ -46,7 +46,7 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from speechlm.data.kaldi_dir import c_sorted
+from speechlm.data.kaldi_dir import c_sorted, read_table
 from speechlm.llm.icl import SELECTIONS, Example, ExamplePool, read_examples
 from speechlm.llm.serialize import SerializeConfig
 from speechlm.runtime.base import LanguageModel
@@ -354,21 +354,37 @@ class IntentClassifier:
         """
         return marginalize(self.scores, hyps, utt)
 
+    def label_posteriors(self, text: str | Sequence[str] | Sequence[tuple[str, float]],
+                         utt: str = "?") -> list[float]:
+        """Log posterior of each label (``self.labels`` order, normalized over the labels)
+        for one input: a serialized line, its serializations (longest first), or weighted
+        hypotheses ``[(text, weight)]`` (:meth:`marginal_scores`)."""
+        weighted = not isinstance(text, str) and bool(text) and isinstance(text[0], tuple)
+        s = np.asarray(self.marginal_scores(text, utt) if weighted else self.scores(text, utt),
+                       dtype=np.float64)
+        return (s - np.logaddexp.reduce(s)).tolist()
+
     def classify(self, text: str | Sequence[str] | Sequence[tuple[str, float]],
                  utt: str = "?") -> str:
-        """The best label for one input: a serialized line, its serializations (longest
-        first), or weighted hypotheses ``[(text, weight)]`` (:meth:`marginal_scores`)."""
-        weighted = not isinstance(text, str) and bool(text) and isinstance(text[0], tuple)
-        s = self.marginal_scores(text, utt) if weighted else self.scores(text, utt)
-        return best_label(self.labels, s)
+        """The best label for one input (:meth:`label_posteriors`)."""
+        return best_label(self.labels, self.label_posteriors(text, utt))
 
     def predict(self, inputs: dict[str, str] | dict[str, list[str]]
                 | dict[str, list[tuple[str, float]]], progress: bool = True) -> dict[str, str]:
         """Intent of each utterance; ``inputs`` maps utterance -> serialized input (or its
         serializations, longest first, or weighted hypotheses). An empty input is
         classified (the prompt shows an empty hypothesis), never skipped."""
+        return {utt: best_label(self.labels, s)
+                for utt, s in self.predict_posteriors(inputs, progress).items()}
+
+    def predict_posteriors(self, inputs: dict[str, str] | dict[str, list[str]]
+                           | dict[str, list[tuple[str, float]]],
+                           progress: bool = True) -> dict[str, list[float]]:
+        """:meth:`label_posteriors` of each utterance of ``inputs`` (as :meth:`predict`):
+        what ``slu predict`` keeps in ``utt2posteriors``, so that combining inputs or
+        checking the labels' calibration needs no second LLM pass."""
         before = dict(self.fitter.counts)
-        out = {utt: self.classify(inputs[utt], utt)
+        out = {utt: self.label_posteriors(inputs[utt], utt)
                for utt in tqdm(c_sorted(inputs), disable=not progress, desc="slu", unit="utt")}
         fitted = {k: v - before[k] for k, v in self.fitter.counts.items() if v > before[k]}
         if fitted:
@@ -443,3 +459,35 @@ def accuracy(hyp: dict[str, str], ref: dict[str, str]) -> dict[str, Any]:
 
 def labels_of(examples: Sequence[Example]) -> list[str]:
     return c_sorted({e.intent for e in examples})
+
+
+def write_utt2posteriors(path: Path, labels: Sequence[str],
+                         posteriors: dict[str, Sequence[float]]) -> None:
+    """``utt label:logp label:logp ...``, the labels most likely first, utterances
+    ``LC_ALL=C`` sorted (``head`` shows each utterance's runners-up)."""
+    with open(path, "w", encoding="utf-8") as f:
+        for utt in c_sorted(posteriors):
+            pairs = sorted(zip(labels, posteriors[utt], strict=True), key=lambda p: -p[1])
+            f.write(utt + "".join(f" {lab}:{lp:.4f}" for lab, lp in pairs) + "\n")
+
+
+def read_utt2posteriors(path: Path) -> dict[str, dict[str, float]]:
+    """``write_utt2posteriors``'s file -> {utt: {label: log posterior}}.
+
+    Raises:
+        DataDirError / ValueError: naming the file, line and field that is not
+            ``label:number``.
+    """
+    out = {}
+    for lineno, utt, value in read_table(path):
+        row = {}
+        for item in value.split():
+            label, _, number = item.rpartition(":")
+            try:
+                if not label:
+                    raise ValueError
+                row[label] = float(number)
+            except ValueError:
+                raise ValueError(f"{path}:{lineno}: {utt!r}: {item!r} is not label:logp") from None
+        out[utt] = row
+    return out

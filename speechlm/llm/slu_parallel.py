@@ -1,8 +1,8 @@
-"""Intent prediction over several worker processes (``speechlm slu predict --nj N``).
+"""Intent posteriors over several worker processes (``speechlm slu predict --nj N``).
 
 Each utterance is classified on its own (its shots are chosen from its own input, its
 prompt fitted alone), so dealing the utterances to N processes, each with its own copy of
-the LM, gives the labels of one process: the recipe's ``nj`` for the LLM pass, as for
+the LM, gives the posteriors of one process: the recipe's ``nj`` for the LLM pass, as for
 decoding. Processes are spawned (no fork: torch and tokenizers keep threads). Work goes out
 in small chunks, so a slow chunk does not hold the others and the progress bar moves.
 ``score_texts`` ranks the labels after each of many texts the same way (the hypotheses of
@@ -33,8 +33,8 @@ def _load(model_dir: str, load_kwargs: dict[str, Any], threads: int) -> None:
     _CLASSIFIER, _ = load_classifier(model_dir, **load_kwargs)
 
 
-def _predict_chunk(chunk: dict) -> dict[str, str]:
-    return _CLASSIFIER.predict(chunk, progress=False)
+def _predict_chunk(chunk: dict) -> dict[str, list[float]]:
+    return _CLASSIFIER.predict_posteriors(chunk, progress=False)
 
 
 def _score_chunk(texts: list[str]) -> dict[str, list[float]]:
@@ -74,11 +74,12 @@ def _chunks(items: list, size: int) -> list:
     return [items[i:i + size] for i in range(0, len(items), size)]
 
 
-def predict_parallel(model_dir: str | Path, inputs: dict, nj: int, *,
-                     load_kwargs: dict[str, Any] | None = None, threads: int | None = None,
-                     chunk_size: int = 8, progress: bool = True) -> dict[str, str]:
-    """``IntentClassifier.predict(inputs)`` of ``load_classifier(model_dir, **load_kwargs)``
-    in ``nj`` worker processes.
+def predict_posteriors_parallel(model_dir: str | Path, inputs: dict, nj: int, *,
+                                load_kwargs: dict[str, Any] | None = None,
+                                threads: int | None = None, chunk_size: int = 8,
+                                progress: bool = True) -> dict[str, list[float]]:
+    """``IntentClassifier.predict_posteriors(inputs)`` (label log posteriors) of
+    ``load_classifier(model_dir, **load_kwargs)`` in ``nj`` worker processes.
 
     Args:
         model_dir: an SLU dir.

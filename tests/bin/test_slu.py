@@ -1,10 +1,12 @@
 import importlib.util
 import json
+import math
 from pathlib import Path
 
 import pytest
 
 from speechlm.bin.cli import COMMANDS, main
+from speechlm.llm.slu import read_utt2posteriors
 
 # The SLU builders live beside the library tests (tests/llm/slu_testdata.py).
 _spec = importlib.util.spec_from_file_location(
@@ -57,6 +59,15 @@ def test_icl_train_and_predict_every_input(setup, tmp_path, capsys):
         assert all(x.split()[1] in cfg["labels"] for x in lines)
         acc = json.loads((out / "accuracy.json").read_text())
         assert acc["input"] == kind and acc["total"] == 40 and acc["missing"] == 0
+        # every label's log posterior, normalized; the most likely is the label written
+        posteriors = read_utt2posteriors(out / "utt2posteriors")
+        assert sorted(posteriors) == utts
+        for line in lines:
+            utt, label = line.split()
+            row = posteriors[utt]
+            assert sorted(row) == sorted(cfg["labels"])
+            assert max(row, key=row.get) == label
+            assert math.isclose(sum(math.exp(v) for v in row.values()), 1, abs_tol=1e-3)
     # one hypothesis marginalized = that hypothesis classified alone (the 1-best here)
     assert _predict(setup, slu, "nbest_marg", tmp_path / "m1", "--marginal-k", "1") == 0
     assert ((tmp_path / "m1" / "utt2intent").read_text()
@@ -215,6 +226,7 @@ def test_worker_processes_give_the_labels_of_one(setup, tmp_path, capsys):
         assert _predict(setup, slu, kind, one) == 0
         assert _predict(setup, slu, kind, two, "--nj", "2", "--threads", "1") == 0
         assert (one / "utt2intent").read_text() == (two / "utt2intent").read_text()
+        assert (one / "utt2posteriors").read_text() == (two / "utt2posteriors").read_text()
         acc = json.loads((two / "accuracy.json").read_text())
         assert acc["total"] == 40 and acc["missing"] == 0
     capsys.readouterr()
@@ -245,17 +257,18 @@ def test_predict_output_has_one_writer(tmp_path):
         calls.append("first")
         started.set()
         release.wait(30)
-        return {"u1": "a"}
+        return {"u1": [-0.1, -2.4]}  # label log posteriors, labels ["a", "b"]
 
     def other():
         calls.append("second")
-        return {"u1": "b"}
+        return {"u1": [-3.0, -0.05]}
 
-    first = threading.Thread(target=slu_cli._kept_or_predicted, args=(out, "s1", slow))
+    labels = ["a", "b"]
+    first = threading.Thread(target=slu_cli._kept_or_predicted, args=(out, "s1", slow, labels))
     first.start()
     assert started.wait(30)
     waiter = threading.Thread(
-        target=lambda: second.update(slu_cli._kept_or_predicted(out, "s1", other)))
+        target=lambda: second.update(slu_cli._kept_or_predicted(out, "s1", other, labels)))
     waiter.start()
     waiter.join(0.5)
     assert waiter.is_alive()  # held off by the first writer's lock
@@ -264,4 +277,6 @@ def test_predict_output_has_one_writer(tmp_path):
     waiter.join(30)
     assert calls == ["first"] and second == {"u1": "a"}  # found done, not computed again
     assert (out / "utt2intent").read_text() == "u1 a\n"
-    assert slu_cli._kept_or_predicted(out, "s2", other) == {"u1": "b"}  # other settings
+    assert (out / "utt2posteriors").read_text() == "u1 a:-0.1000 b:-2.4000\n"
+    assert slu_cli._kept_or_predicted(out, "s2", other, labels) == {"u1": "b"}  # other settings
+    assert (out / "utt2posteriors").read_text() == "u1 b:-0.0500 a:-3.0000\n"

@@ -11,6 +11,8 @@ from speechlm.llm.slu import (
     SLUConfig,
     accuracy,
     rank_labels,
+    read_utt2posteriors,
+    write_utt2posteriors,
 )
 from speechlm.runtime.base import LanguageModel, ScoreResult
 
@@ -172,3 +174,21 @@ def test_marginal_scores_average_label_posteriors_over_hypotheses():
         clf.marginal_scores([("a", -1.0), ("b", 2.0)], "u7")
     assert clf.predict({"u1": [("alarm set", 1.0)], "u2": [("light on", 1.0)]},
                        progress=False) == {"u1": "alarm_set", "u2": "light_on"}
+
+
+def test_label_posteriors_are_normalized_and_written_most_likely_first(tmp_path):
+    clf = IntentClassifier(KeywordLM(), ["alarm_set", "light_on"], PromptConfig(shots=0))
+    post = clf.predict_posteriors({"u2": "light on", "u1": "alarm"}, progress=False)
+    assert list(post) == ["u1", "u2"]
+    for row in post.values():
+        assert sum(math.exp(x) for x in row) == pytest.approx(1.0)
+    assert post["u2"][1] > post["u2"][0]  # light_on more likely after "light on"
+    path = tmp_path / "utt2posteriors"
+    write_utt2posteriors(path, clf.labels, post)
+    first = path.read_text().splitlines()[1].split()
+    assert first[0] == "u2" and first[1].startswith("light_on:")
+    back = read_utt2posteriors(path)
+    assert back["u2"]["light_on"] == pytest.approx(post["u2"][1], abs=1e-4)
+    path.write_text("u1 alarm_set:-0.1 light_on\n")
+    with pytest.raises(ValueError, match=r"utt2posteriors:1: 'u1': 'light_on' is not label:logp"):
+        read_utt2posteriors(path)
