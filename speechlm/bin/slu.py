@@ -186,6 +186,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     pred.add_argument("--no-progress", action="store_true", help="no progress bar")
     pred.add_argument("--calibrate", dest="p_calibrate", action=argparse.BooleanOptionalAction,
                       default=None, help="contextual calibration (default: the SLU dir's)")
+    pred.add_argument("--verbalize", dest="p_verbalize", action=argparse.BooleanOptionalAction,
+                      default=None, help="score labels as words (alarm set), or as written "
+                      "with --no-verbalize (default: the SLU dir's)")
     pred.add_argument("--marginal-from", nargs="+", metavar="REPORT",
                       help="nbest_marg / wcn_marg settings picked on dev by 'speechlm slu "
                       "tune-marginal' (flags given here win)")

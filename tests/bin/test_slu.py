@@ -78,6 +78,11 @@ def test_icl_train_and_predict_every_input(setup, tmp_path, capsys):
     assert _predict(setup, slu, "wcn", tmp_path / "w", "--wcn-threshold", "0.5") == 0
     saved = json.loads((tmp_path / "w" / "accuracy.json").read_text())["serialize"]
     assert saved["wcn_threshold"] == 0.5
+    # and so do the prompt options (the recipe's prompt ablation)
+    assert _predict(setup, slu, "onebest", tmp_path / "p", "--no-verbalize",
+                    "--instruction", "") == 0
+    prompt = json.loads((tmp_path / "p" / "accuracy.json").read_text())["prompt"]
+    assert prompt["verbalize"] is False and prompt["instruction"] == ""
     # the same prediction again is a no-op; other serialized inputs are redone
     capsys.readouterr()
     before = (tmp_path / "w" / "utt2intent").stat().st_mtime_ns

@@ -95,3 +95,15 @@ def test_predict_icl_writes_every_input_under_its_own_name():
     assert _predict_calls("1best wcn_marg oracle", "--shots 0 --out O/0", shots="0") == [
         ("1best oracle", "E/m/decode_test_piper", "O/0"),
         ("wcn_marg", "E/m/decode_test_piper_cal", "O/0/wcn_marg")]
+
+
+def test_predict_icl_passes_prompt_options_on_as_they_are():
+    # the prompt ablation: an empty instruction must reach slu predict as an empty argument
+    fake = "python() { shift 3; printf '[%s]' \"$@\"; echo; }; exp=E; data=D; slu_dir=S; nj=1; "
+    res = _bash(fake + 'predict_icl --opt --instruction --opt "" --opt --no-verbalize '
+                "--out O embedding m test piper 1best wcn_marg")
+    assert res.returncode == 0, res.stderr
+    calls = res.stdout.splitlines()
+    assert len(calls) == 2  # 1best, then wcn_marg from the calibrated decode dir
+    for call in calls:
+        assert "[--instruction][][--no-verbalize]" in call

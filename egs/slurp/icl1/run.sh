@@ -13,6 +13,7 @@
 #   ./run.sh --asr_models "whisper-tiny.en espnet"  # + an ESPnet system trained here (its lattices)
 #   ./run.sh --asr_models espnet --espnet_model DIR  # a model dir of `speechlm train-asr`: not trained
 #   ./run.sh --wcn_sweep "0.05 0.2 0.4"  # + WCN threshold / no posteriors: RESULTS_wcn.md
+#   ./run.sh --prompt_sweep "no_instruction no_verbalize calibrate"  # + RESULTS_prompt.md
 #   ./run.sh --tune_marginal wcn_marg    # + wcn_marg's k and weight scale from dev: RESULTS_marginal.md
 #
 # Stages: 1 SLU splits (../slu1/local/prepare_slu.py) and synthetic speech, one data dir per
@@ -74,6 +75,10 @@ sweep_inputs="1best wcn oracle" # each shot count -> exp/.../RESULTS_shots.md + 
 wcn_threshold=0.1
 wcn_sweep=                      # e.g. "0.05 0.2 0.4": stage 5 also classifies the WCN pruned at
                                 # each threshold and once without posteriors -> RESULTS_wcn.md
+prompt_sweep=                   # e.g. "no_instruction no_verbalize calibrate": stage 5 also
+prompt_inputs="1best wcn oracle" # classifies these inputs with the main prompt changed in
+                                # that one way (no instruction line; labels scored as written;
+                                # contextual calibration) -> RESULTS_prompt.md + plot
 tune_marginal=                  # e.g. "wcn_marg": stage 5 also picks k and the weight scale of
                                 # each of these inputs on the dev sets (every voice pooled;
 marginal_ks="1 2 4 8"           # this grid) and classifies the test sets with that choice
@@ -152,6 +157,11 @@ for l in ${noise_levels}; do
   noise_sets+=" test_snr$(echo "${l}" | tr -- '-.' 'mp')"
 done
 noise_sets=${noise_sets# }
+for i in ${prompt_sweep}; do
+  case ${i} in no_instruction|no_verbalize|calibrate) ;;
+    *) log "--prompt_sweep: '${i}' is not no_instruction, no_verbalize or calibrate"; exit 1 ;;
+  esac
+done
 for i in ${tune_marginal}; do
   case ${i} in nbest_marg|wcn_marg) ;; *) log "--tune_marginal: '${i}' is not nbest_marg or wcn_marg"; exit 1 ;; esac
 done
@@ -372,6 +382,32 @@ if [ ${stage} -le 5 ] && [ ${stop_stage} -ge 5 ]; then
     python local/shot_sweep_results.py --exp "${exp}" --models "${m}" --sets ${eval_sets} \
       --voices ${voices} --inputs ${sweep_inputs} --shots ${shots_sweep} \
       --main_shots "${shots}" --selection "${sel}" --cmdline "${cmdline}"
+  fi
+  if [ -n "${prompt_sweep}" ]; then
+    # the paper's prompt analysis: each part of the main prompt changed alone, every first
+    # pass, the first selection, ${prompt_inputs}
+    sel=${selections%% *}
+    for m in ${asr_models}; do
+      for pv in ${prompt_sweep}; do
+        case ${pv} in
+          no_instruction) popts=(--opt --instruction --opt "") ;;
+          no_verbalize) popts=(--opt --no-verbalize) ;;
+          calibrate) popts=(--opt --calibrate) ;;
+        esac
+        for s in ${eval_sets}; do
+          for v in ${voices}; do
+            # shellcheck disable=SC2086
+            predict_icl "${popts[@]}" --out "${exp}/${m}/icl_prompt/${sel}/${pv}/${s}_${v}" \
+              "${sel}" "${m}" "${s}" "${v}" ${prompt_inputs}
+          done
+        done
+      done
+      echo "${cmdline}" > "${exp}/${m}/icl_prompt/${sel}/command.txt"
+    done
+    # shellcheck disable=SC2086
+    python local/prompt_sweep_results.py --exp "${exp}" --data "${data}" --models ${asr_models} \
+      --sets ${eval_sets} --voices ${voices} --inputs ${prompt_inputs} \
+      --variants ${prompt_sweep} --selection "${sel}" --cmdline "${cmdline}"
   fi
 fi
 

@@ -1,15 +1,17 @@
 # local/predict_icl.sh (sourced by run.sh): intent predictions of one set.
 # Reads ${exp}, ${data}, ${slu_dir} and ${nj} of run.sh.
-# predict_icl [--shots N] [--out DIR] [--slu SLU_DIR] SEL MODEL SET VOICE INPUT...: intent
-# predictions for one set from its first pass, read as each INPUT (wcn_cal, wcn_marg: the WCN
+# predict_icl [--shots N] [--opt ARG]... [--out DIR] [--slu SLU_DIR] SEL MODEL SET VOICE
+# INPUT...: intent predictions for one set from its first pass, read as each INPUT (wcn_cal, wcn_marg: the WCN
 # of the dev-calibrated decode dir), into DIR/<input> (default ${exp}/MODEL/icl_SEL/SET_VOICE)
 # by SLU_DIR (default ${slu_dir}) with N shots (default: the SLU dir's) chosen by SEL (-: the
-# SLU dir's own prompt, e.g. a LoRA dir's, which has no shots).
+# SLU dir's own prompt, e.g. a LoRA dir's, which has no shots); each --opt ARG is passed on to
+# `slu predict` as it is (--opt --instruction --opt "": no instruction).
 predict_icl() {
   local opts=() out="" slu=${slu_dir:-}
   while [ $# -gt 0 ]; do
     case $1 in
       --shots) opts+=(--shots "$2"); shift 2 ;;
+      --opt) opts+=("$2"); shift 2 ;;
       --out) out=$2; shift 2 ;;
       --slu) slu=$2; shift 2 ;;
       *) break ;;
