@@ -16,8 +16,11 @@ def _acc(exp, m, sv, kind, a):
 
 def _model(exp, m, best, dev_acc, rows):
     (exp / m).mkdir(parents=True)
+    grid = [{"marginal_k": k, "wcn_path_scale": x, "accuracy": 0.5}
+            for k in (1, 2, 8) for x in (0.0, 0.5, 1.0)]
     (exp / m / "marginal_wcn_marg.json").write_text(json.dumps(
-        {"input": "wcn_marg", "best": best, "dev_accuracy": dev_acc}))
+        {"input": "wcn_marg", "best": best, "dev_accuracy": dev_acc, "candidates": grid,
+         "seconds": 704.6}))
     for v, accs in rows.items():
         for kind, a in zip(("1best", "wcn_marg", "wcn_marg_tuned", "oracle"), accs,
                            strict=True):
@@ -35,11 +38,11 @@ def test_choice_gap_and_mean(tmp_path):
     subprocess.run(cmd, check=True, capture_output=True)
     md = (exp / "RESULTS_marginal.md").read_text()
     rows = [r for r in md.splitlines() if r.startswith("| espnet") or r.startswith("| mean")]
-    assert rows[0] == ("| espnet | 8, 0.5 | 56.2 | test | piper | 46.0 | 48.0 | 53.0 | 60.0 "
-                       "| 14% | 50% |")
+    assert rows[0] == ("| espnet | 1 2 8 x 0 0.5 1 (705 s) | 8, 0.5 | 56.2 | test | piper | "
+                       "46.0 | 48.0 | 53.0 | 60.0 | 14% | 50% |")
     assert rows[1].endswith("| 44.0 | 47.0 | 45.0 | 58.0 | 21% | 7% |")
     # mean of the two rows: 45, 47.5, 49, 59 -> 18% and 29%
-    assert rows[2] == "| mean of 2 rows | | | | | 45.0 | 47.5 | 49.0 | 59.0 | 18% | 29% |"
+    assert rows[2] == "| mean of 2 rows | | | | | | 45.0 | 47.5 | 49.0 | 59.0 | 18% | 29% |"
     assert "whisper" not in md.split("## wcn_marg")[1]
     assert (exp / "RESULTS_marginal.png").stat().st_size > 1000
 

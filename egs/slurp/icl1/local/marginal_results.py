@@ -60,7 +60,8 @@ def main() -> int:
              "above the 1-best.", ""]
     bars = []
     for i in a.inputs:
-        head = ["first pass", "k, scale (dev)", "dev acc", "set", "voice", "1best",
+        head = ["first pass", "grid: k x scale (tuning s)", "k, scale (dev)", "dev acc", "set",
+                "voice", "1best",
                 f"{i} default", f"{i} tuned", "oracle", "gap closed (default)",
                 "gap closed (tuned)"]
         rows, cols, tests = [], [], []
@@ -70,6 +71,10 @@ def main() -> int:
                 continue
             r = json.loads(report.read_text())
             choice = f"{r['best']['marginal_k']}, {r['best'][SCALE[i]]:g}"
+            grid = (" ".join(str(k) for k in sorted({c["marginal_k"] for c in r["candidates"]}))
+                    + " x " + " ".join(f"{x:g}" for x in sorted({c[SCALE[i]]
+                                                                   for c in r["candidates"]}))
+                    + f" ({r['seconds']:.0f} s)")
             for s in a.sets:
                 for v in a.voices:
                     base = exp / m / f"icl_{a.selection}" / f"{s}_{v}"
@@ -81,7 +86,7 @@ def main() -> int:
                     cols.append(acc)
                     tag = f"\n{i}" if len(a.inputs) > 1 else ""
                     bars.append((f"{m}\n{s} {v}{tag}", acc))
-                    rows.append([m, choice, f"{100 * r['dev_accuracy']:.1f}", s, v,
+                    rows.append([m, grid, choice, f"{100 * r['dev_accuracy']:.1f}", s, v,
                                  *("-" if x is None else f"{x:.1f}" for x in acc),
                                  gap_pct(default, one, orc), gap_pct(tuned, one, orc)])
                     if a.data:
@@ -96,7 +101,7 @@ def main() -> int:
         full = [c for c in cols if None not in c]
         if len(full) > 1:
             mean = [sum(c[j] for c in full) / len(full) for j in range(4)]
-            lines.append(f"| mean of {len(full)} rows | | | | | " +
+            lines.append(f"| mean of {len(full)} rows | | | | | | " +
                          " | ".join(f"{x:.1f}" for x in mean) +
                          f" | {gap_pct(mean[1], mean[0], mean[3])} | "
                          f"{gap_pct(mean[2], mean[0], mean[3])} |")
