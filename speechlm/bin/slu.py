@@ -316,12 +316,19 @@ def run_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _predict_stamp(model_dir: str | Path, llm_path: str | None,
-                   inputs: dict, settings: dict) -> str:
-    """Digest of the SLU dir (config, adapter, examples), its local LLM and the exact
-    inputs. LLM files over 64 MiB count by name, size and mtime (a real checkpoint is
-    too big to hash on every call)."""
-    h = hashlib.sha256()
+def _predict_stamps(model_dir: str | Path, llm_path: str | None,
+                    inputs: dict, settings: dict) -> tuple[str, str]:
+    """Digests of the SLU dir (config, adapter, examples), its local LLM and the exact
+    inputs: (the one written, an older one still accepted).
+
+    slu.json counts without its ``train`` block (the training command and file paths: where
+    the dir was made, not what it predicts), so stage 4 run again from another checkout does
+    not make every finished prediction stale. The older digest read slu.json byte for byte;
+    outputs stamped with it are kept, and restamped. LLM files over 64 MiB count by name,
+    size and mtime (a real checkpoint is too big to hash on every call)."""
+    from speechlm.llm.slu import SLU_JSON
+
+    digests = hashlib.sha256(), hashlib.sha256()
     folders = [Path(model_dir), Path(model_dir) / "adapter"]
     if llm_path:
         folders.append(Path(llm_path))
@@ -332,12 +339,19 @@ def _predict_stamp(model_dir: str | Path, llm_path: str | None,
             if not f.is_file() or f.name.startswith("."):
                 continue
             st = f.stat()
-            h.update(f"{folder.name}/{f.name}\0".encode())
-            h.update(f.read_bytes() if st.st_size <= 64 << 20
-                     else f"{st.st_size} {st.st_mtime_ns}".encode())
-    h.update(json.dumps(inputs, sort_keys=True).encode())
-    h.update(json.dumps(settings, sort_keys=True).encode())
-    return h.hexdigest()
+            content = (f.read_bytes() if st.st_size <= 64 << 20
+                       else f"{st.st_size} {st.st_mtime_ns}".encode())
+            what = content
+            if f.name == SLU_JSON and folder == Path(model_dir):
+                config = {k: v for k, v in json.loads(content).items() if k != "train"}
+                what = json.dumps(config, sort_keys=True).encode()
+            for h, part in zip(digests, (what, content), strict=True):
+                h.update(f"{folder.name}/{f.name}\0".encode())
+                h.update(part)
+    for h in digests:
+        h.update(json.dumps(inputs, sort_keys=True).encode())
+        h.update(json.dumps(settings, sort_keys=True).encode())
+    return digests[0].hexdigest(), digests[1].hexdigest()
 
 
 def run_predict(args: argparse.Namespace) -> int:
@@ -407,15 +421,17 @@ def run_predict(args: argparse.Namespace) -> int:
     for kind in kinds:
         out = Path(args.out) / names[kind] if len(kinds) > 1 else Path(args.out)
         # A finished prediction of the same model on the same serialized inputs is kept.
-        stamp = _predict_stamp(args.model_dir, args.llm or config.llm_path, inputs[kind],
-                               settings)
-        hyp = _kept_or_predicted(out, stamp, functools.partial(predict, kind), config.labels)
+        stamps = _predict_stamps(args.model_dir, args.llm or config.llm_path, inputs[kind],
+                                 settings)
+        hyp = _kept_or_predicted(out, stamps, functools.partial(predict, kind), config.labels)
         _score(args, config, out, kind, hyp, per_kind.get(kind, serialize), prompt, llm_id)
     return 0
 
 
-def _kept_or_predicted(out: Path, stamp: str, predict, labels: list[str]) -> dict[str, str]:
-    """OUT/utt2intent when OUT/.done holds ``stamp``, else the best labels of ``predict()``
+def _kept_or_predicted(out: Path, stamps: tuple[str, ...], predict,
+                       labels: list[str]) -> dict[str, str]:
+    """OUT/utt2intent when OUT/.done holds one of ``stamps`` (restamped with the first), else
+    the best labels of ``predict()``
     (label log posteriors) written to OUT/utt2intent, with the posteriors in
     OUT/utt2posteriors. A kept result from before utt2posteriors existed is kept without.
 
@@ -425,10 +441,12 @@ def _kept_or_predicted(out: Path, stamp: str, predict, labels: list[str]) -> dic
     lock = lock_dir(out, PREDICT_LOCK, wait=True)
     try:
         done = out / ".done"
-        if done.is_file() and done.read_text().strip() == stamp and (out / "utt2intent").is_file():
+        if (done.is_file() and done.read_text().strip() in stamps
+                and (out / "utt2intent").is_file()):
             print(f"speechlm slu predict: already done ({out}/utt2intent)", file=sys.stderr)
+            done.write_text(stamps[0] + "\n")
             return _read_hyp(out / "utt2intent")
-        return _write_hyp(out, stamp, labels, predict())
+        return _write_hyp(out, stamps[0], labels, predict())
     finally:
         os.close(lock)
 
@@ -486,7 +504,7 @@ def run_tune_marginal(args: argparse.Namespace) -> int:
     config = SLUConfig.load(args.model_dir)
     serialize = dataclasses.replace(config.serialize, **_given(args, "s_"))
     prompt = dataclasses.replace(config.prompt, **_given(args, "p_"))
-    return run_tune(args, serialize, prompt, lambda inputs, settings: _predict_stamp(
+    return run_tune(args, serialize, prompt, lambda inputs, settings: _predict_stamps(
         args.model_dir, args.llm or config.llm_path, inputs, settings))
 
 

@@ -57,8 +57,9 @@ def _numbers(text: str, kind: type, flag: str) -> list:
     return values
 
 
-def run_tune(args: argparse.Namespace, serialize: Any, prompt: Any, stamp_of: Any) -> int:
-    """``stamp_of(inputs, settings)``: predict's digest of the SLU dir, LLM and inputs."""
+def run_tune(args: argparse.Namespace, serialize: Any, prompt: Any, stamps_of: Any) -> int:
+    """``stamps_of(inputs, settings)``: predict's digests of the SLU dir, LLM and inputs (the
+    one written, then older ones still accepted)."""
     from speechlm.llm.marginal_tuning import (
         SCALE_FIELD,
         ScoreTable,
@@ -79,14 +80,15 @@ def run_tune(args: argparse.Namespace, serialize: Any, prompt: Any, stamp_of: An
     widest = dataclasses.replace(serialize, marginal_k=max(ks))
     settings = {"prompt": dataclasses.asdict(prompt), "llm": args.llm, "ks": ks,
                 "scales": scales, "serialize": dataclasses.asdict(serialize)}
-    stamp = stamp_of(candidate_inputs(args.input, widest, dev, refs), settings)
+    stamps = stamps_of(candidate_inputs(args.input, widest, dev, refs), settings)
+    stamp = stamps[0]
     out = Path(args.out)
     if out.is_file():
         try:
             old = json.loads(out.read_text())
         except json.JSONDecodeError:
             old = {}
-        if old.get("stamp") == stamp:
+        if old.get("stamp") in stamps:
             print(f"speechlm slu tune-marginal: already done ({out})", file=sys.stderr)
             return 0
     started = time.monotonic()

@@ -1,3 +1,4 @@
+import dataclasses
 import importlib.util
 import json
 import math
@@ -5,7 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from speechlm.bin import slu as slu_cli
 from speechlm.bin.cli import COMMANDS, main
+from speechlm.llm.serialize import SerializeConfig, load_input_variants
 from speechlm.llm.slu import read_utt2posteriors
 
 # The SLU builders live beside the library tests (tests/llm/slu_testdata.py).
@@ -93,6 +96,30 @@ def test_icl_train_and_predict_every_input(setup, tmp_path, capsys):
     assert _predict(setup, slu, "wcn", tmp_path / "w", "--wcn-threshold", "0.01") == 0
     assert "already done" not in capsys.readouterr().err
     assert (tmp_path / "w" / "utt2intent").stat().st_mtime_ns != before
+    # the SLU dir made again from another checkout (other paths in its train block) keeps
+    # every finished prediction; one stamped the old way (slu.json byte for byte) is kept
+    # and restamped
+    config = json.loads((slu / "slu.json").read_text())
+    config["train"]["train_jsonl"] = "/elsewhere/slu_train.jsonl"
+    (slu / "slu.json").write_text(json.dumps(config, indent=2))
+    done = tmp_path / "w" / ".done"
+    new_stamp = done.read_text()
+    assert _predict(setup, slu, "wcn", tmp_path / "w", "--wcn-threshold", "0.01") == 0
+    assert "already done" in capsys.readouterr().err
+    inputs = load_input_variants("wcn", dataclasses.replace(
+        SerializeConfig(**config["serialize"]), wcn_threshold=0.01),
+        decode_dir=setup["decode"], data_dir=setup["data_dir"])
+    settings = {"prompt": config["prompt"], "llm": config["llm_path"], "model": None}
+    current, legacy = slu_cli._predict_stamps(slu, config["llm_path"], inputs, settings)
+    assert current + "\n" == new_stamp and legacy != current
+    done.write_text(legacy + "\n")
+    assert _predict(setup, slu, "wcn", tmp_path / "w", "--wcn-threshold", "0.01") == 0
+    assert "already done" in capsys.readouterr().err
+    assert done.read_text() == new_stamp
+    config["prompt"]["arrow"] = " ->"  # what the dir predicts changed: done again
+    (slu / "slu.json").write_text(json.dumps(config, indent=2))
+    assert _predict(setup, slu, "wcn", tmp_path / "w", "--wcn-threshold", "0.01") == 0
+    assert "already done" not in capsys.readouterr().err
 
 
 def test_lora_train_reports_dev_accuracy_and_predicts(setup, tmp_path, capsys):
@@ -253,8 +280,6 @@ def test_predict_output_has_one_writer(tmp_path):
     """A second predict on the same OUT waits for the first, then keeps its result."""
     import threading
 
-    from speechlm.bin import slu as slu_cli
-
     out, started, release, calls, second = tmp_path / "o", threading.Event(), \
         threading.Event(), [], {}
 
@@ -269,11 +294,11 @@ def test_predict_output_has_one_writer(tmp_path):
         return {"u1": [-3.0, -0.05]}
 
     labels = ["a", "b"]
-    first = threading.Thread(target=slu_cli._kept_or_predicted, args=(out, "s1", slow, labels))
+    first = threading.Thread(target=slu_cli._kept_or_predicted, args=(out, ("s1",), slow, labels))
     first.start()
     assert started.wait(30)
     waiter = threading.Thread(
-        target=lambda: second.update(slu_cli._kept_or_predicted(out, "s1", other, labels)))
+        target=lambda: second.update(slu_cli._kept_or_predicted(out, ("s1",), other, labels)))
     waiter.start()
     waiter.join(0.5)
     assert waiter.is_alive()  # held off by the first writer's lock
@@ -283,5 +308,5 @@ def test_predict_output_has_one_writer(tmp_path):
     assert calls == ["first"] and second == {"u1": "a"}  # found done, not computed again
     assert (out / "utt2intent").read_text() == "u1 a\n"
     assert (out / "utt2posteriors").read_text() == "u1 a:-0.1000 b:-2.4000\n"
-    assert slu_cli._kept_or_predicted(out, "s2", other, labels) == {"u1": "b"}  # other settings
+    assert slu_cli._kept_or_predicted(out, ("s2",), other, labels) == {"u1": "b"}  # other settings
     assert (out / "utt2posteriors").read_text() == "u1 b:-0.0500 a:-3.0000\n"
