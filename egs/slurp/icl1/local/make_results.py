@@ -66,6 +66,22 @@ def analysis_parser(doc: str, *lists: str) -> argparse.ArgumentParser:
     return p
 
 
+def swept_runs(exp: Path, subdir: str, selection: str, models: list[str]) -> dict[str, Path]:
+    """First pass -> its ``<model>/<subdir>/<selection>`` dir, for every first pass of EXP that
+    has one, ``models``' order first: an analysis run for one first pass must not drop
+    another's earlier run from the report."""
+    found = {d.parents[1].name: d for d in sorted(exp.glob(f"*/{subdir}/{selection}"))}
+    return {m: found[m] for m in dict.fromkeys([*models, *sorted(found)]) if m in found}
+
+
+def run_command(run_dir: Path, model: str, what: str) -> list[str]:
+    """The markdown line quoting ``run_dir/command.txt`` (written by run.sh), if there is one."""
+    command = run_dir / "command.txt"
+    if not command.is_file():
+        return []
+    return [f"{model}'s {what}: `{command.read_text().strip()}`", ""]
+
+
 def read_acc(path: Path) -> float | None:
     """Intent accuracy (%) of an accuracy.json, None when the run has none."""
     return 100.0 * json.loads(path.read_text())["accuracy"] if path.is_file() else None

@@ -18,7 +18,15 @@ import json
 import sys
 from pathlib import Path
 
-from make_results import analysis_parser, gap_cells, gap_table_head, read_acc, write_report
+from make_results import (
+    analysis_parser,
+    gap_cells,
+    gap_table_head,
+    read_acc,
+    run_command,
+    swept_runs,
+    write_report,
+)
 from paired import correct, mcnemar, won_lost
 
 # what each variant changes (run.sh maps the names to `slu predict` flags)
@@ -42,8 +50,7 @@ def main() -> int:
     p.add_argument("--data", required=True, help="data dir of the sets (utt2intent)")
     a = p.parse_args()
     exp, data = Path(a.exp), Path(a.data)
-    swept = {d.parents[1].name: d for d in sorted(exp.glob(f"*/icl_prompt/{a.selection}"))}
-    models = [m for m in dict.fromkeys([*a.models, *sorted(swept)]) if m in swept]
+    swept = swept_runs(exp, "icl_prompt", a.selection, a.models)
     variants = [v for v in VARIANTS
                 if v in a.variants or any((d / v).is_dir() for d in swept.values())]
     lines = ["# Which parts of the prompt matter", "",
@@ -60,10 +67,8 @@ def main() -> int:
                   f"{'as words' if prompt['verbalize'] else 'as written'}; contextual "
                   f"calibration {'on' if prompt['calibrate'] else 'off'}.", ""]
     tables, pooled = {}, {}
-    for m in models:
-        command = swept[m] / "command.txt"
-        if command.is_file():
-            lines += [f"{m}'s ablation: `{command.read_text().strip()}`", ""]
+    for m in swept:
+        lines += run_command(swept[m], m, "ablation")
         for s in a.sets:
             for voice in a.voices:
                 dirs = {MAIN: exp / m / f"icl_{a.selection}" / f"{s}_{voice}",

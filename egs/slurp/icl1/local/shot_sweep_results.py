@@ -17,7 +17,15 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from make_results import analysis_parser, gap_cells, gap_table_head, read_acc, write_report
+from make_results import (
+    analysis_parser,
+    gap_cells,
+    gap_table_head,
+    read_acc,
+    run_command,
+    swept_runs,
+    write_report,
+)
 
 
 def main() -> int:
@@ -26,9 +34,7 @@ def main() -> int:
     p.add_argument("--main_shots", type=int, required=True)
     a = p.parse_args()
     exp = Path(a.exp)
-    swept = {d.parents[1].name: d for d in sorted(exp.glob(f"*/icl_shots/{a.selection}"))}
-    # --models' order first; a first pass without a sweep has nothing to plot
-    models = [m for m in dict.fromkeys([*a.models, *sorted(swept)]) if m in swept]
+    swept = swept_runs(exp, "icl_shots", a.selection, a.models)
     counts = sorted(set(a.shots) | {a.main_shots}
                     | {int(d.name) for sweep in swept.values() for d in sweep.iterdir()
                        if d.is_dir() and d.name.isdigit()})
@@ -38,10 +44,8 @@ def main() -> int:
              "(input - 1-best) / (oracle - 1-best), shown where the oracle is at least 3 points "
              "above the 1-best.", ""]
     curves = {}
-    for m in models:
-        command = swept[m] / "command.txt"
-        if command.is_file():
-            lines += [f"{m}'s sweep: `{command.read_text().strip()}`", ""]
+    for m in swept:
+        lines += run_command(swept[m], m, "sweep")
         for s in a.sets:
             for v in a.voices:
                 table = {}
