@@ -27,7 +27,7 @@ from make_results import (
     swept_runs,
     write_report,
 )
-from paired import correct, mcnemar, won_lost
+from paired import mcnemar, wins_losses
 
 # what each variant changes (run.sh maps the names to `slu predict` flags)
 VARIANTS = {
@@ -90,27 +90,26 @@ def main() -> int:
                 ref = data / f"{s}_{voice}" / "utt2intent"
                 for v in (v for v in table if v != MAIN):
                     for i in a.inputs:
-                        ok = correct(ref, {"main": dirs[MAIN] / i, "new": dirs[v] / i})
-                        if ok is not None:
-                            w, lo = won_lost(ok["main"], ok["new"])
+                        wl = wins_losses(ref, dirs[MAIN] / i, dirs[v] / i)
+                        if wl is not None:
                             got = pooled.setdefault((v, i), [0, 0])
-                            got[0], got[1] = got[0] + w, got[1] + lo
+                            got[0], got[1] = got[0] + wl[0], got[1] + wl[1]
     if not tables:
         print(f"{exp}: no prompt ablation results found", file=sys.stderr)
         return 1
-    means = {}
+    means, counts = {}, {}
     for v in [MAIN, *variants]:
         rows = [t[v] for t in tables.values() if v in t]
         if rows:
             means[v] = {i: (sum(r[i] for r in rows) / len(rows)
                             if all(r[i] is not None for r in rows) else None)
                         for i in a.inputs}
-            means[v]["rows"] = len(rows)
+            counts[v] = len(rows)
     lines += [f"## Mean over {len(tables)} first pass x set x voice tables", "",
               *gap_table_head(["prompt", "tables"], a.inputs)]
     for v, acc in means.items():
         cells = [_cell(acc[i]) for i in a.inputs]
-        lines.append(f"| {v} | {acc['rows']} | "
+        lines.append(f"| {v} | {counts[v]} | "
                      + " | ".join([*cells, *gap_cells(acc, a.inputs)]) + " |")
     lines += ["", "Against the main prompt, the same utterances (won/lost, exact McNemar test "
               "pooled over the tables, two-sided p):", ""]
