@@ -73,9 +73,12 @@ def score_sequences(
             len(context) * (rows_per_batch - 1) <= FOLD_CONTEXT_TOKENS:
         skip, sequences, context = len(context), [[*context, *s] for s in sequences], []
         stats.prompt_tokens += skip
+    stats.prompt_tokens += sum(len(s) for s in sequences) - skip * len(sequences)
     first_scored = max(skip, 1)  # without a context a row's first token is context only
+    eos = int(eos_id is not None)
+    spans = [len(s) - first_scored + eos for s in sequences]  # values scored inside a row
     n_ctx = len(context)
-    first_logits = None
+    first_logp = None
     prefix_cache = None
     if n_ctx:
         prefix_cache = engine.new_cache()
@@ -90,28 +93,32 @@ def score_sequences(
             processor=processor,
             inputs_embeds=None if context_embeds is None else context_embeds[None],
         )[0]  # (V,): predicts each sequence's first token
+        first_logp = torch.log_softmax(first_logits.float(), -1)
         stats.prompt_tokens += n_ctx
-    # Longest first: rows of similar length share a batch, so little padding is computed.
-    order = sorted(range(len(sequences)), key=lambda i: -len(sequences[i]))
-    results: list[list[float]] = [[] for _ in sequences]
-    for start in range(0, len(order), batch_size):
-        rows = order[start : start + batch_size]
-        lens = [len(sequences[i]) for i in rows]
-        b, t = len(rows), max(lens)
+    rows, members = shared_rows(sequences, [n + first_scored - 1 for n in spans], spans)
+    results: list[list[float]] = [
+        [] if first_logp is None else [float(first_logp[s[0]])] for s in sequences
+    ]
+    for start in range(0, len(rows), batch_size):
+        batch = range(start, min(start + batch_size, len(rows)))
+        lens = [len(rows[r]) for r in batch]
+        b, t = len(lens), max(lens)
         # Built on the CPU and moved once: one copy per batch, not one per row.
         ids = torch.full((b, t), pad_id, dtype=torch.long)  # (B, T) right-padded
-        for r, i in enumerate(rows):
-            ids[r, : lens[r]] = torch.tensor(sequences[i])
+        for k, r in enumerate(batch):
+            ids[k, : lens[k]] = torch.tensor(rows[r])
         text_mask = (torch.arange(t)[None] < torch.tensor(lens)[:, None]).long()  # (B, T)
-        # Which (row, position) predicts which target: token j>0 of a row is predicted at
-        # position j-1, EOS at the row's last position; token 0 by the context.
-        pos_r, pos_t, targets = [], [], []
-        for r, i in enumerate(rows):
-            n = lens[r]
-            span = n - first_scored + (eos_id is not None)
-            pos_r += [r] * span
-            pos_t += range(first_scored - 1, first_scored - 1 + span)
-            targets += list(sequences[i][first_scored:]) + ([eos_id] if eos_id is not None else [])
+        # Which (row, position) predicts which target: token j>0 of a sequence is predicted
+        # at position j-1 of its row, EOS at the sequence's last position; token 0 by the
+        # context. A row serves every sequence that is a prefix of it (causal attention:
+        # the positions after a sequence's own do not change its values).
+        pos_r, pos_t, targets, served = [], [], [], []
+        for k, r in enumerate(batch):
+            for i in members[r]:
+                pos_r += [k] * spans[i]
+                pos_t += range(first_scored - 1, first_scored - 1 + spans[i])
+                targets += list(sequences[i][first_scored:]) + ([eos_id] if eos else [])
+                served.append(i)
         ids, text_mask = ids.to(device), text_mask.to(device)
         if prefix_cache is not None:
             cache = prefix_cache.fork(b, reserve=t)
@@ -129,18 +136,51 @@ def score_sequences(
             cols=torch.tensor(pos_t, dtype=torch.long, device=device),
             processor=processor,
         )
-        stats.prompt_tokens += sum(lens) - skip * b  # a folded context counts once
         inner = _token_logprobs(logits, torch.tensor(targets, device=device)).tolist()  # (N,)
-        first = None
-        if first_logits is not None:
-            first = torch.log_softmax(first_logits, -1)[ids[:, 0]].tolist()  # (B,): one row of V
         k = 0
-        for r, i in enumerate(rows):
-            span = lens[r] - first_scored + (eos_id is not None)
-            results[i] = ([first[r]] if first is not None else []) + inner[k : k + span]
-            k += span
+        for i in served:
+            results[i] += inner[k : k + spans[i]]
+            k += spans[i]
         del logits, cache
     return results
+
+
+def shared_rows(
+    sequences: Sequence[Sequence[int]], fed: Sequence[int], spans: Sequence[int]
+) -> tuple[list[list[int]], list[list[int]]]:
+    """The rows to run so that each sequence's first ``fed[i]`` tokens are run once.
+
+    Sequences that share a start share the work: a row serves every sequence whose fed
+    tokens are a prefix of it (rank classification's labels "alarm set" / "alarm query",
+    N-best hypotheses that differ at the end, repeated texts). The last token of a
+    sequence is fed only when something is scored after it (EOS). Sequences with nothing
+    scored inside a row (``spans[i] <= 0``: one token, scored from the context) get none.
+
+    Returns:
+        ``rows`` (token lists, longest first: rows of similar length share a batch, so
+        little padding is computed) and ``members[r]``, the sequences served by row r.
+    """
+    rows: list[list[int]] = []
+    members: list[list[int]] = []
+    trie: dict = {}  # token -> (row that holds this prefix, children)
+    for i in sorted(range(len(sequences)), key=lambda i: -fed[i]):
+        if spans[i] <= 0:
+            continue
+        node, row = trie, None
+        for tok in sequences[i][: fed[i]]:
+            if tok not in node:
+                row = None
+                break
+            row, node = node[tok]
+        if row is None:  # not a prefix of a longer row: a row of its own
+            row = len(rows)
+            rows.append(list(sequences[i][: fed[i]]))
+            members.append([])
+            node = trie
+            for tok in rows[row]:
+                node = node.setdefault(tok, (row, {}))[1]
+        members[row].append(i)
+    return rows, members
 
 
 def hidden_states_of(

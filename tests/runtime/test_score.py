@@ -97,12 +97,41 @@ def test_prefix_runs_once_per_call():
     gov = RecordingGovernor()
     llm = tiny_llm("llama", energy_governor=gov)
     prefix = PREFIX + " one two three"  # 7 tokens x 3 more rows: over FOLD_CONTEXT_TOKENS
-    llm.score(TEXTS * 3, prefix=prefix, batch_size=4)
+    texts = [f"{a} {b}" for a in ("one", "two", "three") for b in ("five", "six")]
+    llm.score(texts * 2, prefix=prefix, batch_size=4)
     phases = [s[:3] for s in gov.steps]
     n_prefix = len(llm.tokenizer(prefix)["input_ids"])
     assert n_prefix * 3 > FOLD_CONTEXT_TOKENS
     assert phases[0] == ("prefill", 1, n_prefix)  # the prompt, once, at batch 1
-    assert [p[1] for p in phases[1:]] == [4, 4, 4]  # then 12 texts in batches of 4
+    # then the 12 texts in one batch of 3 rows: "one five" and "one six" need only "one"
+    # run after the prompt, the repeats nothing more
+    assert [p[1] for p in phases[1:]] == [3]
+
+
+def test_shared_rows_run_each_shared_start_once():
+    from speechlm.runtime.generate import shared_rows
+
+    seqs = [[1, 2, 3], [1, 2, 4], [1, 2], [5], [1, 2, 3], [1, 6, 7, 8]]
+    spans = [len(s) - 1 for s in seqs]  # after a context, without EOS
+    rows, members = shared_rows(seqs, [n for n in spans], spans)
+    assert rows == [[1, 6, 7], [1, 2]]  # longest first; [5] is scored from the context
+    assert members == [[5, 2], [0, 1, 4]]  # [1, 2] runs only its first token
+    # with EOS every token is run: [1, 2, 3] and [1, 2, 4] differ
+    spans = [len(s) for s in seqs]
+    rows, members = shared_rows(seqs, spans, spans)
+    assert rows == [[1, 6, 7, 8], [1, 2, 3], [1, 2, 4], [5]]
+    assert members == [[5], [0, 4, 2], [1], [3]]
+
+
+@pytest.mark.parametrize("append_eos", [False, True])
+def test_texts_sharing_a_start_equal_scored_alone(append_eos):
+    llm = tiny_llm("llama")
+    texts = ["one two three", "one two", "one two four", "one", "one two three", "five six"]
+    together = llm.score(texts, prefix=PREFIX, per_token=True, append_eos=append_eos)
+    for text, r in zip(texts, together, strict=True):
+        alone = llm.score([text], prefix=PREFIX, per_token=True, append_eos=append_eos)[0]
+        assert r.tokens == alone.tokens
+        assert r.token_logprobs == pytest.approx(alone.token_logprobs, abs=1e-5)
 
 
 @pytest.mark.parametrize("prefix", [None, PREFIX])
@@ -116,11 +145,14 @@ def test_short_context_folded_into_rows(monkeypatch, prefix, append_eos):
     gov = RecordingGovernor()
     llm = tiny_llm("llama", energy_governor=gov)
     folded = llm.score(TEXTS, prefix=prefix, per_token=True, append_eos=append_eos)
-    assert [s[1] for s in gov.steps] == [4]  # one forward of the 4 rows, nothing at batch 1
+    # one forward, nothing at batch 1; without EOS "five" is the context, which the other
+    # rows hold
+    rows = 4 if append_eos else 3
+    assert [s[1] for s in gov.steps] == [rows]
     monkeypatch.setattr(generate, "FOLD_CONTEXT_TOKENS", -1)  # force the prefill
     gov.steps.clear()
     cached = llm.score(TEXTS, prefix=prefix, per_token=True, append_eos=append_eos)
-    assert [s[1] for s in gov.steps] == [1, 4]
+    assert [s[1] for s in gov.steps] == [1, rows]
     for a, b in zip(folded, cached, strict=True):
         assert a.tokens == b.tokens
         assert a.token_logprobs == pytest.approx(b.token_logprobs, abs=1e-5)

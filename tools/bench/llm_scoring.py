@@ -1,6 +1,10 @@
 """N-best scoring throughput: the runtime vs plain transformers, the strongest way first.
 
-100 utterances x 10 hypotheses, each utterance's hypotheses sharing one prompt. Methods,
+100 utterances x 10 hypotheses, each utterance's hypotheses sharing one prompt. Or, with
+``--labels SLURP.jsonl``, rank classification as ``speechlm slu predict`` runs it: every
+intent of the file (verbalized: " alarm set") scored after a few-shot prompt of its
+sentences (``--shots`` "sentence => intent" lines and a query); ``--llm`` takes a catalogue
+LLM or a local dir instead of the random Llama (labels need its real tokenizer). Methods,
 all on the same weights in one process:
 
 * ``runtime``: ``LLM.score(hyps, prefix=prompt)``: the prompt runs once, its KV cache is
@@ -21,11 +25,14 @@ median over ``--blocks`` blocks of utterances of (baseline time / runtime time) 
 blocks' min-max. Scores are checked against each other (max abs difference printed).
 
     python tools/bench/llm_scoring.py [--utts 100] [--nbest 10] [--threads 1]
+    python tools/bench/llm_scoring.py --labels ../shared/data/slurp/devel.jsonl \
+        --llm smollm2-135m-instruct --utts 40 --no-naive
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import random
 import statistics
@@ -94,6 +101,23 @@ def hf_cache_scores(model, tok, prompt: str, hyps: list[str], head_at_targets: b
     return scores.tolist()
 
 
+def label_ranking_data(path: str, utts: int, shots: int, rng: random.Random):
+    """(prompt, label texts) per query: ``shots`` random "sentence => intent" lines of a
+    SLURP-form jsonl, then another sentence of it; the labels are every intent of the file."""
+    from speechlm.llm.slu import PromptConfig
+
+    verbal = PromptConfig().label_text
+    with open(path) as f:
+        rows = [json.loads(line) for line in f if line.strip()]
+    labels = [verbal(x) for x in sorted({r["intent"] for r in rows})]
+    data = []
+    for _ in range(utts):
+        *examples, query = rng.sample(rows, shots + 1)
+        lines = [f"{r['sentence']} =>{verbal(r['intent'])}" for r in examples]
+        data.append(("\n".join([*lines, f"{query['sentence']} =>"]), labels))
+    return data
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -105,30 +129,45 @@ def main() -> None:
     ap.add_argument("--blocks", type=int, default=10, help="utterance blocks for the spread")
     ap.add_argument("--no-naive", action="store_true", help="skip the per-hypothesis loop")
     ap.add_argument("--kv-cache", default="contiguous")
+    ap.add_argument("--labels", help="SLURP-form jsonl: rank its intents after few-shot prompts")
+    ap.add_argument("--shots", type=int, default=8, help="--labels: examples per prompt")
+    ap.add_argument("--llm", help="a catalogue LLM or local dir instead of the random Llama")
     ap.add_argument("--device", default="cpu")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
 
     from speechlm.runtime import LLM
 
-    model, tok, config = bench_model(seed=0)
-    model = model.to(args.device)
-    llm = LLM(model, tok, kv_cache=args.kv_cache, measure_energy=False)
+    if args.llm:
+        llm = LLM.from_pretrained(args.llm, kv_cache=args.kv_cache, measure_energy=False,
+                                  device=args.device)  # fmt: skip
+        model, tok = llm.model, llm.tokenizer
+        print(f"{args.llm}: {sum(p.numel() for p in model.parameters()) / 1e6:.0f}M parameters, "
+              f"{model.dtype}; torch threads {torch.get_num_threads()}")  # fmt: skip
+    else:
+        model, tok, config = bench_model(seed=0)
+        model = model.to(args.device)
+        llm = LLM(model, tok, kv_cache=args.kv_cache, measure_energy=False)
+        print(describe(config))
     rng = random.Random(0)
-    data = []
-    for _ in range(args.utts):
-        prompt = "system : " + random_words(rng, args.prompt_words) + " . user :"
-        hyps = [random_words(rng, rng.randint(8, 16)) for _ in range(args.nbest)]
-        data.append((prompt, hyps))
-    n = args.utts * args.nbest
-    print(describe(config))
-    print(
-        f"{args.utts} utterances x {args.nbest} hypotheses, prompt {args.prompt_words + 4} words, "
-        f"hypotheses 8-16 words; kv_cache={args.kv_cache}; device {args.device}; "
-        f"load average {os.getloadavg()} on {os.cpu_count()} CPUs"
-    )
+    if args.labels:
+        data = label_ranking_data(args.labels, args.utts, args.shots, rng)
+        words = [len(tok(p)["input_ids"]) for p, _ in data]
+        what = (f"{args.utts} queries x {len(data[0][1])} intents of {args.labels}, "
+                f"{args.shots}-shot prompts of {min(words)}-{max(words)} tokens")  # fmt: skip
+    else:
+        data = []
+        for _ in range(args.utts):
+            prompt = "system : " + random_words(rng, args.prompt_words) + " . user :"
+            hyps = [random_words(rng, rng.randint(8, 16)) for _ in range(args.nbest)]
+            data.append((prompt, hyps))
+        what = (f"{args.utts} utterances x {args.nbest} hypotheses, prompt "
+                f"{args.prompt_words + 4} words, hypotheses 8-16 words")  # fmt: skip
+    n = sum(len(h) for _, h in data)
+    print(f"{what}; kv_cache={args.kv_cache}; device {args.device}; "
+          f"load average {os.getloadavg()} on {os.cpu_count()} CPUs")  # fmt: skip
     methods = {
-        "runtime": lambda pr, hy: llm.score(hy, prefix=pr, batch_size=16),
+        "runtime": lambda pr, hy: llm.score(hy, prefix=pr, batch_size=len(hy)),
         "hf_cache": lambda pr, hy: hf_cache_scores(model, tok, pr, hy, head_at_targets=False),
         "hf_cache_head": lambda pr, hy: hf_cache_scores(model, tok, pr, hy, True),
     }
