@@ -153,8 +153,15 @@ def main() -> None:
     if args.labels:
         data = label_ranking_data(args.labels, args.utts, args.shots, rng)
         words = [len(tok(p)["input_ids"]) for p, _ in data]
-        what = (f"{args.utts} queries x {len(data[0][1])} intents of {args.labels}, "
-                f"{args.shots}-shot prompts of {min(words)}-{max(words)} tokens")  # fmt: skip
+        from speechlm.runtime.generate import shared_rows
+
+        ids = [tok(x, add_special_tokens=False)["input_ids"] for x in data[0][1]]
+        spans = [len(x) - 1 for x in ids]  # after the prompt, no EOS
+        rows, _ = shared_rows(ids, spans, spans)
+        what = (f"{args.utts} queries x {len(ids)} intents of {args.labels} "
+                f"({sum(map(len, ids))} tokens; {sum(map(len, rows))} run in {len(rows)} "
+                f"shared rows), {args.shots}-shot prompts of {min(words)}-{max(words)} "
+                "tokens")  # fmt: skip
     else:
         data = []
         for _ in range(args.utts):
