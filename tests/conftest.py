@@ -24,6 +24,21 @@ def _shared_data_env():
         yield
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _gguf_cache_env(tmp_path_factory):
+    """The dequantized copies of GGUF models go to a folder of this test session (when
+    ``SPEECHLM_GGUF_CACHE`` is unset), not to the user's cache; the session's first load
+    of a GGUF model converts it, the others (recipe subprocesses too) read the copy."""
+    from speechlm.runtime.gguf_cache import CACHE_ENV
+
+    if os.environ.get(CACHE_ENV):
+        yield
+        return
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv(CACHE_ENV, str(tmp_path_factory.mktemp("gguf_cache")))
+        yield
+
+
 @pytest.fixture
 def one_torch_thread():
     """Run a test on one torch thread (two shared cores; reproducible float sums)."""

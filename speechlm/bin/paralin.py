@@ -61,8 +61,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="seeds the adapter (and head / projector) init and the batch order")
     t.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     x = sub.add_parser("export-base", help="write the base LLM as a transformers dir "
-                       "(float32 safetensors: loads in seconds, a GGUF is dequantized anew "
-                       "at every load)")
+                       "(float32 safetensors, the GGUF dequantized)")
     x.add_argument("--base", default="smollm2-135m-instruct")
     x.add_argument("--out", required=True)
     c = sub.add_parser("check", help="read a CSV: dialogues, windows, label counts")
@@ -193,21 +192,13 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(scores))
         return 0
     if args.action == "export-base":
-        import copy
-
         import torch
-        from transformers import AutoModelForCausalLM
 
+        from speechlm.runtime.gguf_cache import export_plain
         from speechlm.runtime.loading import load_model_and_tokenizer, resolve_model
 
         model, tok = load_model_and_tokenizer(resolve_model(args.base), torch.float32)
-        config = copy.deepcopy(model.config)  # a GGUF-loaded model refuses save_pretrained:
-        if hasattr(config, "quantization_config"):  # copy its dequantized weights into a
-            del config.quantization_config  # plain model of the same config
-        plain = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
-        plain.load_state_dict(model.state_dict())
-        plain.save_pretrained(args.out)
-        tok.save_pretrained(args.out)
+        export_plain(model, tok, Path(args.out))
         print(json.dumps({"base": args.base, "out": args.out}))
         return 0
     if args.action == "check":

@@ -272,10 +272,26 @@ def gguf_data_end(path: str | Path) -> int:
 def load_model_and_tokenizer(source: ModelSource, dtype: torch.dtype) -> tuple[Any, Any]:
     """Load a :class:`ModelSource` with transformers, local files only.
 
-    GGUF weights are dequantized to ``dtype``. A tokenizer without a pad token gets its EOS
-    token as pad: batches are padded with it, and the runtime masks padding, so no new
-    embedding row is added and no output changes.
+    GGUF weights are dequantized to ``dtype``, once: the dequantized copy is kept
+    (``speechlm.runtime.gguf_cache``) and later loads read it. A tokenizer without a pad
+    token gets its EOS token as pad: batches are padded with it, and the runtime masks
+    padding, so no new embedding row is added and no output changes.
     """
+    if source.gguf_file:
+        from speechlm.runtime import gguf_cache
+
+        cached = gguf_cache.cache_dir(source.path / source.gguf_file, dtype)
+        if cached is not None and cached.is_dir():
+            return _load(ModelSource(cached), dtype)
+        model, tokenizer = _load(source, dtype)
+        if cached is not None and gguf_cache.keep_copy(model, tokenizer, cached):
+            # every load returns the same plain model, whether it converted or not
+            return _load(ModelSource(cached), dtype)
+        return model, tokenizer
+    return _load(source, dtype)
+
+
+def _load(source: ModelSource, dtype: torch.dtype) -> tuple[Any, Any]:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     extra = {"gguf_file": source.gguf_file} if source.gguf_file else {}
