@@ -79,6 +79,9 @@ def keep_copy(model: Any, tokenizer: Any, dest: Path) -> bool:
                        dest.parent, e, CACHE_ENV)
         return False
     try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o777 & ~umask)  # mkdtemp's 0700 would hide a shared cache
         export_plain(model, tokenizer, tmp)
         os.rename(tmp, dest)  # atomic: dest is complete or absent
     except OSError:

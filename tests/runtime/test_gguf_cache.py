@@ -51,6 +51,9 @@ def test_first_load_converts_and_keeps_a_copy_the_next_reads(cache_root, fake_gg
     model, tok = load_model_and_tokenizer(source, torch.float32)
     (copy,) = cache_root.iterdir()
     assert copy.name.startswith("m-float32-") and (copy / "config.json").is_file()
+    umask = os.umask(0)
+    os.umask(umask)
+    assert copy.stat().st_mode & 0o777 == 0o777 & ~umask  # readable by others as any dir
     again, tok2 = load_model_and_tokenizer(source, torch.float32)
     assert len(converted) == 1  # the second load read the copy
     assert _same_weights(model, again) and _same_weights(model, tiny_model("llama"))
