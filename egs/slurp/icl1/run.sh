@@ -65,8 +65,7 @@ shots=8
 selections="embedding"          # shot selection(s): embedding (MiniLM), random, similar (TF-IDF);
                                 # two or more: compared in exp/.../RESULTS_selection.md + plot
 inputs=                         # default "text 1best nbest nbest_marg wcn wcn_cal wcn_marg
-                                # oracle" (--quick: without the two _marg, 4 rankings an
-                                # utterance each); wcn_cal: WCN at the dev-tuned acoustic
+                                # oracle" (--quick too); wcn_cal: WCN at the dev-tuned acoustic
                                 # scale; nbest_marg / wcn_marg: each of 4 N-best hypotheses /
                                 # calibrated-WCN paths classified alone, label posteriors
                                 # averaged with the hypotheses' posteriors
@@ -145,10 +144,8 @@ if [ -z "${qa_inputs}" ]; then
   qa_inputs="text 1best nbest nbest_marg wcn wcn_marg oracle"
   [ "${quick}" = true ] && qa_inputs="text 1best nbest wcn oracle"
 fi
-if [ -z "${inputs}" ]; then
-  inputs="text 1best nbest nbest_marg wcn wcn_cal wcn_marg oracle"
-  [ "${quick}" = true ] && inputs="text 1best nbest wcn wcn_cal oracle"
-fi
+# --quick too: the marginalized inputs are the best method (4 rankings an utterance each)
+[ -n "${inputs}" ] || inputs="text 1best nbest nbest_marg wcn wcn_cal wcn_marg oracle"
 sets="dev test"
 for t in ${test_jsonl}; do sets+=" test_$(basename "${t}" .jsonl | tr -c 'A-Za-z0-9_\n' _)"; done
 noise_sets=""   # test_snr<L>: the test sentences at each --noise_levels SNR
