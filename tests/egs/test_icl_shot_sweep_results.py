@@ -32,6 +32,28 @@ def test_sweep_table_with_marginalized_input(tmp_path):
     assert "| 2 | 40.0 | 60.0 | 50.0 | 200% |" in md
     assert "| 8 | 50.0 | 60.0 | 90.0 | 25% |" in md
     assert "espeak" not in md
+    mean = md.split("## Mean over first passes and voices")[1].split("## m,")[0]
+    assert "| shots | rows | 1best | wcn_marg | oracle | gap closed (wcn_marg) |" in mean
+    assert "| 2 | 1 | 40.0 | 60.0 | 50.0 | 200% |" in mean
+
+
+def test_mean_over_rows_with_every_input(tmp_path):
+    exp = tmp_path / "exp"
+    accs = {("a", "piper"): {0: (0.2, 0.4, 0.6), 2: (0.5, 0.6, 0.7)},
+            ("b", "piper"): {0: (0.4, 0.4, 0.6), 2: (0.5, None, 0.9)}}  # b: no wcn_marg at 2
+    for (m, v), runs in accs.items():
+        for n, vals in runs.items():
+            for kind, acc in zip(("1best", "wcn_marg", "oracle"), vals, strict=True):
+                if acc is not None:
+                    _acc(exp / m / "icl_shots" / "embedding" / str(n) / f"test_{v}" / kind, acc)
+    subprocess.run([sys.executable, str(SCRIPT), "--exp", str(exp), "--models", "a", "b",
+                    "--sets", "test", "--voices", "piper", "--inputs", "1best", "wcn_marg",
+                    "oracle", "--shots", "0", "2", "--main_shots", "8"],
+                   check=True, capture_output=True)
+    mean = (exp / "RESULTS_shots.md").read_text().split("## a, test")[0]
+    assert "| 0 | 2 | 30.0 | 40.0 | 60.0 | 33% |" in mean
+    assert "| 2 | 1 | 50.0 | 60.0 | 70.0 | 50% |" in mean  # b lacks an input at 2: left out
+    assert "| 8 |" not in mean
 
 
 def test_report_keeps_every_swept_first_pass_and_its_command(tmp_path):

@@ -5,7 +5,8 @@ Reads ``<model>/icl_shots/<selection>/<N>/<set>_<voice>/<input>/accuracy.json`` 
 and ``<model>/icl_<selection>/<set>_<voice>/<input>/accuracy.json`` (the main run, at
 ``--main_shots``), one table per first pass x set: intent accuracy per input and shot count,
 and the gap closed of every input but text, 1-best and oracle, (input - 1-best) / (oracle -
-1-best), where the oracle is at least 3 points above the 1-best.
+1-best), where the oracle is at least 3 points above the 1-best. A first table gives the mean
+over every first pass x set x voice that has all the inputs at a count, and its gap closed.
 
 Every first pass in EXP with a sweep for the selection is reported, not only ``--models``, and
 every count it holds, not only ``--shots``: a sweep run for one first pass must not drop
@@ -28,6 +29,21 @@ from make_results import (
 )
 
 
+def mean_table(curves: dict, counts: list[int], inputs: list[str]) -> list[str]:
+    """Per count, the mean accuracy of each input over the first pass x set x voice rows that
+    have every input at that count, and the gap closed of those means."""
+    out = ["## Mean over first passes and voices", "", *gap_table_head(["shots", "rows"], inputs)]
+    for n in counts:
+        rows = [t[n] for t in curves.values()
+                if n in t and all(t[n][i] is not None for i in inputs)]
+        if rows:
+            mean = {i: sum(r[i] for r in rows) / len(rows) for i in inputs}
+            cells = [f"{mean[i]:.1f}" for i in inputs]
+            out.append(f"| {n} | {len(rows)} | "
+                       + " | ".join([*cells, *gap_cells(mean, inputs)]) + " |")
+    return [*out, ""]
+
+
 def main() -> int:
     p = analysis_parser(__doc__, "models", "sets", "voices", "inputs")
     p.add_argument("--shots", nargs="+", type=int, required=True, help="the sweep's counts")
@@ -38,11 +54,12 @@ def main() -> int:
     counts = sorted(set(a.shots) | {a.main_shots}
                     | {int(d.name) for sweep in swept.values() for d in sweep.iterdir()
                        if d.is_dir() and d.name.isdigit()})
-    lines = ["# Intent accuracy vs number of shots", "",
-             f"Written by `{a.cmdline}`. Shots chosen by {a.selection} from the few-shot pool; "
-             f"{a.main_shots} shots is the main run (RESULTS.md). Accuracy in %; gap closed = "
-             "(input - 1-best) / (oracle - 1-best), shown where the oracle is at least 3 points "
-             "above the 1-best.", ""]
+    head = ["# Intent accuracy vs number of shots", "",
+            f"Written by `{a.cmdline}`. Shots chosen by {a.selection} from the few-shot pool; "
+            f"{a.main_shots} shots is the main run (RESULTS.md). Accuracy in %; gap closed = "
+            "(input - 1-best) / (oracle - 1-best), shown where the oracle is at least 3 points "
+            "above the 1-best.", ""]
+    lines = list(head)
     curves = {}
     for m in swept:
         lines += run_command(swept[m], m, "sweep")
@@ -67,6 +84,7 @@ def main() -> int:
     if not curves:
         print(f"{exp}: no sweep results found", file=sys.stderr)
         return 1
+    lines[len(head):len(head)] = mean_table(curves, counts, a.inputs)
     import matplotlib
 
     matplotlib.use("Agg")
