@@ -8,7 +8,6 @@ import os
 import pytest
 import torch
 
-from speechlm.core import catalogue
 from speechlm.runtime import gguf_cache, loading
 from speechlm.runtime.loading import ModelSource, load_model_and_tokenizer, resolve_model
 from speechlm.testing.llm import tiny_model, tiny_tokenizer
