@@ -112,6 +112,26 @@ def gap_cells(acc: dict[str, float | None], inputs: list[str]) -> list[str]:
     return [gap_pct(acc[i], acc.get("1best"), acc.get("oracle")) for i in closing_inputs(inputs)]
 
 
+def mean_of(rows: list[dict], inputs: list[str]) -> dict[str, float | None]:
+    """Each input's mean over accuracy rows (None where a row lacks it)."""
+    return {i: (sum(r[i] for r in rows) / len(rows)
+                if all(r[i] is not None for r in rows) else None) for i in inputs}
+
+
+def mean_rows(lead: list[str], groups: dict, inputs: list[str]) -> list[str]:
+    """One table row per non-empty group of accuracy rows: the group's name, how many rows,
+    each input's ``mean_of`` (blank where a row lacks it) and the gap closed of the means."""
+    out = []
+    for name, rows in groups.items():
+        if not rows:
+            continue
+        mean = mean_of(rows, inputs)
+        cells = ["" if mean[i] is None else f"{mean[i]:.1f}" for i in inputs]
+        out.append(f"| {name} | {len(rows)} | "
+                   + " | ".join([*cells, *gap_cells(mean, inputs)]) + " |")
+    return [*gap_table_head(lead, inputs), *out]
+
+
 def accuracy(path: Path) -> dict | None:
     return json.loads(path.read_text()) if path.is_file() else None
 

@@ -22,6 +22,8 @@ from make_results import (
     analysis_parser,
     gap_cells,
     gap_table_head,
+    mean_of,
+    mean_rows,
     read_acc,
     run_command,
     swept_runs,
@@ -97,20 +99,10 @@ def main() -> int:
     if not tables:
         print(f"{exp}: no prompt ablation results found", file=sys.stderr)
         return 1
-    means, counts = {}, {}
-    for v in [MAIN, *variants]:
-        rows = [t[v] for t in tables.values() if v in t]
-        if rows:
-            means[v] = {i: (sum(r[i] for r in rows) / len(rows)
-                            if all(r[i] is not None for r in rows) else None)
-                        for i in a.inputs}
-            counts[v] = len(rows)
+    groups = {v: [t[v] for t in tables.values() if v in t] for v in [MAIN, *variants]}
+    means = {v: mean_of(rows, a.inputs) for v, rows in groups.items() if rows}  # the bars
     lines += [f"## Mean over {len(tables)} first pass x set x voice tables", "",
-              *gap_table_head(["prompt", "tables"], a.inputs)]
-    for v, acc in means.items():
-        cells = [_cell(acc[i]) for i in a.inputs]
-        lines.append(f"| {v} | {counts[v]} | "
-                     + " | ".join([*cells, *gap_cells(acc, a.inputs)]) + " |")
+              *mean_rows(["prompt", "tables"], groups, a.inputs)]
     lines += ["", "Against the main prompt, the same utterances (won/lost, exact McNemar test "
               "pooled over the tables, two-sided p):", ""]
     for (v, i), (w, lo) in pooled.items():

@@ -22,6 +22,7 @@ from make_results import (
     analysis_parser,
     gap_cells,
     gap_table_head,
+    mean_rows,
     read_acc,
     run_command,
     swept_runs,
@@ -32,16 +33,10 @@ from make_results import (
 def mean_table(curves: dict, counts: list[int], inputs: list[str]) -> list[str]:
     """Per count, the mean accuracy of each input over the first pass x set x voice rows that
     have every input at that count, and the gap closed of those means."""
-    out = ["## Mean over first passes and voices", "", *gap_table_head(["shots", "rows"], inputs)]
-    for n in counts:
-        rows = [t[n] for t in curves.values()
-                if n in t and all(t[n][i] is not None for i in inputs)]
-        if rows:
-            mean = {i: sum(r[i] for r in rows) / len(rows) for i in inputs}
-            cells = [f"{mean[i]:.1f}" for i in inputs]
-            out.append(f"| {n} | {len(rows)} | "
-                       + " | ".join([*cells, *gap_cells(mean, inputs)]) + " |")
-    return [*out, ""]
+    groups = {n: [t[n] for t in curves.values()
+                  if n in t and all(t[n][i] is not None for i in inputs)] for n in counts}
+    return ["## Mean over first passes and voices", "",
+            *mean_rows(["shots", "rows"], groups, inputs), ""]
 
 
 def main() -> int:
