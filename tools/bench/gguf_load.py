@@ -18,6 +18,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from pathlib import Path
 
 CHILD = """
 import sys, time, torch
@@ -49,7 +50,9 @@ def main() -> None:
           f"on {os.cpu_count()} CPUs")  # fmt: skip
     with tempfile.TemporaryDirectory() as cache:
         first = run(args.llm, cache)
-        print(f"one-time: convert and write the copy {first[0]:.1f} s (process {first[1]:.1f} s)")
+        size = sum(f.stat().st_size for f in Path(cache).rglob("*") if f.is_file())
+        print(f"one-time: convert and write the copy {first[0]:.1f} s (process {first[1]:.1f} s)"
+              f"; the copy takes {size / 2**20:.0f} MiB")
         times: dict[str, list[tuple[float, float]]] = {"gguf": [], "copy": []}
         for r in range(args.rounds):
             for way in ("gguf", "copy") if r % 2 == 0 else ("copy", "gguf"):
