@@ -15,6 +15,8 @@ r"""Intent classification (SLU) through the LLM runtime from text, 1-best, N-bes
         --dev exp/whisper/decode_dev_cal data/dev --out exp/whisper/marginal_wcn_marg.json
     speechlm slu predict ... --input wcn_marg --marginal-from exp/whisper/marginal_wcn_marg.json
     speechlm slu predict ... --nj 4     # 4 worker processes, each with its own LM: same labels
+    speechlm slu predict ... --input 1best wcn --shot-data-dir data/pool \
+        --shot-decode-dir exp/whisper/decode_pool --shot-input same   # "matched" shots
 
 Both modes classify by rank classification: every label (``alarm_set`` read as
 ``alarm set``) is scored by the LM as the continuation of the prompt, and the best wins
@@ -38,6 +40,10 @@ options given to predict override those saved in the SLU dir (sweep WCN threshol
 without retraining), and so do the prompt options (``--shots``, ``--shot-selection``...)
 and, for an icl dir, ``--llm`` (a catalogue LLM such as ``smollm2-135m-instruct``, or a
 local dir) or ``--llm-url``.
+A spoken pool (``--shot-data-dir``: a data dir of training sentences with utt2intent;
+``--shot-decode-dir``: the first pass's output of their speech) replaces the SLU dir's
+few-shot pool: shots are chosen by their reference text as always, and shown as that text
+or, with ``--shot-input same``, in the query's own form (``speechlm.llm.shot_pool``).
 Several ``--input`` kinds share one loaded LLM and write OUT/<input>/ each. An utterance
 of DATA_DIR with no decode output is classified from the empty hypothesis, not skipped;
 reference intents that are not among the SLU dir's labels are counted in accuracy.json
@@ -130,6 +136,7 @@ def _add(parser, options, defaults, prefix=""):
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from speechlm.llm.lora import LoRAConfig
     from speechlm.llm.serialize import INPUT_ALIASES, INPUT_KINDS, SerializeConfig
+    from speechlm.llm.shot_pool import SHOT_INPUTS
     from speechlm.llm.slu import MODES, PromptConfig
 
     sub = parser.add_subparsers(dest="action", metavar="<action>", required=True)
@@ -189,6 +196,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     pred.add_argument("--verbalize", dest="p_verbalize", action=argparse.BooleanOptionalAction,
                       default=None, help="score labels as words (alarm set), or as written "
                       "with --no-verbalize (default: the SLU dir's)")
+    pred.add_argument("--shot-data-dir", help="icl: the few-shot pool is this data dir's "
+                      "utterances (text, utt2intent), e.g. spoken training sentences")
+    pred.add_argument("--shot-decode-dir", help="icl: the first pass's output of "
+                      "--shot-data-dir's speech, for --shot-input other than text")
+    pred.add_argument("--shot-input", choices=SHOT_INPUTS, default="text",
+                      help="how --shot-data-dir's shots are shown: text (the reference), same "
+                      "(as the query: 1best, nbest, wcn, oracle; a marginalized query's shots "
+                      "show their 1-best) or one decode kind (default: text)")
     pred.add_argument("--marginal-from", nargs="+", metavar="REPORT",
                       help="nbest_marg / wcn_marg settings picked on dev by 'speechlm slu "
                       "tune-marginal' (flags given here win)")
@@ -395,6 +410,7 @@ def run_predict(args: argparse.Namespace) -> int:
                                                data_dir=args.data_dir)
         if not inputs[kind]:
             raise ValueError(f"no utterances in the {kind} input")
+    shots_from = _spoken_pool(args, config, prompt, serialize, kinds)
     llm_id = args.llm_url or args.llm or config.llm_path or config.llm_url
     settings = {"prompt": dataclasses.asdict(prompt), "llm": llm_id, "model": args.llm_model}
     clf = None
@@ -403,7 +419,7 @@ def run_predict(args: argparse.Namespace) -> int:
         nonlocal clf
         started = time.monotonic()
         load_kwargs = {"prompt": prompt, "llm": args.llm, "llm_url": args.llm_url,
-                       "llm_model": args.llm_model}
+                       "llm_model": args.llm_model, **shots_from.get(kind, {})}
         if args.nj > 1:
             from speechlm.llm.slu_parallel import predict_posteriors_parallel
 
@@ -413,6 +429,8 @@ def run_predict(args: argparse.Namespace) -> int:
         else:
             if clf is None:
                 clf, _ = load_classifier(args.model_dir, **load_kwargs)
+            elif kind in shots_from:
+                clf.shown = shots_from[kind]["shown"]  # the same pool, shown as this kind
             posteriors = clf.predict_posteriors(inputs[kind], progress=not args.no_progress)
         print(f"{kind}: {len(posteriors)} utterances in {time.monotonic() - started:.0f} s",
               file=sys.stderr)
@@ -421,11 +439,40 @@ def run_predict(args: argparse.Namespace) -> int:
     for kind in kinds:
         out = Path(args.out) / names[kind] if len(kinds) > 1 else Path(args.out)
         # A finished prediction of the same model on the same serialized inputs is kept.
+        # a spoken pool counts by what its shots are and show (absent: the stamp of before)
+        kind_settings = settings if kind not in shots_from else {
+            **settings, "shots_from": [[e.id, e.text, e.intent, shots_from[kind]["shown"][e.id]]
+                                       for e in shots_from[kind]["examples"]]}
         stamps = _predict_stamps(args.model_dir, args.llm or config.llm_path, inputs[kind],
-                                 settings)
+                                 kind_settings)
         hyp = _kept_or_predicted(out, stamps, functools.partial(predict, kind), config.labels)
         _score(args, config, out, kind, hyp, per_kind.get(kind, serialize), prompt, llm_id)
     return 0
+
+
+def _spoken_pool(args: argparse.Namespace, config, prompt, serialize,
+                 kinds: list[str]) -> dict[str, dict]:
+    """``load_classifier``'s ``examples`` and ``shown`` for each input kind, from
+    --shot-data-dir (and --shot-decode-dir); {} without a spoken pool."""
+    from speechlm.llm.shot_pool import read_spoken_pool, shot_kind, shown_inputs
+
+    if args.shot_data_dir is None:
+        if args.shot_decode_dir is not None or args.shot_input != "text":
+            raise ValueError("--shot-decode-dir and --shot-input need --shot-data-dir")
+        return {}
+    if config.mode != "icl" or prompt.shots == 0:
+        raise ValueError(f"--shot-data-dir: {args.model_dir} prompts with no shots "
+                         f"(mode {config.mode}, shots {prompt.shots})")
+    examples = read_spoken_pool(args.shot_data_dir)
+    shown: dict[str, dict[str, str]] = {}  # by the kind shots are shown as
+    out = {}
+    for kind in kinds:
+        as_kind = shot_kind(args.shot_input, kind)
+        if as_kind not in shown:
+            shown[as_kind] = shown_inputs(as_kind, serialize, args.shot_data_dir,
+                                          args.shot_decode_dir)
+        out[kind] = {"examples": examples, "shown": shown[as_kind]}
+    return out
 
 
 def _kept_or_predicted(out: Path, stamps: tuple[str, ...], predict,
@@ -486,6 +533,12 @@ def _score(args, config, out: Path, kind: str, hyp: dict[str, str], serialize, p
     ref = read_utt2intent(ref_path)
     acc = accuracy(hyp, ref)
     unseen = sorted(set(ref.values()) - set(config.labels))
+    if args.shot_data_dir is not None:
+        from speechlm.llm.shot_pool import shot_kind
+
+        acc["shots_from"] = {"data_dir": str(args.shot_data_dir), "decode_dir":
+                             args.shot_decode_dir,
+                             "shown_as": shot_kind(args.shot_input, kind)}
     acc.update(input=kind, model_dir=str(args.model_dir), mode=config.mode, llm=llm_id,
                intents_not_in_labels=unseen,
                utts_with_unseen_intent=sum(v in unseen for v in ref.values()),

@@ -38,7 +38,7 @@ import json
 import logging
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -293,20 +293,29 @@ class IntentClassifier:
         prompt: prompt and ranking options.
         pool: few-shot examples (needed when ``prompt.shots > 0``); for ``embedding``
             selection without its own ``embed``, ``prompt.shot_encoder`` is loaded for it.
+        shown: what each pool example shows as a shot, by example id, instead of its text
+            (a spoken pool's first-pass output: ``speechlm.llm.shot_pool``); shots are
+            still chosen by their text.
 
     Label scores are cached by prompt: inputs that serialize the same (a 1-best equal to
     the reference) are ranked once.
     """
 
     def __init__(self, llm: LanguageModel, labels: Sequence[str], prompt: PromptConfig,
-                 pool: ExamplePool | None = None) -> None:
+                 pool: ExamplePool | None = None, shown: Mapping[str, str] | None = None) -> None:
         if prompt.shots > 0 and pool is None:
             raise ValueError(f"shots={prompt.shots} needs a pool of examples")
+        if shown is not None and pool is not None:
+            missing = [e.id for e in pool.examples if e.id not in shown]
+            if missing:
+                raise ValueError(f"{len(missing)} pool example(s) have nothing to show as a "
+                                 f"shot, e.g. {missing[0]}")
         if (prompt.shots > 0 and prompt.shot_selection == "embedding" and pool is not None
                 and pool.embed is None):
             pool.embed = sentence_embedder(prompt.shot_encoder)
         self._cache: dict[str, list[float]] = {}
         self.llm, self.labels, self.prompt, self.pool = llm, list(labels), prompt, pool
+        self.shown = shown
         self.label_texts = [prompt.label_text(x) for x in self.labels]
         tok = getattr(llm, "tokenizer", None)
         reserve = 0
@@ -320,7 +329,8 @@ class IntentClassifier:
             return []
         query = text if isinstance(text, str) else text[0]
         chosen = self.pool.select(query, self.prompt.shots, self.prompt.shot_selection)
-        return [(e.text, self.prompt.label_text(e.intent)) for e in chosen]
+        return [(e.text if self.shown is None else self.shown[e.id],
+                 self.prompt.label_text(e.intent)) for e in chosen]
 
     def prompt_for(self, text: str | Sequence[str], utt: str = "?") -> str:
         return self.fitter.fit(self.prompt, text, self._shots(text), utt)
@@ -403,7 +413,8 @@ def sentence_embedder(name: str):
 
 def load_classifier(slu_dir: str | Path, *, prompt: PromptConfig | None = None,
                     llm: str | None = None, llm_url: str | None = None,
-                    llm_model: str | None = None,
+                    llm_model: str | None = None, examples: Sequence[Example] | None = None,
+                    shown: Mapping[str, str] | None = None,
                     **llm_kwargs: Any) -> tuple[IntentClassifier, SLUConfig]:
     """Load an SLU dir: its LM (LoRA merged, local checkpoint or server) and prompt.
 
@@ -412,6 +423,9 @@ def load_classifier(slu_dir: str | Path, *, prompt: PromptConfig | None = None,
         prompt: replaces the dir's prompt options (shots, selection...).
         llm, llm_url, llm_model: an in-context (``icl``) dir's LM replaced by another: a
             catalogue name or local dir, or a server.
+        examples: the few-shot pool instead of the dir's (a spoken pool,
+            ``speechlm.llm.shot_pool.read_spoken_pool``).
+        shown: what each example shows as a shot (``IntentClassifier``'s ``shown``).
 
     Raises:
         FileNotFoundError: not an SLU dir, or its LM / adapter is missing.
@@ -442,9 +456,11 @@ def load_classifier(slu_dir: str | Path, *, prompt: PromptConfig | None = None,
 
         llm = LLM.from_pretrained(config.llm_path, **llm_kwargs)
     pool = None
-    if (slu_dir / EXAMPLES).is_file():
+    if examples is not None:
+        pool = ExamplePool(examples)
+    elif (slu_dir / EXAMPLES).is_file():
         pool = ExamplePool(read_examples(slu_dir / EXAMPLES))
-    return IntentClassifier(llm, config.labels, config.prompt, pool), config
+    return IntentClassifier(llm, config.labels, config.prompt, pool, shown), config
 
 
 def accuracy(hyp: dict[str, str], ref: dict[str, str]) -> dict[str, Any]:

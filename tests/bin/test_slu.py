@@ -310,3 +310,45 @@ def test_predict_output_has_one_writer(tmp_path):
     assert (out / "utt2posteriors").read_text() == "u1 a:-0.1000 b:-2.4000\n"
     assert slu_cli._kept_or_predicted(out, ("s2",), other, labels) == {"u1": "b"}  # other settings
     assert (out / "utt2posteriors").read_text() == "u1 b:-0.0500 a:-3.0000\n"
+
+
+def test_spoken_pool_shots_shown_as_text_or_as_the_query(setup, tmp_path, capsys):
+    """--shot-data-dir replaces the pool; --shot-input same shows each shot as its decode, in
+    the query's form; worker processes see the same pool and shots."""
+    slu = tmp_path / "icl"
+    assert main(["slu", "train", "--llm", str(setup["lm"]), "--train-jsonl",
+                 str(setup["train"]), "--out", str(slu), "--mode", "icl", "--shots", "2",
+                 "--no-progress"]) == 0
+    dec, data = slu_testdata.write_decode_dir(tmp_path / "pool", setup["train_rows"][:30])
+    pool = ["--shot-data-dir", str(data), "--shot-decode-dir", str(dec)]
+    outs = {}
+    for shown in ("text", "same"):
+        outs[shown] = tmp_path / shown
+        assert main(["slu", "predict", "--model-dir", str(slu), "--input", "1best", "wcn",
+                     "--decode-dir", str(setup["decode"]), "--data-dir", str(setup["data_dir"]),
+                     "--out", str(outs[shown]), "--no-progress", *pool,
+                     "--shot-input", shown]) == 0
+        assert "already done" not in capsys.readouterr().err  # a new pool, shown anew
+    for kind in ("1best", "wcn"):
+        got = {s: json.loads((o / kind / "accuracy.json").read_text())["shots_from"]
+               for s, o in outs.items()}
+        assert got["text"] == {"data_dir": str(data), "decode_dir": str(dec),
+                               "shown_as": "text"}
+        assert got["same"]["shown_as"] == {"1best": "onebest", "wcn": "wcn"}[kind]
+    two = tmp_path / "same_nj2"
+    assert _predict(setup, slu, "wcn", two, *pool, "--shot-input", "same", "--nj", "2",
+                    "--threads", "1") == 0
+    assert ((outs["same"] / "wcn" / "utt2posteriors").read_text()
+            == (two / "utt2posteriors").read_text())
+    assert _predict(setup, slu, "wcn", two, *pool, "--shot-input", "same") == 0
+    assert "already done" in capsys.readouterr().err
+    # the shots' form counts: shown as the 1-best, the WCN query is classified again
+    assert _predict(setup, slu, "wcn", two, *pool, "--shot-input", "1best") == 0
+    assert "already done" not in capsys.readouterr().err
+    assert _predict(setup, slu, "wcn", tmp_path / "x", "--shot-input", "same") == 1
+    assert "need --shot-data-dir" in capsys.readouterr().err
+    assert _predict(setup, slu, "wcn", tmp_path / "x", *pool, "--shots", "0") == 1
+    assert "prompts with no shots" in capsys.readouterr().err
+    assert _predict(setup, slu, "wcn", tmp_path / "x", "--shot-data-dir", str(data),
+                    "--shot-input", "same") == 1
+    assert "need the pool's decode dir" in capsys.readouterr().err

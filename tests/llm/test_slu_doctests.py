@@ -4,7 +4,7 @@ import importlib
 import pytest
 
 MODULES = ["speechlm.llm.serialize", "speechlm.llm.icl", "speechlm.llm.slu", "speechlm.llm.lora",
-           "speechlm.llm.spoken_qa"]
+           "speechlm.llm.spoken_qa", "speechlm.llm.shot_pool"]
 
 
 @pytest.mark.parametrize("name", MODULES)
