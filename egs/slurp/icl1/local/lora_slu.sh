@@ -33,42 +33,13 @@ cmdline="$0 $*"
 . utils/log.sh
 . local/first_pass.sh
 . local/predict_icl.sh
+. local/spoken_pool.sh
 [ -n "${data}" ] && [ -n "${exp}" ] || { log "usage: $0 --data DIR --exp DIR [options]"; exit 1; }
-# run.sh's ESPnet system was trained on the speech of every pool sentence, these included: its
-# decodes of them would be far cleaner than the test sets'
-[ "${asr_model}" != espnet ] || { log "--asr_model espnet: its system was trained on these sentences"; exit 1; }
-[ -f "${data}/local/slu_train.jsonl" ] || { log "${data}/local/slu_train.jsonl missing: run stage 1"; exit 1; }
-
-train=${data}/lora_train_${per_intent}
+train=${data}/lora_train_${per_intent}   # spoken_pool's dirs
 dec=${exp}/${asr_model}/decode_lora_train_${per_intent}
 tag=${per_intent}_e${epochs}_b${batch_size}
 slu=${exp}/slu_lora_${asr_model}_${tag}
-if [ ! -f "${train}/.done" ]; then
-  log "training sentences (${per_intent} per intent) spoken -> ${train}"
-  python local/pick_per_intent.py --jsonl "${data}/local/slu_train.jsonl" \
-    --per_intent "${per_intent}" --seed "${seed}" --out "${data}/local/lora_train_${per_intent}"
-  python -m speechlm.bin.synth_data_dir --text "${data}/local/lora_train_${per_intent}.text" \
-    --text-format kaldi --voices piper:joe,espeak:sampled --num-voices 40 --voices-per-line 1 \
-    --seed $((200 + seed)) --augment --speaker-prefix loratrain --out "${train}"
-fi
-python ../slu1/local/attach_intents.py "${train}" "${data}/local/lora_train_${per_intent}.jsonl"
-log "first pass of the training speech (${asr_model}) -> ${dec}"
-if [ "${asr_model}" = pocketsphinx ]; then
-  # run.sh's trigram is built from the whole pool, so it has seen these sentences (the test
-  # sentences it has not): the training speech is decoded with a trigram of the pool without
-  # them, or its WCNs would be far cleaner than the test sets'
-  lang=${data}/lang_lora_${per_intent}
-  if [ ! -f "${lang}/lm.arpa" ]; then
-    mkdir -p "${lang}"
-    awk 'NR == FNR { drop[$1] = 1; next } !($1 in drop) { $1 = ""; print substr($0, 2) }' \
-      "${data}/local/lora_train_${per_intent}.text" "${data}/local/slu_train.text" \
-      > "${lang}/lm_text.txt"
-    python ../slu1/local/make_lm.py --text "${lang}/lm_text.txt" --order 3 --out "${lang}/lm.arpa"
-  fi
-fi
-asr_opts=$(first_pass_opts "${asr_model}" "${lang:-}/lm.arpa")
-# shellcheck disable=SC2086
-python -m speechlm.bin.decode ${asr_opts} --lattice --data-dir "${train}" --out "${dec}" --nj 1
+spoken_pool "${data}" "${exp}" "${asr_model}" "${per_intent}" "${seed}"
 
 if [ ! -f "${slu}/train_report.json" ]; then
   log "LoRA on ${llm}: text + noised copies + the decode of the training speech -> ${slu}"

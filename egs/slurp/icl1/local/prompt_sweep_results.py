@@ -18,18 +18,8 @@ import json
 import sys
 from pathlib import Path
 
-from make_results import (
-    analysis_parser,
-    gap_cells,
-    gap_table_head,
-    mean_of,
-    mean_rows,
-    read_acc,
-    run_command,
-    swept_runs,
-    write_report,
-)
-from paired import mcnemar, wins_losses
+from make_results import analysis_parser, swept_runs, write_report
+from variant_tables import means_plot, variant_tables
 
 # what each variant changes (run.sh maps the names to `slu predict` flags)
 VARIANTS = {
@@ -40,10 +30,6 @@ VARIANTS = {
                  "`N/A` (same shots) subtracted",
 }
 MAIN = "main"  # the main run's prompt (RESULTS.md)
-
-
-def _cell(x: float | None) -> str:
-    return "" if x is None else f"{x:.1f}"
 
 
 def main() -> int:
@@ -68,62 +54,19 @@ def main() -> int:
         lines += [f"The main prompt's instruction: \"{prompt['instruction']}\"; labels "
                   f"{'as words' if prompt['verbalize'] else 'as written'}; contextual "
                   f"calibration {'on' if prompt['calibrate'] else 'off'}.", ""]
-    tables, pooled = {}, {}
-    for m in swept:
-        lines += run_command(swept[m], m, "ablation")
-        for s in a.sets:
-            for voice in a.voices:
-                dirs = {MAIN: exp / m / f"icl_{a.selection}" / f"{s}_{voice}",
-                        **{v: swept[m] / v / f"{s}_{voice}" for v in variants}}
-                table = {}
-                for v, d in dirs.items():
-                    acc = {i: read_acc(d / i / "accuracy.json") for i in a.inputs}
-                    if any(x is not None for x in acc.values()):
-                        table[v] = acc
-                if len(table) < 2 or MAIN not in table:
-                    continue  # nothing to compare with
-                tables[(m, s, voice)] = table
-                lines += [f"## {m}, {s}, {voice}", "", *gap_table_head(["prompt"], a.inputs)]
-                for v, acc in table.items():
-                    cells = [_cell(acc[i]) for i in a.inputs]
-                    lines.append(f"| {v} | " + " | ".join([*cells, *gap_cells(acc, a.inputs)])
-                                 + " |")
-                lines.append("")
-                ref = data / f"{s}_{voice}" / "utt2intent"
-                for v in (v for v in table if v != MAIN):
-                    for i in a.inputs:
-                        wl = wins_losses(ref, dirs[MAIN] / i, dirs[v] / i)
-                        if wl is not None:
-                            got = pooled.setdefault((v, i), [0, 0])
-                            got[0], got[1] = got[0] + wl[0], got[1] + wl[1]
-    if not tables:
+
+    def run_dir(m: str, v: str, s: str, voice: str) -> Path:
+        if v == MAIN:
+            return exp / m / f"icl_{a.selection}" / f"{s}_{voice}"
+        return swept[m] / v / f"{s}_{voice}"
+
+    got = variant_tables(a, data, swept, MAIN, variants, run_dir, "ablation", "prompt")
+    if got is None:
         print(f"{exp}: no prompt ablation results found", file=sys.stderr)
         return 1
-    groups = {v: [t[v] for t in tables.values() if v in t] for v in [MAIN, *variants]}
-    means = {v: mean_of(rows, a.inputs) for v, rows in groups.items() if rows}  # the bars
-    lines += [f"## Mean over {len(tables)} first pass x set x voice tables", "",
-              *mean_rows(["prompt", "tables"], groups, a.inputs)]
-    lines += ["", "Against the main prompt, the same utterances (won/lost, exact McNemar test "
-              "pooled over the tables, two-sided p):", ""]
-    for (v, i), (w, lo) in pooled.items():
-        lines.append(f"- `{v}`, {i}: {mcnemar(w, lo)}")
-    lines.append("")
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(1.2 + 1.1 * len(a.inputs) * len(means) / 2, 3.4))
-    width = 0.8 / len(means)
-    for k, (v, acc) in enumerate(means.items()):
-        xs = [j + (k - (len(means) - 1) / 2) * width for j in range(len(a.inputs))]
-        ax.bar(xs, [acc[i] or 0.0 for i in a.inputs], width, label=v)
-    ax.set_xticks(range(len(a.inputs)), a.inputs)
-    ax.set_ylabel("intent accuracy (%), mean of tables")
-    ax.set_title(f"prompt ablation, {len(tables)} tables", fontsize=9)
-    ax.grid(axis="y", alpha=0.3)
-    ax.legend(fontsize=8)
-    write_report(exp, "RESULTS_prompt", lines, fig, "accuracy per prompt variant")
+    body, means, n = got
+    fig = means_plot(means, a.inputs, f"prompt ablation, {n} tables")
+    write_report(exp, "RESULTS_prompt", lines + body, fig, "accuracy per prompt variant")
     return 0
 
 
