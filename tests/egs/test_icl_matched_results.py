@@ -22,7 +22,7 @@ def _pred(d: Path, right: int, pool: Path) -> None:
 def _run(exp: Path, data: Path) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, str(SCRIPT), "--exp", str(exp), "--data", str(data),
                            "--models", "a", "--sets", "test", "--voices", "piper", "espeak",
-                           "--inputs", "1best", "wcn", "oracle", "--per_intent", "4",
+                           "--inputs", "1best", "wcn", "oracle",
                            "--cmdline", "local/matched_shots.sh x"],
                           capture_output=True, text=True)
 
@@ -47,7 +47,7 @@ def test_matched_beside_text_shots_with_gap_and_paired_counts(tmp_path):
     res = _run(exp, data)
     assert res.returncode == 0, res.stderr
     md = (exp / "RESULTS_matched.md").read_text()
-    assert "a: 3 sentences" in md and "up to 4 sentences of each intent" in md
+    assert "a: 3 sentences" in md
     assert "a's matched-shot run: `matched_shots.sh a`" in md
     assert "| shots | 1best | wcn | oracle | gap closed (wcn) |" in md
     assert "| text_shots | 40.0 | 50.0 | 80.0 | 25% |" in md

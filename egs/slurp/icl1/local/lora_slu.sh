@@ -35,8 +35,8 @@ cmdline="$0 $*"
 . local/predict_icl.sh
 . local/spoken_pool.sh
 [ -n "${data}" ] && [ -n "${exp}" ] || { log "usage: $0 --data DIR --exp DIR [options]"; exit 1; }
-train=${data}/lora_train_${per_intent}   # spoken_pool's dirs
-dec=${exp}/${asr_model}/decode_lora_train_${per_intent}
+train=${data}/spoken_pool_${per_intent}   # spoken_pool's dirs
+dec=${exp}/${asr_model}/decode_spoken_pool_${per_intent}
 tag=${per_intent}_e${epochs}_b${batch_size}
 slu=${exp}/slu_lora_${asr_model}_${tag}
 spoken_pool "${data}" "${exp}" "${asr_model}" "${per_intent}" "${seed}"
@@ -45,7 +45,7 @@ if [ ! -f "${slu}/train_report.json" ]; then
   log "LoRA on ${llm}: text + noised copies + the decode of the training speech -> ${slu}"
   # --overwrite replaces only a dir a killed run left without train_report.json
   python -m speechlm.bin.slu train --mode lora --llm "${llm}" --overwrite --no-progress \
-    --train-jsonl "${data}/local/lora_train_${per_intent}.jsonl" --train-decode-dir "${dec}" \
+    --train-jsonl "${data}/local/spoken_pool_${per_intent}.jsonl" --train-decode-dir "${dec}" \
     --train-data-dir "${train}" --epochs "${epochs}" --batch-size "${batch_size}" --wcn-threshold "${wcn_threshold}" \
     --seed "${seed}" --out "${slu}"
 fi

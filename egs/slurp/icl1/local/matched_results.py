@@ -23,7 +23,7 @@ BASE, MATCHED, MAIN = "text_shots", "matched", "main run"
 
 def _pool_size(exp: Path, model: str, selection: str, sets: list[str],
                voices: list[str]) -> str:
-    """'N sentences' of the spoken pool, from a matched run's accuracy.json, or ''."""
+    """'N sentences' of the (first) spoken pool, from a matched run's accuracy.json, or ''."""
     for s in sets:
         for v in voices:
             for acc in sorted((exp / model / "icl_matched" / selection / MATCHED / f"{s}_{v}")
@@ -37,16 +37,15 @@ def _pool_size(exp: Path, model: str, selection: str, sets: list[str],
 def main() -> int:
     p = analysis_parser(__doc__, "models", "sets", "voices", "inputs")
     p.add_argument("--data", required=True, help="data dir of the sets (utt2intent)")
-    p.add_argument("--per_intent", type=int, required=True, help="spoken pool sentences per intent")
     a = p.parse_args()
     exp, data = Path(a.exp), Path(a.data)
     swept = swept_runs(exp, "icl_matched", a.selection, a.models)
     sizes = {m: _pool_size(exp, m, a.selection, a.sets, a.voices) for m in swept}
     lines = ["# Shots shown in the query's own form", "",
-             f"Written by `{a.cmdline}`. The spoken pool: up to {a.per_intent} sentences of each "
-             "intent drawn from the few-shot pool (never dev or test), spoken by Piper joe and "
-             "sampled espeak-ng voices (one a sentence, noise and reverb as the test sets) and "
-             "decoded by the same first pass"
+             f"Written by `{a.cmdline}`. The spoken pool: up to `--per_intent` sentences of "
+             "each intent drawn from the few-shot pool (never dev or test), spoken by each test "
+             "set's voice kind as that set is (Piper joe, or sampled espeak-ng voices one a "
+             "sentence; noise and reverb too) and decoded by the same first pass"
              + "".join(f"; {m}: {n}" for m, n in sizes.items() if n) + ". The shots of each "
              f"query are chosen from it by their reference text ({a.selection}), so both runs "
              "show the same shots in the same order:", "",

@@ -2,15 +2,17 @@
 # local/matched_shots.sh: shots shown in the query's own form ("matched" shots).
 # The main run shows its shots as clean text while the query is a 1-best, N-best list or WCN:
 # the LM never sees, in its examples, how recognition errors look. Here --per_intent sentences
-# of each intent are drawn from the few-shot pool, spoken by the recipe's voices and decoded
-# by the same first pass (local/spoken_pool.sh, the LoRA script's training speech); the test
-# sets are classified twice with shots from that spoken pool, chosen the same way (by their
-# reference text): shown as text (`text_shots`) and shown as their own first pass's output in
-# the query's form (`matched`: a 1-best query sees 1-best shots, a WCN query WCN shots).
+# of each intent are drawn from the few-shot pool, spoken by each voice kind as its test set
+# is (noise and reverb too) and decoded by the same first pass (local/spoken_pool.sh); each
+# test set is classified twice with shots from its voice kind's spoken pool, chosen the same
+# way (by their reference text): shown as text (`text_shots`) and shown as their own first
+# pass's output in the query's form (`matched`: a 1-best query sees 1-best shots, a WCN query
+# WCN shots). A pool of one voice kind shows the errors of that kind's speech: a Piper query
+# (11% WER) shown shots at espeak-ng's 56% lost accuracy in a first try (see README).
 # EXP/RESULTS_matched.md compares the two (paired, McNemar).
 #
 #   local/matched_shots.sh --data data/full --exp exp/full [--asr_model whisper-tiny.en] \
-#     [--per_intent 4] [--inputs "1best nbest wcn oracle"] [--nj 2]
+#     [--per_intent 200] [--inputs "1best nbest wcn oracle"] [--nj 2]
 #
 # Needs stages 1-4 of run.sh for the same --data/--exp and first pass. Every step skips
 # finished work.
@@ -19,7 +21,7 @@ set -euo pipefail
 data=; exp=
 asr_model=whisper-tiny.en; nbest=5   # a catalogue Whisper model or pocketsphinx (run.sh's)
 ps_nbest=10
-per_intent=4                    # spoken pool sentences per intent
+per_intent=200                  # spoken pool sentences per intent (200: all of SLURP's pool)
 sets="test"; voices="piper espeak"
 inputs="1best nbest wcn oracle" # the query's forms; also nbest_marg / wcn_marg (their shots
                                 # show the 1-best: each hypothesis is classified alone)
@@ -29,6 +31,7 @@ nj=1                            # decoding and slu predict worker processes
 cmdline="$0 $*"
 . ./path.sh; . utils/parse_options.sh
 . utils/log.sh
+. local/voices.sh
 . local/first_pass.sh
 . local/predict_icl.sh
 . local/spoken_pool.sh
@@ -40,14 +43,18 @@ done
 slu_dir=${exp}/slu_icl
 [ -f "${slu_dir}/slu.json" ] || { log "${slu_dir} missing: run stage 4 of run.sh"; exit 1; }
 
-spoken_pool "${data}" "${exp}" "${asr_model}" "${per_intent}" "${seed}"
-pool=${data}/lora_train_${per_intent}
-dec=${exp}/${asr_model}/decode_lora_train_${per_intent}
+# shellcheck disable=SC2086
+check_voices ${voices} || exit 1
+for v in ${voices}; do
+  spoken_pool "${data}" "${exp}" "${asr_model}" "${per_intent}" "${seed}" "${v}"
+done
 out=${exp}/${asr_model}/icl_matched/${selection}
 mkdir -p "${out}"
 echo "${cmdline}" > "${out}/command.txt"
 for s in ${sets}; do
   for v in ${voices}; do
+    pool=${data}/spoken_pool_${per_intent}_${v}
+    dec=${exp}/${asr_model}/decode_spoken_pool_${per_intent}_${v}
     for shown in text same; do
       name=matched; [ "${shown}" = text ] && name=text_shots
       # shellcheck disable=SC2086
@@ -60,5 +67,5 @@ done
 # shellcheck disable=SC2086
 python local/matched_results.py --exp "${exp}" --data "${data}" --models "${asr_model}" \
   --sets ${sets} --voices ${voices} --inputs ${inputs} --selection "${selection}" \
-  --per_intent "${per_intent}" --cmdline "${cmdline}"
+  --cmdline "${cmdline}"
 log "Successfully finished. [elapsed=${SECONDS}s]"
