@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 from make_results import analysis_parser, swept_runs, write_report
-from variant_tables import means_plot, variant_tables
+from variant_tables import main_or_swept, means_plot, variant_tables
 
 BASE, MATCHED, MAIN = "text_shots", "matched", "main run"
 
@@ -59,19 +59,14 @@ def main() -> int:
              "Accuracy in %; gap closed = (input - 1-best) / (oracle - 1-best) within a row, "
              "shown where the oracle is at least 3 points above the 1-best.", ""]
 
-    def run_dir(m: str, v: str, s: str, voice: str) -> Path:
-        if v == MAIN:
-            return exp / m / f"icl_{a.selection}" / f"{s}_{voice}"
-        return swept[m] / v / f"{s}_{voice}"
-
     # paired tests against text_shots; the main run is a row of each table, not a test
-    got = variant_tables(a, data, swept, BASE, [MATCHED, MAIN], run_dir, "matched-shot run",
-                         "shots")
+    got = variant_tables(a, data, swept, BASE, [MATCHED, MAIN],
+                         main_or_swept(exp, swept, a.selection, MAIN), "matched-shot run",
+                         "shots", untested=(MAIN,))
     if got is None:
         print(f"{exp}: no matched-shot results found", file=sys.stderr)
         return 1
     body, means, n = got
-    body = [x for x in body if not x.startswith(f"- `{MAIN}`,")]
     fig = means_plot(means, a.inputs, f"shots shown as text or as the query, {n} tables")
     write_report(exp, "RESULTS_matched", lines + body, fig, "accuracy per shot form")
     return 0

@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 
 from make_results import analysis_parser, swept_runs, write_report
-from variant_tables import means_plot, variant_tables
+from variant_tables import main_or_swept, means_plot, variant_tables
 
 # what each variant changes (run.sh maps the names to `slu predict` flags)
 VARIANTS = {
@@ -55,12 +55,8 @@ def main() -> int:
                   f"{'as words' if prompt['verbalize'] else 'as written'}; contextual "
                   f"calibration {'on' if prompt['calibrate'] else 'off'}.", ""]
 
-    def run_dir(m: str, v: str, s: str, voice: str) -> Path:
-        if v == MAIN:
-            return exp / m / f"icl_{a.selection}" / f"{s}_{voice}"
-        return swept[m] / v / f"{s}_{voice}"
-
-    got = variant_tables(a, data, swept, MAIN, variants, run_dir, "ablation", "prompt")
+    got = variant_tables(a, data, swept, MAIN, variants,
+                         main_or_swept(exp, swept, a.selection, MAIN), "ablation", "prompt")
     if got is None:
         print(f"{exp}: no prompt ablation results found", file=sys.stderr)
         return 1

@@ -6,7 +6,8 @@
 # Whisper model or pocketsphinx) -> EXP/MODEL/decode_spoken_pool_PER_INTENT[_VOICE]. Without
 # VOICE, Piper joe and 40 sampled espeak-ng voices, one per sentence (so nearly all espeak-ng:
 # the LoRA training speech); with VOICE (piper, espeak: local/voices.sh), that voice kind, as
-# its test set. Reads ${nbest} and ${ps_nbest} (first_pass_opts). Finished steps are skipped.
+# its test set. Reads ${nbest}, ${ps_nbest} (first_pass_opts) and ${nj} (decoding jobs,
+# default 1). Finished steps are skipped.
 spoken_pool() {
   local data=$1 exp=$2 model=$3 n=$4 seed=$5 voice=${6:-}
   local name=spoken_pool_${n}${voice:+_${voice}}

@@ -19,9 +19,22 @@ def _cell(x: float | None) -> str:
     return "" if x is None else f"{x:.1f}"
 
 
+def main_or_swept(exp: Path, swept: dict[str, Path], selection: str,
+                  main: str) -> Callable[[str, str, str, str], Path]:
+    """``run_dir`` of :func:`variant_tables`: run ``main`` is the main run
+    (``<model>/icl_<selection>/``), any other a subdir of the first pass's analysis dir."""
+    def run_dir(m: str, v: str, s: str, voice: str) -> Path:
+        if v == main:
+            return exp / m / f"icl_{selection}" / f"{s}_{voice}"
+        return swept[m] / v / f"{s}_{voice}"
+
+    return run_dir
+
+
 def variant_tables(a, data: Path, swept: dict[str, Path], base: str, variants: list[str],
                    run_dir: Callable[[str, str, str, str], Path], what: str,
-                   lead: str) -> tuple[list[str], dict[str, dict], int] | None:
+                   lead: str, untested: tuple[str, ...] = ()
+                   ) -> tuple[list[str], dict[str, dict], int] | None:
     """Markdown lines of the tables, the mean table and the paired tests, the means per run
     (for the plot) and the number of tables; None when no table has the base run and another.
 
@@ -33,6 +46,8 @@ def variant_tables(a, data: Path, swept: dict[str, Path], base: str, variants: l
         run_dir: ``(model, run, set, voice)`` -> the dir holding ``<input>/accuracy.json``.
         what: how the analysis dir's command is named (``run_command``).
         lead: the name of the tables' first column.
+        untested: runs shown in the tables but not tested against ``base`` (other shots:
+            no paired question).
     """
     lines, tables, pooled = [], {}, {}
     for m in swept:
@@ -55,7 +70,7 @@ def variant_tables(a, data: Path, swept: dict[str, Path], base: str, variants: l
                                  + " |")
                 lines.append("")
                 ref = data / f"{s}_{voice}" / "utt2intent"
-                for v in (v for v in table if v != base):
+                for v in (v for v in table if v != base and v not in untested):
                     for i in a.inputs:
                         wl = wins_losses(ref, dirs[base] / i, dirs[v] / i)
                         if wl is not None:
