@@ -1,4 +1,4 @@
-"""Stop third-party downloads that speechlm never needs, around the imports that start them.
+"""Keep third-party noise out: downloads speechlm never needs, progress bars in log files.
 
 Importing ESPnet imports ``g2p_en`` (for phoneme tokenizers, which speechlm does not use),
 and ``g2p_en`` calls ``nltk.download`` at import for each NLTK data package it cannot
@@ -14,7 +14,13 @@ Subprocesses get the same by running a module through this one::
 
     python -m speechlm.core.quiet espnet2.bin.asr_train --ngpu 0 ...
 
+``no_loading_bars`` hides transformers' per-tensor "Loading weights" bar while a model
+loads, when standard error is not a terminal: in a recipe's log file each load left a
+bar of carriage-return updates and no information (a small model loads in a second).
+
 >>> with no_nltk_downloads():
+...     pass
+>>> with no_loading_bars(tty=False):
 ...     pass
 """
 
@@ -52,6 +58,24 @@ def no_nltk_downloads() -> Iterator[None]:
         yield
     finally:
         nltk.download = saved
+
+
+@contextmanager
+def no_loading_bars(tty: bool | None = None) -> Iterator[None]:
+    """Inside the block, transformers shows no progress bars unless ``tty`` (default: whether
+    standard error is a terminal); the earlier setting is restored after it."""
+    from transformers.utils import logging as hf_logging
+
+    if tty is None:
+        tty = sys.stderr.isatty()
+    was_on = hf_logging.is_progress_bar_enabled()
+    if was_on and not tty:
+        hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_on and not tty:
+            hf_logging.enable_progress_bar()
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from speechlm.core import catalogue
+from speechlm.core.quiet import no_loading_bars
 from speechlm.encoders.base import Encoder, EncoderError, empty, local_fingerprint
 
 __all__ = ["SentenceEncoder"]
@@ -129,9 +130,10 @@ class SentenceEncoder(Encoder):
                                  f"encoder; sentence encoders: {known}")
             model_dir = catalogue.locate(card.name)
             self.name = self.fingerprint = card.name
-        config = AutoConfig.from_pretrained(model_dir)
-        self.tokenizer = AutoTokenizer.from_pretrained(model_dir)
-        self.model = AutoModel.from_pretrained(model_dir).to(device).eval()
+        with no_loading_bars():
+            config = AutoConfig.from_pretrained(model_dir)
+            self.tokenizer = AutoTokenizer.from_pretrained(model_dir)
+            self.model = AutoModel.from_pretrained(model_dir).to(device).eval()
         self.pooling, self.normalize = _pooling_and_normalize(model_dir)
         self.max_length = max_length or _max_length(model_dir, self.tokenizer, config)
         self.dim = int(config.hidden_size)

@@ -17,6 +17,7 @@ import torch
 
 from speechlm.core import catalogue
 from speechlm.core.catalogue import ModelFileError
+from speechlm.core.quiet import no_loading_bars
 
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 WEIGHT_INDEXES = ("model.safetensors.index.json", "pytorch_model.bin.index.json")
@@ -295,10 +296,11 @@ def _load(source: ModelSource, dtype: torch.dtype) -> tuple[Any, Any]:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     extra = {"gguf_file": source.gguf_file} if source.gguf_file else {}
-    tokenizer = AutoTokenizer.from_pretrained(source.path, local_files_only=True, **extra)
-    model = AutoModelForCausalLM.from_pretrained(
-        source.path, dtype=dtype, local_files_only=True, attn_implementation="sdpa", **extra
-    )
+    with no_loading_bars():
+        tokenizer = AutoTokenizer.from_pretrained(source.path, local_files_only=True, **extra)
+        model = AutoModelForCausalLM.from_pretrained(
+            source.path, dtype=dtype, local_files_only=True, attn_implementation="sdpa", **extra
+        )
     set_pad_token(tokenizer)
     return model, tokenizer
 
