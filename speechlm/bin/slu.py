@@ -17,6 +17,7 @@ r"""Intent classification (SLU) through the LLM runtime from text, 1-best, N-bes
     speechlm slu predict ... --nj 4     # 4 worker processes, each with its own LM: same labels
     speechlm slu predict ... --input 1best wcn --shot-data-dir data/pool \
         --shot-decode-dir exp/whisper/decode_pool --shot-input same   # "matched" shots
+    speechlm slu predict ... --input 1best wcn_marg --knn 8   # no LM: the 8 nearest shots vote
 
 Both modes classify by rank classification: every label (``alarm_set`` read as
 ``alarm set``) is scored by the LM as the continuation of the prompt, and the best wins
@@ -40,6 +41,10 @@ options given to predict override those saved in the SLU dir (sweep WCN threshol
 without retraining), and so do the prompt options (``--shots``, ``--shot-selection``...)
 and, for an icl dir, ``--llm`` (a catalogue LLM such as ``smollm2-135m-instruct``, or a
 local dir) or ``--llm-url``.
+``--knn N`` is the baseline an in-context LM has to beat: no LM, the N pool sentences
+whose embeddings (the shot encoder) are nearest the input vote for their intents; a
+marginalized input votes with its hypotheses' weighted mean embedding
+(``speechlm.llm.knn_slu``).
 A spoken pool (``--shot-data-dir``: a data dir of training sentences with utt2intent;
 ``--shot-decode-dir``: the first pass's output of their speech) replaces the SLU dir's
 few-shot pool: shots are chosen by their reference text as always, and shown as that text
@@ -204,6 +209,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                       help="how --shot-data-dir's shots are shown: text (the reference), same "
                       "(as the query: 1best, nbest, wcn, oracle; a marginalized query's shots "
                       "show their 1-best) or one decode kind (default: text)")
+    pred.add_argument("--knn", type=int, default=0, metavar="N",
+                      help="no LM: the N few-shot pool sentences nearest the input (sentence "
+                      "embeddings of --shot-encoder) vote for the intent (default 0: the LM)")
     pred.add_argument("--marginal-from", nargs="+", metavar="REPORT",
                       help="nbest_marg / wcn_marg settings picked on dev by 'speechlm slu "
                       "tune-marginal' (flags given here win)")
@@ -392,6 +400,8 @@ def run_predict(args: argparse.Namespace) -> int:
     given = _given(args, "s_")
     serialize = dataclasses.replace(config.serialize, **given)
     prompt = dataclasses.replace(config.prompt, **_given(args, "p_"))
+    if args.knn:
+        _check_knn(args)
     tuned = marginal_settings(args.marginal_from)
     per_kind = {k: dataclasses.replace(config.serialize, **{**v, **given})
                 for k, v in tuned.items()}  # flags given on the command line win
@@ -411,8 +421,10 @@ def run_predict(args: argparse.Namespace) -> int:
         if not inputs[kind]:
             raise ValueError(f"no utterances in the {kind} input")
     shots_from = _spoken_pool(args, config, prompt, serialize, kinds)
-    llm_id = args.llm_url or args.llm or config.llm_path or config.llm_url
+    llm_id = None if args.knn else args.llm_url or args.llm or config.llm_path or config.llm_url
     settings = {"prompt": dataclasses.asdict(prompt), "llm": llm_id, "model": args.llm_model}
+    if args.knn:  # what a kNN vote depends on: the pool, its encoder, N (not the LM)
+        settings = {"knn": args.knn, "shot_encoder": prompt.shot_encoder}
     clf = None
 
     def predict(kind: str) -> dict[str, list[float]]:
@@ -420,7 +432,14 @@ def run_predict(args: argparse.Namespace) -> int:
         started = time.monotonic()
         load_kwargs = {"prompt": prompt, "llm": args.llm, "llm_url": args.llm_url,
                        "llm_model": args.llm_model, **shots_from.get(kind, {})}
-        if args.nj > 1:
+        if args.knn:
+            from speechlm.llm.knn_slu import load_knn_classifier
+
+            if clf is None:
+                clf, _ = load_knn_classifier(args.model_dir, args.knn,
+                                             examples=shots_from.get(kind, {}).get("examples"))
+            posteriors = clf.predict_posteriors(inputs[kind], progress=not args.no_progress)
+        elif args.nj > 1:
             from speechlm.llm.slu_parallel import predict_posteriors_parallel
 
             posteriors = predict_posteriors_parallel(
@@ -443,11 +462,25 @@ def run_predict(args: argparse.Namespace) -> int:
         kind_settings = settings if kind not in shots_from else {
             **settings, "shots_from": [[e.id, e.text, e.intent, shots_from[kind]["shown"][e.id]]
                                        for e in shots_from[kind]["examples"]]}
-        stamps = _predict_stamps(args.model_dir, args.llm or config.llm_path, inputs[kind],
-                                 kind_settings)
+        stamps = _predict_stamps(args.model_dir, None if args.knn else args.llm or config.llm_path,
+                                 inputs[kind], kind_settings)
         hyp = _kept_or_predicted(out, stamps, functools.partial(predict, kind), config.labels)
         _score(args, config, out, kind, hyp, per_kind.get(kind, serialize), prompt, llm_id)
     return 0
+
+
+def _check_knn(args: argparse.Namespace) -> None:
+    """--knn runs no LM: refuse the options that would change one."""
+    if args.knn < 0:
+        raise ValueError(f"--knn must be >= 0, got {args.knn}")
+    lm_only = {"--llm": args.llm, "--llm-url": args.llm_url, "--llm-model": args.llm_model,
+               "--shot-decode-dir": args.shot_decode_dir,
+               "--shot-input": None if args.shot_input == "text" else args.shot_input,
+               "--calibrate": args.p_calibrate or None}
+    given = [flag for flag, v in lm_only.items() if v is not None]
+    if given:
+        raise ValueError(f"--knn runs no LM (the pool's embeddings vote); not with "
+                         f"{', '.join(given)}")
 
 
 def _spoken_pool(args: argparse.Namespace, config, prompt, serialize,
@@ -539,6 +572,8 @@ def _score(args, config, out: Path, kind: str, hyp: dict[str, str], serialize, p
         acc["shots_from"] = {"data_dir": str(args.shot_data_dir), "decode_dir":
                              args.shot_decode_dir,
                              "shown_as": shot_kind(args.shot_input, kind)}
+    if args.knn:
+        acc["knn"] = args.knn  # no LM: the nearest pool sentences voted
     acc.update(input=kind, model_dir=str(args.model_dir), mode=config.mode, llm=llm_id,
                intents_not_in_labels=unseen,
                utts_with_unseen_intent=sum(v in unseen for v in ref.values()),

@@ -138,16 +138,25 @@ class ExamplePool:
         return [self.examples[i] for i in reversed(best)]
 
     def _embedding_sims(self, query: str) -> list[float]:
+        return [float(x) for x in self.embedding_similarities([(query, 1.0)])]
+
+    def embedding_similarities(self, hyps: Sequence[tuple[str, float]]) -> np.ndarray:
+        """Cosine of each example's sentence embedding with the query's expected embedding:
+        the ``(text, weight)`` hypotheses' unit embeddings (of their words) averaged with the
+        weights, e.g. the paths of a WCN with their posteriors; one ``(text, 1.0)`` is a plain
+        query. Hypotheses without words count for nothing; with no words at all every example
+        ties at 0."""
         if self.embed is None:
             raise ValueError("selection 'embedding' needs a pool built with an embed function")
         if self._emb is None:
             self._emb = _unit(self.embed([e.text for e in self.examples]), len(self.examples))
-        # an empty query (an empty ASR hypothesis) has no words: every example ties at 0
-        words = " ".join(words_of(query))
-        if not words:
-            return [0.0] * len(self.examples)
-        q = _unit(self.embed([words]), 1)[0]
-        return [float(x) for x in self._emb @ q]
+        kept = [(" ".join(words_of(t)), w) for t, w in hyps]
+        kept = [(t, w) for t, w in kept if t and w > 0]
+        if not kept:
+            return np.zeros(len(self.examples), dtype=np.float32)
+        weights = np.asarray([w for _, w in kept], dtype=np.float32)[:, None]
+        q = (weights * _unit(self.embed([t for t, _ in kept]), len(kept))).sum(axis=0)
+        return self._emb @ (q / max(float(np.linalg.norm(q)), 1e-12))
 
 
 def _unit(x: np.ndarray, n: int) -> np.ndarray:

@@ -352,3 +352,40 @@ def test_spoken_pool_shots_shown_as_text_or_as_the_query(setup, tmp_path, capsys
     assert _predict(setup, slu, "wcn", tmp_path / "x", "--shot-data-dir", str(data),
                     "--shot-input", "same") == 1
     assert "need the pool's decode dir" in capsys.readouterr().err
+
+
+def test_knn_votes_without_an_lm(setup, tmp_path, capsys):
+    """--knn N: the N nearest pool sentences vote (no LM is loaded or stamped); a new N
+    predicts anew; LM options and LoRA dirs are refused."""
+    slu = tmp_path / "icl"
+    assert main(["slu", "train", "--llm", str(setup["lm"]), "--train-jsonl",
+                 str(setup["train"]), "--out", str(slu), "--mode", "icl", "--shots", "2",
+                 "--no-progress"]) == 0
+    out = tmp_path / "knn"
+    assert _predict(setup, slu, "text", out, "--knn", "3") == 0
+    acc = json.loads((out / "accuracy.json").read_text())
+    assert acc["knn"] == 3 and acc["llm"] is None
+    # the test sentences share the pool's templates: most neighbours share the intent (5
+    # intents: chance is 0.2; MiniLM gets 0.875 here)
+    assert acc["accuracy"] >= 0.7, acc
+    posteriors = read_utt2posteriors(out / "utt2posteriors")
+    assert all(math.isclose(sum(math.exp(v) for v in p.values()), 1.0, rel_tol=1e-3)
+               for p in posteriors.values())
+    marg = tmp_path / "knn_marg"
+    assert _predict(setup, slu, "wcn_marg", marg, "--knn", "3") == 0
+    assert json.loads((marg / "accuracy.json").read_text())["input"] == "wcn_marg"
+    capsys.readouterr()
+    assert _predict(setup, slu, "text", out, "--knn", "3") == 0
+    assert "already done" in capsys.readouterr().err
+    assert _predict(setup, slu, "text", out, "--knn", "5") == 0
+    assert "already done" not in capsys.readouterr().err
+    assert json.loads((out / "accuracy.json").read_text())["knn"] == 5
+    assert _predict(setup, slu, "text", tmp_path / "x", "--knn", "3",
+                    "--llm", str(setup["lm"])) == 1
+    assert "--knn runs no LM" in capsys.readouterr().err
+    lora = tmp_path / "lora"
+    lora.mkdir()
+    cfg = json.loads((slu / "slu.json").read_text())
+    (lora / "slu.json").write_text(json.dumps({**cfg, "mode": "lora"}))
+    assert _predict(setup, lora, "text", tmp_path / "y", "--knn", "3") == 1
+    assert "kNN votes with an icl dir's few-shot pool" in capsys.readouterr().err
