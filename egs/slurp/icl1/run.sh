@@ -15,6 +15,7 @@
 #   ./run.sh --wcn_sweep "0.05 0.2 0.4"  # + WCN threshold / no posteriors: RESULTS_wcn.md
 #   ./run.sh --prompt_sweep "no_instruction no_verbalize calibrate"  # + RESULTS_prompt.md
 #   ./run.sh --tune_marginal wcn_marg    # + wcn_marg's k and weight scale from dev: RESULTS_marginal.md
+#   ./run.sh --knn 0                     # without the kNN baseline (stage 5: RESULTS_knn.md)
 #
 # Stages: 1 SLU splits (../slu1/local/prepare_slu.py) and synthetic speech, one data dir per
 # voice kind (Piper joe; sampled espeak-ng voices), noise and reverb added; 2 first passes:
@@ -69,6 +70,9 @@ inputs=                         # default "text 1best nbest nbest_marg wcn wcn_c
                                 # scale; nbest_marg / wcn_marg: each of 4 N-best hypotheses /
                                 # calibrated-WCN paths classified alone, label posteriors
                                 # averaged with the hypotheses' posteriors
+knn=8                           # the baseline the LM has to beat: no LM, the N pool sentences
+knn_inputs="text 1best nbest_marg wcn_marg oracle"  # nearest each input (MiniLM) vote (0: off)
+                                # -> exp/.../RESULTS_knn.md + plot, beside the main run
 shots_sweep=                    # e.g. "0 1 2 4": stage 5 also classifies ${sweep_inputs} with
 sweep_inputs="1best wcn oracle" # each shot count -> exp/.../RESULTS_shots.md + plot
 wcn_threshold=0.1
@@ -276,6 +280,28 @@ if [ ${stage} -le 5 ] && [ ${stop_stage} -ge 5 ]; then
       done
     done
   done
+  if [ "${knn}" -gt 0 ]; then
+    # the same pool with no LM: its nearest sentences vote (a marginalized input with the
+    # weighted mean embedding of its hypotheses); what does the LM add to its shots?
+    for m in ${asr_models}; do
+      for s in ${eval_sets}; do
+        for v in ${voices}; do
+          kinds=""
+          for i in ${knn_inputs}; do
+            [ "${i}" = text ] && { [ "${v}" = "${first_voice}" ] && [ "${m}" = "${first_model}" ] || continue; }
+            kinds+=" ${i}"
+          done
+          # shellcheck disable=SC2086
+          predict_icl --opt "--knn=${knn}" --out "${exp}/${m}/knn/neighbors_${knn}/${s}_${v}" \
+            - "${m}" "${s}" "${v}" ${kinds}
+        done
+      done
+    done
+    # shellcheck disable=SC2086
+    python local/knn_results.py --exp "${exp}" --data "${data}" --models ${asr_models} \
+      --sets ${eval_sets} --voices ${voices} --inputs ${knn_inputs} --knn "${knn}" \
+      --selection "${selections%% *}" --cmdline "${cmdline}"
+  fi
   if [ "${selections}" != "${selections%% *}" ]; then
     # the paper's shot-selection analysis: every selection side by side, paired tests
     # shellcheck disable=SC2086

@@ -185,10 +185,14 @@ def averages(rows) -> list[dict]:
     return out
 
 
-def spread_lines(exp: Path, data: Path, rows) -> list[str]:
+def spread_lines(exp: Path, data: Path, rows, pred_dir=None) -> list[str]:
     """Under the mean table: per selection x set and input, a paired bootstrap 95% interval
     of its mean difference to the 1-best and of the mean gap closed, and the exact McNemar
-    test pooled over the rows (needs every row's ``utt2intent`` files)."""
+    test pooled over the rows (needs every row's ``utt2intent`` files). ``pred_dir(row,
+    input)``: where a row's prediction of an input is (default: the main run's)."""
+    if pred_dir is None:
+        def pred_dir(r, k):
+            return exp / r["model"] / f"icl_{r['selection']}" / f"{r['set']}_{r['voice']}" / k
     out = []
     for key in dict.fromkeys((r["selection"], r["set"]) for r in rows):
         group = [r for r in rows if (r["selection"], r["set"]) == key]
@@ -196,8 +200,7 @@ def spread_lines(exp: Path, data: Path, rows) -> list[str]:
             continue
         for kind in DIFF_KINDS:
             per_row = [correct(data / f"{r['set']}_{r['voice']}" / "utt2intent", {
-                k: exp / r["model"] / f"icl_{r['selection']}" / f"{r['set']}_{r['voice']}" / k
-                for k in ("1best", kind, "oracle")}) for r in group]
+                k: pred_dir(r, k) for k in ("1best", kind, "oracle")}) for r in group]
             if any(c is None for c in per_row):
                 continue
             b = bootstrap_gap(per_row, kind, min_gap=MIN_GAP)

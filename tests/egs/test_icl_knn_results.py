@@ -1,0 +1,64 @@
+"""egs/slurp/icl1/local/knn_results.py: the kNN vote beside the ICL run, the mean over tables,
+paired wins and losses against ICL, and the kNN run's own spread against its 1-best."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+SCRIPT = Path(__file__).parents[2] / "egs" / "slurp" / "icl1" / "local" / "knn_results.py"
+REF = {f"u{i}": "alarm_set" if i % 2 else "play_music" for i in range(10)}
+
+
+def _pred(d: Path, right: int) -> None:
+    """A prediction dir whose first ``right`` utterances are classified right."""
+    d.mkdir(parents=True)
+    utts = sorted(REF)
+    hyp = {u: REF[u] if k < right else "wrong_label" for k, u in enumerate(utts)}
+    d.joinpath("utt2intent").write_text("".join(f"{u} {hyp[u]}\n" for u in utts))
+    d.joinpath("accuracy.json").write_text(json.dumps({"accuracy": right / len(REF)}))
+
+
+def _run(exp: Path, data: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(SCRIPT), "--exp", str(exp), "--data", str(data),
+                           "--models", "a", "b", "--sets", "test", "--voices", "piper", "espeak",
+                           "--inputs", "1best", "wcn_marg", "oracle", "--knn", "8",
+                           "--cmdline", "./run.sh --knn 8"],
+                          capture_output=True, text=True)
+
+
+def test_knn_beside_icl_with_gap_paired_counts_and_spread(tmp_path):
+    exp, data = tmp_path / "exp", tmp_path / "data"
+    for voice in ("piper", "espeak"):
+        (data / f"test_{voice}").mkdir(parents=True)
+        (data / f"test_{voice}" / "utt2intent").write_text(
+            "".join(f"{u} {v}\n" for u, v in REF.items()))
+    runs = {"icl": (4, 5, 8), "knn": (5, 7, 8)}
+    for voice in ("piper", "espeak"):
+        for run, rights in runs.items():
+            base = (exp / "a" / "icl_embedding" / f"test_{voice}" if run == "icl"
+                    else exp / "a" / "knn" / "neighbors_8" / f"test_{voice}")
+            for kind, right in zip(("1best", "wcn_marg", "oracle"), rights, strict=True):
+                _pred(base / kind, right)
+    # first pass b has a kNN run but no ICL run: no table, not in the spread either
+    for kind in ("1best", "wcn_marg", "oracle"):
+        _pred(exp / "b" / "knn" / "neighbors_8" / "test_piper" / kind, 1)
+    res = _run(exp, data)
+    assert res.returncode == 0, res.stderr
+    md = (exp / "RESULTS_knn.md").read_text()
+    assert "the 8 few-shot pool sentences" in md and "`./run.sh --knn 8`" in md
+    assert "| method | 1best | wcn_marg | oracle | gap closed (wcn_marg) |" in md
+    assert "| ICL | 40.0 | 50.0 | 80.0 | 25% |" in md
+    assert "| kNN | 50.0 | 70.0 | 80.0 | 67% |" in md
+    assert "| kNN | 2 | 50.0 | 70.0 | 80.0 | 67% |" in md  # mean over both voices
+    assert "## b," not in md
+    # wcn_marg: utterances 5-6 right only with kNN, in each of the two tables
+    assert "- `kNN`, wcn_marg: +4/-0 (p=0.12)" in md
+    # the kNN run against its own 1-best, over the two tables of a only
+    assert "- kNN, test, `wcn_marg` - 1best:" in md
+    assert "pooled McNemar +4/-0 (p=0.12)" in md
+    assert (exp / "RESULTS_knn.png").is_file()
+
+
+def test_no_knn_run_beside_icl_is_an_error(tmp_path):
+    res = _run(tmp_path / "exp", tmp_path / "data")
+    assert res.returncode == 1 and "no kNN run beside an ICL run found" in res.stderr
