@@ -1,21 +1,13 @@
 """egs/slurp/icl1/local/knn_results.py: the kNN vote beside the ICL run, the mean over tables,
 paired wins and losses against ICL, and the kNN run's own spread against its 1-best."""
-import json
 import subprocess
 import sys
 from pathlib import Path
 
+from icl_results_testdata import write_pred as _pred
+from icl_results_testdata import write_refs
+
 SCRIPT = Path(__file__).parents[2] / "egs" / "slurp" / "icl1" / "local" / "knn_results.py"
-REF = {f"u{i}": "alarm_set" if i % 2 else "play_music" for i in range(10)}
-
-
-def _pred(d: Path, right: int) -> None:
-    """A prediction dir whose first ``right`` utterances are classified right."""
-    d.mkdir(parents=True)
-    utts = sorted(REF)
-    hyp = {u: REF[u] if k < right else "wrong_label" for k, u in enumerate(utts)}
-    d.joinpath("utt2intent").write_text("".join(f"{u} {hyp[u]}\n" for u in utts))
-    d.joinpath("accuracy.json").write_text(json.dumps({"accuracy": right / len(REF)}))
 
 
 def _run(exp: Path, data: Path) -> subprocess.CompletedProcess:
@@ -28,10 +20,7 @@ def _run(exp: Path, data: Path) -> subprocess.CompletedProcess:
 
 def test_knn_beside_icl_with_gap_paired_counts_and_spread(tmp_path):
     exp, data = tmp_path / "exp", tmp_path / "data"
-    for voice in ("piper", "espeak"):
-        (data / f"test_{voice}").mkdir(parents=True)
-        (data / f"test_{voice}" / "utt2intent").write_text(
-            "".join(f"{u} {v}\n" for u, v in REF.items()))
+    write_refs(data, ["test_piper", "test_espeak"])
     runs = {"icl": (4, 5, 8), "knn": (5, 7, 8)}
     for voice in ("piper", "espeak"):
         for run, rights in runs.items():

@@ -1,22 +1,14 @@
 """egs/slurp/icl1/local/matched_results.py (local/matched_shots.sh): shots shown as text or in
 the query's form, beside the main run, the mean over tables, and paired wins and losses."""
-import json
 import subprocess
 import sys
 from pathlib import Path
 
+from icl_results_testdata import write_pred, write_refs
+
 SCRIPT = Path(__file__).parents[2] / "egs" / "slurp" / "icl1" / "local" / "matched_results.py"
-REF = {f"u{i}": "alarm_set" if i % 2 else "play_music" for i in range(10)}
-
-
 def _pred(d: Path, right: int, pool: Path) -> None:
-    """A prediction dir whose first ``right`` utterances are classified right."""
-    d.mkdir(parents=True)
-    utts = sorted(REF)
-    hyp = {u: REF[u] if k < right else "wrong_label" for k, u in enumerate(utts)}
-    d.joinpath("utt2intent").write_text("".join(f"{u} {hyp[u]}\n" for u in utts))
-    d.joinpath("accuracy.json").write_text(json.dumps(
-        {"accuracy": right / len(REF), "shots_from": {"data_dir": str(pool)}}))
+    write_pred(d, right, shots_from={"data_dir": str(pool)})
 
 
 def _run(exp: Path, data: Path) -> subprocess.CompletedProcess:
@@ -32,10 +24,7 @@ def test_matched_beside_text_shots_with_gap_and_paired_counts(tmp_path):
     pool = data / "pool"
     pool.mkdir(parents=True)
     (pool / "text").write_text("p1 set an alarm\np2 play jazz\np3 wake me up\n")
-    for voice in ("piper", "espeak"):
-        (data / f"test_{voice}").mkdir()
-        (data / f"test_{voice}" / "utt2intent").write_text(
-            "".join(f"{u} {v}\n" for u, v in REF.items()))
+    write_refs(data, ["test_piper", "test_espeak"])
     runs = {"text_shots": (4, 5, 8), "matched": (6, 8, 8), "main": (5, 5, 9)}
     for voice in ("piper", "espeak"):
         for run, rights in runs.items():

@@ -5,18 +5,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+from icl_results_testdata import write_pred as _pred
+from icl_results_testdata import write_refs
+
 SCRIPT = (Path(__file__).parents[2] / "egs" / "slurp" / "icl1" / "local"
           / "prompt_sweep_results.py")
-REF = {f"u{i}": "alarm_set" if i % 2 else "play_music" for i in range(10)}
-
-
-def _pred(d: Path, right: int) -> None:
-    """A prediction dir whose first ``right`` utterances are classified right."""
-    d.mkdir(parents=True)
-    utts = sorted(REF)
-    hyp = {u: REF[u] if k < right else "wrong_label" for k, u in enumerate(utts)}
-    d.joinpath("utt2intent").write_text("".join(f"{u} {hyp[u]}\n" for u in utts))
-    d.joinpath("accuracy.json").write_text(json.dumps({"accuracy": right / len(REF)}))
 
 
 def _run(exp: Path, data: Path, *models: str) -> subprocess.CompletedProcess:
@@ -28,8 +21,7 @@ def _run(exp: Path, data: Path, *models: str) -> subprocess.CompletedProcess:
 
 def test_variants_beside_the_main_prompt_with_gap_and_paired_counts(tmp_path):
     exp, data = tmp_path / "exp", tmp_path / "data"
-    (data / "test_piper").mkdir(parents=True)
-    (data / "test_piper" / "utt2intent").write_text("".join(f"{u} {v}\n" for u, v in REF.items()))
+    write_refs(data, ["test_piper"])
     runs = {"main": (4, 5, 8), "no_instruction": (4, 8, 8), "calibrate": (2, 2, 6)}
     for m in ("a", "b"):
         for variant, rights in runs.items():

@@ -264,18 +264,21 @@ if [ ${stage} -le 5 ] && [ ${stop_stage} -ge 5 ]; then
   stage_log 5 "intent classification: ${asr_models} x {${sets// /,}} x {${voices// /,}} x {${inputs// /,}}"
   eval_sets=${sets#dev }    # dev only tunes the acoustic scale
   first_voice=${voices%% *}; first_model=${asr_models%% *}
+  kinds_of() {  # kinds_of MODEL VOICE INPUT...: the inputs to classify for that pair
+    local m=$1 v=$2 i out=""; shift 2
+    for i in "$@"; do
+      # the reference text is the same sentences for every voice and model: once a set
+      [ "${i}" = text ] && { [ "${v}" = "${first_voice}" ] && [ "${m}" = "${first_model}" ] || continue; }
+      out+=" ${i}"
+    done
+    echo "${out}"
+  }
   for sel in ${selections}; do
     for m in ${asr_models}; do
       for s in ${eval_sets}; do
         for v in ${voices}; do
-          kinds=""
-          for i in ${inputs}; do
-            # the reference text is the same sentences for every voice and model: once a set
-            [ "${i}" = text ] && { [ "${v}" = "${first_voice}" ] && [ "${m}" = "${first_model}" ] || continue; }
-            kinds+=" ${i}"
-          done
-          # shellcheck disable=SC2086
-          predict_icl "${sel}" "${m}" "${s}" "${v}" ${kinds}
+          # shellcheck disable=SC2046,SC2086
+          predict_icl "${sel}" "${m}" "${s}" "${v}" $(kinds_of "${m}" "${v}" ${inputs})
         done
       done
     done
@@ -286,14 +289,9 @@ if [ ${stage} -le 5 ] && [ ${stop_stage} -ge 5 ]; then
     for m in ${asr_models}; do
       for s in ${eval_sets}; do
         for v in ${voices}; do
-          kinds=""
-          for i in ${knn_inputs}; do
-            [ "${i}" = text ] && { [ "${v}" = "${first_voice}" ] && [ "${m}" = "${first_model}" ] || continue; }
-            kinds+=" ${i}"
-          done
-          # shellcheck disable=SC2086
+          # shellcheck disable=SC2046,SC2086
           predict_icl --opt "--knn=${knn}" --out "${exp}/${m}/knn/neighbors_${knn}/${s}_${v}" \
-            - "${m}" "${s}" "${v}" ${kinds}
+            - "${m}" "${s}" "${v}" $(kinds_of "${m}" "${v}" ${knn_inputs})
         done
       done
     done
