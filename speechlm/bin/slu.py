@@ -211,7 +211,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                       "show their 1-best) or one decode kind (default: text)")
     pred.add_argument("--knn", type=int, default=0, metavar="N",
                       help="no LM: the N few-shot pool sentences nearest the input (sentence "
-                      "embeddings of --shot-encoder) vote for the intent (default 0: the LM)")
+                      "embeddings of --shot-encoder) vote for the intent, in one process "
+                      "(default 0: the LM)")
     pred.add_argument("--marginal-from", nargs="+", metavar="REPORT",
                       help="nbest_marg / wcn_marg settings picked on dev by 'speechlm slu "
                       "tune-marginal' (flags given here win)")
@@ -422,9 +423,9 @@ def run_predict(args: argparse.Namespace) -> int:
             raise ValueError(f"no utterances in the {kind} input")
     shots_from = _spoken_pool(args, config, prompt, serialize, kinds)
     llm_id = None if args.knn else args.llm_url or args.llm or config.llm_path or config.llm_url
-    settings = {"prompt": dataclasses.asdict(prompt), "llm": llm_id, "model": args.llm_model}
-    if args.knn:  # what a kNN vote depends on: the pool, its encoder, N (not the LM)
-        settings = {"knn": args.knn, "shot_encoder": prompt.shot_encoder}
+    # what a prediction depends on (a kNN vote: the pool, its encoder and N, not the LM)
+    settings = ({"knn": args.knn, "shot_encoder": prompt.shot_encoder} if args.knn else
+                {"prompt": dataclasses.asdict(prompt), "llm": llm_id, "model": args.llm_model})
     clf = None
 
     def predict(kind: str) -> dict[str, list[float]]:

@@ -154,8 +154,10 @@ class ExamplePool:
         kept = [(t, w) for t, w in kept if t and w > 0]
         if not kept:
             return np.zeros(len(self.examples), dtype=np.float32)
-        weights = np.asarray([w for _, w in kept], dtype=np.float32)[:, None]
-        q = (weights * _unit(self.embed([t for t, _ in kept]), len(kept))).sum(axis=0)
+        vecs = _unit(self.embed([t for t, _ in kept]), len(kept))
+        if len(kept) == 1:  # one query: its unit embedding as is (the shots of before, bitwise)
+            return self._emb @ vecs[0]
+        q = (np.asarray([w for _, w in kept], dtype=np.float32)[:, None] * vecs).sum(axis=0)
         return self._emb @ (q / max(float(np.linalg.norm(q)), 1e-12))
 
 

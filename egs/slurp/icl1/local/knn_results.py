@@ -42,8 +42,9 @@ def main() -> int:
              "(`speechlm slu predict --knn`); `nbest_marg` / `wcn_marg` vote with the "
              "posterior-weighted mean embedding of their hypotheses (the first 4 N-best "
              "entries / calibrated-WCN paths), the other inputs with the embedding of their "
-             f"words. `{ICL}`: RESULTS.md's run, SmolLM2-135M-Instruct after "
-             f"{a.selection}-chosen shots from the same pool. The number of neighbours is "
+             f"words. `{ICL}`: the main run's predictions (`<first pass>/icl_{a.selection}/`): "
+             f"SmolLM2-135M-Instruct after {a.selection}-chosen shots from the same pool, "
+             "the same decodes. The number of neighbours is "
              "the shot count, not tuned. Accuracy in %; gap closed = (input - 1-best) / "
              "(oracle - 1-best) within a row, shown where the oracle is at least 3 points "
              "above the 1-best.", ""]
