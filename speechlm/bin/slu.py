@@ -438,6 +438,7 @@ def run_predict(args: argparse.Namespace) -> int:
 
             if clf is None:
                 clf, _ = load_knn_classifier(args.model_dir, args.knn,
+                                             encoder=prompt.shot_encoder,
                                              examples=shots_from.get(kind, {}).get("examples"))
             posteriors = clf.predict_posteriors(inputs[kind], progress=not args.no_progress)
         elif args.nj > 1:

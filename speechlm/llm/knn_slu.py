@@ -83,11 +83,11 @@ class KnnIntentClassifier:
                                  mininterval=2.0)}
 
 
-def load_knn_classifier(slu_dir: str | Path, neighbors: int, *,
+def load_knn_classifier(slu_dir: str | Path, neighbors: int, *, encoder: str | None = None,
                         examples: Sequence[Example] | None = None
                         ) -> tuple[KnnIntentClassifier, SLUConfig]:
-    """An in-context SLU dir's few-shot pool (or ``examples``), labels and shot encoder as a
-    kNN classifier; its LM is not loaded.
+    """An in-context SLU dir's few-shot pool (or ``examples``), labels and shot encoder (or
+    ``encoder``: a catalogue name or local dir) as a kNN classifier; its LM is not loaded.
 
     Raises:
         ValueError: a LoRA dir (it has no pool to vote), or a dir without examples.
@@ -101,5 +101,5 @@ def load_knn_classifier(slu_dir: str | Path, neighbors: int, *,
         if not (slu_dir / EXAMPLES).is_file():
             raise ValueError(f"{slu_dir} has no few-shot pool ({EXAMPLES}) to vote")
         examples = read_examples(slu_dir / EXAMPLES)
-    pool = ExamplePool(examples, embed=sentence_embedder(config.prompt.shot_encoder))
+    pool = ExamplePool(examples, embed=sentence_embedder(encoder or config.prompt.shot_encoder))
     return KnnIntentClassifier(pool, config.labels, neighbors), config

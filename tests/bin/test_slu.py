@@ -383,6 +383,10 @@ def test_knn_votes_without_an_lm(setup, tmp_path, capsys):
     assert _predict(setup, slu, "text", tmp_path / "x", "--knn", "3",
                     "--llm", str(setup["lm"])) == 1
     assert "--knn runs no LM" in capsys.readouterr().err
+    # --shot-encoder is the encoder that votes
+    assert _predict(setup, slu, "text", tmp_path / "x", "--knn", "3",
+                    "--shot-encoder", "no-such-encoder") == 1
+    assert "no-such-encoder" in capsys.readouterr().err
     lora = tmp_path / "lora"
     lora.mkdir()
     cfg = json.loads((slu / "slu.json").read_text())
