@@ -7,8 +7,9 @@ cosine similarity; ``nbest_marg`` / ``wcn_marg`` vote with the weighted mean emb
 their hypotheses. It asks what the in-context LM adds to the retrieval of its shots. Reads
 ``<model>/knn/neighbors_<N>/<set>_<voice>/<input>/`` and the main run
 (``<model>/icl_<selection>/``): one table per first pass x set x voice, the mean over them,
-per input the utterances kNN wins and loses against ICL (exact McNemar test), and for kNN
-alone the spread of each input's mean difference to the 1-best and of the gap closed.
+per input the utterances kNN wins and loses against ICL (exact McNemar test), and for each
+method the spread of each input's mean difference to the 1-best and of the gap closed (the
+same bootstrap draws for both, over the tables where both ran).
 """
 from __future__ import annotations
 
@@ -53,11 +54,12 @@ def main() -> int:
         print(f"{exp}: no kNN run beside an ICL run found", file=sys.stderr)
         return 1
     body, means, n = got
-    rows = [{"model": m, "selection": KNN, "set": s, "voice": v}
-            for m in swept for s in a.sets for v in a.voices
-            if all((run_dir(m, r, s, v) / "1best" / "utt2intent").is_file() for r in (ICL, KNN))]
-    spread = spread_lines(exp, data, rows,
-                          pred_dir=lambda r, k: swept[r["model"]] / f"{r['set']}_{r['voice']}" / k)
+    tables = [(m, s, v) for m in swept for s in a.sets for v in a.voices
+              if all((run_dir(m, r, s, v) / "1best" / "utt2intent").is_file() for r in (ICL, KNN))]
+    rows = [{"model": m, "selection": r, "set": s, "voice": v}
+            for r in (ICL, KNN) for m, s, v in tables]
+    spread = spread_lines(exp, data, rows, pred_dir=lambda r, k: run_dir(
+        r["model"], r["selection"], r["set"], r["voice"]) / k)
     fig = means_plot(means, a.inputs, f"kNN vote ({a.knn} neighbours) vs ICL, {n} tables")
     write_report(exp, "RESULTS_knn", lines + body + spread, fig, "kNN vs ICL per input")
     return 0
