@@ -16,6 +16,7 @@
 #   ./run.sh --prompt_sweep "no_instruction no_verbalize calibrate"  # + RESULTS_prompt.md
 #   ./run.sh --tune_marginal wcn_marg    # + wcn_marg's k and weight scale from dev: RESULTS_marginal.md
 #   ./run.sh --knn 0                     # without the kNN baseline (stage 5: RESULTS_knn.md)
+#   ./run.sh --knn_choices "4 16"        # + the kNN's number of neighbours chosen on dev
 #
 # Stages: 1 SLU splits (../slu1/local/prepare_slu.py) and synthetic speech, one data dir per
 # voice kind (Piper joe; sampled espeak-ng voices), noise and reverb added; 2 first passes:
@@ -73,6 +74,8 @@ inputs=                         # default "text 1best nbest nbest_marg wcn wcn_c
 knn=8                           # the baseline the LM has to beat: no LM, the N pool sentences
 knn_inputs="text 1best nbest_marg wcn_marg oracle"  # nearest each input (MiniLM) vote (0: off)
                                 # -> exp/.../RESULTS_knn.md + plot, beside the main run
+knn_choices=                    # e.g. "4 16": kNN also at these counts, on dev and test; the
+                                # count best on dev is reported too (RESULTS_knn.md)
 shots_sweep=                    # e.g. "0 1 2 4": stage 5 also classifies ${sweep_inputs} with
 sweep_inputs="1best wcn oracle" # each shot count -> exp/.../RESULTS_shots.md + plot
 wcn_threshold=0.1
@@ -286,19 +289,23 @@ if [ ${stage} -le 5 ] && [ ${stop_stage} -ge 5 ]; then
   if [ "${knn}" -gt 0 ]; then
     # the same pool with no LM: its nearest sentences vote (a marginalized input with the
     # weighted mean embedding of its hypotheses); what does the LM add to its shots?
-    for m in ${asr_models}; do
-      for s in ${eval_sets}; do
-        for v in ${voices}; do
-          # shellcheck disable=SC2046,SC2086
-          predict_icl --opt "--knn=${knn}" --out "${exp}/${m}/knn/neighbors_${knn}/${s}_${v}" \
-            - "${m}" "${s}" "${v}" $(kinds_of "${m}" "${v}" ${knn_inputs})
+    # With --knn_choices every count also classifies dev, where one of them is chosen.
+    knn_sets=${eval_sets}; [ -z "${knn_choices}" ] || knn_sets="dev ${eval_sets}"
+    for n in ${knn} ${knn_choices}; do
+      for m in ${asr_models}; do
+        for s in ${knn_sets}; do
+          for v in ${voices}; do
+            # shellcheck disable=SC2046,SC2086
+            predict_icl --opt "--knn=${n}" --out "${exp}/${m}/knn/neighbors_${n}/${s}_${v}" \
+              - "${m}" "${s}" "${v}" $(kinds_of "${m}" "${v}" ${knn_inputs})
+          done
         done
       done
     done
     # shellcheck disable=SC2086
     python local/knn_results.py --exp "${exp}" --data "${data}" --models ${asr_models} \
       --sets ${eval_sets} --voices ${voices} --inputs ${knn_inputs} --knn "${knn}" \
-      --selection "${selections%% *}" --cmdline "${cmdline}"
+      --choices ${knn_choices} --selection "${selections%% *}" --cmdline "${cmdline}"
   fi
   if [ "${selections}" != "${selections%% *}" ]; then
     # the paper's shot-selection analysis: every selection side by side, paired tests
