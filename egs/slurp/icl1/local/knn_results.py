@@ -86,8 +86,9 @@ def main() -> int:
              "entries / calibrated-WCN paths), the other inputs with the embedding of their "
              f"words. `{ICL}`: the main run's predictions (`<first pass>/icl_{a.selection}/`): "
              f"SmolLM2-135M-Instruct after {a.selection}-chosen shots from the same pool, "
-             "the same decodes. The number of neighbours is "
-             "the shot count, not tuned. Accuracy in %; gap closed = (input - 1-best) / "
+             f"the same decodes. `{KNN}`'s number of neighbours is the shot count, not tuned"
+             + ("; the count chosen on dev is the run marked `(dev)`" if len(counts) > 1
+                else "") + ". Accuracy in %; gap closed = (input - 1-best) / "
              "(oracle - 1-best) within a row, shown where the oracle is at least 3 points "
              "above the 1-best.", ""]
     got = variant_tables(a, data, swept, ICL, list(counts), run_dir, "kNN run", "method")
