@@ -195,7 +195,10 @@ def spread_lines(exp: Path, data: Path, rows, pred_dir=None) -> list[str]:
             return exp / r["model"] / f"icl_{r['selection']}" / f"{r['set']}_{r['voice']}" / k
     out = []
     for key in dict.fromkeys((r["selection"], r["set"]) for r in rows):
-        group = [r for r in rows if (r["selection"], r["set"]) == key]
+        # the bootstrap draws row after row from one seed: in a fixed order, so reports of
+        # the same predictions (RESULTS.md, RESULTS_knn.md) agree whatever --models order
+        group = sorted((r for r in rows if (r["selection"], r["set"]) == key),
+                       key=lambda r: (r["model"], r["voice"]))
         if len(group) < 2:
             continue
         for kind in DIFF_KINDS:
